@@ -1,0 +1,249 @@
+"""Run one command under a budget: its own process group, a hard timeout, a capped log file,
+metric parsing. The only module that starts user processes.
+
+Every process a run starts carries ``AUTORESEARCH_RUN_ID`` in its environment; after the run,
+any process still holding that marker (one that escaped the process group with setsid, say)
+is found through /proc and killed, so nothing a run starts outlives it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sandbox import SandboxSpec, wrap_command
+
+METRIC_LINE = re.compile(rb"^([A-Za-z_][\w.\-]*):[ \t]*(\S+)[ \t]*\r?$")
+REJECT_KEY = "reject"
+TERM_GRACE_S = 3.0
+TAIL_LINES = 50
+
+
+@dataclass
+class RunResult:
+    """What one phase produced. `reason` is empty when it succeeded."""
+
+    exit_code: int | None
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # non-numeric `name: value` lines
+    timed_out: bool = False
+    interrupted: bool = False
+    log_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.interrupted
+
+    def failure_reason(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        if self.timed_out:
+            return "timeout"
+        if self.exit_code != 0:
+            return f"exit-{self.exit_code}"
+        return ""
+
+
+class _CappedLog:
+    """A log file that keeps its tail once it grows past max_bytes."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max(4096, max_bytes)
+        self.fh = open(path, "ab")
+        self.size = self.fh.tell()
+        self.cut = 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            self._keep_tail()
+
+    def _keep_tail(self) -> None:
+        self.fh.flush()
+        keep = self.max_bytes // 2
+        with open(self.path, "rb") as fh:
+            fh.seek(-keep, os.SEEK_END)
+            tail = fh.read()
+        self.cut += self.size - keep
+        marker = f"[autoresearch: {self.cut} earlier bytes of this log were cut]\n".encode()
+        self.fh.close()
+        with open(self.path, "wb") as fh:
+            fh.write(marker + tail)
+        self.fh = open(self.path, "ab")
+        self.size = len(marker) + len(tail)
+
+    def close(self) -> None:
+        self.fh.flush()
+        self.fh.close()
+
+
+def parse_metrics(lines: list[bytes]) -> tuple[dict[str, float], dict[str, str]]:
+    """`name: value` lines; the last value of a name wins. Non-numeric values go to texts."""
+    metrics: dict[str, float] = {}
+    texts: dict[str, str] = {}
+    for raw in lines:
+        match = METRIC_LINE.match(raw.strip(b"\n"))
+        if not match:
+            continue
+        name = match.group(1).decode()
+        value = match.group(2).decode("utf-8", "replace")
+        try:
+            metrics[name] = float(value)
+        except ValueError:
+            texts[name] = value
+    return metrics, texts
+
+
+def tail_lines(path: Path | None, n: int = TAIL_LINES, max_bytes: int = 64 * 1024) -> str:
+    """The last N lines of a log, decoded leniently (output need not be UTF-8)."""
+    if path is None or not path.exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - max_bytes))
+        data = fh.read()
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-n:])
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def sweep_marked(run_id: str) -> int:
+    """Kill every process whose environment carries this run's marker. Returns how many."""
+    marker = f"AUTORESEARCH_RUN_ID={run_id}".encode()
+    killed = 0
+    me = os.getpid()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def base_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a run: ours, `python` resolving to this interpreter, plus EXTRA."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("AUTORESEARCH_CACHE", str(Path.home() / ".cache" / "autoresearch"))
+    env.update(extra)
+    return env
+
+
+def run_command(
+    command: str,
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    log_path: Path,
+    log_max_bytes: int = 4 * 1024 * 1024,
+    sandbox: SandboxSpec | None = None,
+    stop: threading.Event | None = None,
+    on_start: "callable[[int], None] | None" = None,  # type: ignore[valid-type]
+) -> RunResult:
+    """Run COMMAND through the shell in its own process group; never raises for its failures.
+
+    Output (stdout and stderr together) goes to LOG_PATH only. At TIMEOUT, or when STOP is
+    set, the whole group gets SIGTERM, then SIGKILL after a short grace; afterwards anything
+    still carrying the run's marker is killed too.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex
+    env = {**env, "AUTORESEARCH_RUN_ID": run_id}
+    argv = wrap_command(command, cwd=cwd, spec=sandbox) if sandbox else ["/bin/sh", "-c", command]
+    log = _CappedLog(log_path, log_max_bytes)
+    log.write(f"$ {command}\n".encode())
+    lines: list[bytes] = []
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        log.write(f"autoresearch: could not start the command: {exc}\n".encode())
+        log.close()
+        return RunResult(exit_code=127, seconds=0.0, log_path=log_path)
+    if on_start:
+        on_start(proc.pid)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            log.write(raw)
+            if len(raw) < 512 and b":" in raw:
+                lines.append(raw)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = interrupted = False
+    try:
+        while True:
+            try:
+                proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() - start > timeout:
+                timed_out = True
+                break
+            if stop is not None and stop.is_set():
+                interrupted = True
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + TERM_GRACE_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        _kill_group(proc.pid, signal.SIGKILL)  # leftovers in the group, even after a clean exit
+        sweep_marked(run_id)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+            pass
+        reader.join(timeout=5)
+    seconds = time.monotonic() - start
+    if timed_out:
+        log.write(f"\nautoresearch: killed at the hard timeout of {timeout:.0f}s\n".encode())
+    elif interrupted:
+        log.write(b"\nautoresearch: interrupted\n")
+    log.close()
+    metrics, texts = parse_metrics(lines)
+    metrics = {k: v for k, v in metrics.items()}
+    return RunResult(exit_code=proc.returncode, seconds=seconds, metrics=metrics, texts=texts,
+                     timed_out=timed_out, interrupted=interrupted, log_path=log_path)
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,369 @@
+"""The SQLite journal (`.autoresearch/journal.db`) and results.tsv.
+
+Only this module writes either. The journal holds every experiment's full record and every
+individual run (baseline, candidate, confirmation and noise runs); results.tsv is the seed's
+exact five-column view of one tag, appended and flushed per experiment and regenerable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+STATUSES = ("keep", "discard", "crash", "rejected")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    seq INTEGER PRIMARY KEY,
+    tag TEXT NOT NULL,
+    status TEXT NOT NULL,            -- running | keep | discard | crash | rejected
+    reason TEXT NOT NULL DEFAULT '',
+    commit_sha TEXT NOT NULL DEFAULT '',
+    parent TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    proposer TEXT NOT NULL DEFAULT '',
+    metric REAL,
+    best_before REAL,
+    holdout REAL,
+    resource REAL,
+    metrics_json TEXT NOT NULL DEFAULT '{}',
+    details_json TEXT NOT NULL DEFAULT '{}',
+    log_path TEXT NOT NULL DEFAULT '',
+    log_tail TEXT NOT NULL DEFAULT '',
+    program_hash TEXT NOT NULL DEFAULT '',
+    is_baseline INTEGER NOT NULL DEFAULT 0,
+    slot INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    propose_seconds REAL,
+    run_seconds REAL,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    cost_usd REAL,
+    lines_delta INTEGER,
+    pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS experiments_tag ON experiments(tag, seq);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER,                     -- the experiment it belongs to (NULL for noise runs)
+    tag TEXT NOT NULL,
+    role TEXT NOT NULL,              -- candidate | best | noise
+    commit_sha TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,            -- ok | crash
+    reason TEXT NOT NULL DEFAULT '',
+    metric REAL,
+    metrics_json TEXT NOT NULL DEFAULT '{}',
+    seconds REAL,
+    log_path TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_seq ON runs(seq);
+CREATE TABLE IF NOT EXISTS noise (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    mean REAL, median REAL, std REAL, mad REAL, min REAL, max REAL,
+    suggested_min_delta REAL,
+    values_json TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class Experiment:
+    """One row of the experiments table."""
+
+    seq: int
+    tag: str
+    status: str
+    started_at: float
+    reason: str = ""
+    commit_sha: str = ""
+    parent: str = ""
+    description: str = ""
+    proposer: str = ""
+    metric: float | None = None
+    best_before: float | None = None
+    holdout: float | None = None
+    resource: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    log_path: str = ""
+    log_tail: str = ""
+    program_hash: str = ""
+    is_baseline: bool = False
+    slot: int = 0
+    finished_at: float | None = None
+    propose_seconds: float | None = None
+    run_seconds: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    lines_delta: int | None = None
+    pid: int | None = None
+
+    @property
+    def short_commit(self) -> str:
+        return self.commit_sha[:7]
+
+    def delta(self) -> float | None:
+        if self.metric is None or self.best_before is None:
+            return None
+        return self.metric - self.best_before
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["delta"] = self.delta()
+        return data
+
+
+@dataclass
+class NoiseRecord:
+    tag: str
+    commit_sha: str
+    n: int
+    mean: float
+    median: float
+    std: float
+    mad: float
+    min: float
+    max: float
+    suggested_min_delta: float
+    values: list[float]
+    created_at: float = 0.0
+
+
+_COLUMNS = [
+    "seq", "tag", "status", "reason", "commit_sha", "parent", "description", "proposer", "metric",
+    "best_before", "holdout", "resource", "metrics_json", "details_json", "log_path", "log_tail",
+    "program_hash", "is_baseline", "slot", "started_at", "finished_at", "propose_seconds",
+    "run_seconds", "tokens_in", "tokens_out", "cost_usd", "lines_delta", "pid",
+]
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _row_to_experiment(row: sqlite3.Row) -> Experiment:
+    data = dict(row)
+    data["metrics"] = json.loads(data.pop("metrics_json") or "{}")
+    data["details"] = json.loads(data.pop("details_json") or "{}")
+    data["is_baseline"] = bool(data["is_baseline"])
+    return Experiment(**data)
+
+
+def _experiment_values(exp: Experiment) -> list[Any]:
+    data = asdict(exp)
+    data["metrics_json"] = json.dumps({k: v for k, v in exp.metrics.items() if math.isfinite(v)})
+    data["details_json"] = json.dumps(exp.details, default=str)
+    data["is_baseline"] = int(exp.is_baseline)
+    for key in ("metric", "best_before", "holdout", "resource"):
+        data[key] = _finite_or_none(data[key])
+    return [data[c] for c in _COLUMNS]
+
+
+class Journal:
+    """The experiment journal of one task. Cheap to open; every write is its own transaction."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.state_dir / "journal.db"
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- experiments -------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments").fetchone()
+        return int(row[0])
+
+    def begin(self, tag: str, description: str, proposer: str, parent: str, **extra: Any) -> Experiment:
+        """Write the `running` record before anything runs; returns it with its new seq.
+
+        The seq is allocated inside the insert's transaction, so two processes never share one.
+        """
+        exp = Experiment(seq=0, tag=tag, status="running", started_at=time.time(), description=description,
+                         proposer=proposer, parent=parent, pid=os.getpid(), **extra)
+        values = _experiment_values(exp)
+        placeholders = ", ".join("?" for _ in _COLUMNS[1:])
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            exp.seq = self.next_seq()
+            self.db.execute(f"INSERT INTO experiments({', '.join(_COLUMNS)}) VALUES (?, {placeholders})",
+                            [exp.seq, *values[1:]])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return exp
+
+    def update(self, exp: Experiment) -> None:
+        sets = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
+        self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*_experiment_values(exp)[1:], exp.seq])
+
+    def get(self, seq: int) -> Experiment | None:
+        row = self.db.execute("SELECT * FROM experiments WHERE seq = ?", (seq,)).fetchone()
+        return _row_to_experiment(row) if row else None
+
+    def experiments(self, tag: str | None = None, limit: int | None = None) -> list[Experiment]:
+        """Experiments in seq order (the last `limit` of them when given)."""
+        where, args = ("WHERE tag = ?", [tag]) if tag else ("", [])
+        if limit is not None:
+            sql = f"SELECT * FROM (SELECT * FROM experiments {where} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+            args.append(limit)
+        else:
+            sql = f"SELECT * FROM experiments {where} ORDER BY seq"
+        return [_row_to_experiment(r) for r in self.db.execute(sql, args)]
+
+    def running(self) -> list[Experiment]:
+        return [_row_to_experiment(r) for r in self.db.execute("SELECT * FROM experiments WHERE status = 'running' ORDER BY seq")]
+
+    def last(self, tag: str) -> Experiment | None:
+        row = self.db.execute("SELECT * FROM experiments WHERE tag = ? ORDER BY seq DESC LIMIT 1", (tag,)).fetchone()
+        return _row_to_experiment(row) if row else None
+
+    def best(self, tag: str, maximize: bool) -> Experiment | None:
+        """The most recent keep of a tag: the branch tip's record (keeps only ever improve)."""
+        row = self.db.execute(
+            "SELECT * FROM experiments WHERE tag = ? AND status = 'keep' ORDER BY seq DESC LIMIT 1", (tag,)
+        ).fetchone()
+        return _row_to_experiment(row) if row else None
+
+    def counts(self, tag: str) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) FROM experiments WHERE tag = ? GROUP BY status", (tag,))
+        counts = {s: 0 for s in STATUSES}
+        counts.update({r[0]: r[1] for r in rows})
+        return counts
+
+    def since_last_keep(self, tag: str) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM experiments WHERE tag = ? AND status != 'running' AND seq > "
+            "COALESCE((SELECT MAX(seq) FROM experiments WHERE tag = ? AND status = 'keep'), 0)",
+            (tag, tag),
+        ).fetchone()
+        return int(row[0])
+
+    def tags(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT tag FROM experiments GROUP BY tag ORDER BY MIN(seq)")]
+
+    # -- runs and noise ----------------------------------------------------------------------
+
+    def add_run(self, *, seq: int | None, tag: str, role: str, commit_sha: str, seed: int, status: str,
+                reason: str = "", metric: float | None = None, metrics: dict[str, float] | None = None,
+                seconds: float | None = None, log_path: str = "") -> None:
+        metrics = {k: v for k, v in (metrics or {}).items() if math.isfinite(v)}
+        self.db.execute(
+            "INSERT INTO runs(seq, tag, role, commit_sha, seed, status, reason, metric, metrics_json, seconds, "
+            "log_path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, tag, role, commit_sha, seed, status, reason, _finite_or_none(metric), json.dumps(metrics),
+             seconds, log_path, time.time()),
+        )
+
+    def runs(self, seq: int | None = None, role: str | None = None) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        if seq is not None:
+            clauses.append("seq = ?")
+            args.append(seq)
+        if role is not None:
+            clauses.append("role = ?")
+            args.append(role)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [dict(r) for r in self.db.execute(f"SELECT * FROM runs {where} ORDER BY id", args)]
+
+    def count_runs(self, tag: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM runs WHERE tag = ?", (tag,)).fetchone()[0])
+
+    def add_noise(self, record: NoiseRecord) -> None:
+        self.db.execute(
+            "INSERT INTO noise(tag, commit_sha, n, mean, median, std, mad, min, max, suggested_min_delta, "
+            "values_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.tag, record.commit_sha, record.n, record.mean, record.median, record.std, record.mad,
+             record.min, record.max, record.suggested_min_delta, json.dumps(record.values), time.time()),
+        )
+
+    def latest_noise(self, tag: str | None = None) -> NoiseRecord | None:
+        where, args = ("WHERE tag = ?", [tag]) if tag else ("", [])
+        row = self.db.execute(f"SELECT * FROM noise {where} ORDER BY id DESC LIMIT 1", args).fetchone()
+        if not row:
+            return None
+        data = dict(row)
+        data.pop("id")
+        data["values"] = json.loads(data.pop("values_json"))
+        return NoiseRecord(**data)
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (key, value))
+
+
+# -- results.tsv -------------------------------------------------------------------------------
+
+def tsv_header(metric_name: str) -> str:
+    return f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription\n"
+
+
+def tsv_row(exp: Experiment, resource_scale: float) -> str:
+    """One line in the seed's format: 7-char commit, %.6f metric, %.1f memory, 0s for crashes."""
+    ok = exp.status in ("keep", "discard") and exp.metric is not None
+    metric = exp.metric if ok else 0.0
+    memory = (exp.resource or 0.0) * resource_scale if ok else 0.0
+    description = " ".join((exp.description or "").split())  # no tabs or newlines in a TSV cell
+    return f"{exp.short_commit}\t{metric:.6f}\t{memory:.1f}\t{exp.status}\t{description}\n"
+
+
+def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: float) -> None:
+    """Append one row (header first if the file is new) and flush it to disk."""
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", encoding="utf-8") as fh:
+        if new:
+            fh.write(tsv_header(metric_name))
+        fh.write(tsv_row(exp, resource_scale))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def render_tsv(experiments: Iterator[Experiment] | list[Experiment], metric_name: str, resource_scale: float) -> str:
+    rows = [tsv_row(e, resource_scale) for e in experiments if e.status != "running"]
+    return tsv_header(metric_name) + "".join(rows)
+
+
+def write_tsv(path: Path, experiments: list[Experiment], metric_name: str, resource_scale: float) -> None:
+    """Regenerate results.tsv from the journal (atomic rename, so a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_tsv(experiments, metric_name, resource_scale), encoding="utf-8")
+    os.replace(tmp, path)

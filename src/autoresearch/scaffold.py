@@ -1,0 +1,232 @@
+"""`init`: a task folder from a template, or autoresearch added to a user's existing project.
+
+Nothing that is already there is overwritten or deleted: a template file that would replace a
+different file of the user's is a conflict, reported before anything is written.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .guard import write_lock
+from .harness import base_env, run_command
+from .task import CONFIG_NAME, ConfigError, load_config, parse_config, tomllib
+from .workspace import Workspace
+
+GITIGNORE_LINES = [".autoresearch/", "results.tsv", "progress.png", "report.html", "__pycache__/", "*.pyc"]
+SKIP_NAMES = {"__pycache__", ".pytest_cache"}
+
+
+class ScaffoldError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    name: str
+    description: str
+    path: Path
+
+
+def templates_dir() -> Path:
+    return Path(str(resources.files("autoresearch") / "templates"))
+
+
+def list_templates() -> list[TemplateInfo]:
+    found = []
+    for folder in sorted(templates_dir().iterdir()):
+        config = folder / CONFIG_NAME
+        if not config.is_file():
+            continue
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+        found.append(TemplateInfo(folder.name, data.get("task", {}).get("description", ""), folder))
+    return found
+
+
+def _template_files(src: Path) -> list[Path]:
+    files = []
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if any(part in SKIP_NAMES for part in rel.parts) or path.suffix == ".pyc" or not path.is_file():
+            continue
+        files.append(rel)
+    return files
+
+
+def _ensure_ignored(ws: Workspace, root: Path, existing_repo: bool) -> list[str]:
+    """Ignore autoresearch's own files. In a repository that existed before, use
+    .git/info/exclude so the user's .gitignore is left alone; returns files to commit."""
+    if existing_repo:
+        exclude = ws.common_dir() / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        have = exclude.read_text().splitlines() if exclude.exists() else []
+        missing = [line for line in GITIGNORE_LINES if line not in have]
+        if missing:
+            with open(exclude, "a") as fh:
+                fh.write(("\n" if have and have[-1] else "") + "\n".join(missing) + "\n")
+        return []
+    gitignore = root / ".gitignore"
+    have = gitignore.read_text().splitlines() if gitignore.exists() else []
+    missing = [line for line in GITIGNORE_LINES if line not in have]
+    if missing:
+        with open(gitignore, "a") as fh:
+            fh.write(("\n" if have and have[-1] else "") + "\n".join(missing) + "\n")
+    return [".gitignore"]
+
+
+def _open_repo(root: Path) -> tuple[Workspace, bool]:
+    ws = Workspace(root)
+    if ws.inside_repo() and not ws.is_repo():
+        top = ws.git("rev-parse", "--show-toplevel").strip()
+        raise ScaffoldError(f"{root} is inside the git repository {top}; a task folder must be the root of its "
+                            f"repository (run init in {top}, or in a folder outside it)")
+    existing = ws.is_repo()
+    return ws, existing
+
+
+def init_from_template(root: Path, template: str) -> list[str]:
+    """Copy a template into ROOT, make it a repository with a first commit, and lock it."""
+    names = {t.name: t for t in list_templates()}
+    if template not in names:
+        raise ScaffoldError(f"unknown template {template!r}; available: {', '.join(sorted(names))}")
+    src = names[template].path
+    root.mkdir(parents=True, exist_ok=True)
+    ws, existing = _open_repo(root)
+    files = _template_files(src)
+    conflicts = [str(rel) for rel in files
+                 if (root / rel).exists() and (root / rel).read_bytes() != (src / rel).read_bytes()]
+    if conflicts:
+        raise ScaffoldError(f"{root} already has different versions of {', '.join(conflicts)}; nothing was "
+                            "written (init into an empty folder, or move those files away)")
+    written = []
+    for rel in files:
+        dest = root / rel
+        if dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, dest)
+        written.append(str(rel))
+    config = load_config(root)
+    if not existing:
+        ws.init()
+    to_commit = sorted(set(written + [str(r) for r in files]) | set(_ensure_ignored(ws, root, existing)))
+    if not existing and not ws.has_commits():
+        ws.commit_all(f"autoresearch: task from template {template}")
+    else:
+        ws.commit_paths(to_commit, f"autoresearch: add task from template {template}")
+    write_lock(config)
+    return written
+
+
+PROGRAM_TEMPLATE = """# {name}: {goal} {metric}
+
+You are an autonomous researcher working on this project. Each experiment is one idea: change
+the editable files, measure, keep what improves `{metric}` ({direction}), discard the rest.
+
+## Files
+- Editable (the only files you change): {editable}
+- Read-only harness (read for context, never edit; changes are detected and rejected): {readonly}
+- The experiment command is `{run}`; it gets {budget:g} seconds (`AUTORESEARCH_BUDGET_S`) and prints `{metric}: <value>`.
+
+## The loop
+1. Read `results.tsv` (or `autoresearch results`) to see what was tried and what is best.
+2. Change the editable files with one clear idea.
+3. Run `autoresearch experiment -m "<what you tried, in a few words>"`. It commits, runs under the
+   budget, measures, and keeps the change or resets to the best version. It prints the verdict and
+   the log path; if the run crashed, read the end of the log (`tail -n 50 <log>`) and fix or move on.
+4. Repeat. Never stop and never ask whether to continue: the human may be asleep.
+
+## Rules
+- Edit only the editable files. Do not add, delete or rename files.
+- Never write results.tsv rows yourself and never pipe runs through `tee`: the tool records everything.
+- Do not commit, reset or switch branches yourself; `autoresearch experiment` does that.
+- Simpler is better: a small gain that adds a lot of complexity is rarely worth it.
+"""
+
+
+def render_config(name: str, editable: list[str], readonly: list[str], run: str, metric: str, goal: str,
+                  budget: float, evaluate: str = "") -> str:
+    def toml_list(items: list[str]) -> str:
+        return "[" + ", ".join(_toml_str(i) for i in items) + "]"
+
+    lines = [
+        "[task]",
+        f"name = {_toml_str(name)}",
+        f"editable = {toml_list(editable)}",
+        f"readonly = {toml_list(readonly)}",
+        f"run = {_toml_str(run)}",
+    ]
+    if evaluate:
+        lines.append(f"evaluate = {_toml_str(evaluate)}")
+    lines += ["", "[metric]", f"name = {_toml_str(metric)}", f"goal = {_toml_str(goal)}", "",
+              "[budget]", f"seconds = {budget:g}", ""]
+    return "\n".join(lines)
+
+
+def _toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run: str, metric: str,
+                    goal: str, budget: float, evaluate: str = "", name: str = "") -> float:
+    """Add autoresearch to an existing project: write the config and program.md, run the command
+    once to check that it prints the metric, commit those two files, lock. Returns the metric."""
+    root = root.resolve()
+    ws, existing = _open_repo(root)
+    config_path = root / CONFIG_NAME
+    program_path = root / "program.md"
+    for path in (config_path, program_path):
+        if path.exists():
+            raise ScaffoldError(f"{path} already exists; nothing was written (remove it or edit it by hand)")
+    name = name or root.name
+    text = render_config(name, editable, readonly, run, metric, goal, budget, evaluate)
+    config = parse_config(tomllib.loads(text), config_path, root)  # validates globs before writing
+    if not existing:
+        ws.init()
+    program = PROGRAM_TEMPLATE.format(
+        name=name, goal=goal, metric=metric, direction="lower is better" if goal == "minimize" else "higher is better",
+        editable=", ".join(f"`{e}`" for e in config.editable_files()) or "(none)",
+        readonly=", ".join(f"`{r}`" for r in config.readonly_files()) or "(none)", run=run, budget=budget)
+    value = check_metric(config)
+    config_path.write_text(text, encoding="utf-8")
+    program_path.write_text(program, encoding="utf-8")
+    extra = _ensure_ignored(ws, root, existing)
+    if not ws.has_commits():
+        ws.commit_all("autoresearch: add task")
+    else:
+        ws.commit_paths([CONFIG_NAME, "program.md", *extra], "autoresearch: add task config")
+    write_lock(load_config(root))
+    return value
+
+
+def check_metric(config) -> float:  # noqa: ANN001 - a TaskConfig
+    """Run the task's commands once in place; the metric must appear. Raises ScaffoldError."""
+    with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
+        out = Path(tmp) / "out"
+        out.mkdir()
+        env = base_env({"AUTORESEARCH_BUDGET_S": f"{config.budget.seconds:g}", "AUTORESEARCH_SEQ": "0",
+                        "AUTORESEARCH_SEED": "0", "AUTORESEARCH_OUT": str(out), "AUTORESEARCH_PHASE": "run"})
+        log = Path(tmp) / "check.log"
+        result = run_command(config.task.run, cwd=config.root, env=env, timeout=config.budget.hard_timeout,
+                             log_path=log)
+        metrics = result.metrics
+        if result.ok and config.task.evaluate:
+            result = run_command(config.task.evaluate, cwd=config.root, env={**env, "AUTORESEARCH_PHASE": "evaluate"},
+                                 timeout=config.budget.hard_evaluate_timeout, log_path=log)
+            metrics = result.metrics
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        if not result.ok:
+            raise ScaffoldError(f"the check run of {shlex.quote(config.task.run)} failed ({result.failure_reason()}); "
+                                f"nothing was written. Its output ends:\n{tail}")
+        if config.metric.name not in metrics:
+            raise ScaffoldError(f"the check run did not print a line `{config.metric.name}: <number>`; nothing was "
+                                f"written. Its output ends:\n{tail}")
+        return metrics[config.metric.name]
+
+
+__all__ = ["ConfigError", "ScaffoldError", "init_from_flags", "init_from_template", "list_templates"]

@@ -1,0 +1,155 @@
+"""An opened task: its config, work tree, journal and run state, and the one-at-a-time lock.
+
+The run state (`.autoresearch/state.json`) names the current tag and remembers the untracked
+files that were in the folder before `start`, so they are never mistaken for an agent's change.
+The best commit of each tag lives in the journal's meta table (`best:<tag>`): the branch tip
+can be a candidate under test, the recorded best never is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .guard import Lock, read_lock
+from .journal import Journal
+from .task import STATE_DIR, TaskConfig, find_root, load_config
+from .workspace import Workspace, branch_name
+
+
+class SessionError(RuntimeError):
+    """A user-facing problem with the state of the task (not a config error)."""
+
+
+class Busy(SessionError):
+    pass
+
+
+@dataclass
+class RunState:
+    tag: str = ""
+    preexisting: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> "RunState":
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(tag=data.get("tag", ""), preexisting=list(data.get("preexisting", [])))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"tag": self.tag, "preexisting": self.preexisting}, indent=2))
+        os.replace(tmp, path)
+
+
+def default_tag() -> str:
+    return dt.date.today().strftime("%b%d").lower()
+
+
+class Session:
+    def __init__(self, config: TaskConfig) -> None:
+        self.config = config
+        self.root = config.root
+        self.state_dir = self.root / STATE_DIR
+        self.state_dir.mkdir(exist_ok=True)
+        self.ws = Workspace(self.root)
+        self.journal = Journal(self.state_dir)
+        self.state_path = self.state_dir / "state.json"
+        self.state = RunState.load(self.state_path)
+        self._lock_fh: object | None = None
+
+    @classmethod
+    def open(cls, start: Path | str = ".") -> "Session":
+        return cls(load_config(find_root(start)))
+
+    def close(self) -> None:
+        self.release()
+        self.journal.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tag, branch, best ------------------------------------------------------------------
+
+    @property
+    def tag(self) -> str:
+        branch = self.ws.current_branch() or ""
+        if branch.startswith("autoresearch/") and not branch.endswith("-final"):
+            return branch[len("autoresearch/"):]
+        return self.state.tag
+
+    @property
+    def branch(self) -> str:
+        return branch_name(self.tag)
+
+    def require_tag(self) -> str:
+        tag = self.tag
+        if not tag or not self.ws.branch_exists(branch_name(tag)):
+            raise SessionError("no run branch yet: run `autoresearch start` (or `autoresearch run`, which starts one)")
+        return tag
+
+    def best_commit(self, tag: str | None = None) -> str:
+        tag = tag or self.require_tag()
+        recorded = self.journal.get_meta(f"best:{tag}")
+        if recorded and self.ws.rev(recorded):
+            return recorded
+        tip = self.ws.rev(f"refs/heads/{branch_name(tag)}")
+        if not tip:
+            raise SessionError(f"the branch {branch_name(tag)} is gone")
+        return tip
+
+    def set_best(self, tag: str, commit: str) -> None:
+        self.journal.set_meta(f"best:{tag}", commit)
+
+    def lock(self) -> Lock:
+        lock = read_lock(self.root)
+        if lock is None:
+            raise SessionError("the harness is not locked: run `autoresearch lock`")
+        return lock
+
+    def save_state(self) -> None:
+        self.state.save(self.state_path)
+
+    # -- one experiment at a time -----------------------------------------------------------
+
+    def acquire(self, what: str) -> None:
+        """Take the task's lock; a second `experiment` or `run` in the same task is refused."""
+        if self._lock_fh is not None:
+            return
+        path = self.state_dir / "busy.lock"
+        fh = open(path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise Busy(f"this task is busy ({holder}); wait for it or stop it (`autoresearch stop`)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{what} pid {os.getpid()}")
+        fh.flush()
+        self._lock_fh = fh
+
+    def release(self) -> None:
+        if self._lock_fh is not None:
+            fh = self._lock_fh
+            self._lock_fh = None
+            fh.close()  # type: ignore[attr-defined]
+
+    def run_dir(self, seq: int) -> Path:
+        return self.state_dir / "runs" / str(seq)
+
+    def results_path(self) -> Path:
+        return self.root / "results.tsv"

@@ -1,0 +1,341 @@
+"""Load and validate `autoresearch.toml` into typed config.
+
+Every error names the file and the key (``autoresearch.toml: [metric] goal: ...``) so a
+user can fix it without reading this code. Loading never writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "autoresearch.toml"
+STATE_DIR = ".autoresearch"
+
+
+class ConfigError(Exception):
+    """A broken autoresearch.toml. The message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    name: str
+    editable: list[str]
+    run: str
+    readonly: list[str] = field(default_factory=list)
+    evaluate: str = ""  # optional harness-owned second phase; its metrics count
+    program: str = "program.md"
+    setup: str = ""  # idempotent one-time preparation (data, tokenizer), run before a baseline
+    description: str = ""  # one line, shown by `autoresearch templates`
+
+
+@dataclass(frozen=True)
+class MetricSection:
+    name: str
+    goal: Literal["minimize", "maximize"] = "minimize"
+    constraints: list[str] = field(default_factory=list)  # e.g. "peak_vram_mb <= 60000"
+    holdout: str = ""  # a second metric computed on data the agent never sees
+
+
+@dataclass(frozen=True)
+class ResourceSection:
+    name: str = ""  # e.g. peak_vram_mb; empty: memory_gb is 0.0
+    scale: float = 1.0 / 1024.0  # multiplies the printed value into memory_gb
+
+
+@dataclass(frozen=True)
+class BudgetSection:
+    seconds: float = 300.0  # passed to the run as AUTORESEARCH_BUDGET_S
+    timeout: float = 0.0  # hard kill of the process group; 0 means 2 x seconds + 60
+    evaluate_timeout: float = 0.0  # for the evaluate phase; 0 means the same as timeout
+    log_max_bytes: int = 4 * 1024 * 1024  # run.log keeps its tail beyond this
+
+    @property
+    def hard_timeout(self) -> float:
+        return self.timeout if self.timeout > 0 else 2 * self.seconds + 60
+
+    @property
+    def hard_evaluate_timeout(self) -> float:
+        return self.evaluate_timeout if self.evaluate_timeout > 0 else self.hard_timeout
+
+
+@dataclass(frozen=True)
+class VerdictSection:
+    min_delta: float = 0.0  # a keep must beat best by more than this
+    relative: bool = False  # min_delta is a fraction of |best| instead of absolute
+    repeats: int = 1  # run a candidate k times and compare medians
+    confirm: Literal["none", "paired"] = "none"
+    test: Literal["bootstrap", "sign"] = "bootstrap"
+    confidence: float = 0.95
+    max_runs: int = 12  # cap on confirmation runs per side in paired mode
+    seed: int = 0  # seeds the bootstrap so verdicts are reproducible
+    simplicity: bool = False  # keep a not-worse change that removes lines
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    kind: str = "tune"  # claude | codex | aider | gemini | opencode | command:... | api | tune
+    model: str = ""
+    provider: Literal["openai", "anthropic"] = "openai"
+    base_url: str = ""
+    api_key_env: str = ""  # default OPENAI_API_KEY / ANTHROPIC_API_KEY
+    timeout: float = 1800.0  # seconds one proposal may take
+    fix_attempts: int = 2  # crash repairs a model-driven proposer gets
+    max_failures: int = 5  # consecutive proposer failures that stop the loop
+    history: int = 15  # rows of the experiment table in the brief
+    extra_args: list[str] = field(default_factory=list)
+    temperature: float = 0.7
+    max_tokens: int = 8192
+
+
+@dataclass(frozen=True)
+class LoopSection:
+    max_experiments: int = 0  # 0: no limit
+    hours: float = 0.0
+    target: Union[float, None] = None
+    plateau: int = 0
+
+
+@dataclass(frozen=True)
+class SandboxSection:
+    kind: Literal["auto", "none", "bwrap"] = "auto"
+    network: bool = False
+    train_data: list[str] = field(default_factory=list)  # paths bound read-only into the run
+    eval_data: list[str] = field(default_factory=list)  # only the evaluate phase sees these
+
+
+@dataclass(frozen=True)
+class ExecutorSection:
+    kind: Literal["local", "ray"] = "local"
+    slots: int = 1
+    devices: list[str] = field(default_factory=list)  # one CUDA_VISIBLE_DEVICES value per slot
+    cpus: list[str] = field(default_factory=list)  # optional core set per slot, e.g. "0-3"
+    address: str = ""  # ray: "auto", "ray://host:10001", or empty for a local cluster
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    task: TaskSection
+    metric: MetricSection
+    resource: ResourceSection = field(default_factory=ResourceSection)
+    budget: BudgetSection = field(default_factory=BudgetSection)
+    verdict: VerdictSection = field(default_factory=VerdictSection)
+    agent: AgentSection = field(default_factory=AgentSection)
+    loop: LoopSection = field(default_factory=LoopSection)
+    sandbox: SandboxSection = field(default_factory=SandboxSection)
+    executor: ExecutorSection = field(default_factory=ExecutorSection)
+    root: Path = Path(".")
+    path: Path = Path(CONFIG_NAME)
+
+    @property
+    def maximize(self) -> bool:
+        return self.metric.goal == "maximize"
+
+    def editable_files(self, root: Path | None = None) -> list[str]:
+        return expand_globs(root or self.root, self.task.editable)
+
+    def readonly_files(self, root: Path | None = None) -> list[str]:
+        return expand_globs(root or self.root, self.task.readonly)
+
+    def harness_files(self, root: Path | None = None) -> list[str]:
+        """Files hashed at lock: the read-only files plus the config and program.md."""
+        base = root or self.root
+        extra = [CONFIG_NAME]
+        if (base / self.task.program).exists():
+            extra.append(self.task.program)
+        return sorted(set(self.readonly_files(base)) | set(extra))
+
+
+_SECTIONS: dict[str, type] = {
+    name: tp for name, tp in get_type_hints(TaskConfig).items() if name not in ("root", "path")
+}
+_REQUIRED_SECTIONS = ("task", "metric")
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|<|>|==|!=)\s*(-?[\d.eE+\-]+)\s*$")
+
+
+def expand_globs(root: Path, patterns: list[str]) -> list[str]:
+    """Paths (relative, posix) of the files under root that match any pattern."""
+    found: set[str] = set()
+    for pattern in patterns:
+        for match in glob.glob(pattern, root_dir=root, recursive=True):
+            if (root / match).is_file() or (root / match).is_symlink():
+                found.add(Path(match).as_posix())
+    return sorted(found)
+
+
+def parse_constraint(text: str) -> tuple[str, str, float]:
+    match = _CONSTRAINT.match(text)
+    if not match:
+        raise ValueError(f"expected 'name OP number' with OP one of <= >= < > == !=, got {text!r}")
+    return match.group(1), match.group(2), float(match.group(3))
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in get_args(tp))
+    if origin is list:
+        return "a list of strings"
+    if origin is Union:
+        return " or ".join(_describe(a) for a in get_args(tp) if a is not type(None))
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
+
+
+def _check_value(where: str, tp: Any, value: Any) -> Any:
+    origin = get_origin(tp)
+    ok: bool
+    if origin is Literal:
+        ok = value in get_args(tp)
+    elif origin is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif origin is Union:
+        for option in get_args(tp):
+            if option is type(None):
+                continue
+            try:
+                return _check_value(where, option, value)
+            except ConfigError:
+                pass
+        ok = False
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - every field type is handled above
+        ok = True
+    if not ok:
+        raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
+    return value
+
+
+def _build_section(path: Path, name: str, cls: type, table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}]: expected a table, got {table!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{path}: [{name}] {key}: unknown key (known keys: {known})")
+        values[key] = _check_value(f"{path}: [{name}] {key}", hints[key], value)
+    for key, f in fields.items():
+        if key not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{path}: [{name}] {key}: missing required key")
+    return cls(**values)
+
+
+def parse_config(data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
+    """Validate a parsed TOML document into a TaskConfig (does not check the files on disk)."""
+    for key in data:
+        if key not in _SECTIONS:
+            known = ", ".join(f"[{k}]" for k in _SECTIONS)
+            raise ConfigError(f"{path}: [{key}]: unknown section (known sections: {known})")
+    for name in _REQUIRED_SECTIONS:
+        if name not in data:
+            raise ConfigError(f"{path}: [{name}]: missing required section")
+    sections = {name: _build_section(path, name, cls, data[name]) for name, cls in _SECTIONS.items() if name in data}
+    config = TaskConfig(**sections, root=root, path=path)
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: TaskConfig) -> None:
+    path = config.path
+    if not config.task.editable:
+        raise ConfigError(f"{path}: [task] editable: must name at least one file")
+    if not config.task.run.strip():
+        raise ConfigError(f"{path}: [task] run: must be a command")
+    for i, text in enumerate(config.metric.constraints):
+        try:
+            parse_constraint(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: [metric] constraints[{i}]: {exc}") from None
+    b = config.budget
+    if b.seconds <= 0:
+        raise ConfigError(f"{path}: [budget] seconds: must be positive, got {b.seconds}")
+    if b.timeout and b.timeout < b.seconds:
+        raise ConfigError(f"{path}: [budget] timeout: must be at least [budget] seconds ({b.seconds}), got {b.timeout}")
+    v = config.verdict
+    if v.repeats < 1:
+        raise ConfigError(f"{path}: [verdict] repeats: must be at least 1, got {v.repeats}")
+    if v.min_delta < 0:
+        raise ConfigError(f"{path}: [verdict] min_delta: must not be negative, got {v.min_delta}")
+    if not 0.5 <= v.confidence < 1:
+        raise ConfigError(f"{path}: [verdict] confidence: must be in [0.5, 1), got {v.confidence}")
+    if v.max_runs < 2:
+        raise ConfigError(f"{path}: [verdict] max_runs: must be at least 2, got {v.max_runs}")
+    if config.executor.slots < 1:
+        raise ConfigError(f"{path}: [executor] slots: must be at least 1, got {config.executor.slots}")
+    if config.agent.max_failures < 1:
+        raise ConfigError(f"{path}: [agent] max_failures: must be at least 1")
+    # Files on disk: the editable globs must match, and nothing is both editable and read-only.
+    root = config.root
+    for pattern in config.task.editable:
+        if not expand_globs(root, [pattern]):
+            raise ConfigError(f"{path}: [task] editable: {pattern!r} matches no file under {root}")
+    for pattern in config.task.readonly:
+        if not expand_globs(root, [pattern]):
+            raise ConfigError(f"{path}: [task] readonly: {pattern!r} matches no file under {root}")
+    both = set(config.editable_files()) & (set(config.readonly_files()) | {CONFIG_NAME, config.task.program})
+    if both:
+        raise ConfigError(f"{path}: [task] editable: {', '.join(sorted(both))} is also read-only (readonly, the config or program.md)")
+    for name in config.editable_files():
+        if name.startswith(STATE_DIR + "/") or name == "results.tsv":
+            raise ConfigError(f"{path}: [task] editable: {name} belongs to autoresearch and cannot be editable")
+
+
+def load_config(root: Path | str = ".") -> TaskConfig:
+    """Read ROOT/autoresearch.toml. Raises ConfigError with the file and key on any problem."""
+    root = Path(root).resolve()
+    path = root / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run `autoresearch init` first, or cd into a task folder)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8: {exc}") from None
+    return parse_config(data, path, root)
+
+
+def find_root(start: Path | str = ".") -> Path:
+    """The nearest folder at or above START that holds autoresearch.toml (START itself if none)."""
+    here = Path(start).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_NAME).exists():
+            return candidate
+    return here
+
+
+def with_overrides(config: TaskConfig, section: str, **changes: Any) -> TaskConfig:
+    """A copy of config with some keys of one section replaced (CLI flags over the file)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return config
+    updated = dataclasses.replace(getattr(config, section), **changes)
+    return dataclasses.replace(config, **{section: updated})
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,295 @@
+"""Every git operation lives here: branches, snapshots, commits, resets, refs and worktrees.
+
+The working tree is read through a temporary index (``GIT_INDEX_FILE``), so whatever the agent
+did (edited files, made its own commits, reset, switched branches) the change under test is
+simply "the tree on disk versus best", and the commit that records it is always a child of best.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BRANCH_PREFIX = "autoresearch/"
+REF_PREFIX = "refs/autoresearch/"
+FALLBACK_IDENTITY = ["-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]
+
+
+class GitError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path that differs between two trees."""
+
+    status: str  # A added, M modified, D deleted, T type changed (e.g. a file became a symlink)
+    path: str
+    new_mode: str = ""
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.new_mode == "120000"
+
+
+def branch_name(tag: str) -> str:
+    return BRANCH_PREFIX + tag
+
+
+def experiment_ref(tag: str, seq: int) -> str:
+    return f"{REF_PREFIX}{tag}/{seq}"
+
+
+def matches_any(path: str, patterns: list[str]) -> bool:
+    """Glob match of a repository path against the config's patterns (`**` spans folders)."""
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(path, pattern):
+            return True
+        if "**/" in pattern and fnmatch.fnmatchcase(path, pattern.replace("**/", "")):
+            return True
+    return False
+
+
+class Workspace:
+    """A git work tree (the task folder itself, or a worktree of it)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+        self._identity: list[str] | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def git(self, *args: str, check: bool = True, env: dict[str, str] | None = None, input: str | None = None) -> str:
+        full_env = {**os.environ, **(env or {})}
+        full_env.setdefault("GIT_TERMINAL_PROMPT", "0")
+        proc = subprocess.run(
+            ["git", *self.identity(), *args], cwd=self.root, env=full_env, input=input,
+            capture_output=True, text=True, errors="replace",
+        )
+        if check and proc.returncode != 0:
+            raise GitError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc.stdout
+
+    def identity(self) -> list[str]:
+        """Use the user's git identity; fall back to a neutral one where none is configured."""
+        if self._identity is None:
+            proc = subprocess.run(["git", "config", "user.email"], cwd=self.root, capture_output=True, text=True)
+            self._identity = [] if proc.stdout.strip() else FALLBACK_IDENTITY
+        return self._identity
+
+    def is_repo(self) -> bool:
+        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=self.root, capture_output=True, text=True)
+        return proc.returncode == 0 and Path(proc.stdout.strip()).resolve() == self.root
+
+    def inside_repo(self) -> bool:
+        proc = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=self.root, capture_output=True, text=True)
+        return proc.returncode == 0
+
+    def init(self) -> None:
+        self.git("init", "-q")
+
+    def has_commits(self) -> bool:
+        return bool(self.git("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).strip())
+
+    def rev(self, ref: str) -> str | None:
+        out = self.git("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False).strip()
+        return out or None
+
+    def head(self) -> str | None:
+        return self.rev("HEAD")
+
+    def current_branch(self) -> str | None:
+        out = self.git("symbolic-ref", "-q", "--short", "HEAD", check=False).strip()
+        return out or None
+
+    def branch_exists(self, name: str) -> bool:
+        return self.rev(f"refs/heads/{name}") is not None
+
+    def git_dir(self) -> Path:
+        return Path(self.git("rev-parse", "--absolute-git-dir").strip())
+
+    def common_dir(self) -> Path:
+        path = Path(self.git("rev-parse", "--git-common-dir").strip())
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    # -- commits and branches ----------------------------------------------------------------
+
+    def commit_paths(self, paths: list[str], message: str) -> str:
+        """Commit exactly these paths (nothing else the user staged), returning the new HEAD."""
+        self.git("add", "--", *paths)
+        self.git("commit", "-q", "--no-verify", "-m", message, "--", *paths)
+        return self.head() or ""
+
+    def commit_all(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+        return self.head() or ""
+
+    def create_branch(self, name: str, at: str) -> None:
+        self.git("branch", name, at)
+
+    def switch(self, name: str) -> None:
+        self.git("checkout", "-q", name)
+
+    def update_ref(self, ref: str, sha: str) -> None:
+        self.git("update-ref", ref, sha)
+
+    def delete_ref(self, ref: str) -> None:
+        self.git("update-ref", "-d", ref, check=False)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        proc = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, descendant], cwd=self.root,
+                              capture_output=True)
+        return proc.returncode == 0
+
+    def tree_of(self, commit: str) -> str:
+        return self.git("rev-parse", f"{commit}^{{tree}}").strip()
+
+    # -- snapshot, diff, commit --------------------------------------------------------------
+
+    def snapshot(self, base: str, exclude: list[str] | None = None) -> str:
+        """The tree of the working directory (ignored files left out), as a tree object.
+
+        Built in a temporary index seeded from BASE, so the real index and HEAD are untouched.
+        Paths in EXCLUDE (untracked files that were there before the run started) are left out.
+        """
+        fd, index = tempfile.mkstemp(prefix="autoresearch-index-")
+        os.close(fd)
+        os.unlink(index)
+        env = {"GIT_INDEX_FILE": index}
+        try:
+            self.git("read-tree", base, env=env)
+            self.git("add", "-A", "--", ".", env=env)
+            if exclude:
+                self.git("rm", "-q", "--cached", "--ignore-unmatch", "--pathspec-from-file=-",
+                         "--pathspec-file-nul", env=env, input="\0".join(exclude))
+            return self.git("write-tree", env=env).strip()
+        finally:
+            if os.path.exists(index):
+                os.unlink(index)
+
+    def changes(self, old_tree: str, new_tree: str) -> list[Change]:
+        out = self.git("diff-tree", "-r", "--no-renames", "-z", "--raw", old_tree, new_tree)
+        parts = out.split("\0")
+        changes: list[Change] = []
+        i = 0
+        while i + 1 < len(parts):
+            meta, path = parts[i], parts[i + 1]
+            i += 2
+            if not meta.startswith(":"):
+                continue
+            fields = meta[1:].split()
+            changes.append(Change(status=fields[4][0], path=path, new_mode=fields[1]))
+        return changes
+
+    def commit_tree(self, tree: str, parent: str, message: str) -> str:
+        return self.git("commit-tree", tree, "-p", parent, "-m", message).strip()
+
+    def point_branch_at(self, branch: str, commit: str) -> None:
+        """Make BRANCH point at COMMIT and check it out without touching the files on disk.
+
+        Used when the working tree already holds exactly COMMIT's tree (a fresh snapshot)."""
+        self.git("update-ref", f"refs/heads/{branch}", commit)
+        self.git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+        self.git("reset", "-q", "--mixed", commit)
+
+    def untracked(self) -> list[str]:
+        out = self.git("ls-files", "-z", "--others", "--exclude-standard")
+        return [p for p in out.split("\0") if p]
+
+    def dirty(self) -> list[str]:
+        """Tracked files that differ from HEAD (staged or not)."""
+        out = self.git("status", "--porcelain", "-z", "--untracked-files=no")
+        return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
+
+    def restore(self, branch: str, commit: str, keep_untracked: list[str], quarantine: Path | None) -> list[str]:
+        """Put the tree back at COMMIT on BRANCH, whatever state the agent or the run left.
+
+        Untracked files that were not there before are moved into QUARANTINE (never deleted),
+        so nothing anyone made is lost. Returns the quarantined paths.
+        """
+        self.git("checkout", "-q", "-f", "-B", branch, commit)
+        self.git("reset", "-q", "--hard", commit)
+        keep = set(keep_untracked)
+        moved: list[str] = []
+        for path in self.untracked():
+            if path in keep:
+                continue
+            src = self.root / path
+            if quarantine is None:
+                if src.is_file() or src.is_symlink():
+                    src.unlink()
+            else:
+                dest = quarantine / path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src), str(dest))
+            moved.append(path)
+        self._prune_empty_dirs(moved)
+        return moved
+
+    def _prune_empty_dirs(self, paths: list[str]) -> None:
+        for path in paths:
+            parent = (self.root / path).parent
+            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+
+    # -- reading history ---------------------------------------------------------------------
+
+    def diff(self, old: str, new: str, paths: list[str] | None = None) -> str:
+        return self.git("diff", "--no-color", "--no-ext-diff", old, new, "--", *(paths or []))
+
+    def show_file(self, commit: str, path: str) -> str | None:
+        proc = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=self.root, capture_output=True)
+        return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
+
+    def subject(self, commit: str) -> str:
+        return self.git("log", "-1", "--format=%s", commit).strip()
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        out = self.git("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        pairs = (line.split(" ", 1) for line in out.splitlines() if line)
+        return {name: sha for name, sha in pairs}
+
+    def apply_diff(self, patch: str, check_only: bool = False) -> bool:
+        """Apply a patch to the working tree (3-way); False when it does not apply cleanly."""
+        args = ["apply", "--3way", "--whitespace=nowarn"] + (["--check"] if check_only else [])
+        proc = subprocess.run(["git", *args], cwd=self.root, input=patch, capture_output=True, text=True)
+        return proc.returncode == 0
+
+    def cherry_pick(self, commit: str, message: str) -> bool:
+        """Cherry-pick COMMIT onto HEAD with a new message; on conflict abort and return False."""
+        proc = subprocess.run(["git", *self.identity(), "cherry-pick", "--no-commit", commit], cwd=self.root,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            subprocess.run(["git", "cherry-pick", "--abort"], cwd=self.root, capture_output=True)
+            subprocess.run(["git", "reset", "-q", "--hard", "HEAD"], cwd=self.root, capture_output=True)
+            return False
+        self.git("commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+        return True
+
+    # -- worktrees (parallel slots) ----------------------------------------------------------
+
+    def add_worktree(self, path: Path, commit: str) -> "Workspace":
+        if path.exists():
+            self.git("worktree", "remove", "--force", str(path), check=False)
+            if path.exists():
+                shutil.rmtree(path)
+        self.git("worktree", "prune")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.git("worktree", "add", "-q", "--detach", str(path), commit)
+        return Workspace(path)
+
+    def remove_worktree(self, path: Path) -> None:
+        self.git("worktree", "remove", "--force", str(path), check=False)
+        self.git("worktree", "prune", check=False)
+
+
+def count_lines(text: str | None) -> int:
+    """Non-blank lines: the simplicity rule's measure of code size."""
+    return sum(1 for line in (text or "").splitlines() if line.strip())
