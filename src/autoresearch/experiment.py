@@ -165,8 +165,18 @@ def reconcile(session: Session) -> list[int]:
             append_tsv(session.results_path(), session.config.metric.name, exp, session.config.resource.scale)
     if repaired and session.tag and session.ws.branch_exists(session.branch):
         tag = session.tag
-        session.ws.restore(branch_name(tag), session.best_commit(tag), session.state.preexisting,
-                           session.state_dir / "quarantine" / f"reconcile-{int(time.time())}")
+        best = session.best_commit(tag)
+        interrupted = session.journal.get(repaired[-1])
+        ws = session.ws
+        on_disk = ws.snapshot(best, exclude=session.state.preexisting)
+        if interrupted and interrupted.commit_sha and on_disk != ws.tree_of(interrupted.commit_sha) \
+                and on_disk != ws.tree_of(best):
+            # Someone edited after the kill (the native loop's agent, say): keep their files,
+            # move only the branch back to best, so the next experiment measures their edit.
+            ws.point_branch_at(branch_name(tag), best)
+        else:
+            ws.restore(branch_name(tag), best, session.state.preexisting,
+                       session.state_dir / "quarantine" / f"reconcile-{int(time.time())}")
     return repaired
 
 

@@ -7,6 +7,8 @@ user can fix it without reading this code. Loading never writes anything.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import glob
 import os
 import re
@@ -289,6 +291,10 @@ def _check_semantics(config: TaskConfig) -> None:
     if config.agent.max_failures < 1:
         raise ConfigError(f"{path}: [agent] max_failures: must be at least 1")
     # Files on disk: the editable globs must match, and nothing is both editable and read-only.
+    # Once this exact config is locked, a missing file is the guard's business (a deleted
+    # harness file is a rejected experiment, not a broken config), so the check is skipped.
+    if _is_locked(config):
+        return
     root = config.root
     for pattern in config.task.editable:
         if not expand_globs(root, [pattern]):
@@ -302,6 +308,15 @@ def _check_semantics(config: TaskConfig) -> None:
     for name in config.editable_files():
         if name.startswith(STATE_DIR + "/") or name == "results.tsv":
             raise ConfigError(f"{path}: [task] editable: {name} belongs to autoresearch and cannot be editable")
+
+
+def _is_locked(config: TaskConfig) -> bool:
+    lock = config.root / STATE_DIR / "lock.json"
+    try:
+        files = json.loads(lock.read_text())["files"]
+        return files.get(CONFIG_NAME) == hashlib.sha256(config.path.read_bytes()).hexdigest()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def load_config(root: Path | str = ".") -> TaskConfig:

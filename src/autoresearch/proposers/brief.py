@@ -1,0 +1,106 @@
+"""The brief: the bounded prompt a proposer gets for one experiment.
+
+It holds program.md, the task's rules, the best so far, the last N experiments as a compact
+table, the tail of the last crash log when the previous run crashed, and what is left of the
+run's limits. Every part has a cap, so its size does not grow with the length of the history;
+the whole run log is never included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..journal import Experiment
+from ..task import TaskConfig
+
+PROGRAM_MAX_CHARS = 12_000
+DESCRIPTION_MAX_CHARS = 80
+CRASH_TAIL_LINES = 30
+CRASH_TAIL_MAX_CHARS = 3_000
+
+
+@dataclass
+class Limits:
+    """What is left of the loop's stop conditions (None: no such limit)."""
+
+    experiments_left: int | None = None
+    hours_left: float | None = None
+    target: float | None = None
+    plateau_left: int | None = None
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _history_table(history: list[Experiment], metric: str, rows: int) -> str:
+    recent = [e for e in history if e.status != "running"][-rows:]
+    if not recent:
+        return "(no experiments yet)"
+    lines = [f"seq | commit  | {metric} | delta | status | description"]
+    for e in recent:
+        value = f"{e.metric:.6f}" if e.metric is not None else "-"
+        d = e.delta()
+        delta = f"{d:+.6f}" if d is not None else "-"
+        status = e.status if not e.reason or e.reason in ("improved", "not-better") else f"{e.status} ({e.reason})"
+        lines.append(f"{e.seq} | {e.short_commit or '-':7s} | {value} | {delta} | {status} | "
+                     f"{_clip(e.description, DESCRIPTION_MAX_CHARS)}")
+    return "\n".join(lines)
+
+
+def _tail(text: str) -> str:
+    lines = text.splitlines()[-CRASH_TAIL_LINES:]
+    out = "\n".join(line[:300] for line in lines)
+    return out[-CRASH_TAIL_MAX_CHARS:]
+
+
+def build_brief(config: TaskConfig, program: str, *, best: Experiment | None, best_commit: str,
+                history: list[Experiment], files: list[str], limits: Limits | None = None,
+                fix: Experiment | None = None) -> str:
+    """The brief for one proposal. `fix` asks for a repair of that crashed experiment."""
+    metric = config.metric.name
+    direction = "lower is better" if config.metric.goal == "minimize" else "higher is better"
+    parts = ["# Your task for this experiment", ""]
+    if fix is not None:
+        parts += [f"The last experiment (seq {fix.seq}: {_clip(fix.description, DESCRIPTION_MAX_CHARS)}) crashed "
+                  f"({fix.reason}). Fix the bug in the editable files so the idea can be measured, or if the "
+                  "idea is broken beyond a quick fix, undo it and try something else.", ""]
+    else:
+        parts += ["Make ONE focused change to the editable files that you expect to improve the metric. "
+                  "Do not run the experiment yourself: the orchestrator commits, runs and measures it.", ""]
+    parts += [
+        "## Rules",
+        f"- Editable files (change only these; no new, deleted or renamed files): {', '.join(files)}",
+        f"- Read-only harness (read for context; any change is rejected): {', '.join(config.task.readonly) or '(none)'}",
+        f"- Metric: `{metric}` ({direction}), measured by the harness, never by you.",
+        f"- Budget: {config.budget.seconds:g} s per run; the run is killed at {config.budget.hard_timeout:g} s.",
+        "- Do not commit, reset or switch branches. Do not touch results.tsv or .autoresearch/.",
+        "- End your work with a one-line summary of the change (it becomes the commit message).",
+        "",
+        "## State",
+    ]
+    if best is not None and best.metric is not None:
+        parts.append(f"- Best: {metric} = {best.metric:.6f} at commit {best_commit[:7]} (seq {best.seq}).")
+    else:
+        parts.append(f"- Best: no measurement yet (commit {best_commit[:7]}).")
+    if limits is not None:
+        left = []
+        if limits.experiments_left is not None:
+            left.append(f"{limits.experiments_left} experiments")
+        if limits.hours_left is not None:
+            left.append(f"{limits.hours_left:.2f} hours")
+        if limits.plateau_left is not None:
+            left.append(f"{limits.plateau_left} experiments without a keep before the loop stops")
+        if limits.target is not None:
+            left.append(f"target {metric} {limits.target:g}")
+        if left:
+            parts.append("- Left: " + ", ".join(left) + ".")
+    parts += ["", f"## Recent experiments (last {config.agent.history})",
+              _history_table(history, metric, config.agent.history), ""]
+    crash_source = fix if fix is not None else (history[-1] if history and history[-1].status == "crash" else None)
+    if crash_source is not None and crash_source.log_tail:
+        parts += [f"## Tail of the crash log of seq {crash_source.seq}", "```", _tail(crash_source.log_tail), "```", ""]
+    program_text = program if len(program) <= PROGRAM_MAX_CHARS else program[:PROGRAM_MAX_CHARS] + "\n[program.md cut]"
+    parts += ["## program.md (the human's instructions)", "", program_text.strip(), ""]
+    return "\n".join(parts)

@@ -1,0 +1,394 @@
+"""`tune`: the offline default proposer. Optuna's TPE over the knobs of the editable files.
+
+Each proposal rebuilds the study from the journal: every measured experiment of the tag is a
+trial whose parameters are the knob values of its commit (read back from git) and whose value
+is its metric (crashes, rejections and constraint violations count as the worst value seen).
+So a restart continues the study instead of starting over, and the points proposed by any
+other proposer count too. TPE's ask gives a full point; the proposal changes only one to
+three of the knobs where that point differs from the current best, so each experiment reads
+like `LEARNING_RATE 0.05 -> 0.08, STEPS 200 -> 350`. A point already measured is never
+proposed again. Given the same journal and seed, the proposal is the same.
+
+Options ride on the agent string: `tune`, `tune:seed=3`, `tune:seed=3,max_changes=1,startup=5`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..journal import Experiment, Journal
+from ..session import RunState
+from ..task import STATE_DIR, TaskConfig
+from ..workspace import BRANCH_PREFIX, Workspace
+from .base import Proposal, ProposeContext, ProposerError
+from .knobs import (SIGNIFICANT_DIGITS, Knob, KnobError, Space, find_knobs, format_value, knob_values,
+                    set_knobs)
+
+FIXED_SEED = 20240307  # mixed with the number of past trials, so every proposal has its own seed
+STARTUP_TRIALS = 8  # random points (around best) before TPE models the history
+MAX_CHANGES = 3  # knobs changed per proposal, at most
+MAX_ASKS = 64  # points asked of TPE before falling back to random single-knob moves
+FALLBACK_TRIES = 500
+CHANGE_WEIGHTS = (0.5, 0.3, 0.2)  # chance of changing 1, 2, 3 knobs (when that many differ)
+ABSENT = ("<absent>",)  # a knob missing from an old commit
+
+
+@dataclass
+class TuneOptions:
+    seed: int = 0
+    max_changes: int = MAX_CHANGES
+    startup: int = STARTUP_TRIALS
+
+
+def parse_options(agent: str) -> TuneOptions:
+    """`tune` or `tune:key=value,...` with keys seed, max_changes, startup."""
+    _, _, spec = agent.partition(":")
+    options = TuneOptions()
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in ("seed", "max_changes", "startup"):
+            raise ProposerError("agent-error", f"tune: unknown option {item!r} in {agent!r} "
+                                "(known: seed=N, max_changes=N, startup=N)")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ProposerError("agent-error", f"tune: {key} must be an integer, got {value!r}") from None
+        if key != "seed" and number < 1:
+            raise ProposerError("agent-error", f"tune: {key} must be at least 1, got {number}")
+        setattr(options, key, number)
+    return options
+
+
+# -- spaces as Optuna distributions ---------------------------------------------------------------
+
+def round_float(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def distribution(space: Space) -> Any:
+    import optuna.distributions as od
+
+    if space.kind == "float":
+        return od.FloatDistribution(space.low, space.high, log=space.log)
+    if space.kind == "int":
+        return od.IntDistribution(int(space.low), int(space.high), log=space.log)
+    if space.kind == "pow2":
+        return od.IntDistribution(int(space.low).bit_length() - 1, int(space.high).bit_length() - 1)
+    if space.kind == "choices":
+        return od.CategoricalDistribution([repr(c) for c in space.choices])
+    raise ValueError(f"no distribution for a {space.kind} space")
+
+
+def encode(space: Space, value: Any) -> Any | None:
+    """The study's parameter for a knob value (numbers are clamped into range; None: not representable)."""
+    if space.kind == "choices":
+        text = repr(value)
+        return text if text in [repr(c) for c in space.choices] else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if space.kind == "float":
+        return min(max(float(value), space.low), space.high)
+    if space.kind == "int":
+        return int(min(max(round(value), space.low), space.high))
+    if space.kind == "pow2":
+        if value <= 0:
+            return int(space.low).bit_length() - 1
+        exponent = round(math.log2(value))
+        return min(max(exponent, int(space.low).bit_length() - 1), int(space.high).bit_length() - 1)
+    return None
+
+
+def decode(space: Space, param: Any) -> Any:
+    """The knob value for a study parameter (floats rounded to readable digits)."""
+    if space.kind == "choices":
+        return space.choices[[repr(c) for c in space.choices].index(param)]
+    if space.kind == "float":
+        return min(max(round_float(float(param)), space.low), space.high)
+    if space.kind == "int":
+        return int(param)
+    if space.kind == "pow2":
+        return 2 ** int(param)
+    raise ValueError(f"cannot decode a {space.kind} space")
+
+
+def sample(space: Space, rng: random.Random) -> Any:
+    """A random value of a space (the fallback when TPE keeps asking for tried points)."""
+    if space.kind == "choices":
+        return rng.choice(space.choices)
+    if space.kind == "float":
+        if space.log:
+            return decode(space, math.exp(rng.uniform(math.log(space.low), math.log(space.high))))
+        return decode(space, rng.uniform(space.low, space.high))
+    if space.kind == "int":
+        if space.log:
+            return int(min(max(round(math.exp(rng.uniform(math.log(space.low), math.log(space.high)))),
+                               space.low), space.high))
+        return rng.randint(int(space.low), int(space.high))
+    if space.kind == "pow2":
+        return 2 ** rng.randint(int(space.low).bit_length() - 1, int(space.high).bit_length() - 1)
+    raise ValueError(f"cannot sample a {space.kind} space")
+
+
+def normalize(value: Any) -> Any:
+    """A hashable form for comparing points (floats to 10 digits; True is not 1)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, float):
+        return float(f"{value:.10g}")
+    if isinstance(value, tuple):
+        return tuple(normalize(v) for v in value)
+    return value
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's log lines and warnings for the duration, then put its verbosity back."""
+    import optuna
+
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+# -- the proposer ---------------------------------------------------------------------------------
+
+@dataclass
+class PastPoint:
+    seq: int
+    values: dict[str, Any]  # knob key -> value at that experiment's commit
+    metric: float | None  # None: crashed, rejected or broke a constraint
+
+
+@dataclass
+class TuneProposer:
+    config: TaskConfig
+    options: TuneOptions = field(default_factory=TuneOptions)
+    name: str = "tune"
+    study: Any = None  # the study behind the last proposal (for inspection and tests)
+    past: list[PastPoint] = field(default_factory=list)  # what it was built from
+    _commit_values: dict[str, dict[tuple[str, str], Any]] = field(default_factory=dict, repr=False)
+
+    # -- knobs ------------------------------------------------------------------------------
+
+    def discover(self, root: Path, files: list[str]) -> dict[str, Knob]:
+        """Knob key -> knob over the editable Python files (key: NAME, or path:NAME on a clash)."""
+        found: list[Knob] = []
+        for path in files:
+            if not path.endswith(".py"):
+                continue
+            try:
+                source = _read(root / path)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ProposerError("agent-error", f"tune: cannot read {path}: {exc}") from None
+            try:
+                found.extend(find_knobs(source, path))
+            except KnobError as exc:
+                raise ProposerError("agent-error", f"tune: {exc}") from None
+        counts: dict[str, int] = {}
+        for knob in found:
+            counts[knob.name] = counts.get(knob.name, 0) + 1
+        return {(k.name if counts[k.name] == 1 else f"{k.path}:{k.name}"): k for k in found}
+
+    def _values_at(self, ws: Workspace, commit: str, files: list[str]) -> dict[tuple[str, str], Any]:
+        if commit not in self._commit_values:
+            values: dict[tuple[str, str], Any] = {}
+            for path in files:
+                if not path.endswith(".py"):
+                    continue
+                source = ws.show_file(commit, path)
+                if source is None:
+                    continue
+                try:
+                    values.update({(path, name): v for name, v in knob_values(source, path).items()})
+                except KnobError:
+                    continue
+            self._commit_values[commit] = values
+        return self._commit_values[commit]
+
+    # -- history ----------------------------------------------------------------------------
+
+    def _tag(self, ctx: ProposeContext) -> str:
+        for exp in reversed(ctx.history):
+            if exp.tag:
+                return exp.tag
+        branch = ctx.workspace.current_branch() or ""
+        if branch.startswith(BRANCH_PREFIX) and not branch.endswith("-final"):
+            return branch[len(BRANCH_PREFIX):]
+        return RunState.load(self.config.root / STATE_DIR / "state.json").tag
+
+    def _experiments(self, ctx: ProposeContext) -> list[Experiment]:
+        state_dir = self.config.root / STATE_DIR
+        if not (state_dir / "journal.db").exists():
+            return list(ctx.history)
+        tag = self._tag(ctx)
+        with Journal(state_dir) as journal:
+            return journal.experiments(tag or None)
+
+    def history(self, ctx: ProposeContext, knobs: dict[str, Knob]) -> list[PastPoint]:
+        """Every finished experiment of the tag that made a commit, with its knob values."""
+        files = sorted({k.path for k in knobs.values()})
+        points: list[PastPoint] = []
+        for exp in self._experiments(ctx):
+            if exp.status == "running" or not exp.commit_sha:
+                continue
+            at = self._values_at(ctx.workspace, exp.commit_sha, files)
+            if not at:
+                continue
+            values = {key: at.get((k.path, k.name), ABSENT) for key, k in knobs.items()}
+            measured = exp.status in ("keep", "discard") and exp.metric is not None and math.isfinite(exp.metric)
+            broke = exp.reason == "constraint" or bool(exp.details.get("constraints"))
+            points.append(PastPoint(exp.seq, values, exp.metric if measured and not broke else None))
+        return points
+
+    def build_study(self, knobs: dict[str, Knob], past: list[PastPoint]) -> Any:
+        """An in-memory TPE study holding one trial per past point."""
+        import optuna
+        from optuna.trial import TrialState, create_trial
+
+        tunable = {key: k for key, k in knobs.items() if k.tunable}
+        direction = "maximize" if self.config.maximize else "minimize"
+        good = [p.metric for p in past if p.metric is not None]
+        worst = (min(good) if self.config.maximize else max(good)) if good else None
+        sampler = optuna.samplers.TPESampler(seed=self.options.seed * 1_000_003 + FIXED_SEED + len(past),
+                                             n_startup_trials=self.options.startup)
+        study = optuna.create_study(direction=direction, sampler=sampler)
+        for point in past:
+            params, dists = {}, {}
+            for key, knob in tunable.items():
+                param = encode(knob.space, point.values.get(key, ABSENT))
+                if param is not None:
+                    params[key], dists[key] = param, distribution(knob.space)
+            value = point.metric if point.metric is not None else worst
+            if value is None:
+                trial = create_trial(state=TrialState.FAIL, params=params, distributions=dists)
+            else:
+                trial = create_trial(value=value, params=params, distributions=dists)
+            trial.set_user_attr("seq", point.seq)
+            study.add_trial(trial)
+        return study
+
+    # -- choosing ---------------------------------------------------------------------------
+
+    def choose(self, study: Any, knobs: dict[str, Knob], tried: set[tuple], rng: random.Random,
+               log: list[str]) -> dict[str, Any]:
+        """Knob key -> new value: a few of the knobs where TPE's point differs from best."""
+        tunable = {key: k for key, k in knobs.items() if k.tunable}
+        keys = sorted(knobs)
+        best = {key: k.value for key, k in knobs.items()}
+        dists = {key: distribution(k.space) for key, k in tunable.items()}
+
+        def fresh(changes: dict[str, Any]) -> bool:
+            point = {**best, **changes}
+            return tuple(normalize(point[k]) for k in keys) not in tried
+
+        for attempt in range(MAX_ASKS):
+            trial = study.ask(dists)
+            point = {key: decode(tunable[key].space, trial.params[key]) for key in sorted(tunable)}
+            differing = [key for key in sorted(tunable) if normalize(point[key]) != normalize(best[key])]
+            if not differing:
+                continue
+            most = min(self.options.max_changes, len(differing))
+            weights = [CHANGE_WEIGHTS[min(i, len(CHANGE_WEIGHTS) - 1)] for i in range(most)]
+            size = rng.choices(range(1, most + 1), weights=weights)[0]
+            subsets = [rng.sample(differing, size)] + [[key] for key in rng.sample(differing, len(differing))]
+            for subset in subsets:
+                changes = {key: point[key] for key in sorted(subset)}
+                if fresh(changes):
+                    log.append(f"asked point {attempt + 1}: " + ", ".join(f"{k}={point[k]!r}" for k in sorted(point)))
+                    return changes
+        for _ in range(FALLBACK_TRIES):
+            key = rng.choice(sorted(tunable))
+            value = sample(tunable[key].space, rng)
+            if normalize(value) != normalize(best[key]) and fresh({key: value}):
+                log.append(f"TPE kept asking for tried points; random move of {key}")
+                return {key: value}
+        raise ProposerError("agent-error", "tune: every point it tried near the best has been measured already; "
+                            "widen the knobs' `# search:` spaces or switch to a model-driven agent")
+
+    # -- the contract -----------------------------------------------------------------------
+
+    def propose(self, ctx: ProposeContext) -> Proposal:
+        started = time.monotonic()
+        root = ctx.workspace.root
+        files = ctx.editable_files
+        knobs = self.discover(root, files)
+        if not knobs:
+            raise ProposerError("agent-error", f"tune: no knobs found in the editable files ({', '.join(files)}): "
+                                "it tunes module-level UPPER_CASE constants holding numbers, strings, booleans "
+                                "or tuples, e.g. `LEARNING_RATE = 0.05  # search: log(0.001, 0.5)`")
+        if not any(k.tunable for k in knobs.values()):
+            raise ProposerError("agent-error", f"tune: the knobs {', '.join(sorted(knobs))} all have a fixed space "
+                                "(strings, tuples, zero and negative numbers need a `# search:` comment, e.g. "
+                                "`# search: [\"a\", \"b\"]` or `# search: float(-1, 0)`)")
+        log: list[str] = []
+        with quiet_optuna():
+            self.past = self.history(ctx, knobs)
+            self.study = self.build_study(knobs, self.past)
+            tried = {tuple(normalize(p.values[k]) for k in sorted(knobs)) for p in self.past}
+            rng = random.Random(self.options.seed * 7919 + FIXED_SEED + len(self.past))
+            changes = self.choose(self.study, knobs, tried, rng, log)
+        description = self.apply(root, knobs, changes)
+        log.insert(0, f"tune: {len(knobs)} knobs ({sum(k.tunable for k in knobs.values())} tunable), "
+                      f"{len(self.past)} past trials")
+        log.append(f"proposal: {description} ({time.monotonic() - started:.2f}s)")
+        _append_log(ctx.log_path, log)
+        return Proposal(description=description, model_driven=False)
+
+    def apply(self, root: Path, knobs: dict[str, Knob], changes: dict[str, Any]) -> str:
+        """Write the changes into the files; the description lists each as `NAME old -> new`."""
+        by_file: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            by_file.setdefault(knobs[key].path, {})[knobs[key].name] = value
+        parts: list[str] = []
+        for key in sorted(changes):
+            knob = knobs[key]
+            parts.append(f"{key} {knob.source} -> {format_value(knob, changes[key])}")
+        for path, values in by_file.items():
+            file_knobs = [k for k in knobs.values() if k.path == path]
+            target = root / path
+            try:
+                source = _read(target)
+                updated = set_knobs(source, file_knobs, values)
+                check = {k.name: k.value for k in find_knobs(updated, path, strict=False)}
+            except (KnobError, ValueError) as exc:
+                raise ProposerError("bad-edit", f"tune: could not edit {path}: {exc}") from None
+            for name, value in values.items():
+                if normalize(check.get(name, ABSENT)) != normalize(value):
+                    raise ProposerError("bad-edit", f"tune: writing {name} = {value!r} into {path} read back as "
+                                        f"{check.get(name)!r}")
+            with open(target, "w", encoding="utf-8", newline="") as fh:
+                fh.write(updated)
+        return ", ".join(parts)
+
+
+def _read(path: Path) -> str:
+    """A file's text exactly as stored (no newline translation)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return fh.read()
+
+
+def _append_log(path: Path, lines: list[str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+    except OSError:
+        pass  # the log is a convenience; a proposal never fails for it
+
+
+def make_tune_proposer(config: TaskConfig, agent_string: str = "tune") -> TuneProposer:
+    """The registry's factory: `tune` or `tune:seed=N,max_changes=N,startup=N`."""
+    return TuneProposer(config, parse_options(agent_string))

@@ -1,0 +1,199 @@
+"""progress.png: every experiment of a run on one chart, in the spirit of the original's notebook.
+
+Discarded experiments are faint dots, kept ones green and labelled with what they tried, the
+running best is a step line, crashes and rejections sit as marks along the bottom axis, and the
+y-range is focused between the best and the baseline (points far outside are pinned to the top
+edge as small triangles) so the improvements are readable rather than squashed.
+
+Matplotlib is used through its object API with the Agg canvas: no pyplot, no global backend.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from ..journal import Experiment, Journal
+from .review import baseline_of, summarize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..session import Session
+
+FIGSIZE = (16, 8)  # inches
+DPI = 100  # so progress.png is 1600 x 800 pixels
+LABEL_CHARS = 42  # kept experiments' descriptions are cut to this
+MAX_LABELS = 60  # beyond this many keeps only the biggest steps are labelled
+
+KEEP_COLOR = "#2ca02c"
+DISCARD_COLOR = "#9a9a9a"
+CRASH_COLOR = "#d62728"
+REJECT_COLOR = "#9467bd"
+BEST_COLOR = "#1f77b4"
+
+
+def shorten(text: str, width: int = LABEL_CHARS) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def focus_range(experiments: list[Experiment], maximize: bool) -> tuple[float, float] | None:
+    """The y-range between the best and the baseline, with a margin; None with nothing measured."""
+    measured = [e.metric for e in experiments if e.status in ("keep", "discard") and e.metric is not None]
+    if not measured:
+        return None
+    base = baseline_of(experiments)
+    keeps = [e.metric for e in experiments if e.status == "keep" and e.metric is not None]
+    ref = base.metric if base is not None and base.metric is not None else measured[0]
+    best = (max(keeps) if maximize else min(keeps)) if keeps else (max(measured) if maximize else min(measured))
+    lo, hi = min(ref, best), max(ref, best)
+    span = hi - lo
+    if span <= 0:
+        # One level only (a baseline-only run): show the spread of what was measured around it.
+        spread = max(measured) - min(measured)
+        span = spread if spread > 0 else max(abs(ref) * 0.05, 1e-6)
+        lo, hi = min(lo, min(measured)), max(hi, max(measured))
+    margin = 0.15 * span
+    return lo - margin, hi + margin
+
+
+def _title(experiments: list[Experiment], metric_name: str, maximize: bool, tag: str) -> str:
+    s = summarize(experiments, maximize)
+    c = s["counts"]
+    head = f"autoresearch/{tag}: " if tag else ""
+    text = (f"{head}{s['experiments']} experiments, {c['keep']} kept, {c['discard']} discarded, "
+            f"{c['crash']} crashed, {c['rejected']} rejected")
+    if s["best"] is not None and s["baseline"] is not None:
+        pct = "" if s["improvement_pct"] is None else f" ({s['improvement_pct']:.2f}% better)"
+        text += f"\n{metric_name}: baseline {s['baseline']:.6g} → best {s['best']:.6g}{pct}"
+    return text
+
+
+def render_figure(experiments: list[Experiment], metric_name: str = "metric", maximize: bool = False,
+                  tag: str = ""):  # noqa: ANN201 - a matplotlib Figure
+    """The progress chart as a matplotlib Figure (not attached to any GUI backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
+
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.09)
+    ax.set_title(_title(experiments, metric_name, maximize, tag), fontsize=12)
+    ax.set_xlabel("experiment (seq)")
+    ax.set_ylabel(f"{metric_name} ({'higher' if maximize else 'lower'} is better)")
+    ax.grid(True, alpha=0.25)
+    experiments = [e for e in experiments if e.status != "running"]
+    if not experiments:
+        ax.text(0.5, 0.5, "no experiments yet", transform=ax.transAxes, ha="center", va="center",
+                fontsize=16, color="#777777")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
+
+    seqs = [e.seq for e in experiments]
+    ax.set_xlim(min(seqs) - 1, max(seqs) + 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    yr = focus_range(experiments, maximize)
+    if yr is not None:
+        ax.set_ylim(*yr)
+    lo, hi = ax.get_ylim()
+
+    def pin(values: list[float]) -> tuple[list[float], list[bool]]:
+        """Points outside the focused range are pinned to its edge (and drawn as such)."""
+        return [min(max(v, lo), hi) for v in values], [lo <= v <= hi for v in values]
+
+    discards = [e for e in experiments if e.status == "discard" and e.metric is not None]
+    if discards:
+        ys, inside = pin([e.metric for e in discards])  # type: ignore[misc]
+        xs = [e.seq for e in discards]
+        ax.scatter([x for x, i in zip(xs, inside) if i], [y for y, i in zip(ys, inside) if i], s=18,
+                   color=DISCARD_COLOR, alpha=0.45, zorder=2, linewidths=0)
+        out_x = [x for x, i in zip(xs, inside) if not i]
+        out_y = [y for y, i in zip(ys, inside) if not i]
+        if out_x:
+            edge_marker = "^" if all(y >= hi for y in out_y) else "o"
+            ax.scatter(out_x, out_y, s=40, marker=edge_marker, color=DISCARD_COLOR, alpha=0.8, zorder=2,
+                       linewidths=0, clip_on=False)
+
+    keeps = [e for e in experiments if e.status == "keep" and e.metric is not None]
+    if keeps:
+        # The running best: flat until the next keep, then a step to it, out to the last experiment.
+        xs = [e.seq for e in keeps] + [max(seqs)]
+        ys = [e.metric for e in keeps] + [keeps[-1].metric]
+        ax.step(xs, ys, where="post", color=BEST_COLOR, linewidth=1.6, alpha=0.8, zorder=3)
+        ax.scatter([e.seq for e in keeps], [e.metric for e in keeps], s=60, color=KEEP_COLOR,
+                   edgecolors="black", linewidths=0.6, zorder=4)
+        labelled = keeps
+        if len(keeps) > MAX_LABELS:
+            steps = sorted(keeps[1:], key=lambda e: abs(e.delta() or 0.0), reverse=True)[:MAX_LABELS - 1]
+            labelled = [keeps[0], *sorted(steps, key=lambda e: e.seq)]
+        for i, e in enumerate(labelled):
+            ax.annotate(shorten(e.description), (e.seq, e.metric), xytext=(6, 6 if i % 2 == 0 else -12),
+                        textcoords="offset points", fontsize=8, color="#1a661a", rotation=25,
+                        rotation_mode="anchor", annotation_clip=True, zorder=5)
+
+    axis = blended_transform_factory(ax.transData, ax.transAxes)
+    crashes = [e.seq for e in experiments if e.status == "crash"]
+    rejected = [e.seq for e in experiments if e.status == "rejected"]
+    if crashes:
+        ax.scatter(crashes, [0.02] * len(crashes), transform=axis, marker="x", s=30, color=CRASH_COLOR,
+                   zorder=4, clip_on=False)
+    if rejected:
+        ax.scatter(rejected, [0.05] * len(rejected), transform=axis, marker="v", s=30, color=REJECT_COLOR,
+                   zorder=4, clip_on=False)
+
+    legend = [
+        Line2D([], [], marker="o", linestyle="", color=KEEP_COLOR, markeredgecolor="black", label="kept"),
+        Line2D([], [], marker="o", linestyle="", color=DISCARD_COLOR, alpha=0.6, label="discarded"),
+        Line2D([], [], color=BEST_COLOR, label="running best"),
+        Line2D([], [], marker="x", linestyle="", color=CRASH_COLOR, label="crashed"),
+        Line2D([], [], marker="v", linestyle="", color=REJECT_COLOR, label="rejected"),
+    ]
+    ax.legend(handles=legend, loc="upper right" if not maximize else "lower right", fontsize=9, framealpha=0.85)
+    return fig
+
+
+def render_png(experiments: list[Experiment], metric_name: str = "metric", maximize: bool = False,
+               tag: str = "") -> bytes:
+    """The chart as PNG bytes (the report embeds these)."""
+    fig = render_figure(experiments, metric_name, maximize, tag)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def _source(source: Union["Session", Journal], tag: str | None, metric_name: str | None,
+            maximize: bool | None) -> tuple[list[Experiment], str, str, bool]:
+    if isinstance(source, Journal):
+        journal = source
+        tag = tag or (journal.tags() or [""])[-1]
+        name, goal_max = metric_name or "metric", bool(maximize)
+    else:
+        journal = source.journal
+        tag = tag or source.tag or (journal.tags() or [""])[-1]
+        name = metric_name or source.config.metric.name
+        goal_max = source.config.maximize if maximize is None else maximize
+    experiments = journal.experiments(tag) if tag else []
+    return experiments, tag, name, goal_max
+
+
+def write_plot(source: Union["Session", Journal], path: Path | str, *, tag: str | None = None,
+               metric_name: str | None = None, maximize: bool | None = None) -> Path:
+    """Write progress.png for one tag (the session's current one by default) and return its path.
+
+    SOURCE is a Session (metric name and goal come from its config) or a bare Journal (pass
+    metric_name and maximize, else "metric" and minimize)."""
+    experiments, tag, name, goal_max = _source(source, tag, metric_name, maximize)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(render_png(experiments, name, goal_max, tag))
+    tmp.replace(path)  # a reader never sees half a PNG
+    return path
+
+
+__all__ = ["write_plot", "render_png", "render_figure", "focus_range", "shorten", "FIGSIZE", "DPI"]

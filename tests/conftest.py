@@ -1,0 +1,71 @@
+"""Shared fixtures: real task folders made by the real CLI, and a helper to drive it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AUTORESEARCH = [sys.executable, "-m", "autoresearch"]
+
+
+def git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+    return env
+
+
+def ar(cwd: Path, *args: str, check: bool = True, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in CWD."""
+    proc = subprocess.run([*AUTORESEARCH, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"autoresearch {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env=git_env()).stdout
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Templates keep data under $AUTORESEARCH_CACHE; tests never touch the user's cache."""
+    if "AUTORESEARCH_CACHE" not in os.environ:
+        monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def make_task(tmp_path: Path, *, config_edits: dict[str, str] | None = None, start: bool = True,
+              baseline: bool = True, name: str = "task") -> Path:
+    """An `example` task via the CLI; CONFIG_EDITS replace lines of autoresearch.toml before lock."""
+    root = tmp_path / name
+    ar(tmp_path, "init", str(root), "--template", "example")
+    if config_edits:
+        path = root / "autoresearch.toml"
+        text = path.read_text()
+        for old, new in config_edits.items():
+            assert old in text, old
+            text = text.replace(old, new)
+        path.write_text(text)
+        git(root, "commit", "-qam", "test config")
+        ar(root, "lock")
+    if start:
+        ar(root, "start", "--tag", "t")
+        if baseline:
+            ar(root, "baseline")
+    return root
+
+
+def set_knob(root: Path, name: str, value: str) -> None:
+    path = root / "train.py"
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith(f"{name} = "):
+            rest = line.split("#", 1)
+            comment = f"  #{rest[1]}" if len(rest) > 1 else "\n"
+            lines[i] = f"{name} = {value}{comment}"
+    path.write_text("".join(lines))
