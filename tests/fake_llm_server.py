@@ -31,6 +31,7 @@ class Scripted:
     cost: float | None = None  # a provider-reported cost field in usage (OpenRouter style)
     finish: str = ""  # "" = natural stop; "length" = cut at max_tokens
     omit_usage: bool = False
+    delay: float = 0.0  # seconds before answering (timeouts)
 
 
 @dataclass
@@ -73,9 +74,10 @@ class FakeLLMServer:
     # -- scripting ---------------------------------------------------------------------------
 
     def queue(self, text: str, *, usage: tuple[int, int] | None = None, cost: float | None = None,
-              finish: str = "", omit_usage: bool = False) -> None:
+              finish: str = "", omit_usage: bool = False, delay: float = 0.0) -> None:
         with self.lock:
-            self.replies.append(Scripted(text=text, usage=usage, cost=cost, finish=finish, omit_usage=omit_usage))
+            self.replies.append(Scripted(text=text, usage=usage, cost=cost, finish=finish, omit_usage=omit_usage,
+                                         delay=delay))
 
     def queue_error(self, status: int, message: str) -> None:
         with self.lock:
@@ -93,7 +95,7 @@ class FakeLLMServer:
     def anthropic_base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "FakeLLMServer":
+    def __enter__(self) -> FakeLLMServer:
         self.thread.start()
         return self
 
@@ -126,14 +128,14 @@ class FakeLLMServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model",
                                                                   "created": 0, "owned_by": "test"}]})
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 try:
@@ -163,6 +165,7 @@ class FakeLLMServer:
                                                "type": "invalid_request_error"}})
                     return
                 reply = server._next()
+                time.sleep(reply.delay)
                 if reply.status != 200:
                     self._send(reply.status, {"error": {"message": reply.error, "type": "server_error"}})
                     return
@@ -181,7 +184,10 @@ class FakeLLMServer:
                 self._send(200, payload)
 
             def _anthropic(self, headers: dict[str, str], body: dict[str, Any]) -> None:
+                # Anthropic SDKs before 1.0 send the key as `x-api-key`; later ones as a Bearer token.
                 key = headers.get("x-api-key", "")
+                if not key and headers.get("authorization", "").startswith("Bearer "):
+                    key = headers["authorization"][len("Bearer "):]
                 if not key or (server.api_key and key != server.api_key):
                     self._send(401, {"type": "error", "error": {"type": "authentication_error",
                                                                 "message": "invalid x-api-key"}})
@@ -195,6 +201,7 @@ class FakeLLMServer:
                                                                 "message": "model, messages and max_tokens are required"}})
                     return
                 reply = server._next()
+                time.sleep(reply.delay)
                 if reply.status != 200:
                     kind = "overloaded_error" if reply.status == 529 else "api_error"
                     self._send(reply.status, {"type": "error", "error": {"type": kind, "message": reply.error}})

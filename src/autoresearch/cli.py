@@ -340,14 +340,12 @@ def _loop_config(config, agent, model, base_url, provider, max_experiments, hour
                           plateau=plateau)
 
 
-def _view(quiet: bool):  # noqa: ANN202 - a LiveView or PlainView context manager
-    try:
-        from .report.live import LiveView, PlainView
-    except ImportError:  # pragma: no cover - the report package is part of the install
-        return None
+def _view(quiet: bool, session: Session):  # noqa: ANN202 - a LiveView or PlainView context manager
+    from .report.live import LiveView, PlainView
+
     if quiet or not sys.stdout.isatty():
-        return PlainView()
-    return LiveView()
+        return PlainView(session)
+    return LiveView(session)
 
 
 def _write_outputs(session: Session) -> list[Path]:
@@ -369,8 +367,6 @@ def _write_outputs(session: Session) -> list[Path]:
 
 
 def run_loop_cli(session: Session, quiet: bool) -> "LoopResult":  # noqa: F821
-    from contextlib import nullcontext
-
     from .loop import Loop
     from .proposers.base import ProposerError, get_proposer
 
@@ -378,14 +374,14 @@ def run_loop_cli(session: Session, quiet: bool) -> "LoopResult":  # noqa: F821
     try:
         proposer = get_proposer(config, config.agent.kind)
     except ProposerError as exc:
-        fail(str(exc), 2)
-    view = _view(quiet)
+        fail(str(exc), 1)
+    view = _view(quiet, session)
 
     def message(text: str) -> None:
         click.echo(text, err=True)
 
-    with (view or nullcontext()) as live:
-        loop = Loop(session, proposer, config.loop, on_phase=live.on_phase if live else None,
+    with view as live:
+        loop = Loop(session, proposer, config.loop, on_phase=live.on_phase,
                     agent_name=config.agent.kind.partition(":")[0], on_message=message)
         result = loop.run()
     click.echo(f"stopped: {result.stopped_because} ({len(result.experiments)} experiments, {result.keeps} keeps)")
@@ -468,6 +464,11 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
                    f"continue with: cd {directory} && autoresearch run --agent tune)")
         if result.stopped_because == "interrupted":
             sys.exit(EXIT_INTERRUPTED)
+
+
+from .report.commands import register as _register_report_commands  # noqa: E402
+
+_register_report_commands(cli)
 
 
 def main() -> None:

@@ -266,7 +266,7 @@ class Experimenter:
         info = info or ProposalInfo()
         exp = exp or self.begin(description, info)
         tag, best = exp.tag, exp.parent
-        self.on_phase("guarding", {"seq": exp.seq})
+        self.on_phase("guarding", {"seq": exp.seq, "description": description})
         problems = verify(s.lock(), s.root)
         if problems:
             return self.record_failure(exp, "rejected", "harness-modified", {"problems": problems})

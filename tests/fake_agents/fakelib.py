@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 BRIEF_MARKER = "# Your task for this experiment"
-SUMMARY = "Raise MOMENTUM to 0.9 so gradient descent converges within its step budget"
+SUMMARY = "Raise MOMENTUM to 0.9 so gradient descent converges faster"
 ENV_KEYS = ("IS_SANDBOX", "AUTORESEARCH_SEQ", "AUTORESEARCH_PHASE", "AUTORESEARCH_BRIEF_FILE",
             "AUTORESEARCH_FILES", "AUTORESEARCH_MODEL")
 
@@ -29,8 +29,9 @@ ENV_KEYS = ("IS_SANDBOX", "AUTORESEARCH_SEQ", "AUTORESEARCH_PHASE", "AUTORESEARC
 class StrictParser(argparse.ArgumentParser):
     """argparse that refuses abbreviations, so only the exact real flags are accepted."""
 
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog=prog, allow_abbrev=False)
+    def __init__(self, prog: str | None = None, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(prog=prog, **kwargs)
 
 
 def die(message: str, code: int = 2) -> None:
@@ -73,8 +74,8 @@ def act() -> str:
         train.write_text(new)
         return SUMMARY
     if behavior == "break":
-        train.write_text(train.read_text().replace('if __name__ == "__main__":',
-                                                   'if __name__ == "__main__":\n    raise RuntimeError("fake agent broke it")'))
+        main = 'if __name__ == "__main__":'
+        train.write_text(train.read_text().replace(main, main + '\n    raise RuntimeError("fake agent broke it")'))
         return "Restructure the training loop"
     if behavior == "harness":
         prepare = Path("prepare.py")

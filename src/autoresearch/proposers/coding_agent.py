@@ -41,9 +41,10 @@ import re
 import shlex
 import shutil
 import string
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..harness import base_env, run_command
 from ..task import TaskConfig
@@ -267,7 +268,7 @@ def _count(text: str) -> int:
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1].lower(), 1)
     number = text[:-1] if scale > 1 else text
     try:
-        return int(round(float(number) * scale))
+        return round(float(number) * scale)
     except ValueError:
         return 0
 
@@ -286,7 +287,7 @@ def parse_aider(output: str) -> Outcome:
         if stripped.startswith("```"):
             fence = not fence
             continue
-        if stripped.startswith("<<<<<<<") or stripped.startswith(">>>>>>>"):
+        if stripped.startswith(("<<<<<<<", ">>>>>>>")):
             block = stripped.startswith("<<<<<<<")
             continue
         if fence or block:
@@ -426,7 +427,8 @@ CODING_AGENTS: dict[str, AgentSpec] = {
         build=build_gemini, parse=parse_gemini, scratch=(".gemini",)),
     "opencode": AgentSpec(
         name="opencode", title="opencode", executable="opencode",
-        install="npm install -g opencode-ai (or: curl -fsSL https://opencode.ai/install | bash; then `opencode auth login`)",
+        install="npm install -g opencode-ai (or: curl -fsSL https://opencode.ai/install | bash; "
+                "then `opencode auth login`)",
         docs="https://opencode.ai/docs/cli/",
         build=build_opencode, parse=parse_opencode, scratch=(".opencode",),
         notes="models as provider/model; edits are allowed by its default permissions"),
@@ -637,11 +639,10 @@ class CodingAgent:
         with open(log_path, "rb") as fh:
             fh.seek(start)
             text = fh.read().decode("utf-8", "replace")
-        echo = f"$ {command}\n"
-        return text[len(echo):] if text.startswith(echo) else text
+        return text.removeprefix(f"$ {command}\n")  # the harness's echo of the command
 
     def _fallback_description(self, ctx: ProposeContext, moved: list[str]) -> str:
-        changed = [p for p in ctx.workspace.dirty()]
+        changed = list(ctx.workspace.dirty())
         changed += [p for p in ctx.workspace.untracked() if p not in moved and
                     any(fnmatch.fnmatchcase(p, pat) for pat in ctx.config.task.editable)]
         who = self.spec.name if self.spec else "command"

@@ -107,7 +107,7 @@ def _clean_path(line: str) -> str:
     for prefix in ("file:", "path:", "filename:"):
         if text.lower().startswith(prefix):
             text = text[len(prefix):]
-    text = text.strip().strip("`*#:'\"").strip()
+    text = text.strip(" \t`*#:'\"")
     while text.startswith("./"):
         text = text[2:]
     return text

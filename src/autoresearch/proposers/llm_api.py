@@ -41,11 +41,11 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from ..task import TaskConfig
-from .base import ProposeContext, Proposal, ProposerError
+from .base import Proposal, ProposeContext, ProposerError
 from .edits import FORMAT_HELP, EditError, apply_answer
 
 PROVIDERS = ("openai", "anthropic")
-DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5"}
+DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-6"}
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 DUMMY_KEY = "sk-no-key-required"  # local servers ignore it, but the SDKs insist on one
@@ -80,6 +80,7 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "claude-opus-4-5": (5.00, 25.00),
     "claude-sonnet-4": (3.00, 15.00),
     "claude-sonnet-4-5": (3.00, 15.00),
+    "claude-sonnet-4-6": (3.00, 15.00),
     "claude-3-7-sonnet": (3.00, 15.00),
     "claude-3-5-sonnet": (3.00, 15.00),
     "claude-haiku-4-5": (1.00, 5.00),
@@ -302,8 +303,7 @@ class ApiProposer:
             log.write(f"--- request (attempt {attempt}) to {self.provider} model {self.model} ---\n")
             if self.provider == "openai":
                 log.write(f"[system]\n{SYSTEM_PROMPT}\n")
-            for message in messages:
-                log.write(f"[{message['role']}]\n{message['content']}\n")
+            log.writelines(f"[{message['role']}]\n{message['content']}\n" for message in messages)
             log.flush()
             began = time.monotonic()
             try:
@@ -435,4 +435,4 @@ def make_api_proposer(config: TaskConfig, agent: str) -> ApiProposer:
     return ApiProposer(config, provider=provider, model=model, base_url=base_url, api_key=api_key)
 
 
-__all__ = ["ApiProposer", "make_api_proposer", "price_for", "estimate_cost", "PRICES_PER_MTOK", "SYSTEM_PROMPT"]
+__all__ = ["PRICES_PER_MTOK", "SYSTEM_PROMPT", "ApiProposer", "estimate_cost", "make_api_proposer", "price_for"]

@@ -179,7 +179,9 @@ class TuneProposer:
     name: str = "tune"
     study: Any = None  # the study behind the last proposal (for inspection and tests)
     past: list[PastPoint] = field(default_factory=list)  # what it was built from
-    _commit_values: dict[str, dict[tuple[str, str], Any]] = field(default_factory=dict, repr=False)
+    finished: int = 0  # finished experiments of the tag at the last proposal (with or without a commit)
+    _commit_values: dict[tuple[str, tuple[str, ...]], dict[tuple[str, str], Any]] = field(default_factory=dict,
+                                                                                          repr=False)
 
     # -- knobs ------------------------------------------------------------------------------
 
@@ -203,7 +205,8 @@ class TuneProposer:
         return {(k.name if counts[k.name] == 1 else f"{k.path}:{k.name}"): k for k in found}
 
     def _values_at(self, ws: Workspace, commit: str, files: list[str]) -> dict[tuple[str, str], Any]:
-        if commit not in self._commit_values:
+        cache_key = (commit, tuple(files))
+        if cache_key not in self._commit_values:
             values: dict[tuple[str, str], Any] = {}
             for path in files:
                 if not path.endswith(".py"):
@@ -215,8 +218,8 @@ class TuneProposer:
                     values.update({(path, name): v for name, v in knob_values(source, path).items()})
                 except KnobError:
                     continue
-            self._commit_values[commit] = values
-        return self._commit_values[commit]
+            self._commit_values[cache_key] = values
+        return self._commit_values[cache_key]
 
     # -- history ----------------------------------------------------------------------------
 
@@ -241,8 +244,10 @@ class TuneProposer:
         """Every finished experiment of the tag that made a commit, with its knob values."""
         files = sorted({k.path for k in knobs.values()})
         points: list[PastPoint] = []
-        for exp in self._experiments(ctx):
-            if exp.status == "running" or not exp.commit_sha:
+        finished = [e for e in self._experiments(ctx) if e.status != "running"]
+        self.finished = len(finished)
+        for exp in finished:
+            if not exp.commit_sha:
                 continue
             at = self._values_at(ctx.workspace, exp.commit_sha, files)
             if not at:
@@ -256,29 +261,36 @@ class TuneProposer:
     def build_study(self, knobs: dict[str, Knob], past: list[PastPoint]) -> Any:
         """An in-memory TPE study holding one trial per past point."""
         import optuna
-        from optuna.trial import TrialState, create_trial
 
         tunable = {key: k for key, k in knobs.items() if k.tunable}
         direction = "maximize" if self.config.maximize else "minimize"
         good = [p.metric for p in past if p.metric is not None]
         worst = (min(good) if self.config.maximize else max(good)) if good else None
-        sampler = optuna.samplers.TPESampler(seed=self.options.seed * 1_000_003 + FIXED_SEED + len(past),
-                                             n_startup_trials=self.options.startup)
-        study = optuna.create_study(direction=direction, sampler=sampler)
-        for point in past:
-            params, dists = {}, {}
-            for key, knob in tunable.items():
-                param = encode(knob.space, point.values.get(key, ABSENT))
-                if param is not None:
-                    params[key], dists[key] = param, distribution(knob.space)
-            value = point.metric if point.metric is not None else worst
-            if value is None:
-                trial = create_trial(state=TrialState.FAIL, params=params, distributions=dists)
-            else:
-                trial = create_trial(value=value, params=params, distributions=dists)
-            trial.set_user_attr("seq", point.seq)
-            study.add_trial(trial)
+        with quiet_optuna():
+            seed = self.options.seed * 1_000_003 + FIXED_SEED + max(len(past), self.finished)
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.options.startup)
+            study = optuna.create_study(direction=direction, sampler=sampler)
+            for point in past:
+                study.add_trial(self._trial(tunable, point, worst))
         return study
+
+    @staticmethod
+    def _trial(tunable: dict[str, Knob], point: PastPoint, worst: float | None) -> Any:
+        """A finished trial for a past point: its metric, or the worst value seen when it failed."""
+        from optuna.trial import TrialState, create_trial
+
+        params, dists = {}, {}
+        for key, knob in tunable.items():
+            param = encode(knob.space, point.values.get(key, ABSENT))
+            if param is not None:
+                params[key], dists[key] = param, distribution(knob.space)
+        value = point.metric if point.metric is not None else worst
+        if value is None:
+            trial = create_trial(state=TrialState.FAIL, params=params, distributions=dists)
+        else:
+            trial = create_trial(value=value, params=params, distributions=dists)
+        trial.set_user_attr("seq", point.seq)
+        return trial
 
     # -- choosing ---------------------------------------------------------------------------
 
@@ -295,7 +307,8 @@ class TuneProposer:
             return tuple(normalize(point[k]) for k in keys) not in tried
 
         for attempt in range(MAX_ASKS):
-            trial = study.ask(dists)
+            with quiet_optuna():
+                trial = study.ask(dists)
             point = {key: decode(tunable[key].space, trial.params[key]) for key in sorted(tunable)}
             differing = [key for key in sorted(tunable) if normalize(point[key]) != normalize(best[key])]
             if not differing:
@@ -338,7 +351,7 @@ class TuneProposer:
             self.past = self.history(ctx, knobs)
             self.study = self.build_study(knobs, self.past)
             tried = {tuple(normalize(p.values[k]) for k in sorted(knobs)) for p in self.past}
-            rng = random.Random(self.options.seed * 7919 + FIXED_SEED + len(self.past))
+            rng = random.Random(self.options.seed * 7919 + FIXED_SEED + max(len(self.past), self.finished))
             changes = self.choose(self.study, knobs, tried, rng, log)
         description = self.apply(root, knobs, changes)
         log.insert(0, f"tune: {len(knobs)} knobs ({sum(k.tunable for k in knobs.values())} tunable), "
@@ -352,24 +365,23 @@ class TuneProposer:
         by_file: dict[str, dict[str, Any]] = {}
         for key, value in changes.items():
             by_file.setdefault(knobs[key].path, {})[knobs[key].name] = value
-        parts: list[str] = []
-        for key in sorted(changes):
-            knob = knobs[key]
-            parts.append(f"{key} {knob.source} -> {format_value(knob, changes[key])}")
+        parts = [f"{key} {' '.join(knobs[key].source.split())} -> {format_value(knobs[key], changes[key])}"
+                 for key in sorted(changes)]
+        updates: dict[str, str] = {}
         for path, values in by_file.items():
             file_knobs = [k for k in knobs.values() if k.path == path]
-            target = root / path
             try:
-                source = _read(target)
-                updated = set_knobs(source, file_knobs, values)
+                updated = set_knobs(_read(root / path), file_knobs, values)
                 check = {k.name: k.value for k in find_knobs(updated, path, strict=False)}
-            except (KnobError, ValueError) as exc:
+            except (KnobError, ValueError, OSError) as exc:
                 raise ProposerError("bad-edit", f"tune: could not edit {path}: {exc}") from None
             for name, value in values.items():
                 if normalize(check.get(name, ABSENT)) != normalize(value):
                     raise ProposerError("bad-edit", f"tune: writing {name} = {value!r} into {path} read back as "
                                         f"{check.get(name)!r}")
-            with open(target, "w", encoding="utf-8", newline="") as fh:
+            updates[path] = updated
+        for path, updated in updates.items():  # written only once every file's edit checked out
+            with open(root / path, "w", encoding="utf-8", newline="") as fh:
                 fh.write(updated)
         return ", ".join(parts)
 

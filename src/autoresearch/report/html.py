@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..journal import Experiment
-from .review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
 from .plot import focus_range, render_png
+from .review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
@@ -167,7 +167,7 @@ JavaScript; the static chart is below.</noscript></div>{png}</section>
             f"<script>{_JS}</script>\n</body></html>\n")
 
 
-def write_report(session: "Session", path: Path | str, *, tag: str | None = None, static_chart: bool = True) -> Path:
+def write_report(session: Session, path: Path | str, *, tag: str | None = None, static_chart: bool = True) -> Path:
     """Write report.html for one tag (the session's current one by default) and return its path."""
     journal = session.journal
     tag = tag or session.tag or (journal.tags() or [""])[-1]
@@ -495,8 +495,9 @@ _JS = r"""
   render();
   fromHash();
   document.body.setAttribute("data-ready", "1");
+  document.body.setAttribute("data-render-ms", String(Math.round(performance.now())));
 })();
 """
 
 
-__all__ = ["write_report", "build_report"]
+__all__ = ["build_report", "write_report"]

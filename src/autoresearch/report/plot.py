@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from ..journal import Experiment, Journal
 from .review import baseline_of, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
     from ..session import Session
 
 FIGSIZE = (16, 8)  # inches
 DPI = 100  # so progress.png is 1600 x 800 pixels
 LABEL_CHARS = 42  # kept experiments' descriptions are cut to this
-MAX_LABELS = 60  # beyond this many keeps only the biggest steps are labelled
+MAX_LABELS = 25  # beyond this many keeps only the biggest steps are labelled
 
 KEEP_COLOR = "#2ca02c"
 DISCARD_COLOR = "#9a9a9a"
@@ -70,7 +72,7 @@ def _title(experiments: list[Experiment], metric_name: str, maximize: bool, tag:
 
 
 def render_figure(experiments: list[Experiment], metric_name: str = "metric", maximize: bool = False,
-                  tag: str = ""):  # noqa: ANN201 - a matplotlib Figure
+                  tag: str = "") -> Figure:
     """The progress chart as a matplotlib Figure (not attached to any GUI backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -166,7 +168,7 @@ def render_png(experiments: list[Experiment], metric_name: str = "metric", maxim
     return buf.getvalue()
 
 
-def _source(source: Union["Session", Journal], tag: str | None, metric_name: str | None,
+def _source(source: Session | Journal, tag: str | None, metric_name: str | None,
             maximize: bool | None) -> tuple[list[Experiment], str, str, bool]:
     if isinstance(source, Journal):
         journal = source
@@ -181,7 +183,7 @@ def _source(source: Union["Session", Journal], tag: str | None, metric_name: str
     return experiments, tag, name, goal_max
 
 
-def write_plot(source: Union["Session", Journal], path: Path | str, *, tag: str | None = None,
+def write_plot(source: Session | Journal, path: Path | str, *, tag: str | None = None,
                metric_name: str | None = None, maximize: bool | None = None) -> Path:
     """Write progress.png for one tag (the session's current one by default) and return its path.
 
@@ -196,4 +198,4 @@ def write_plot(source: Union["Session", Journal], path: Path | str, *, tag: str 
     return path
 
 
-__all__ = ["write_plot", "render_png", "render_figure", "focus_range", "shorten", "FIGSIZE", "DPI"]
+__all__ = ["DPI", "FIGSIZE", "focus_range", "render_figure", "render_png", "shorten", "write_plot"]

@@ -128,7 +128,7 @@ def closest_misses(experiments: list[Experiment], maximize: bool, n: int = CLOSE
     return misses[:n]
 
 
-def failures_by_reason(experiments: list[Experiment], status: str) -> "OrderedDict[str, list[Experiment]]":
+def failures_by_reason(experiments: list[Experiment], status: str) -> OrderedDict[str, list[Experiment]]:
     """Crashes (or rejections) grouped by reason, the most frequent reason first."""
     groups: dict[str, list[Experiment]] = {}
     for e in experiments:
@@ -241,8 +241,8 @@ class Review:
     holdout: str
     summary: dict[str, Any]
     kept: list[Experiment]
-    crashes: "OrderedDict[str, list[Experiment]]"
-    rejections: "OrderedDict[str, list[Experiment]]"
+    crashes: OrderedDict[str, list[Experiment]]
+    rejections: OrderedDict[str, list[Experiment]]
     closest: list[Experiment]
     since_last_keep: int
 
@@ -313,15 +313,16 @@ def render_review(review: Review, console: Console) -> None:
     direction = "higher" if review.maximize else "lower"
     console.print(f"[bold]autoresearch/{review.tag}[/bold]: {s['experiments']} experiments over "
                   f"{fmt_hours(s['wall_hours'])} ({c['keep']} keep, {c['discard']} discard, {c['crash']} crash, "
-                  f"{c['rejected']} rejected{', ' + str(c['running']) + ' running' if c['running'] else ''})")
+                  f"{c['rejected']} rejected{', ' + str(c['running']) + ' running' if c['running'] else ''})",
+                  soft_wrap=True)
     if s["baseline"] is None:
         console.print("no baseline measured yet: `autoresearch baseline`")
-        return
-    line = f"{m} ({direction} is better): baseline {fmt_num(s['baseline'])} -> best {fmt_num(s['best'])}"
-    if s["improvement"] is not None:
-        pct = "" if s["improvement_pct"] is None else f", {s['improvement_pct']:+.2f}%"
-        line += f" (improved by {s['improvement']:.6g}{pct}) at seq {s['best_seq']}"
-    console.print(line)
+    else:
+        line = f"{m} ({direction} is better): baseline {fmt_num(s['baseline'])} -> best {fmt_num(s['best'])}"
+        if s["improvement"] is not None:
+            pct = "" if s["improvement_pct"] is None else f", {s['improvement_pct']:+.2f}%"
+            line += f" (improved by {s['improvement']:.6g}{pct}) at seq {s['best_seq']}"
+        console.print(line, soft_wrap=True)
     if review.holdout and s["best_holdout"] is not None:
         console.print(f"{review.holdout} (held-out data): baseline {fmt_num(s['baseline_holdout'])} -> best "
                       f"{fmt_num(s['best_holdout'])}")

@@ -1,0 +1,283 @@
+"""The commands that look at a run: plot, report, watch, review, show, diff, finalize.
+
+`register(cli)` adds them to the main click group. None of them takes the task's busy lock:
+they read the journal and git (finalize only writes its own branch), so they work while a
+loop is running in another terminal.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+EXIT_PROBLEM, EXIT_CONFIG = 1, 2
+
+
+def _fail(message: str, code: int = EXIT_PROBLEM) -> None:
+    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {message}", soft_wrap=True)
+    sys.exit(code)
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The library's user-facing errors become a message and an exit code (as in cli.py)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..session import SessionError
+        from ..task import ConfigError
+        from .finalize import FinalizeError
+
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_CONFIG)
+        except (SessionError, FinalizeError) as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper
+
+
+def _open():
+    from ..session import Session
+    from ..task import find_root, load_config
+
+    return Session(load_config(find_root(".")))
+
+
+def _tag(session: Any, tag: str | None) -> str:
+    tag = tag or session.tag or (session.journal.tags() or [""])[-1]
+    if not tag:
+        _fail("no run yet: `autoresearch start` and `autoresearch baseline` first")
+    return tag
+
+
+def _experiment(session: Any, seq: int):
+    exp = session.journal.get(seq)
+    if exp is None:
+        _fail(f"no experiment {seq} in the journal")
+    return exp
+
+
+def _out_path(session: Any, output: Path | None, name: str) -> Path:
+    return output if output is not None else session.root / name
+
+
+@click.command(name="plot")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the PNG (default: progress.png in the task folder).")
+@click.option("--tag", help="Another run tag than the current one.")
+@_guarded
+def plot_cmd(output: Path | None, tag: str | None) -> None:
+    """Write progress.png: every experiment, the kept ones labelled, the running best."""
+    from .plot import write_plot
+
+    with _open() as s:
+        path = write_plot(s, _out_path(s, output, "progress.png"), tag=_tag(s, tag))
+        click.echo(f"wrote {path}")
+
+
+@click.command(name="report")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the page (default: report.html in the task folder).")
+@click.option("--tag", help="Another run tag than the current one.")
+@click.option("--no-static-chart", is_flag=True, help="Leave out the embedded progress.png (a smaller file).")
+@_guarded
+def report_cmd(output: Path | None, tag: str | None, no_static_chart: bool) -> None:
+    """Write report.html: summary, chart, top hits, and every experiment with its diff and log."""
+    from .html import write_report
+
+    with _open() as s:
+        path = write_report(s, _out_path(s, output, "report.html"), tag=_tag(s, tag),
+                            static_chart=not no_static_chart)
+        click.echo(f"wrote {path}")
+
+
+@click.command(name="watch")
+@click.option("-n", "--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Show the current state once and exit.")
+@click.option("--plain", is_flag=True, help="One line per verdict and phase instead of the live panel.")
+@_guarded
+def watch_cmd(interval: float, once: bool, plain: bool) -> None:
+    """Follow a loop running in another terminal (read from the journal)."""
+    from ..task import find_root
+    from .live import watch
+
+    watch(find_root("."), interval, once=once, plain=True if plain else None)
+
+
+@click.command(name="review")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--tag", help="Another run tag than the current one.")
+@_guarded
+def review_cmd(as_json: bool, tag: str | None) -> None:
+    """The morning summary: what was kept, what crashed and why, what came closest."""
+    from .review import build_review, render_review
+
+    with _open() as s:
+        c = s.config
+        review = build_review(s.journal, _tag(s, tag), c.metric.name, c.maximize, c.metric.holdout)
+        if as_json:
+            click.echo(json.dumps(review.to_json(), default=str))
+        else:
+            render_review(review, Console(highlight=False))
+
+
+def _echo_diff(diff: str) -> None:
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---", "diff --git", "index ")):
+            click.secho(line, bold=True)
+        elif line.startswith("+"):
+            click.secho(line, fg="green")
+        elif line.startswith("-"):
+            click.secho(line, fg="red")
+        elif line.startswith("@@"):
+            click.secho(line, fg="cyan")
+        else:
+            click.echo(line)
+
+
+@click.command(name="show")
+@click.argument("seq", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--lines", type=int, default=20, show_default=True, help="Lines of the log tail.")
+@click.option("--no-diff", is_flag=True, help="Leave out the diff.")
+@_guarded
+def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
+    """One experiment: its record, metrics, log tail and diff against its parent."""
+    from .review import fmt_delta, fmt_num, show_record
+
+    with _open() as s:
+        exp = _experiment(s, seq)
+        data = show_record(s.ws, exp, lines, with_diff=not no_diff)
+        if as_json:
+            click.echo(json.dumps(data, default=str))
+            return
+        metric = s.config.metric.name
+        head = f"seq {exp.seq}  {exp.status}" + (f" ({exp.reason})" if exp.reason else "") + f"  autoresearch/{exp.tag}"
+        click.secho(head, bold=True)
+        rows = [("description", exp.description)]
+        if data["commit"]:
+            rows.append(("commit", f"{data['commit']}" + (f"  ({data['ref']})" if data["ref"] else "")))
+        else:
+            rows.append(("commit", "none: the change was refused before it was committed"))
+        rows.append(("parent", exp.parent or "-"))
+        if exp.metric is not None or exp.status in ("keep", "discard"):
+            vs = f"  ({fmt_delta(exp.delta())} vs best {fmt_num(exp.best_before)})" if exp.delta() is not None else ""
+            rows.append((metric, fmt_num(exp.metric) + vs))
+        if s.config.metric.holdout:
+            rows.append((s.config.metric.holdout, fmt_num(exp.holdout)))
+        timing = [f"proposer {exp.proposer or '-'}"]
+        if exp.propose_seconds is not None:
+            timing.append(f"proposed in {exp.propose_seconds:.1f} s")
+        if exp.run_seconds is not None:
+            timing.append(f"ran {exp.run_seconds:.1f} s")
+        if exp.tokens_in is not None or exp.tokens_out is not None:
+            timing.append(f"tokens {exp.tokens_in or 0} in / {exp.tokens_out or 0} out")
+        if exp.cost_usd is not None:
+            timing.append(f"${exp.cost_usd:.4f}")
+        rows.append(("run", ", ".join(timing)))
+        if exp.metrics:
+            rows.append(("metrics", ", ".join(f"{k} {v:g}" for k, v in exp.metrics.items())))
+        if exp.details:
+            rows.append(("details", json.dumps(exp.details, default=str)[:1500]))
+        rows.append(("log", exp.log_path or "-"))
+        for key, value in rows:
+            click.echo(f"{key:<12} {value}")
+        tail = data["log_tail_lines"]
+        if tail:
+            click.echo()
+            click.secho(f"log tail (last {lines} lines):", bold=True)
+            click.echo(tail)
+        if not no_diff:
+            click.echo()
+            diff = data.get("diff")
+            if diff is None:
+                click.echo("no diff: never committed")
+            elif not diff:
+                click.echo("no diff: no change against its parent (a baseline)")
+            else:
+                click.secho("diff against its parent:", bold=True)
+                _echo_diff(diff)
+
+
+@click.command(name="diff")
+@click.argument("seq", type=int)
+@click.option("--stat", is_flag=True, help="Only the files and line counts.")
+@_guarded
+def diff_cmd(seq: int, stat: bool) -> None:
+    """The diff of experiment SEQ against its parent (refs/autoresearch/<tag>/<seq>)."""
+    from .review import experiment_diff
+
+    with _open() as s:
+        exp = _experiment(s, seq)
+        diff = experiment_diff(s.ws, exp, stat=stat)
+        if diff is None:
+            _fail(f"experiment {seq} has no commit ({exp.status}: {exp.reason}): nothing to diff")
+        if stat:
+            click.echo(diff, nl=False)
+        else:
+            _echo_diff(diff or "")
+
+
+@click.command(name="finalize")
+@click.option("--tag", help="Another run tag than the current one.")
+@click.option("--force", is_flag=True, help="Rebuild autoresearch/<tag>-final if it exists.")
+@click.option("--skip-conflicts", is_flag=True, help="Leave out keeps that do not apply and go on.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_guarded
+def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bool) -> None:
+    """Make autoresearch/<tag>-final: the start commit plus one reviewable commit per keep."""
+    from .finalize import finalize
+
+    with _open() as s:
+        result = finalize(s, _tag(s, tag), force=force, skip_conflicts=skip_conflicts)
+        if as_json:
+            click.echo(json.dumps(result.to_json(), default=str))
+        else:
+            click.echo(f"{result.branch}: {len(result.applied)} commits on {result.start[:7]}, tip {result.tip[:7]}")
+            for a in result.applied:
+                delta = "" if a.delta is None else f" ({a.delta:+.6f})"
+                click.echo(f"  {a.commit[:7]} seq {a.seq}{delta}: {a.description}")
+            for seq, why in result.skipped:
+                click.echo(f"  skipped seq {seq}: {why}")
+            for c in result.conflicts:
+                click.echo(f"  CONFLICT seq {c.seq} ({', '.join(c.paths) or 'does not apply'}): {c.description}")
+            if result.stopped_at is not None:
+                click.echo(f"stopped at seq {result.stopped_at}: the branch holds the keeps before it "
+                           "(resolve by hand, or rerun with --force --skip-conflicts to leave it out)")
+            if result.matches_best:
+                click.echo("the final tree matches the best commit")
+            elif result.differs_from_best:
+                click.echo(f"the final tree differs from the best commit in: {', '.join(result.differs_from_best)}")
+            click.echo(f"review: git log --reverse -p {result.start[:7]}..{result.branch}")
+        if not result.ok:
+            sys.exit(EXIT_PROBLEM)
+
+
+COMMANDS = [plot_cmd, report_cmd, watch_cmd, review_cmd, show_cmd, diff_cmd, finalize_cmd]
+
+
+def register(cli_group: click.Group) -> None:
+    """Add these commands to the main `autoresearch` group."""
+    for command in COMMANDS:
+        cli_group.add_command(command)
+
+
+@click.group()
+def group() -> None:
+    """The report commands on their own (for tests, and for `python -m autoresearch.report.commands`)."""
+
+
+register(group)
+
+if __name__ == "__main__":  # pragma: no cover
+    group()

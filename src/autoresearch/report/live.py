@@ -1,0 +1,435 @@
+"""The terminal view of a running loop: `LiveView` (rich, redrawn in place), `PlainView` (one
+line per verdict, for logs, pipes and --quiet) and `watch` (the same view for a loop running in
+another terminal, read from the journal).
+
+Both views take the Experimenter's phase callback: `on_phase(phase, info)` with phases
+"proposing", "guarding", "running" (info: seq, label, budget, started), "evaluating",
+"confirming" and "done" (info["experiment"] is the finished Experiment).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from ..journal import Experiment
+from .review import DONE, fmt_delta, fmt_num
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..session import Session
+
+RECENT = 6  # verdicts shown under the current experiment
+STATUS_STYLE = {"keep": "bold green", "discard": "dim", "crash": "bold red", "rejected": "bold magenta",
+                "running": "yellow"}
+PHASE_STYLE = {"proposing": "cyan", "guarding": "blue", "running": "yellow", "evaluating": "magenta",
+               "confirming": "bright_blue", "idle": "dim"}
+
+
+@dataclass
+class ViewState:
+    """What the view shows; filled by phase events (LiveView) or from the journal (watch)."""
+
+    metric: str = ""
+    tag: str = ""
+    seq: int | None = None
+    phase: str = "idle"
+    label: str = ""
+    description: str = ""
+    agent: str = ""
+    budget: float | None = None
+    phase_started: float | None = None
+    best: float | None = None
+    best_seq: int | None = None
+    baseline: float | None = None
+    maximize: bool | None = None
+    counts: dict[str, int] = field(default_factory=lambda: {s: 0 for s in DONE})
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    began: float = field(default_factory=time.time)
+    finished: int = 0  # verdicts seen since the view began (for the rate)
+
+    def record(self, exp: Experiment) -> None:
+        """Take in one finished experiment."""
+        if exp.status in self.counts:
+            self.counts[exp.status] += 1
+        if not self.metric and exp.metric is not None:
+            # Without a config, the metric's name is the printed metric whose value is the metric.
+            self.metric = next((k for k, v in exp.metrics.items() if v == exp.metric), "")
+        if exp.status == "keep" and exp.metric is not None:
+            if exp.is_baseline and self.baseline is None:
+                self.baseline = exp.metric
+            if self.best is not None and exp.metric != self.best and self.maximize is None:
+                self.maximize = exp.metric > self.best
+            self.best, self.best_seq = exp.metric, exp.seq
+        self.recent.append(exp)
+
+    def improvement_pct(self) -> float | None:
+        if self.best is None or not self.baseline or self.maximize is None:
+            return None
+        change = (self.best - self.baseline) if self.maximize else (self.baseline - self.best)
+        return 100.0 * change / abs(self.baseline)
+
+
+def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -> str:
+    """One plain line for a finished experiment."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(exp.finished_at or time.time()))
+    name = metric or "metric"
+    if exp.status in ("keep", "discard") and exp.metric is not None:
+        delta = exp.delta()
+        what = f"{name} {exp.metric:.6f}" + ("" if delta is None else f" ({delta:+.6f})")
+        if exp.reason and exp.reason not in ("improved", "not-better"):
+            what += f" [{exp.reason}]"
+    else:
+        what = exp.reason or "-"
+    best_text = f" | best {best:.6f}" if best is not None else ""
+    return f"{stamp} seq {exp.seq} {exp.status}: {what}{best_text} | {exp.description}"
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def render_state(state: ViewState, now: float | None = None, width: int = 40) -> RenderableType:
+    """The view as a rich renderable (a panel)."""
+    now = now or time.time()
+    metric = state.metric or "metric"
+    head = Text()
+    if state.best is not None:
+        head.append("best ", style="dim")
+        head.append(f"{state.best:.6f}", style="bold green")
+        head.append(f" {metric}" + (f" (seq {state.best_seq})" if state.best_seq is not None else ""))
+        if state.baseline is not None:
+            head.append(f" · baseline {state.baseline:.6f}", style="dim")
+        pct = state.improvement_pct()
+        if pct is not None:
+            head.append(f" · {pct:.2f}% better", style="green")
+    else:
+        head.append("no best yet", style="dim")
+
+    current = Text()
+    if state.seq is not None and state.phase != "idle":
+        current.append(f"seq {state.seq} ", style="bold")
+        label = f" ({state.label})" if state.label and state.label != "run" else ""
+        current.append(f"{state.phase}{label}", style=PHASE_STYLE.get(state.phase, ""))
+        what = state.description or (f"{state.agent} is proposing" if state.phase == "proposing" and state.agent else "")
+        if what:
+            current.append(f" · {what}")
+    else:
+        current.append("waiting for the next experiment", style="dim")
+
+    bar: RenderableType = Text("")
+    if state.phase != "idle" and state.phase_started is not None:
+        elapsed = max(0.0, now - state.phase_started)
+        grid = Table.grid(padding=(0, 1))
+        if state.phase == "running" and state.budget:
+            grid.add_row(ProgressBar(total=state.budget, completed=min(elapsed, state.budget), width=width),
+                         Text(f"{_fmt_seconds(elapsed)} / {_fmt_seconds(state.budget)}"
+                              + (" (over budget: finishing)" if elapsed > state.budget else ""), style="dim"))
+        else:
+            grid.add_row(Text(f"{state.phase} for {_fmt_seconds(elapsed)}", style="dim"))
+        bar = grid
+
+    c = state.counts
+    total = sum(c.values())
+    hours = (now - state.began) / 3600
+    rate = f" · {state.finished / hours:.1f}/h" if state.finished and hours > 0 else ""
+    counts = Text()
+    counts.append(f"{total} done: ", style="dim")
+    for i, status in enumerate(DONE):
+        counts.append(f"{status} {c[status]}", style=STATUS_STYLE[status] if c[status] else "dim")
+        counts.append(" · " if i < len(DONE) - 1 else "", style="dim")
+    counts.append(rate, style="dim")
+
+    parts: list[RenderableType] = [head, current, bar, counts]
+    if state.recent:
+        table = Table(show_header=True, header_style="dim", box=None, padding=(0, 1), expand=False)
+        for col, just in (("seq", "right"), ("verdict", "left"), (metric, "right"), ("delta", "right"),
+                          ("description", "left")):
+            table.add_column(col, justify=just, no_wrap=col != "description")  # type: ignore[arg-type]
+        for e in state.recent:
+            verdict = e.status if e.status in ("keep", "discard") else f"{e.status} {e.reason}"
+            table.add_row(str(e.seq), Text(verdict, style=STATUS_STYLE.get(e.status, "")), fmt_num(e.metric),
+                          fmt_delta(e.delta()) if e.delta() is not None else "", e.description)
+        parts.append(table)
+    title = f"autoresearch/{state.tag}" if state.tag else "autoresearch"
+    return Panel(Group(*parts), title=title, title_align="left", border_style="blue")
+
+
+def _seed_from_session(state: ViewState, session: Session, history_rate: bool = False) -> None:
+    """Fill the view from the journal: the tag's counts, best, baseline and last verdicts
+    (and, with HISTORY_RATE, the experiments per hour over the whole tag)."""
+    config = session.config
+    state.metric = config.metric.name
+    state.maximize = config.maximize
+    state.budget = config.budget.seconds
+    tag = session.tag
+    state.tag = tag
+    if not tag:
+        return
+    counts = session.journal.counts(tag)
+    state.counts = {s: counts.get(s, 0) for s in DONE}
+    experiments = session.journal.experiments(tag)
+    done = [e for e in experiments if e.status in DONE]
+    for e in done:
+        if e.is_baseline and e.status == "keep" and e.metric is not None and state.baseline is None:
+            state.baseline = e.metric
+        if e.status == "keep" and e.metric is not None:
+            state.best, state.best_seq = e.metric, e.seq
+    state.recent = deque(done[-state.recent.maxlen:], maxlen=state.recent.maxlen)  # type: ignore[arg-type]
+    if history_rate and experiments:
+        state.began, state.finished = experiments[0].started_at, len(done)
+
+
+class _Events:
+    """The phase bookkeeping shared by both views."""
+
+    def __init__(self, session: Session | None = None, metric_name: str | None = None) -> None:
+        self.state = ViewState()
+        self.session = session
+        self.lock = threading.Lock()
+        if session is not None:
+            try:
+                _seed_from_session(self.state, session)
+            except Exception:  # noqa: BLE001 - a view must never stop a loop
+                pass
+        if metric_name:
+            self.state.metric = metric_name
+
+    def _describe(self, seq: int) -> str:
+        if self.session is None:
+            return ""
+        try:
+            exp = self.session.journal.get(seq)
+        except Exception:  # noqa: BLE001 - e.g. called from another thread than the journal's
+            return ""
+        return exp.description if exp and exp.description != "(proposing)" else ""
+
+    def update(self, phase: str, info: dict[str, Any]) -> Experiment | None:
+        s = self.state
+        with self.lock:
+            if phase == "done":
+                exp = info.get("experiment")
+                s.phase, s.label, s.phase_started = "idle", "", None
+                if isinstance(exp, Experiment):
+                    if exp.tag and not s.tag:
+                        s.tag = exp.tag
+                    s.record(exp)
+                    s.finished += 1
+                    return exp
+                return None
+            seq = info.get("seq")
+            if seq is not None and seq != s.seq:
+                s.seq, s.description = seq, ""
+            s.phase = phase
+            s.label = str(info.get("label", "")) if phase in ("running", "evaluating") else ""
+            s.phase_started = float(info.get("started") or time.time())
+            if info.get("budget"):
+                s.budget = float(info["budget"])
+            if info.get("agent"):
+                s.agent = str(info["agent"])
+            if info.get("description"):
+                s.description = str(info["description"])
+            elif not s.description and phase != "proposing" and seq:
+                s.description = self._describe(int(seq))
+        return None
+
+
+class LiveView:
+    """A rich live panel for `autoresearch run` on a terminal. Use as a context manager.
+
+    Every argument is optional: with a session it starts from the journal (tag, best, last
+    verdicts) and names the metric; without one it learns them from the experiments it sees."""
+
+    def __init__(self, session: Session | None = None, *, metric_name: str | None = None,
+                 console: Console | None = None, refresh_per_second: float = 4.0) -> None:
+        self.events = _Events(session, metric_name)
+        self.console = console or Console()
+        self.refresh_per_second = refresh_per_second
+        self._live: Live | None = None
+
+    @property
+    def state(self) -> ViewState:
+        return self.events.state
+
+    def __rich__(self) -> RenderableType:
+        with self.events.lock:
+            return render_state(self.state)
+
+    def __enter__(self) -> LiveView:
+        self._live = Live(self, console=self.console, refresh_per_second=self.refresh_per_second,
+                          transient=False, redirect_stdout=True, redirect_stderr=True)
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def on_phase(self, phase: str, info: dict) -> None:
+        self.events.update(phase, info)
+        if self._live is not None:
+            self._live.refresh()
+
+
+class PlainView:
+    """One line per verdict on STREAM (stdout by default): for pipes, log files and --quiet."""
+
+    def __init__(self, session: Session | None = None, *, metric_name: str | None = None,
+                 stream: IO[str] | None = None) -> None:
+        self.events = _Events(session, metric_name)
+        self.stream = stream
+
+    @property
+    def state(self) -> ViewState:
+        return self.events.state
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def on_phase(self, phase: str, info: dict) -> None:
+        exp = self.events.update(phase, info)
+        if exp is not None:
+            stream = self.stream or sys.stdout
+            stream.write(verdict_line(exp, self.state.metric, self.state.best) + "\n")
+            stream.flush()
+
+
+# -- watch: the view of a loop in another process -----------------------------------------------
+
+def infer_phase(session: Session, exp: Experiment) -> tuple[str, str, float]:
+    """(phase, label, since) of a running experiment, read from its run folder.
+
+    The harness creates one log per phase (`run.log`, `run.evaluate.log`, `confirm-0-best.log`,
+    ...); the newest tells the phase, and the folder's mtime (it changes when an entry is
+    created in it) tells when that phase began."""
+    run_dir = session.run_dir(exp.seq)
+    logs = []
+    if run_dir.is_dir():
+        logs = [p for p in run_dir.glob("*.log") if p.name != "agent.log"]
+    if not logs:
+        if exp.description == "(proposing)" or not exp.commit_sha:
+            phase = "proposing" if exp.description == "(proposing)" else "guarding"
+            return phase, "", exp.started_at
+        return "guarding", "", exp.started_at
+    newest = max(logs, key=lambda p: p.stat().st_mtime)
+    label = newest.name[: -len(".log")]
+    try:
+        since = run_dir.stat().st_mtime
+    except OSError:
+        since = exp.started_at
+    if label.endswith(".evaluate"):
+        return "evaluating", label[: -len(".evaluate")], since
+    if label.startswith("confirm-"):
+        return "confirming", label, since
+    return "running", label, since
+
+
+def state_from_journal(session: Session, recent: int = RECENT) -> ViewState:
+    """The view's state for whatever the journal says now."""
+    state = ViewState(recent=deque(maxlen=recent))
+    _seed_from_session(state, session, history_rate=True)
+    running = [e for e in session.journal.running() if not state.tag or e.tag == state.tag]
+    if running:
+        exp = running[-1]
+        phase, label, since = infer_phase(session, exp)
+        state.seq, state.phase, state.label, state.phase_started = exp.seq, phase, label, since
+        state.description = "" if exp.description == "(proposing)" else exp.description
+        state.agent = exp.proposer
+    return state
+
+
+def watch(session_root: Path | str, interval: float = 2.0, *, once: bool = False, console: Console | None = None,
+          plain: bool | None = None, recent: int = RECENT) -> None:
+    """Show the live view of the loop running in SESSION_ROOT, refreshed from its journal.
+
+    On a terminal the panel is redrawn every INTERVAL seconds; otherwise (or with plain=True)
+    one line is printed per verdict and per phase change. ONCE shows the current state and
+    returns. Stops on Ctrl-C."""
+    from ..session import Session
+    from ..task import find_root, load_config
+
+    console = console or Console()
+    plain = (not console.is_terminal) if plain is None else plain
+    with Session(load_config(find_root(session_root))) as session:
+        if not plain:
+            if once:
+                console.print(render_state(state_from_journal(session, recent)))
+                return
+            try:
+                with Live(render_state(state_from_journal(session, recent)), console=console,
+                          refresh_per_second=4, transient=False) as live:
+                    while True:
+                        time.sleep(interval)
+                        live.update(render_state(state_from_journal(session, recent)))
+            except KeyboardInterrupt:
+                return
+            return
+        _watch_plain(session, interval, once, console, recent)
+
+
+def _watch_plain(session: Session, interval: float, once: bool, console: Console, recent: int) -> None:
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    state = state_from_journal(session, recent)
+    if state.best is not None:
+        say(f"autoresearch/{state.tag}: best {state.metric} {state.best:.6f} (seq {state.best_seq}); "
+            + ", ".join(f"{k} {v}" for k, v in state.counts.items()))
+    else:
+        say(f"autoresearch/{state.tag or '-'}: no best yet")
+    last_seq = 0
+    for e in state.recent:
+        say(verdict_line(e, state.metric))
+        last_seq = max(last_seq, e.seq)
+    last_phase: tuple[Any, ...] = ()
+    try:
+        while True:
+            if state.seq is not None and state.phase != "idle":
+                key = (state.seq, state.phase, state.label)
+                if key != last_phase:
+                    what = f": {state.description}" if state.description else ""
+                    label = f" ({state.label})" if state.label and state.label != "run" else ""
+                    say(f"{time.strftime('%H:%M:%S')} seq {state.seq} {state.phase}{label}{what}")
+                    last_phase = key
+            if once:
+                return
+            time.sleep(interval)
+            state = state_from_journal(session, recent)
+            tag = state.tag
+            new = [e for e in session.journal.experiments(tag) if e.seq > last_seq and e.status in DONE] if tag else []
+            for e in new:
+                say(verdict_line(e, state.metric, state.best))
+                last_seq = max(last_seq, e.seq)
+    except KeyboardInterrupt:
+        return
+
+
+__all__ = [
+    "LiveView",
+    "PlainView",
+    "ViewState",
+    "infer_phase",
+    "render_state",
+    "state_from_journal",
+    "verdict_line",
+    "watch",
+]

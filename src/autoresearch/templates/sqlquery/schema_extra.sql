@@ -1,0 +1,5 @@
+-- Editable: indexes for query.sql, applied to the fresh database before the query is timed.
+-- Allowed: CREATE [UNIQUE] INDEX (partial and expression indexes included), DROP INDEX, ANALYZE.
+-- Anything else (tables, views, triggers, pragmas, inserts, updates) is refused and fails the run.
+-- The tables come with no index beyond their integer primary keys (customers.id,
+-- products.id, orders.id); order_items has none at all.

@@ -1,0 +1,230 @@
+"""The `tune` proposer: TPE over the knobs, seeded from the journal, on real `example` tasks."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from autoresearch.experiment import Experimenter, ProposalInfo
+from autoresearch.proposers.base import ProposeContext, ProposerError
+from autoresearch.proposers.knobs import find_knobs, knob_values
+from autoresearch.proposers.tune import PastPoint, TuneOptions, TuneProposer, make_tune_proposer, normalize
+from autoresearch.session import Session
+from autoresearch.task import load_config
+from autoresearch.workspace import Workspace
+from conftest import git, make_task
+
+CHANGE = re.compile(r"^([A-Z][A-Z0-9_]*) (\S+) -> (\S+)$")
+PROPOSALS = 12
+
+
+def context(session: Session) -> ProposeContext:
+    tag = session.require_tag()
+    seq = session.journal.next_seq()
+    run_dir = session.run_dir(seq)
+    return ProposeContext(config=session.config, workspace=session.ws, brief="(brief)",
+                          brief_path=run_dir / "brief.md", log_path=run_dir / "agent.log", seq=seq,
+                          best_commit=session.best_commit(tag), best_metric=None,
+                          history=session.journal.experiments(tag, limit=15))
+
+
+def measured_points(session: Session) -> list[tuple]:
+    """The knob values of every experiment commit of the tag, as comparable tuples."""
+    points = []
+    for exp in session.journal.experiments("t"):
+        if exp.commit_sha:
+            values = knob_values(session.ws.show_file(exp.commit_sha, "train.py") or "")
+            points.append(tuple(normalize(values[k]) for k in sorted(values)))
+    return points
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An `example` task (CLI: init, start, baseline) after PROPOSALS tune experiments."""
+    root = make_task(tmp_path_factory.mktemp("tune"))
+    session = Session.open(root)
+    proposer = make_tune_proposer(session.config, "tune")
+    experimenter = Experimenter(session)
+    baseline = session.journal.experiments("t")[0]
+    proposals, experiments = [], []
+    for _ in range(PROPOSALS):
+        ctx = context(session)
+        before = (root / "train.py").read_text()
+        proposal = proposer.propose(ctx)
+        after = (root / "train.py").read_text()
+        proposals.append((proposal, before, after, ctx.log_path))
+        experiments.append(experimenter.run(proposal.description, ProposalInfo(proposer="tune")))
+    session.close()
+    return {"root": root, "baseline": baseline, "proposals": proposals, "experiments": experiments,
+            "proposer": proposer}
+
+
+@pytest.mark.slow
+def test_tune_beats_the_baseline_with_readable_one_to_three_knob_changes(tuned: dict) -> None:
+    baseline, experiments = tuned["baseline"], tuned["experiments"]
+    assert baseline.is_baseline and baseline.status == "keep"
+    assert len(experiments) == PROPOSALS
+    metrics = [e.metric for e in experiments if e.status in ("keep", "discard")]
+    assert min(metrics) < baseline.metric  # found a better val_loss than the baseline
+    assert any(e.status == "keep" for e in experiments)
+    for proposal, before, after, log_path in tuned["proposals"]:
+        assert proposal.model_driven is False
+        changes = [CHANGE.match(part) for part in proposal.description.split(", ")]
+        assert all(changes) and 1 <= len(changes) <= 3, proposal.description
+        old_values, new_values = knob_values(before), knob_values(after)
+        changed = {name for name in old_values if normalize(old_values[name]) != normalize(new_values[name])}
+        assert changed == {m.group(1) for m in changes}  # the description lists exactly what changed
+        for m in changes:
+            assert repr(old_values[m.group(1)]) == m.group(2) or str(old_values[m.group(1)]) == m.group(2)
+            assert f"{m.group(1)} = {m.group(3)}" in after
+        # only the changed values differ, line by line
+        differing = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+        assert len(differing) == len(changes) and len(before.splitlines()) == len(after.splitlines())
+        assert "past trials" in log_path.read_text()
+    # every measured point is distinct: tune never re-proposed a tried point
+    session = Session.open(tuned["root"])
+    try:
+        points = measured_points(session)
+        assert len(points) == PROPOSALS + 1 and len(set(points)) == len(points)
+    finally:
+        session.close()
+
+
+@pytest.mark.slow
+def test_restart_continues_the_study(tuned: dict) -> None:
+    root = tuned["root"]
+    session = Session.open(root)
+    try:
+        original = (root / "train.py").read_text()
+        tried = set(measured_points(session))
+        fresh = make_tune_proposer(session.config, "tune")
+        assert fresh is not tuned["proposer"]
+        first = fresh.propose(context(session))
+        # the new instance's study holds every past experiment of the tag, values read from git
+        journal = [e for e in session.journal.experiments("t") if e.commit_sha]
+        trials = [t for t in fresh.study.trials if t.state != TrialState.RUNNING]  # not the points it asked for
+        assert len(trials) == len(journal) == PROPOSALS + 1
+        assert [t.user_attrs["seq"] for t in trials] == [e.seq for e in journal]
+        worst = max(e.metric for e in journal if e.metric is not None)
+        for trial, exp in zip(trials, journal):
+            values = knob_values(session.ws.show_file(exp.commit_sha, "train.py") or "")
+            assert trial.params["DEGREE"] == values["DEGREE"] and trial.params["STEPS"] == values["STEPS"]
+            assert trial.value == (exp.metric if exp.status in ("keep", "discard") else worst)
+        # and it proposes a point never measured
+        now = knob_values((root / "train.py").read_text())
+        assert tuple(normalize(now[k]) for k in sorted(now)) not in tried
+        # the same journal and seed give the same proposal; another seed may differ but is also new
+        (root / "train.py").write_text(original)
+        again = make_tune_proposer(session.config, "tune").propose(context(session))
+        assert again.description == first.description
+        (root / "train.py").write_text(original)
+        other = make_tune_proposer(session.config, "tune:seed=5,max_changes=1").propose(context(session))
+        assert CHANGE.match(other.description)  # exactly one change
+        now = knob_values((root / "train.py").read_text())
+        assert tuple(normalize(now[k]) for k in sorted(now)) not in tried
+        (root / "train.py").write_text(original)
+    finally:
+        session.close()
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def write_task(root: Path, train: str) -> ProposeContext:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "autoresearch.toml").write_text(
+        '[task]\nname = "t"\neditable = ["train.py", "notes.txt"]\nrun = "python train.py"\n'
+        '[metric]\nname = "loss"\n')
+    (root / "train.py").write_text(train)
+    (root / "notes.txt").write_text("LR = 0.1\n")  # not Python: never searched for knobs
+    config = load_config(root)
+    return ProposeContext(config=config, workspace=Workspace(root), brief="", brief_path=root / "brief.md",
+                          log_path=root / "agent.log", seq=1, best_commit="", best_metric=None)
+
+
+def test_no_knobs_is_a_clear_error(tmp_path: Path) -> None:
+    ctx = write_task(tmp_path / "a", "lr = 0.1\n\ndef main():\n    STEPS = 10\n    return STEPS\n")
+    proposer = make_tune_proposer(ctx.config, "tune")
+    with pytest.raises(ProposerError) as info:
+        proposer.propose(ctx)
+    assert info.value.reason == "agent-error"
+    assert "no knobs found in the editable files (notes.txt, train.py)" in str(info.value)
+    assert "UPPER_CASE" in str(info.value)
+
+    ctx = write_task(tmp_path / "b", 'MODE = "fast"\nOFFSET = -1\n')
+    with pytest.raises(ProposerError, match="MODE, OFFSET all have a fixed space"):
+        make_tune_proposer(ctx.config, "tune").propose(ctx)
+
+    ctx = write_task(tmp_path / "c", "LR = 0.1  # search: log(0, 1)\n")
+    with pytest.raises(ProposerError, match=r"train.py:1: LR: bad `# search:` comment"):
+        make_tune_proposer(ctx.config, "tune").propose(ctx)
+
+
+def test_without_a_journal_it_still_proposes_and_edits_in_place(tmp_path: Path) -> None:
+    source = "import os\n\nLR = 0.1   # the rate\nUSE_BIAS = True\n\nprint(LR)\n"
+    ctx = write_task(tmp_path / "d", source)
+    proposal = make_tune_proposer(ctx.config, "tune").propose(ctx)
+    after = (tmp_path / "d" / "train.py").read_text()
+    assert proposal.model_driven is False and proposal.description
+    for part in proposal.description.split(", "):
+        name, old, new = CHANGE.match(part).groups()
+        assert f"{name} = {new}" in after
+    assert after.startswith("import os\n\nLR = ") and after.endswith("\n\nprint(LR)\n")
+    assert "# the rate\n" in after
+    assert (tmp_path / "d" / "agent.log").read_text().startswith("tune: 2 knobs (2 tunable), 0 past trials")
+
+
+def test_options_from_the_agent_string(tmp_path: Path) -> None:
+    ctx = write_task(tmp_path / "e", "LR = 0.1\n")
+    assert make_tune_proposer(ctx.config, "tune").options == TuneOptions()
+    assert make_tune_proposer(ctx.config, "tune:seed=7, max_changes=1,startup=3").options == TuneOptions(7, 1, 3)
+    for bad in ("tune:sead=1", "tune:seed=x", "tune:max_changes=0", "tune:seed"):
+        with pytest.raises(ProposerError, match="tune: "):
+            make_tune_proposer(ctx.config, bad)
+
+
+def test_study_values_for_crashes_and_constraints_and_dedupe(tmp_path: Path) -> None:
+    """Crashes count as the worst value; a tiny space is walked point by point, never twice."""
+    source = 'A = 1  # search: [1, 2, 3]\nB = True\nC = "x"\n'
+    ctx = write_task(tmp_path / "f", source)
+    proposer = TuneProposer(ctx.config)
+    knobs = proposer.discover(ctx.workspace.root, ["train.py"])
+    assert sorted(knobs) == ["A", "B", "C"]
+    past = [PastPoint(1, {"A": 1, "B": True, "C": "x"}, 0.5),
+            PastPoint(2, {"A": 2, "B": True, "C": "x"}, None),  # crashed
+            PastPoint(3, {"A": 3, "B": False, "C": "x"}, 0.9)]
+    study = proposer.build_study(knobs, past)
+    assert [t.value for t in study.trials] == [0.5, 0.9, 0.9]  # the crash gets the worst value seen
+    assert study.trials[1].params == {"A": "2", "B": "True"}  # fixed knobs are not parameters
+    assert study.best_value == 0.5
+
+    # from best (1, True) the space has 6 points; with 3 tried (best included), 3 remain
+    tried = {tuple(normalize(p.values[k]) for k in sorted(knobs)) for p in past}
+    remaining = {(2, False), (3, True), (1, False)}
+    seen = set()
+    for i in range(3):
+        changes = proposer.choose(proposer.build_study(knobs, past), knobs, tried, random.Random(i), [])
+        point = {"A": 1, "B": True, **changes}
+        key = (point["A"], point["B"])
+        assert key in remaining and key not in seen
+        seen.add(key)
+        past.append(PastPoint(10 + i, {**point, "C": "x"}, 1.0))
+        tried.add(tuple(normalize(v) for v in (point["A"], point["B"], "x")))
+    assert seen == remaining
+    with pytest.raises(ProposerError, match="has been measured already"):
+        proposer.choose(proposer.build_study(knobs, past), knobs, tried, random.Random(0), [])
+
+
+def test_maximize_uses_the_lowest_value_for_crashes(tmp_path: Path) -> None:
+    write_task(tmp_path / "g", "A = 4\n")
+    config_text = (tmp_path / "g" / "autoresearch.toml").read_text().replace('name = "loss"\n',
+                                                                                'name = "acc"\ngoal = "maximize"\n')
+    (tmp_path / "g" / "autoresearch.toml").write_text(config_text)
+    proposer = TuneProposer(load_config(tmp_path / "g"))
+    knobs = proposer.discover(tmp_path / "g", ["train.py"])
+    study = proposer.build_study(knobs, [PastPoint(1, {"A": 4}, 0.7), PastPoint(2, {"A": 5}, None),
+                                         PastPoint(3, {"A": 3}, 0.8)])
+    assert [t.value for t in study.trials] == [0.7, 0.7, 0.8] and study.best_value == 0.8
+    assert [k.name for k in find_knobs("A = 4\n")] == ["A"]
