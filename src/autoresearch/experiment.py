@@ -91,6 +91,11 @@ def measure(session: Session, workdir: Path, seq: int, seed: int, label: str, *,
                          log_path=log_path, log_max_bytes=config.budget.log_max_bytes, sandbox=run_spec, stop=stop,
                          on_start=on_start)
     seconds = result.seconds
+    if not config.task.evaluate and result.texts.get("reject") and not result.timed_out:
+        # Without an evaluate phase the run command is the harness (its checks live in
+        # read-only files), so its `reject: <reason>` line counts.
+        return Measurement(False, result.texts["reject"], rejected=True, metrics=result.metrics,
+                           seconds=seconds, log_path=log_path)
     if not result.ok:
         return Measurement(False, result.failure_reason(), metrics=result.metrics, seconds=seconds,
                            log_path=log_path, interrupted=result.interrupted)
@@ -405,6 +410,10 @@ class Experimenter:
         exp.details["confirm"] = {"pairs": outcome.pairs, "mean_improvement": outcome.mean_improvement,
                                   "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
                                   "best_runs": runs["best"], "candidate_runs": runs["candidate"]}
+        if len(set(runs["candidate"])) == 1 and len(set(runs["best"])) > 1:
+            # The best varies with AUTORESEARCH_SEED and the candidate does not: it pinned its
+            # own (lucky) seed, and its advantage is that draw, not the change.
+            return V.Verdict("discard", "ignores-seed")
         if outcome.decision == "better":
             exp.metric = V.median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
             return V.Verdict("keep", screened.reason)

@@ -112,10 +112,11 @@ def _bootstrap_t_bounds(diffs: list[float], alpha: float, seed: int, resamples: 
         sample = [diffs[rng.randrange(n)] for _ in range(n)]
         s_sd = statistics.stdev(sample)
         s_se = s_sd / math.sqrt(n)
-        if s_se == 0.0:
-            ts.append(math.inf if statistics.fmean(sample) > mean else -math.inf)
+        if s_se == 0.0:  # a resample of one repeated value says nothing about the spread
             continue
         ts.append((statistics.fmean(sample) - mean) / s_se)
+    if not ts:
+        return mean, mean
     ts.sort()
     hi_t = ts[min(len(ts) - 1, int(math.ceil((1 - alpha) * len(ts))) - 1)]
     lo_t = ts[max(0, int(math.floor(alpha * len(ts))))]
