@@ -21,7 +21,7 @@ from typing import Callable
 from . import verdict as V
 from .guard import check_scope, verify
 from .harness import RunResult, base_env, run_command, tail_lines
-from .journal import Experiment, NoiseRecord, append_tsv, write_tsv
+from .journal import Experiment, NoiseRecord, append_tsv, render_tsv, write_tsv
 from .sandbox import SandboxSpec, expand_path, resolve_kind
 from .session import Session, SessionError, default_tag
 from .workspace import branch_name, count_lines, experiment_ref
@@ -251,10 +251,24 @@ class Experimenter:
                               propose_seconds=info.propose_seconds, tokens_in=info.tokens_in,
                               tokens_out=info.tokens_out, cost_usd=info.cost_usd)
         best_record = s.journal.best(tag, self.config.maximize)
+        if self._repair_tsv(tag, exp.seq):
+            exp.details["results_tsv_repaired"] = True
         exp.is_baseline = best_record is None
         exp.best_before = best_record.metric if best_record else None
         s.journal.update(exp)
         return exp
+
+    def _repair_tsv(self, tag: str, current: int) -> bool:
+        """results.tsv is a view of the journal: if anyone edited it, rewrite it from the journal."""
+        s, config = self.session, self.config
+        rows = [e for e in s.journal.experiments(tag) if e.seq != current]
+        expected = render_tsv(rows, config.metric.name, config.resource.scale)
+        path = s.results_path()
+        actual = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        if actual == expected:
+            return False
+        write_tsv(path, rows, config.metric.name, config.resource.scale)
+        return True
 
     def record_failure(self, exp: Experiment, status: str, reason: str, details: dict | None = None) -> Experiment:
         """Record an experiment that never ran (a proposer failure, a rejected change), tree at best."""

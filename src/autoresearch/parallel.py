@@ -717,25 +717,29 @@ def replay_tree(ws: Workspace, commit: str, onto: str) -> str | None:
 
 
 def replay_tree_by_patch(ws: Workspace, commit: str, onto: str) -> str | None:
-    """The same as replay_tree through `git diff | git apply --cached` in a scratch index."""
+    """The same as replay_tree through `git diff | git apply --cached --3way` in a scratch
+    index (gits too old for --3way with --cached apply the plain patch, which is stricter)."""
     import os
     import tempfile
 
     from .workspace import GitError
 
     patch = ws.git("diff", "--binary", "--full-index", f"{commit}~1", commit)
+    if not patch.strip():
+        return ws.tree_of(onto)
     fd, index = tempfile.mkstemp(prefix="autoresearch-replay-index-")
     os.close(fd)
-    os.unlink(index)
     env = {"GIT_INDEX_FILE": index}
     try:
-        ws.git("read-tree", onto, env=env)
-        if patch.strip():
+        for mode in (["--3way"], []):
+            os.unlink(index)
+            ws.git("read-tree", onto, env=env)
             try:
-                ws.git("apply", "--cached", "--whitespace=nowarn", env=env, input=patch)
+                ws.git("apply", "--cached", *mode, "--whitespace=nowarn", env=env, input=patch)
             except GitError:
-                return None
-        return ws.git("write-tree", env=env).strip()
+                continue
+            return ws.git("write-tree", env=env).strip()
+        return None
     finally:
         if os.path.exists(index):
             os.unlink(index)
