@@ -2,32 +2,35 @@
 running the experiment's own command.
 
 What it does, top to bottom:
-  1. For each sandbox kind (SANDBOXES) and history length (HISTORIES) it makes a fresh task
-     with the CLI (`autoresearch init --template example`), swaps the run for a no-op shell
-     command (`sed` printing the metric from a comment line of train.py, ~1 ms of work),
+  1. For each sandbox kind (SANDBOXES), history length (HISTORIES) and mode (in-process, CLI)
+     it makes a fresh task with the CLI (`autoresearch init --template example`), swaps the run
+     for a no-op shell command (`sed` printing the metric from a comment line of train.py),
      commits, locks, starts and runs the baseline. Then it fakes HISTORY-1 prior experiments
-     cheaply but realistically: one git commit per experiment (written with `git fast-import`,
-     keeps chained on the branch, every commit under refs/autoresearch/<tag>/<seq>), a journal
-     row each (Journal.begin/update), a runs-table row, a run.log folder, and results.tsv
-     regenerated from the journal.
-  2. In-process: `Experimenter(session).run(...)` REPEATS times on one open session (after
-     WARMUP untimed ones). Each experiment edits train.py so that keeps and discards alternate.
-     `harness.run_command` is wrapped with a timer; overhead = total - run_command.
-  3. Through the CLI: the wall time of `python -m autoresearch experiment -m ...` subprocesses
-     (CLI_REPEATS, on a second fresh task with the same history) minus the run command's own
-     seconds as recorded in the journal's runs table.
-  4. A breakdown of the in-process overhead by where the time goes (git subprocesses, SQLite
-     journal calls, harness hashing, results.tsv), the git subcommands an experiment spawns,
-     and a cProfile of the slowest functions, for the largest history with the default sandbox.
+     cheaply but realistically: one git commit each (written by `git fast-import`; keeps chained
+     on the branch, every commit under refs/autoresearch/<tag>/<seq>), a journal row each
+     (Journal.begin/update), a runs-table row, a run.log folder, results.tsv regenerated.
+  2. It measures round robin over the cells (so a burst of load elsewhere hits all alike). Each
+     experiment edits train.py so that keeps and discards alternate.
+     In-process: `Experimenter(session).run(...)` on one open session; `harness.run_command`
+     is wrapped with a timer, overhead = total - run_command.
+     CLI: wall time of `python -m autoresearch experiment -m ...` minus the run command's own
+     seconds as the journal's runs table records them.
+  3. Floors: the bare run command, one git call, python start, `import autoresearch.cli`.
+  4. For the longest history with the default sandbox: where the in-process overhead goes (git
+     subprocesses, SQLite journal calls, harness hashing, results.tsv), which git subcommands an
+     experiment spawns and from where, and a cProfile of the top functions by own time.
 
-How to read it: the table prints medians in milliseconds. `run cmd` is the harness's
-run_command call (process start, sandbox, log, /proc sweep); `bare cmd` is the same shell
-command started directly with subprocess, so `run cmd - bare cmd` is what the harness and the
-sandbox add around the user's process. The goal (from the issue) is overhead < GOAL_MS
-in-process and flat in the history length: compare the rows at 10 and 1,000. The sandbox's
-share is the difference of `run cmd` between the `none` and `auto` (bwrap) rows.
+How to read it: medians in milliseconds. `run cmd` is the harness's run_command (process start,
+sandbox, capped log, /proc sweep); compare it with the bare-command floor to see what the harness
+and the sandbox add around the user's process, and the `none` rows with the `auto` rows for the
+sandbox's share. The issue's goal is an in-process overhead under GOAL_MS, flat in the history
+length: compare the rows at 10 and 1,000 (differences of ~20 % between cells are noise on a
+loaded 2-core machine; the load average is printed before and after).
 
-Run: .venv/bin/python benchmarks/overhead.py   (about a minute on 2 cores)
+CLI subprocesses run with cached bytecode (BYTECODE_CACHE), as an installed package would; this
+checkout may set PYTHONDONTWRITEBYTECODE, which makes every CLI call recompile every module.
+
+Run: .venv/bin/python benchmarks/overhead.py   (about 2 minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -242,6 +245,8 @@ class Timers:
         self._wrap(E, "append_tsv", "results.tsv append")
         self._wrap(E, "tail_lines", "log tail")
         self._wrap(H, "sweep_marked", SWEEP)  # inside run_command: reported, not counted twice
+        if hasattr(Experimenter, "_repair_tsv"):  # compares results.tsv with the journal each time
+            self._wrap(Experimenter, "_repair_tsv", "results.tsv repair check")
         for name in ("begin", "update", "best", "latest_noise", "add_run", "get_meta", "set_meta"):
             self._wrap(Journal, name, "sqlite journal")
         # Every git call the workspace makes goes through subprocess.run.
@@ -380,17 +385,15 @@ class Cell:
             self.session.close()
 
 
-def cli_floor_ms(cwd: Path) -> tuple[float, float, float]:
-    """Bare interpreter start, interpreter + `import autoresearch.cli`, `autoresearch --version`."""
-    bare, imports, version = [], [], []
-    for _ in range(5):
-        for argv, out in (([sys.executable, "-c", "pass"], bare),
-                          ([sys.executable, "-c", "import autoresearch.cli"], imports),
-                          ([*CLI, "--version"], version)):
-            t = time.perf_counter()
-            subprocess.run(argv, cwd=cwd, capture_output=True, env=cli_env())
-            out.append(time.perf_counter() - t)
-    return ms(med(bare)), ms(med(imports)), ms(med(version))
+def floor_step(cwd: Path, samples: dict[str, list[float]]) -> None:
+    """One sample each of: bare interpreter start, interpreter + `import autoresearch.cli`,
+    `autoresearch --version` (timed in the same rounds as the CLI experiments)."""
+    for label, argv in (("python start", [sys.executable, "-c", "pass"]),
+                        ("python + import autoresearch.cli", [sys.executable, "-c", "import autoresearch.cli"]),
+                        ("autoresearch --version", [*CLI, "--version"])):
+        t = time.perf_counter()
+        subprocess.run(argv, cwd=cwd, capture_output=True, env=cli_env())
+        samples[label].append(ms(time.perf_counter() - t))
 
 
 def import_costs(cwd: Path, top: int) -> list[tuple[str, float]]:
@@ -440,6 +443,7 @@ def main() -> None:
                       f"({cells[-1].setup_s:.1f} s each)", flush=True)
         bare = spawn_ms(["/bin/sh", "-c", RUN], cells[0].root)
         git_floor = spawn_ms(["git", "rev-parse", "HEAD"], cells[0].root)
+        floors: dict[str, list[float]] = defaultdict(list)
         timers.install()
         # Round robin over the cells, so a burst of load elsewhere on the machine hits all alike.
         for i in range(WARMUP + max(REPEATS, CLI_REPEATS)):
@@ -447,10 +451,14 @@ def main() -> None:
                 n = REPEATS if cell.mode == "in-process" else CLI_REPEATS
                 if i < WARMUP + n:
                     cell.step(timers, WARMUP)
+            if WARMUP <= i < WARMUP + CLI_REPEATS:
+                timers.uninstall()
+                floor_step(work, floors)
+                timers.install()
         print(f"  measured ({REPEATS} in-process and {CLI_REPEATS} CLI experiments per cell after {WARMUP} "
               f"warm-up), load average {os.getloadavg()[0]:.1f}", flush=True)
         timers.uninstall()
-        floor_python, floor_import, floor_version = cli_floor_ms(work)
+        floor_import = med(floors["python + import autoresearch.cli"])
 
         print()
         print(f"{'history':>7s}  {'sandbox':7s} {'mode':10s} {'total':>8s} {'run cmd':>8s} {'overhead':>8s}  "
@@ -463,9 +471,8 @@ def main() -> None:
         print("(ms, medians; overhead = total - run cmd; in-process `run cmd` is the harness.run_command call, "
               "cli `run cmd` the journal's RunResult.seconds)")
         print(f"floors: the bare run command via subprocess {bare:.1f} ms; one `git rev-parse` {git_floor:.1f} ms; "
-              f"python start {floor_python:.1f} ms; python + `import autoresearch.cli` {floor_import:.1f} ms; "
-              f"`autoresearch --version` {floor_version:.1f} ms (bytecode "
-              f"{'cached' if BYTECODE_CACHE else 'recompiled on each call'})")
+              + "; ".join(f"{label} {med(v):.1f} ms" for label, v in floors.items())
+              + f" (bytecode {'cached' if BYTECODE_CACHE else 'recompiled on each call'})")
         costs = import_costs(work, IMPORT_TOP)
         print("  import self-time by top-level package (ms, -X importtime, one run): "
               + ", ".join(f"{name} {t:.0f}" for name, t in costs))
@@ -494,12 +501,17 @@ def main() -> None:
                       "(session open, config, lock, reconcile, output)")
 
         cell = find(hi, SANDBOXES[-1], "in-process")
+        pair = [find(h, cell.sandbox, "in-process") for h in HISTORIES]
         print()
-        print(f"breakdown of the in-process overhead (history {hi}, sandbox {cell.sandbox}; median ms per "
-              "experiment; calls in the last experiment):")
-        for label, values in sorted(cell.breakdown.items(), key=lambda kv: -med(kv[1])):
+        print(f"breakdown of the in-process overhead (sandbox {cell.sandbox}; median ms per experiment; calls "
+              "in one experiment):")
+        print(f"  {'':26s} " + " ".join(f"{'history ' + str(c.history):>13s}" for c in pair))
+        labels = sorted({k for c in pair for k in c.breakdown}, key=lambda k: -med(cell.breakdown.get(k, [0.0])))
+        for label in labels:
             calls = cell.calls.get(label)
-            print(f"  {label:26s} {med(values):7.1f}" + (f"  ({calls} calls)" if calls else ""))
+            print(f"  {label:26s} " + " ".join(f"{med(c.breakdown.get(label, [0.0])):13.1f}" for c in pair)
+                  + (f"  ({calls} calls)" if calls else ""))
+        print(f"  {'= overhead':26s} " + " ".join(f"{med(c.overhead):13.1f}" for c in pair))
         total_calls = [sum(c.values()) for c in cell.git_calls]
         print(f"git subprocesses per experiment: median {med(total_calls):.0f} (min {min(total_calls)}, max "
               f"{max(total_calls)}), {med(cell.breakdown['git subprocesses']) / med(total_calls):.1f} ms each; "

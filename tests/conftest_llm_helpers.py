@@ -110,7 +110,7 @@ class FileServer:
         with self.lock:
             return [rng for n, rng in self.requests if n == name]
 
-    def __enter__(self) -> "FileServer":
+    def __enter__(self) -> FileServer:
         self.thread.start()
         return self
 
@@ -122,7 +122,7 @@ class FileServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 name = self.path.lstrip("/")
                 wanted = self.headers.get("Range")
                 with server.lock:

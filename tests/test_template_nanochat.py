@@ -17,10 +17,14 @@ pytest.importorskip("rustbpe")
 pytest.importorskip("tiktoken")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
-import torch  # noqa: E402
-
-from conftest_llm_helpers import (  # noqa: E402
-    TEMPLATES, FileServer, copy_template, run_script, set_constants, synthetic_docs,
+import torch
+from conftest_llm_helpers import (
+    TEMPLATES,
+    FileServer,
+    copy_template,
+    run_script,
+    set_constants,
+    synthetic_docs,
 )
 
 NANOCHAT = TEMPLATES / "nanochat"

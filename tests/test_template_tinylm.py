@@ -19,8 +19,14 @@ pytest.importorskip("rustbpe")
 pytest.importorskip("tiktoken")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from conftest_llm_helpers import (  # noqa: E402
-    TEMPLATES, FileServer, copy_template, replace_once, run_script, set_constants, synthetic_docs,
+from conftest_llm_helpers import (
+    TEMPLATES,
+    FileServer,
+    copy_template,
+    replace_once,
+    run_script,
+    set_constants,
+    synthetic_docs,
 )
 
 if sys.version_info >= (3, 11):

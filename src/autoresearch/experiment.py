@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import verdict as V
-from .guard import check_scope, verify
+from .guard import check_scope, read_lock, verify
 from .harness import RunResult, base_env, run_command, tail_lines
 from .journal import Experiment, NoiseRecord, append_tsv, render_tsv, write_tsv
 from .sandbox import SandboxSpec, expand_path, resolve_kind
@@ -99,6 +99,11 @@ def measure(session: Session, workdir: Path, seq: int, seed: int, label: str, *,
     if not result.ok:
         return Measurement(False, result.failure_reason(), metrics=result.metrics, seconds=seconds,
                            log_path=log_path, interrupted=result.interrupted)
+    lock = read_lock(session.root)
+    tampered = verify(lock, workdir) if lock else []
+    if tampered:  # only possible without the sandbox, which mounts the task read-only
+        return Measurement(False, "harness-modified-during-run", rejected=True, metrics=result.metrics,
+                           seconds=seconds, log_path=log_path, flags={"problems": tampered})
     metrics = dict(result.metrics)
     flags: dict = {}
     final_log = log_path

@@ -43,13 +43,13 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator, Union
 
 from . import verdict as V
 from .executors import Executor, Job, make_executor
-from .experiment import Experimenter, Measurement, PhaseCallback, ProposalInfo, baseline, reconcile
+from .experiment import Experimenter, Measurement, PhaseCallback, baseline, reconcile
 from .guard import check_scope, verify
 from .harness import tail_lines
 from .journal import Experiment, Journal, append_tsv
@@ -109,6 +109,7 @@ class _Slot:
     fixes_left: int = 0
     model_driven: bool = True
     last_seq: int = 0
+    on_disk: str = ""  # the commit whose tree the worktree holds (HEAD may differ), "" if unknown
 
 
 class _SerializedProposer:
@@ -158,6 +159,12 @@ class ParallelLoop:
         self.hard_stop = False  # user stop, interrupt or failing proposer: no replays either
         self.failures = 0
         self._cancelled = False
+        # Owned by the driver once the slots run (only it moves the best), so cached here:
+        # every git call saved is ~10 ms of each experiment's overhead.
+        self.tag = ""
+        self.best = ""
+        self.best_tree = ""
+        self.lock: Any = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -187,6 +194,10 @@ class ParallelLoop:
                             self.result.stopped_because = f"the baseline failed ({exp.status}: {exp.reason}); " \
                                                           f"see {exp.log_path}"
                             return self.result
+                    self.tag = s.tag
+                    self.best = s.best_commit(self.tag)
+                    self.best_tree = s.ws.tree_of(self.best)
+                    self.lock = s.lock()
                     self._open_slots()
                     self.on_message(f"running on {self.executor.describe()}")
                     try:
@@ -214,13 +225,13 @@ class ParallelLoop:
 
     def _open_slots(self) -> None:
         s = self.session
-        best = s.best_commit(s.tag)
+        best = self.best
         base = self._worktree_dir()
         for i in range(self.executor.slots):
             path = base / f"slot-{i}"
             ws = s.ws.add_worktree(path, best)
             proposer = self._first_proposer if i == 0 else self._proposer_for(i)
-            self.slots.append(_Slot(index=i, root=ws.root, ws=ws, proposer=proposer))
+            self.slots.append(_Slot(index=i, root=ws.root, ws=ws, proposer=proposer, on_disk=best))
         # Worktrees of an earlier run with more slots: gone.
         for stale in sorted(base.glob("slot-*")):
             if stale.resolve() not in {slot.root for slot in self.slots}:
@@ -235,8 +246,8 @@ class ParallelLoop:
     def _reset_worktree(self, slot: _Slot, commit: str) -> None:
         """The slot's worktree at COMMIT, detached; files nobody committed go to the quarantine
         of the experiment that left them (nothing anyone made is deleted)."""
-        slot.ws.git("checkout", "-q", "-f", "--detach", commit)
-        slot.ws.git("reset", "-q", "--hard", commit)
+        slot.ws.git("checkout", "-q", "-f", "--detach", commit)  # -f: local changes and index too
+        slot.on_disk = commit
         owner = slot.exp.seq if slot.exp is not None else slot.last_seq
         quarantine = self.session.run_dir(owner) / "quarantine" / f"slot-{slot.index}"
         moved = []
@@ -390,7 +401,7 @@ class ParallelLoop:
         if self.stop_event.is_set():
             self._advance(slot, Measurement(False, "interrupted", interrupted=True))
             return
-        if self.executor.needs_worktree:
+        if self.executor.needs_worktree and slot.on_disk != request.commit:
             self._reset_worktree(slot, request.commit)
         job = Job(seq=slot.exp.seq, slot=slot.index, commit=request.commit, label=request.label,
                   seed=request.seed, workdir=slot.root)
@@ -435,8 +446,7 @@ class ParallelLoop:
 
     def _proposal_flow(self, slot: _Slot, fix: Experiment | None) -> Flow:
         s, config = self.session, self.session.config
-        tag = s.tag
-        best = s.best_commit(tag)
+        best = self.best
         self._reset_worktree(slot, best)
         if fix is not None:
             tree = s.ws.tree_of(fix.commit_sha) if fix.parent == best else self._replay_tree(fix.commit_sha, best)
@@ -444,11 +454,8 @@ class ParallelLoop:
                 fix = None  # the crashed change does not apply to today's best: a fresh proposal
             else:
                 slot.ws.git("read-tree", "-u", "--reset", tree)  # the crashed code, for the agent to repair
-        exp = self.experimenter.begin("(proposing)", ProposalInfo(proposer=self.agent_name))
-        exp.slot = slot.index
-        exp.details["executor"] = self.executor.kind
-        s.journal.update(exp)
-        slot.exp = exp
+                slot.on_disk = ""
+        exp = self._begin(slot, "(proposing)", self.agent_name, {})
         ctx = self._context(slot, exp, best, fix)
         self.on_phase("proposing", {"seq": exp.seq, "slot": slot.index, "agent": self.agent_name,
                                     "fix": fix.seq if fix else None})
@@ -469,43 +476,40 @@ class ParallelLoop:
             exp.details["fix_of"] = fix.seq
         s.journal.update(exp)
         self.on_phase("guarding", {"seq": exp.seq, "slot": slot.index})
-        lock = s.lock()
-        problems = verify(lock, slot.root)
+        problems = verify(self.lock, slot.root)
         if problems:
             return self._finish_failure(exp, "rejected", "harness-modified", {"problems": problems})
         tree = slot.ws.snapshot(best)
-        changes = slot.ws.changes(s.ws.tree_of(best), tree)
-        violations = check_scope(changes, config, lock)
+        changes = slot.ws.changes(self.best_tree, tree)
+        violations = check_scope(changes, config, self.lock)
         if violations:
             return self._finish_failure(exp, "rejected", "out-of-scope", {"violations": violations})
         if not changes:
             return self._finish_failure(exp, "crash", "no-change")
         self._commit(exp, tree, changes)
+        slot.on_disk = exp.commit_sha  # the snapshot is the tree on disk
         return (yield from self._measure_flow(slot, exp))
 
     def _replay_flow(self, slot: _Slot, work: _Replay) -> Flow:
         s = self.session
-        best = s.best_commit(s.tag)
+        best = self.best
         tree: str | None = work.tree
         if work.onto != best:  # the best moved again before the replay began
             tree = self._replay_tree(work.of.commit_sha, best)
         original = work.of
-        if tree is None or tree == s.ws.tree_of(best):
+        if tree is None or tree == self.best_tree:
             original.reason = "stale-conflict" if tree is None else "stale-duplicate"
             s.journal.update(original)
             return None
         idea = original.details.get("idea", original.description)
         origin = original.details.get("replay_origin", original.seq)
-        info = ProposalInfo(proposer=original.proposer)
-        exp = self.experimenter.begin(f"replay #{original.seq}: {idea}"[:200], info)
-        exp.slot = slot.index
-        exp.details.update({"executor": self.executor.kind, "replay_of": original.seq, "replay_origin": origin,
-                            "replay_round": work.round, "replayed_commit": original.commit_sha, "idea": idea})
-        slot.exp = exp
+        exp = self._begin(slot, f"replay #{original.seq}: {idea}"[:200], original.proposer,
+                          {"replay_of": original.seq, "replay_origin": origin, "replay_round": work.round,
+                           "replayed_commit": original.commit_sha, "idea": idea})
         original.details["replayed_as"] = exp.seq
         s.journal.update(original)
-        changes = s.ws.changes(s.ws.tree_of(best), tree)
-        violations = check_scope(changes, s.config, s.lock())
+        changes = s.ws.changes(self.best_tree, tree)
+        violations = check_scope(changes, s.config, self.lock)
         if violations:  # cannot happen for a change that passed the guard; checked all the same
             return self._finish_failure(exp, "rejected", "out-of-scope", {"violations": violations})
         self.on_phase("replaying", {"seq": exp.seq, "slot": slot.index, "of": original.seq})
@@ -549,11 +553,11 @@ class ParallelLoop:
         band = noise.suggested_min_delta if noise else 0.0
         decision = V.screen(exp.metric, exp.best_before, policy, config.maximize, exp.lines_delta or 0, band)
         exp.details.update(decision.details)
-        if decision.status == "keep" and s.best_commit(exp.tag) != exp.parent:
+        if decision.status == "keep" and self.best != exp.parent:
             return self._stale(slot, exp)
         if decision.status == "keep" and policy.confirm == "paired":
             decision = yield from self._confirm(slot, exp, decision)
-            if decision.status == "keep" and s.best_commit(exp.tag) != exp.parent:
+            if decision.status == "keep" and self.best != exp.parent:
                 return self._stale(slot, exp)
         return self._settle(exp, decision)
 
@@ -596,8 +600,7 @@ class ParallelLoop:
 
     def _stale(self, slot: _Slot, exp: Experiment) -> Experiment:
         """A better candidate whose parent is no longer the best: discard it, replay its diff."""
-        s = self.session
-        best = s.best_commit(exp.tag)
+        best = self.best
         exp.details["stale"] = {"parent": exp.parent, "best": best}
         round_ = int(exp.details.get("replay_round", 0)) + 1
         if self.hard_stop:
@@ -607,7 +610,7 @@ class ParallelLoop:
         tree = self._replay_tree(exp.commit_sha, best)
         if tree is None:
             return self._settle(exp, V.Verdict("discard", "stale-conflict"))
-        if tree == s.ws.tree_of(best):
+        if tree == self.best_tree:
             return self._settle(exp, V.Verdict("discard", "stale-duplicate"))
         slot.replay = _Replay(of=exp, tree=tree, onto=best, round=round_)
         return self._settle(exp, V.Verdict("discard", "stale-replayed"))
@@ -617,14 +620,24 @@ class ParallelLoop:
 
     # -- bookkeeping (driver thread only) -------------------------------------------------------
 
+    def _begin(self, slot: _Slot, description: str, proposer: str, details: dict) -> Experiment:
+        """The `running` record of a new experiment on the current best, in this slot."""
+        s = self.session
+        best_record = s.journal.best(self.tag, s.config.maximize)
+        exp = s.journal.begin(self.tag, description, proposer, self.best, program_hash=self.lock.program_hash,
+                              slot=slot.index, best_before=best_record.metric if best_record else None,
+                              details={"executor": self.executor.kind, **details})
+        slot.exp = exp
+        return exp
+
     def _context(self, slot: _Slot, exp: Experiment, best: str, fix: Experiment | None) -> ProposeContext:
         s, config = self.session, self.session.config
         run_dir = s.run_dir(exp.seq)
         run_dir.mkdir(parents=True, exist_ok=True)
-        history = [e for e in s.journal.experiments(s.tag, limit=config.agent.history + 1) if e.seq != exp.seq]
+        history = [e for e in s.journal.experiments(self.tag, limit=config.agent.history + 1) if e.seq != exp.seq]
         program_path = s.root / config.task.program
         program = program_path.read_text(errors="replace") if program_path.exists() else ""
-        brief = build_brief(config, program, best=s.journal.best(s.tag, config.maximize), best_commit=best,
+        brief = build_brief(config, program, best=s.journal.best(self.tag, config.maximize), best_commit=best,
                             history=history, files=config.editable_files(slot.root),
                             limits=self.base.limits_left(), fix=fix)
         brief += self._in_flight_note(slot)
@@ -666,10 +679,10 @@ class ParallelLoop:
         exp.status, exp.reason = decision.status, decision.reason or exp.reason
         exp.details.update(decision.details)
         if exp.status == "keep":
-            best = s.best_commit(exp.tag)
-            if best != exp.parent:  # pragma: no cover - _measure_flow replays these instead
-                raise RuntimeError(f"seq {exp.seq}: a keep must be a child of the best {best[:7]}")
+            if self.best != exp.parent:  # pragma: no cover - _measure_flow replays these instead
+                raise RuntimeError(f"seq {exp.seq}: a keep must be a child of the best {self.best[:7]}")
             s.set_best(exp.tag, exp.commit_sha)
+            self.best, self.best_tree = exp.commit_sha, s.ws.tree_of(exp.commit_sha)
             # The branch moves forward and the task folder shows the new best.
             s.ws.restore(branch_name(exp.tag), exp.commit_sha, s.state.preexisting, s.run_dir(exp.seq) / "quarantine")
         elif exp.status == "crash" and not exp.log_tail and exp.log_path:

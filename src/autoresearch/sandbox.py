@@ -35,6 +35,7 @@ class SandboxSpec:
     visible: list[Path] = field(default_factory=list)
     network: bool = False
     home: str = "/tmp/home"  # private HOME inside the private /tmp
+    agent: bool = False  # the proposer phase: everything writable except `readonly`, real HOME, network
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,8 +74,25 @@ def expand_path(text: str, env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(os.path.expandvars(expanded))).resolve()
 
 
+def agent_spec(kind: str, root: Path, run_dir: Path) -> SandboxSpec | None:
+    """The coding agent's sandbox: it may edit the task, use the network and write its own
+    scratch files in RUN_DIR, but the journal, earlier runs and git itself are read-only, so an
+    agent cannot rewrite its own record or move the branch."""
+    if kind == "none" or not bwrap_works():
+        return None
+    protected = [root / ".autoresearch", root / ".git"]
+    return SandboxSpec(readonly=[p for p in protected if p.exists()], writable=[run_dir], network=True, agent=True)
+
+
 def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
     exe = shutil.which("bwrap") or "bwrap"
+    if spec.agent:
+        argv = [exe, "--bind", "/", "/", "--dev-bind", "/dev", "/dev", "--die-with-parent"]
+        for path in spec.readonly:
+            argv += ["--ro-bind", str(path), str(path)]
+        for path in spec.writable:
+            argv += ["--bind", str(path), str(path)]
+        return argv + ["--chdir", str(cwd), "/bin/sh", "-c", command]
     argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--unshare-pid", "--die-with-parent", "--unshare-ipc", "--unshare-uts"]
     if not spec.network:

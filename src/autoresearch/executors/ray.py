@@ -31,14 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from ..experiment import Measurement, measure
+from ..guard import lock_path
 from ..harness import base_env, run_command
 from ..session import Session
-from ..task import TaskConfig
+from ..task import STATE_DIR, TaskConfig
 from . import Done, ExecutorError, Job, OnPhase, OnStart
 
 SETUP_TIMEOUT_S = 6 * 3600
 CANCEL_GRACE_S = 10.0  # after a polite cancel (KeyboardInterrupt in the task), force-kill the worker
 BACKSTOP_MARGIN_S = 120.0  # the driver gives up on a task this long after its harness should have
+WARMUP_TIMEOUT_S = 60.0
+WARMUP_HOLD_S = 0.5
 
 
 class RayExecutor:
@@ -60,6 +63,7 @@ class RayExecutor:
         self._inflight: dict[Any, Job] = {}
         self._cancelled = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._lock_json = ""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -85,6 +89,22 @@ class RayExecutor:
                 raise ExecutorError(f"could not start or reach {where}: {exc}") from None
             self._owns_ray = True
         self._remote = ray.remote(remote_measure)
+        lock = lock_path(session.root)
+        self._lock_json = lock.read_text() if lock.exists() else ""
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Have Ray start one worker per slot now (each importing the harness), so the first
+        experiments do not wait for worker start-up. Holding each warm-up task a moment makes
+        them overlap, so they cannot all land on one worker. Best effort: a cluster that has no
+        room for all slots yet simply warms fewer."""
+        ray = self._ray
+        ready = ray.remote(warm)
+        refs = [ready.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0).remote(WARMUP_HOLD_S)
+                for _ in range(self.slots)]
+        done, pending = ray.wait(refs, num_returns=len(refs), timeout=WARMUP_TIMEOUT_S)
+        for ref in pending:
+            ray.cancel(ref, force=True)
 
     def close(self) -> None:
         for thread in self._threads:
@@ -104,7 +124,7 @@ class RayExecutor:
     def submit(self, job: Job, *, on_start: OnStart, on_phase: OnPhase, done: Done) -> None:
         if self.session is None or self._remote is None:
             raise ExecutorError("the Ray executor was not opened")
-        session, ray = self.session, self._ray
+        session = self.session
         config = session.config
         try:
             archive = tree_archive(session, job.commit)
@@ -113,7 +133,7 @@ class RayExecutor:
             return
         ref = self._remote.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0,
                                    name=f"autoresearch-{job.seq}-{job.label}").remote(
-            config, archive, job.seq, job.seed, job.label)
+            config, archive, job.seq, job.seed, job.label, self._lock_json)
         with self._lock:
             self._inflight[ref] = job
         on_phase("running", {"seq": job.seq, "label": job.label, "budget": config.budget.seconds,
@@ -223,11 +243,14 @@ def _measurement_from(session: Session, job: Job, result: dict) -> Measurement:
 
 class _WorkerSession:
     """What `experiment.measure` needs of a session, on a worker that has no journal and no
-    repository: the config, a state folder (hidden from the run by the sandbox) and run dirs."""
+    repository: the config, the task folder (the unpacked tree, with the driver's lock.json in
+    its `.autoresearch/`, so the harness is verified after the run here too), the state folder
+    (hidden from the run by the sandbox) and run dirs."""
 
-    def __init__(self, config: TaskConfig, state_dir: Path) -> None:
+    def __init__(self, config: TaskConfig, root: Path) -> None:
         self.config = config
-        self.state_dir = state_dir
+        self.root = root
+        self.state_dir = root / STATE_DIR
 
     def run_dir(self, seq: int) -> Path:
         return self.state_dir / "runs" / str(seq)
@@ -254,14 +277,23 @@ def _setup(config: TaskConfig, tree: Path, log: Path) -> str:
     return "" if result.ok else "setup-" + result.failure_reason()
 
 
-def remote_measure(config: TaskConfig, archive: bytes, seq: int, seed: int, label: str) -> dict:
+def warm(hold: float) -> int:
+    """The warm-up task: the worker has imported this module (and the harness) once it runs."""
+    time.sleep(hold)
+    return os.getpid()
+
+
+def remote_measure(config: TaskConfig, archive: bytes, seq: int, seed: int, label: str, lock_json: str = "") -> dict:
     """The body of the Ray task: unpack the tree, set up, measure, return numbers and logs."""
     scratch = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
     try:
         tree = scratch / "task"
         tree.mkdir()
         _unpack(archive, tree)
-        session = _WorkerSession(config, scratch / "state")
+        session = _WorkerSession(config, tree)
+        session.state_dir.mkdir()
+        if lock_json:
+            lock_path(tree).write_text(lock_json)
         run_dir = session.run_dir(seq)
         run_dir.mkdir(parents=True)
         setup_seconds = 0.0

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..harness import base_env, run_command
+from ..sandbox import agent_spec
 from ..task import TaskConfig
 from .base import Proposal, ProposeContext, ProposerError
 
@@ -569,7 +570,8 @@ class CodingAgent:
         before = set(ctx.workspace.untracked())
         offset = ctx.log_path.stat().st_size if ctx.log_path.exists() else 0
         result = run_command(command, cwd=root, env=env, timeout=ctx.timeout, log_path=ctx.log_path,
-                             log_max_bytes=self.log_max_bytes)
+                             log_max_bytes=self.log_max_bytes,
+                             sandbox=agent_spec(ctx.config.sandbox.kind, ctx.workspace.common_dir().parent, run_dir))
         moved = self._move_scratch(ctx, before, run_dir)
         output = self._read_output(ctx.log_path, offset, command)
         if result.interrupted:

@@ -41,12 +41,16 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import torch
 
 # ---------------------------------------------------------------------------
 # Constants (fixed: the harness and every experiment agree on these)
@@ -248,7 +252,7 @@ class Tokenizer:
         self.token_lengths = token_lengths  # UTF-8 bytes per token id; 0 for special tokens
 
     @classmethod
-    def from_directory(cls, directory: Path = TOKENIZER_DIR) -> "Tokenizer":
+    def from_directory(cls, directory: Path = TOKENIZER_DIR) -> Tokenizer:
         import tiktoken
 
         path = Path(directory) / "tokenizer.json"
@@ -282,7 +286,7 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.enc.decode(ids)
 
-    def token_bytes(self, device="cpu") -> "torch.Tensor":
+    def token_bytes(self, device="cpu") -> torch.Tensor:
         """Bytes of text per token id (int32); special tokens have 0 and so do not count."""
         import torch
 

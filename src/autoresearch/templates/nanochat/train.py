@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, make_dataloader
 
 # ---------------------------------------------------------------------------
@@ -283,7 +282,7 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"):
         """Logits (B, T, vocab) in fp32, or the cross-entropy loss when TARGETS are given."""
-        B, T = idx.shape
+        T = idx.size(1)
         cos, sin = self.cos[:, :T], self.sin[:, :T]
         x = norm(self.wte(idx))
         x0 = x

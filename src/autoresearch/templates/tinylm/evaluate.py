@@ -34,12 +34,11 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # importing train.py must leave no __pycache__ in the task folder
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import prepare
+import torch
+import torch.nn.functional as F
 
-import prepare  # noqa: E402
-
-CAUSALITY_TOLERANCE = 1e-3  # relative to the largest logit: far above rounding noise, far below a leak
+CAUSALITY_TOLERANCE = 5e-3  # relative to the largest logit: far above bf16 rounding noise, far below a leak
 
 
 def log(message: str) -> None:
@@ -142,7 +141,7 @@ def score(out_dir: Path, tokenizer: prepare.Tokenizer, val_rows: torch.Tensor, h
     device = train.detect_device()
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
-    precision = lambda: train.autocast(device)  # noqa: E731 - the same precision as training
+    precision = lambda: train.autocast(device)
     vocab_size = tokenizer.get_vocab_size()
     model = load_model(out_dir, vocab_size, device, train)
     if not is_causal(model, val_rows[0, :-1].to(device=device, dtype=torch.long), vocab_size, precision):

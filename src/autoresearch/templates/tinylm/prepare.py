@@ -55,11 +55,15 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import torch
 
 # ---------------------------------------------------------------------------
 # Constants (fixed: the harness and every experiment agree on these)
@@ -69,7 +73,7 @@ TASK_NAME = "tinylm"
 MAX_SEQ_LEN = 256  # context length of training and evaluation
 TIME_BUDGET = 60  # seconds of training; the harness passes its own as AUTORESEARCH_BUDGET_S
 EVAL_TOKENS = 128 * 256  # validation tokens scored by evaluate.py: a few seconds on a laptop CPU
-HOLDOUT_TOKENS = 128 * 256  # holdout tokens scored by evaluate.py
+HOLDOUT_TOKENS = 64 * 256  # holdout tokens scored by evaluate.py
 EVAL_BATCH_SIZE = 16  # rows per forward pass in evaluate.py; the metric does not depend on it
 
 VOCAB_SIZE = 2048  # including the special tokens
@@ -263,7 +267,7 @@ class Tokenizer:
         self.token_lengths = token_lengths  # UTF-8 bytes per token id; 0 for special tokens
 
     @classmethod
-    def from_directory(cls, directory: Path = TOKENIZER_DIR) -> "Tokenizer":
+    def from_directory(cls, directory: Path = TOKENIZER_DIR) -> Tokenizer:
         import tiktoken
 
         path = Path(directory) / "tokenizer.json"
@@ -297,7 +301,7 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.enc.decode(ids)
 
-    def token_bytes(self, device="cpu") -> "torch.Tensor":
+    def token_bytes(self, device="cpu") -> torch.Tensor:
         """Bytes of text per token id (int32); special tokens have 0 and so do not count."""
         import torch
 
