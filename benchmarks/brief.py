@@ -112,7 +112,8 @@ def synthetic_history(n: int, rng: random.Random) -> list[Experiment]:
         else:
             description = rng.choice(IDEAS)
         exp = Experiment(seq=seq, tag="night", status="discard", started_at=t, description=description,
-                         proposer="tune" if roll < 0.5 else "claude", commit_sha=hashlib.sha1(str(seq).encode()).hexdigest(),
+                         proposer="tune" if roll < 0.5 else "claude",
+                         commit_sha=hashlib.sha1(str(seq).encode()).hexdigest(),
                          best_before=best if seq > 1 else None, finished_at=t + 330.0, run_seconds=300.0,
                          propose_seconds=25.0)
         kind = rng.random()

@@ -63,8 +63,8 @@ from autoresearch.workspace import branch_name, experiment_ref  # noqa: E402
 HISTORIES = [10, 1000]  # prior experiments on the branch (baseline included)
 SANDBOXES = ["none", "auto"]  # [sandbox] kind; "auto" is bwrap where it works, else none
 WARMUP = 2  # untimed in-process experiments first (imports, caches, page cache)
-REPEATS = 15  # timed in-process experiments per cell
-CLI_REPEATS = 7  # timed `autoresearch experiment` subprocesses per cell
+REPEATS = 12  # timed in-process experiments per cell
+CLI_REPEATS = 5  # timed `autoresearch experiment` subprocesses per cell
 BARE_REPEATS = 30  # starts of the bare command, for the floor
 PROFILE_EXPERIMENTS = 8  # experiments under cProfile in the breakdown
 PROFILE_TOP = 15  # rows of the cProfile table
@@ -321,13 +321,18 @@ def spawn_ms(argv: list[str], cwd: Path, n: int = BARE_REPEATS) -> float:
 class Cell:
     """One (sandbox, history, mode) combination: its task and what was measured in it."""
 
-    def __init__(self, work: Path, sandbox: str, history: int, mode: str) -> None:
+    def __init__(self, work: Path, sandbox: str, history: int, mode: str, twin: "Cell | None" = None) -> None:
         self.sandbox, self.history, self.mode = sandbox, history, mode
         t = time.time()
-        self.root, best = make_task(work / f"task-{sandbox}-{history}-{mode}", sandbox, history)
+        root = work / f"task-{sandbox}-{history}-{mode}"
+        if twin is None:
+            self.root, self.best = make_task(root, sandbox, history)
+        else:  # a copy of a twin's task, made before anything ran in it (the same history, faster)
+            shutil.copytree(twin.root, root, symlinks=True)
+            self.root, self.best = root, twin.best
         self.setup_s = time.time() - t
-        self.edits = Edits(self.root, best)
-        self.session = Session.open(self.root) if mode == "in-process" else None
+        self.edits = Edits(self.root, self.best)
+        self.session: Session | None = None  # opened at the first in-process step (after the twin's copy)
         self.done = 0
         self.total: list[float] = []
         self.run: list[float] = []
@@ -345,6 +350,8 @@ class Cell:
     def step(self, timers: Timers, warmup: int) -> None:
         description, _ = self.edits.next()
         if self.mode == "in-process":
+            if self.session is None:
+                self.session = Session.open(self.root)
             timers.reset()
             t = time.perf_counter()
             exp = Experimenter(self.session).run(description)
@@ -437,10 +444,10 @@ def main() -> None:
     try:
         for sandbox in SANDBOXES:
             for history in HISTORIES:
-                for mode in ("in-process", "cli"):
-                    cells.append(Cell(work, sandbox, history, mode))
-                print(f"  tasks for sandbox {sandbox}, history {history} set up "
-                      f"({cells[-1].setup_s:.1f} s each)", flush=True)
+                cells.append(Cell(work, sandbox, history, "in-process"))
+                cells.append(Cell(work, sandbox, history, "cli", twin=cells[-1]))
+                print(f"  task for sandbox {sandbox}, history {history} set up in {cells[-2].setup_s:.1f} s "
+                      f"(and copied in {cells[-1].setup_s:.1f} s)", flush=True)
         bare = spawn_ms(["/bin/sh", "-c", RUN], cells[0].root)
         git_floor = spawn_ms(["git", "rev-parse", "HEAD"], cells[0].root)
         floors: dict[str, list[float]] = defaultdict(list)
@@ -498,7 +505,7 @@ def main() -> None:
                 rest = med(find(history, sandbox, "cli").overhead) - med(find(history, sandbox, "in-process").overhead)
                 print(f"cli - in-process ({sandbox}, history {history}): {rest:+.1f} ms, of which "
                       f"{floor_import:.0f} ms is python start + imports; the rest {rest - floor_import:+.1f} ms "
-                      "(session open, config, lock, reconcile, output)")
+                      "(session open, config, lock, reconcile, output; within the noise when near 0 or below)")
 
         cell = find(hi, SANDBOXES[-1], "in-process")
         pair = [find(h, cell.sandbox, "in-process") for h in HISTORIES]
@@ -515,17 +522,19 @@ def main() -> None:
         total_calls = [sum(c.values()) for c in cell.git_calls]
         print(f"git subprocesses per experiment: median {med(total_calls):.0f} (min {min(total_calls)}, max "
               f"{max(total_calls)}), {med(cell.breakdown['git subprocesses']) / med(total_calls):.1f} ms each; "
-              "by subcommand (median calls, median ms per experiment):")
-        subs = sorted({k for c in cell.git_calls for k in c}, key=lambda k: -med([d.get(k, 0.0) for d in cell.git_seconds]))
+              "by subcommand (mean calls, median ms per experiment):")
+        subs = sorted({k for c in cell.git_calls for k in c},
+                      key=lambda k: -med([d.get(k, 0.0) for d in cell.git_seconds]))
         for sub in subs:
-            print(f"  git {sub:14s} {med([c.get(sub, 0) for c in cell.git_calls]):4.0f} calls "
+            print(f"  git {sub:14s} {statistics.mean([c.get(sub, 0) for c in cell.git_calls]):4.1f} calls "
                   f"{ms(med([d.get(sub, 0.0) for d in cell.git_seconds])):7.1f} ms")
-        print("git calls per experiment by call site (median calls  caller -> Workspace method (subcommand)):")
-        sites = sorted({k for c in cell.sites for k in c}, key=lambda k: (-med([c.get(k, 0) for c in cell.sites]), k))
+        print("git calls per experiment by call site (mean calls  caller -> Workspace method (subcommand); keeps "
+              "and discards alternate, so 0.5 is one call in one of the two):")
+        sites = sorted({k for c in cell.sites for k in c},
+                       key=lambda k: (-statistics.mean([c.get(k, 0) for c in cell.sites]), k))
         for site in sites:
-            n = med([c.get(site, 0) for c in cell.sites])
-            if n:
-                print(f"  {n:3.0f}  {site}")
+            n = statistics.mean([c.get(site, 0) for c in cell.sites])
+            print(f"  {n:3.1f}  {site}")
         print()
         print(f"cProfile of {PROFILE_EXPERIMENTS} in-process experiments (history {hi}, sandbox {cell.sandbox}), "
               f"top {PROFILE_TOP} by own time:")

@@ -374,6 +374,19 @@ def test_a_failing_proposer_stops_the_slots(template: Path, tmp_path: Path) -> N
         check_consistent(s.root, s)
 
 
+def test_an_agent_cannot_point_its_worktree_elsewhere(template: Path, tmp_path: Path) -> None:
+    class Redirect(Scripted):
+        def propose(self, ctx: ProposeContext) -> Proposal:
+            (ctx.workspace.root / ".git").write_text(f"gitdir: {tmp_path / 'elsewhere'}\n")
+            return super().propose(ctx)
+
+    with started(template, tmp_path / "task") as s:
+        run_parallel(s, Redirect({2: {"A": 0.5}, 3: {"B": 0.5}}), LoopSection(max_experiments=2), LocalExecutor(1))
+        exps = {e.seq: e for e in s.journal.experiments("t")}
+        assert [(exps[q].status, exps[q].reason) for q in (2, 3)] == [("keep", "improved"), ("keep", "improved")]
+        check_consistent(s.root, s)
+
+
 # -- pieces -----------------------------------------------------------------------------------------
 
 def test_replay_by_merge_and_by_patch_agree(tmp_path: Path) -> None:

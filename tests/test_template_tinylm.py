@@ -111,6 +111,7 @@ def test_baseline_with_default_settings_fits_its_budget(prepared: Path, tmp_path
 def test_non_causal_or_data_peeking_models_are_rejected(prepared: Path, tmp_path: Path) -> None:
     task = copy_template("tinylm", tmp_path / "task")
     set_constants(task / "train.py", DEPTH=2, TOTAL_BATCH_SIZE=2048)
+    set_constants(task / "prepare.py", EVAL_TOKENS=16 * 256, HOLDOUT_TOKENS=8 * 256)  # evaluation only: same data
     env = {"AUTORESEARCH_CACHE": str(prepared)}
     out = tmp_path / "out"
     # run by hand (no AUTORESEARCH_PHASE): train.py trains, then runs evaluate.py itself

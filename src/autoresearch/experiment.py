@@ -129,7 +129,13 @@ def measure(session: Session, workdir: Path, seq: int, seed: int, label: str, *,
         measured = evaluation.metrics.get(config.metric.name)
         if claimed is not None and measured is not None and not math.isclose(claimed, measured, rel_tol=1e-3, abs_tol=1e-9):
             flags["run_phase_claimed"] = claimed  # the run printed a number the evaluation did not confirm
-        metrics = {**{f"run.{k}": v for k, v in metrics.items()}, **evaluation.metrics}
+        # Both phases' numbers are kept (the run's resource figures, say), the evaluate phase's
+        # win; the run's own claim for the ratchet metric is kept aside as run.<name>.
+        for owned in (config.metric.name, config.metric.holdout):
+            metrics.pop(owned, None)  # only the evaluate phase may report these
+        if claimed is not None:
+            metrics[f"run.{config.metric.name}"] = claimed
+        metrics = {**metrics, **evaluation.metrics}
     value = metrics.get(config.metric.name)
     if value is None:
         return Measurement(False, "missing-metric", metrics=metrics, seconds=seconds, log_path=final_log, flags=flags)
@@ -152,12 +158,13 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def reconcile(session: Session) -> list[int]:
+def reconcile(session: Session, include_own: bool = False) -> list[int]:
     """Repair what a killed process left: mark its `running` records as crashes, kill its
-    leftover runs, put the tree back at best. Call with the task lock held."""
+    leftover runs, put the tree back at best. Call with the task lock held. INCLUDE_OWN also
+    closes this process's own records (after an interrupt landed between two steps)."""
     repaired = []
     for exp in session.journal.running():
-        if exp.pid == os.getpid():
+        if exp.pid == os.getpid() and not include_own:
             continue
         for key in ("run_pgid",):
             pgid = exp.details.get(key)

@@ -252,6 +252,7 @@ class Loop:
                     fix = None
         except KeyboardInterrupt:
             result.stopped_because = "interrupted"
+            reconcile(s, include_own=True)  # an interrupt between two steps leaves no `running` row
             return result
         finally:
             if threading.current_thread() is threading.main_thread():

@@ -110,6 +110,7 @@ class _Slot:
     model_driven: bool = True
     last_seq: int = 0
     on_disk: str = ""  # the commit whose tree the worktree holds (HEAD may differ), "" if unknown
+    gitfile: bytes = b""  # the worktree's `.git` (a pointer into the main repository)
 
 
 class _SerializedProposer:
@@ -231,7 +232,8 @@ class ParallelLoop:
             path = base / f"slot-{i}"
             ws = s.ws.add_worktree(path, best)
             proposer = self._first_proposer if i == 0 else self._proposer_for(i)
-            self.slots.append(_Slot(index=i, root=ws.root, ws=ws, proposer=proposer, on_disk=best))
+            self.slots.append(_Slot(index=i, root=ws.root, ws=ws, proposer=proposer, on_disk=best,
+                                    gitfile=(ws.root / ".git").read_bytes()))
         # Worktrees of an earlier run with more slots: gone.
         for stale in sorted(base.glob("slot-*")):
             if stale.resolve() not in {slot.root for slot in self.slots}:
@@ -243,9 +245,25 @@ class ParallelLoop:
             self.session.ws.remove_worktree(slot.root)
             shutil.rmtree(slot.root, ignore_errors=True)
 
+    def _repair_gitfile(self, slot: _Slot) -> None:
+        """The agent can write in its worktree, `.git` included: put the pointer back, so the
+        driver's git commands always reach the task's repository."""
+        gitfile = slot.root / ".git"
+        try:
+            intact = gitfile.is_file() and not gitfile.is_symlink() and gitfile.read_bytes() == slot.gitfile
+        except OSError:
+            intact = False
+        if not intact:
+            if gitfile.is_dir() and not gitfile.is_symlink():
+                shutil.rmtree(gitfile)
+            else:
+                gitfile.unlink(missing_ok=True)
+            gitfile.write_bytes(slot.gitfile)
+
     def _reset_worktree(self, slot: _Slot, commit: str) -> None:
         """The slot's worktree at COMMIT, detached; files nobody committed go to the quarantine
         of the experiment that left them (nothing anyone made is deleted)."""
+        self._repair_gitfile(slot)
         slot.ws.git("checkout", "-q", "-f", "--detach", commit)  # -f: local changes and index too
         slot.on_disk = commit
         owner = slot.exp.seq if slot.exp is not None else slot.last_seq
@@ -476,6 +494,7 @@ class ParallelLoop:
             exp.details["fix_of"] = fix.seq
         s.journal.update(exp)
         self.on_phase("guarding", {"seq": exp.seq, "slot": slot.index})
+        self._repair_gitfile(slot)
         problems = verify(self.lock, slot.root)
         if problems:
             return self._finish_failure(exp, "rejected", "harness-modified", {"problems": problems})

@@ -90,6 +90,8 @@ def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
         argv = [exe, "--bind", "/", "/", "--dev-bind", "/dev", "/dev", "--die-with-parent"]
         for path in spec.readonly:
             argv += ["--ro-bind", str(path), str(path)]
+        if any(_within(cwd, p) for p in spec.readonly):  # a parallel slot's worktree, .autoresearch/worktrees/
+            argv += ["--bind", str(cwd), str(cwd)]
         for path in spec.writable:
             argv += ["--bind", str(path), str(path)]
         return argv + ["--chdir", str(cwd), "/bin/sh", "-c", command]

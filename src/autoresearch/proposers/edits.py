@@ -49,7 +49,7 @@ _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _DESCRIPTION = re.compile(r"^\s*[*_`#>\s]*DESCRIPTION[*_`]*\s*:\s*(.*)$", re.IGNORECASE)
 
 FORMAT_HELP = f"""\
-Answer in this exact format and nothing else is required:
+Answer in exactly this format:
 
 DESCRIPTION: <one line: what you changed and why, e.g. "raise LR to 0.08 (loss still falling)">
 
