@@ -210,7 +210,7 @@ def test_tampering_with_results_and_journal_changes_nothing(task: Path) -> None:
     db = sqlite3.connect(task / ".autoresearch" / "journal.db")
     metrics = [m for (m,) in db.execute("SELECT metric FROM experiments WHERE metric IS NOT NULL")]
     assert 0.0 not in metrics
-    later = honest(task, "2.5")
-    assert later["details"].get("results_tsv_repaired") is True
+    assert row["details"].get("results_tsv_repaired") is True  # found when the experiment was recorded
+    honest(task, "2.5")
     rows = (task / "results.tsv").read_text()
     assert "I am the best" not in rows

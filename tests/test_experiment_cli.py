@@ -217,6 +217,13 @@ def test_sigkill_mid_run_then_recovery(tmp_path: Path) -> None:
     # the orphaned run (sleep 120) was killed by the recovery
     pgid = json.loads(rows[1]["details_json"]).get("run_pgid")
     assert pgid
+    deadline = time.time() + 10  # killed; give init a moment to reap it
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
     with pytest.raises(ProcessLookupError):
         os.killpg(pgid, 0)
 

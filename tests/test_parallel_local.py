@@ -374,16 +374,35 @@ def test_a_failing_proposer_stops_the_slots(template: Path, tmp_path: Path) -> N
         check_consistent(s.root, s)
 
 
-def test_an_agent_cannot_point_its_worktree_elsewhere(template: Path, tmp_path: Path) -> None:
-    class Redirect(Scripted):
+def test_an_executor_that_cannot_run_stops_the_slots(template: Path, tmp_path: Path) -> None:
+    class Broken(LocalExecutor):
+        def submit(self, job, **callbacks) -> None:  # noqa: ANN001, ANN003
+            raise RuntimeError("no GPU today")
+
+    with started(template, tmp_path / "task") as s:
+        result = run_parallel(s, lambda slot: BySeq(), LoopSection(max_experiments=50), Broken(2))
+        assert result.stopped_because.startswith("the local executor failed 5 times in a row (last: executor-error)")
+        crashed = [e for e in s.journal.experiments("t") if not e.is_baseline]
+        assert 5 <= len(crashed) <= 6 and all((e.status, e.reason) == ("crash", "executor-error") for e in crashed)
+        assert "no GPU today" in Path(crashed[0].log_path).read_text()
+        check_consistent(s.root, s)
+
+
+def test_an_agent_cannot_redirect_its_worktree_or_rewrite_the_results(template: Path, tmp_path: Path) -> None:
+    class Tamper(Scripted):
         def propose(self, ctx: ProposeContext) -> Proposal:
             (ctx.workspace.root / ".git").write_text(f"gitdir: {tmp_path / 'elsewhere'}\n")
+            if ctx.seq == 2:
+                (ctx.config.root / "results.tsv").write_text("commit\tval_loss\tmemory_gb\tstatus\tdescription\n"
+                                                             "abcdef0\t0.000001\t0.0\tkeep\tsurely the best\n")
             return super().propose(ctx)
 
     with started(template, tmp_path / "task") as s:
-        run_parallel(s, Redirect({2: {"A": 0.5}, 3: {"B": 0.5}}), LoopSection(max_experiments=2), LocalExecutor(1))
+        run_parallel(s, Tamper({2: {"A": 0.5}, 3: {"B": 0.5}}), LoopSection(max_experiments=2), LocalExecutor(1))
         exps = {e.seq: e for e in s.journal.experiments("t")}
         assert [(exps[q].status, exps[q].reason) for q in (2, 3)] == [("keep", "improved"), ("keep", "improved")]
+        assert exps[3].details.get("results_tsv_repaired") is True
+        assert "surely the best" not in (s.root / "results.tsv").read_text()
         check_consistent(s.root, s)
 
 

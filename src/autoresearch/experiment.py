@@ -270,17 +270,31 @@ class Experimenter:
         s.journal.update(exp)
         return exp
 
+    def _tsv_signature(self) -> str:
+        path = self.session.results_path()
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return "missing"
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
     def _repair_tsv(self, tag: str, current: int) -> bool:
-        """results.tsv is a view of the journal: if anyone edited it, rewrite it from the journal."""
+        """results.tsv is a view of the journal: if anyone edited it, rewrite it from the journal.
+
+        The file's size and mtime after our own last write are remembered, so the full
+        comparison (which reads the whole journal) runs only when something else touched it."""
         s, config = self.session, self.config
+        if s.journal.get_meta(f"tsv:{tag}") == self._tsv_signature():
+            return False
         rows = [e for e in s.journal.experiments(tag) if e.seq != current]
         expected = render_tsv(rows, config.metric.name, config.resource.scale)
         path = s.results_path()
         actual = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-        if actual == expected:
-            return False
-        write_tsv(path, rows, config.metric.name, config.resource.scale)
-        return True
+        repaired = actual != expected
+        if repaired:
+            write_tsv(path, rows, config.metric.name, config.resource.scale)
+        s.journal.set_meta(f"tsv:{tag}", self._tsv_signature())
+        return repaired
 
     def record_failure(self, exp: Experiment, status: str, reason: str, details: dict | None = None) -> Experiment:
         """Record an experiment that never ran (a proposer failure, a rejected change), tree at best."""
@@ -312,11 +326,12 @@ class Experimenter:
         if not changes and not exp.is_baseline:
             return self.record_failure(exp, "crash", "no-change")
         exp.details["files"] = [c.path for c in changes]
-        exp.lines_delta = self._lines_delta(best, tree, [c.path for c in changes])
+        if config.verdict.simplicity:
+            exp.lines_delta = self._lines_delta(best, tree, [c.path for c in changes])
         message = f"{description.strip() or 'experiment'}\n\nautoresearch-seq: {exp.seq}\nautoresearch-tag: {tag}\n"
         commit = s.ws.commit_tree(tree, best, message)
-        s.ws.point_branch_at(branch_name(tag), commit)
-        s.ws.update_ref(experiment_ref(tag, exp.seq), commit)
+        s.ws.point_branch_at(branch_name(tag), commit, also={experiment_ref(tag, exp.seq): commit},
+                             on_branch="branch" not in moved)
         exp.commit_sha = commit
         s.journal.update(exp)
         return self._measure_and_decide(exp)
@@ -471,8 +486,11 @@ class Experimenter:
     def _finish(self, exp: Experiment) -> Experiment:
         s = self.session
         exp.finished_at = time.time()
+        if self._repair_tsv(exp.tag, exp.seq):  # edited while this experiment ran
+            exp.details["results_tsv_repaired"] = True
         s.journal.update(exp)
         append_tsv(s.results_path(), self.config.metric.name, exp, self.config.resource.scale)
+        s.journal.set_meta(f"tsv:{exp.tag}", self._tsv_signature())
         self.on_phase("done", {"seq": exp.seq, "experiment": exp})
         return exp
 

@@ -173,6 +173,9 @@ class Loop:
             proposal = self.proposer.propose(ctx)
         except ProposerError as err:
             exp.propose_seconds = time.time() - began
+            exp.tokens_in = getattr(err, "tokens_in", None)  # a failed proposal still cost tokens
+            exp.tokens_out = getattr(err, "tokens_out", None)
+            exp.cost_usd = getattr(err, "cost_usd", None)
             exp.description = f"({self.agent_name} failed: {err.reason})"
             exp.log_path = str(ctx.log_path)
             return self.experimenter.record_failure(exp, "crash", err.reason, {"message": str(err)[:2000]}), True

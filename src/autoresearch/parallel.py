@@ -52,7 +52,7 @@ from .executors import Executor, Job, make_executor
 from .experiment import Experimenter, Measurement, PhaseCallback, baseline, reconcile
 from .guard import check_scope, verify
 from .harness import tail_lines
-from .journal import Experiment, Journal, append_tsv
+from .journal import Experiment, Journal, append_tsv, render_tsv, write_tsv
 from .loop import PROPOSER_REASONS, Loop, LoopResult, _StopWatcher, stop_path
 from .proposers.base import Proposal, ProposeContext, Proposer, ProposerError
 from .proposers.brief import build_brief
@@ -63,6 +63,7 @@ from .workspace import Change, Workspace, branch_name, count_lines, experiment_r
 MAX_REPLAYS = 3  # replays of one idea before it gives up on a best that keeps moving
 DRAIN_TIMEOUT_S = 30.0  # after Ctrl-C: how long interrupted runs get to report back
 POLL_S = 0.2
+EXECUTOR_REASONS = {"executor-error", "worker-error"}  # the machinery failed, not the experiment
 WORKTREES = "worktrees"
 
 ProposerSource = Union[Proposer, Callable[[int], Proposer]]
@@ -159,6 +160,7 @@ class ParallelLoop:
         self.stopping = ""  # why no new proposal starts
         self.hard_stop = False  # user stop, interrupt or failing proposer: no replays either
         self.failures = 0
+        self.executor_failures = 0
         self._cancelled = False
         # Owned by the driver once the slots run (only it moves the best), so cached here:
         # every git call saved is ~10 ms of each experiment's overhead.
@@ -209,10 +211,13 @@ class ParallelLoop:
                 finally:
                     self.executor.close()
                     self._close_slots()
+            if self.stopping in ("interrupted", "stopped during an experiment"):
+                reconcile(s, include_own=True)  # an interrupt between two steps leaves no `running` row
             self.result.stopped_because = self.stopping or "stopped"
             return self.result
         except KeyboardInterrupt:
             self.result.stopped_because = "interrupted"
+            reconcile(s, include_own=True)
             return self.result
         finally:
             if main:
@@ -326,7 +331,6 @@ class ParallelLoop:
                 slot.flow.close()
                 slot.flow = None
                 if exp is not None and exp.status == "running":
-                    exp.run_seconds = exp.run_seconds or None
                     self._finish_failure(exp, "crash", "interrupted")
                     self.result.experiments.append(exp)
 
@@ -425,9 +429,15 @@ class ParallelLoop:
                   seed=request.seed, workdir=slot.root)
         put = self.events.put
         i = slot.index
-        self.executor.submit(job, on_start=lambda pid: put((i, token, "pid", pid)),
-                             on_phase=lambda phase, info: put((i, token, "phase", (phase, info))),
-                             done=lambda m: put((i, token, "measured", m)))
+        try:
+            self.executor.submit(job, on_start=lambda pid: put((i, token, "pid", pid)),
+                                 on_phase=lambda phase, info: put((i, token, "phase", (phase, info))),
+                                 done=lambda m: put((i, token, "measured", m)))
+        except Exception as exc:  # noqa: BLE001 - that experiment's crash, not the loop's end
+            log = self.session.run_dir(job.seq) / f"{job.label}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(f"autoresearch: the {self.executor.kind} executor could not start the run: {exc}\n")
+            put((i, token, "measured", Measurement(False, "executor-error", log_path=log)))
 
     def _ended(self, slot: _Slot, exp: Experiment | None) -> None:
         slot.flow = None
@@ -450,6 +460,13 @@ class ParallelLoop:
                            f"{message[:300]}); see {exp.log_path}", hard=True)
         else:
             self.failures = 0
+        if exp.status == "crash" and exp.reason in EXECUTOR_REASONS:
+            self.executor_failures += 1
+            if self.executor_failures >= self.session.config.agent.max_failures:
+                self._stop(f"the {self.executor.kind} executor failed {self.executor_failures} times in a row "
+                           f"(last: {exp.reason}); see {exp.log_path}", hard=True)
+        elif exp.status != "crash" or exp.reason not in PROPOSER_REASONS:
+            self.executor_failures = 0
         # Crash repair, per slot: a model-driven proposer gets a few tries at its own crash.
         if exp.status == "crash" and exp.reason not in PROPOSER_REASONS and slot.model_driven \
                 and "replay_of" not in exp.details:
@@ -610,6 +627,10 @@ class ParallelLoop:
         exp.details["confirm"] = {"pairs": outcome.pairs, "mean_improvement": outcome.mean_improvement,
                                   "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
                                   "best_runs": runs["best"], "candidate_runs": runs["candidate"]}
+        if len(set(runs["candidate"])) == 1 and len(set(runs["best"])) > 1:
+            # The best varies with AUTORESEARCH_SEED and the candidate does not: it pinned its
+            # own (lucky) seed, and its advantage is that draw, not the change.
+            return V.Verdict("discard", "ignores-seed")
         if outcome.decision == "better":
             exp.metric = V.median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
             return V.Verdict("keep", screened.reason)
@@ -642,12 +663,29 @@ class ParallelLoop:
     def _begin(self, slot: _Slot, description: str, proposer: str, details: dict) -> Experiment:
         """The `running` record of a new experiment on the current best, in this slot."""
         s = self.session
+        repaired = self._repair_tsv()
         best_record = s.journal.best(self.tag, s.config.maximize)
         exp = s.journal.begin(self.tag, description, proposer, self.best, program_hash=self.lock.program_hash,
                               slot=slot.index, best_before=best_record.metric if best_record else None,
                               details={"executor": self.executor.kind, **details})
+        if repaired:
+            exp.details["results_tsv_repaired"] = True
+            s.journal.update(exp)
         slot.exp = exp
         return exp
+
+    def _repair_tsv(self) -> bool:
+        """results.tsv is a view of the journal: if anyone edited it, rewrite it from the journal.
+        Rows arrive in the order experiments finish, so the order is not compared."""
+        s, config = self.session, self.session.config
+        path = s.results_path()
+        rows = [e for e in s.journal.experiments(self.tag) if e.status != "running"]
+        expected = render_tsv(rows, config.metric.name, config.resource.scale).splitlines()
+        actual = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        if actual[:1] == expected[:1] and sorted(actual[1:]) == sorted(expected[1:]):
+            return False
+        write_tsv(path, rows, config.metric.name, config.resource.scale)
+        return True
 
     def _context(self, slot: _Slot, exp: Experiment, best: str, fix: Experiment | None) -> ProposeContext:
         s, config = self.session, self.session.config

@@ -190,12 +190,15 @@ class Workspace:
     def commit_tree(self, tree: str, parent: str, message: str) -> str:
         return self.git("commit-tree", tree, "-p", parent, "-m", message).strip()
 
-    def point_branch_at(self, branch: str, commit: str) -> None:
-        """Make BRANCH point at COMMIT and check it out without touching the files on disk.
-
-        Used when the working tree already holds exactly COMMIT's tree (a fresh snapshot)."""
-        self.git("update-ref", f"refs/heads/{branch}", commit)
-        self.git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+    def point_branch_at(self, branch: str, commit: str, also: dict[str, str] | None = None,
+                        on_branch: bool = False) -> None:
+        """Make BRANCH (and the refs in ALSO) point at COMMIT in one transaction and check it out
+        without touching the files on disk. Used when the working tree already holds exactly
+        COMMIT's tree (a fresh snapshot); ON_BRANCH skips re-attaching HEAD."""
+        updates = {f"refs/heads/{branch}": commit, **(also or {})}
+        self.git("update-ref", "--stdin", input="".join(f"update {ref} {sha}\n" for ref, sha in updates.items()))
+        if not on_branch:
+            self.git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
         self.git("reset", "-q", "--mixed", commit)
 
     def untracked(self) -> list[str]:
@@ -213,8 +216,7 @@ class Workspace:
         Untracked files that were not there before are moved into QUARANTINE (never deleted),
         so nothing anyone made is lost. Returns the quarantined paths.
         """
-        self.git("checkout", "-q", "-f", "-B", branch, commit)
-        self.git("reset", "-q", "--hard", commit)
+        self.git("checkout", "-q", "-f", "-B", branch, commit)  # index and tracked files, all of them
         keep = set(keep_untracked)
         moved: list[str] = []
         for path in self.untracked():
