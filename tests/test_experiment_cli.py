@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import AUTORESEARCH, ar, git, git_env, make_task, set_knob
+from conftest import AUTORESEARCH, ar, git, make_task, set_knob
 
 
 def journal_rows(root: Path) -> list[dict]:

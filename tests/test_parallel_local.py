@@ -365,6 +365,32 @@ def test_stop_now_interrupts_every_slot(template: Path, tmp_path: Path, monkeypa
         check_consistent(s.root, s)
 
 
+def test_stop_now_ends_agents_that_are_still_proposing(template: Path, tmp_path: Path) -> None:
+    def agents_alive() -> list[str]:
+        alive = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and str(tmp_path) in os.readlink(entry / "cwd"):
+                    alive.append(entry.name)
+            except OSError:
+                pass
+        return alive
+
+    with started(template, tmp_path / "task") as s:
+        stop = threading.Timer(2.0, lambda: (s.state_dir / "stop").write_text("now"))
+        stop.start()
+        began = time.monotonic()
+        result = run_parallel(s, lambda slot: get_proposer(s.config, "command:sleep 30"), LoopSection(), LocalExecutor(2))
+        stop.join()
+        assert time.monotonic() - began < 10
+        assert result.stopped_because == "stopped during an experiment"
+        exps = [e for e in s.journal.experiments("t") if not e.is_baseline]
+        assert [(e.status, e.reason, e.description) for e in exps] == [
+            ("crash", "interrupted", "(interrupted while proposing)")] * 2
+        assert agents_alive() == []
+        check_consistent(s.root, s)
+
+
 def test_a_failing_proposer_stops_the_slots(template: Path, tmp_path: Path) -> None:
     with started(template, tmp_path / "task") as s:
         result = run_parallel(s, lambda slot: Scripted({}), LoopSection(max_experiments=50), LocalExecutor(3))

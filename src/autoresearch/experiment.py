@@ -20,7 +20,7 @@ from typing import Callable
 
 from . import verdict as V
 from .guard import check_scope, read_lock, verify
-from .harness import RunResult, base_env, run_command, tail_lines
+from .harness import base_env, run_command, tail_lines
 from .journal import Experiment, NoiseRecord, append_tsv, render_tsv, write_tsv
 from .sandbox import SandboxSpec, expand_path, resolve_kind
 from .session import Session, SessionError, default_tag
@@ -298,7 +298,6 @@ class Experimenter:
 
     def record_failure(self, exp: Experiment, status: str, reason: str, details: dict | None = None) -> Experiment:
         """Record an experiment that never ran (a proposer failure, a rejected change), tree at best."""
-        s = self.session
         exp.status, exp.reason = status, reason
         exp.details.update(details or {})
         self._restore(exp)

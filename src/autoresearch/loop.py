@@ -19,7 +19,7 @@ from .experiment import Experimenter, PhaseCallback, ProposalInfo, baseline, rec
 from .journal import Experiment
 from .proposers.base import ProposeContext, Proposer, ProposerError
 from .proposers.brief import Limits, build_brief
-from .session import Session, SessionError, default_tag
+from .session import Session, default_tag
 from .task import LoopSection
 from .workspace import branch_name
 
@@ -262,9 +262,3 @@ class Loop:
                 signal.signal(signal.SIGTERM, previous)
             s.release()
 
-
-def run_loop(session: Session, proposer: Proposer, limits: LoopSection, **kwargs: object) -> LoopResult:
-    return Loop(session, proposer, limits, **kwargs).run()  # type: ignore[arg-type]
-
-
-__all__ = ["Loop", "LoopResult", "request_stop", "run_loop", "SessionError"]

@@ -112,6 +112,7 @@ class _Slot:
     last_seq: int = 0
     on_disk: str = ""  # the commit whose tree the worktree holds (HEAD may differ), "" if unknown
     gitfile: bytes = b""  # the worktree's `.git` (a pointer into the main repository)
+    waiting: str = ""  # "propose" or "measure" while the flow waits
 
 
 class _SerializedProposer:
@@ -316,6 +317,24 @@ class ParallelLoop:
         if not self._cancelled:
             self._cancelled = True
             self.executor.cancel()
+        # A proposal has no run to collect: end the agent (it runs in the slot's worktree) now.
+        for slot in self.slots:
+            if slot.flow is not None and slot.waiting == "propose":
+                stop_processes_in(slot.root)
+                self._abandon(slot)
+
+    def _abandon(self, slot: _Slot) -> None:
+        """Give up on the slot's experiment: recorded as interrupted, answers to it ignored."""
+        exp = slot.exp
+        if slot.flow is not None:
+            slot.flow.close()
+        slot.flow, slot.exp, slot.waiting = None, None, ""
+        slot.token += 1
+        if exp is not None and exp.status == "running":
+            if exp.description == "(proposing)":
+                exp.description = "(interrupted while proposing)"
+            self._finish_failure(exp, "crash", "interrupted")
+            self.result.experiments.append(exp)
 
     def _drain(self) -> None:
         """After an interrupt: collect what the interrupted runs report, then give up on the rest."""
@@ -327,12 +346,7 @@ class ParallelLoop:
             pass
         for slot in self.slots:
             if slot.flow is not None:
-                exp = slot.exp
-                slot.flow.close()
-                slot.flow = None
-                if exp is not None and exp.status == "running":
-                    self._finish_failure(exp, "crash", "interrupted")
-                    self.result.experiments.append(exp)
+                self._abandon(slot)
 
     def _start_work(self, slot: _Slot) -> None:
         if slot.replay is not None:
@@ -398,8 +412,10 @@ class ParallelLoop:
         slot.token += 1
         token = slot.token
         if isinstance(request, _Propose):
+            slot.waiting = "propose"
             self._start_proposal(slot, token, request.ctx)
         else:
+            slot.waiting = "measure"
             self._start_measure(slot, token, request)
 
     def _start_proposal(self, slot: _Slot, token: int, ctx: ProposeContext) -> None:
@@ -442,6 +458,7 @@ class ParallelLoop:
     def _ended(self, slot: _Slot, exp: Experiment | None) -> None:
         slot.flow = None
         slot.exp = None
+        slot.waiting = ""
         slot.token += 1
         if exp is None:
             return
@@ -768,6 +785,46 @@ def run_parallel(session: Session, proposer: ProposerSource, limits: LoopSection
     one Proposer (its calls take turns). EXECUTOR: default from the task's [executor] section."""
     return ParallelLoop(session, proposer, limits, executor, on_phase=on_phase, on_message=on_message,
                         agent_name=agent_name).run()
+
+
+def stop_processes_in(folder: Path, grace: float = 3.0) -> int:
+    """End the process groups of processes whose working directory lies in FOLDER (an agent
+    still working in a slot's worktree after an interrupt): SIGTERM, then SIGKILL. Linux only;
+    never this process's own group. Returns how many groups it signalled."""
+    import os
+
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    folder = folder.resolve()
+    own = os.getpgrp()
+    groups: set[int] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            pgid = os.getpgid(int(entry.name))
+        except OSError:
+            continue
+        if (cwd == folder or folder in cwd.parents) and pgid != own:
+            groups.add(pgid)
+    def signal_all(sig: int) -> set[int]:
+        alive = set()
+        for pgid in groups:
+            try:
+                os.killpg(pgid, sig)
+                alive.add(pgid)
+            except OSError:
+                pass
+        return alive
+
+    signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while groups and signal_all(0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    signal_all(signal.SIGKILL)
+    return len(groups)
 
 
 # -- replaying a change on a new best ----------------------------------------------------------

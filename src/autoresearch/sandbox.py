@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -134,7 +133,3 @@ def _needed_under_tmp(cwd: Path, spec: SandboxSpec) -> list[Path]:
         if _within(path, tmp) and path.exists() and not any(_within(path, s) for s in seen):
             seen = [s for s in seen if not _within(s, path)] + [path]
     return seen
-
-
-def describe(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

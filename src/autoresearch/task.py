@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import glob
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -352,5 +351,3 @@ def with_overrides(config: TaskConfig, section: str, **changes: Any) -> TaskConf
     return dataclasses.replace(config, **{section: updated})
 
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

@@ -110,8 +110,6 @@ class Workspace:
     def branch_exists(self, name: str) -> bool:
         return self.rev(f"refs/heads/{name}") is not None
 
-    def git_dir(self) -> Path:
-        return Path(self.git("rev-parse", "--absolute-git-dir").strip())
 
     def common_dir(self) -> Path:
         path = Path(self.git("rev-parse", "--git-common-dir").strip())
@@ -139,13 +137,6 @@ class Workspace:
     def update_ref(self, ref: str, sha: str) -> None:
         self.git("update-ref", ref, sha)
 
-    def delete_ref(self, ref: str) -> None:
-        self.git("update-ref", "-d", ref, check=False)
-
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        proc = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, descendant], cwd=self.root,
-                              capture_output=True)
-        return proc.returncode == 0
 
     def tree_of(self, commit: str) -> str:
         return self.git("rev-parse", f"{commit}^{{tree}}").strip()
@@ -258,24 +249,7 @@ class Workspace:
         pairs = (line.split(" ", 1) for line in out.splitlines() if line)
         return {name: sha for name, sha in pairs}
 
-    def apply_diff(self, patch: str, check_only: bool = False) -> bool:
-        """Apply a patch to the working tree (3-way); False when it does not apply cleanly."""
-        args = ["apply", "--3way", "--whitespace=nowarn"] + (["--check"] if check_only else [])
-        proc = subprocess.run(["git", *args], cwd=self.root, input=patch, capture_output=True, text=True)
-        return proc.returncode == 0
 
-    def cherry_pick(self, commit: str, message: str) -> bool:
-        """Cherry-pick COMMIT onto HEAD with a new message; on conflict abort and return False."""
-        proc = subprocess.run(["git", *self.identity(), "cherry-pick", "--no-commit", commit], cwd=self.root,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            subprocess.run(["git", "cherry-pick", "--abort"], cwd=self.root, capture_output=True)
-            subprocess.run(["git", "reset", "-q", "--hard", "HEAD"], cwd=self.root, capture_output=True)
-            return False
-        self.git("commit", "-q", "--no-verify", "--allow-empty", "-m", message)
-        return True
-
-    # -- worktrees (parallel slots) ----------------------------------------------------------
 
     def add_worktree(self, path: Path, commit: str) -> "Workspace":
         if path.exists():
