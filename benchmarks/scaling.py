@@ -92,9 +92,9 @@ def main() -> int:
     args = parser.parse_args()
     slot_counts = [int(n) for n in args.slots.split(",")]
     kinds = [k.strip() for k in args.executors.split(",") if k.strip()]
-    os.environ.setdefault("AUTORESEARCH_CACHE", tempfile.mkdtemp(prefix="autoresearch-bench-cache-"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="autoresearch-scaling-") as tmp:
+        os.environ.setdefault("AUTORESEARCH_CACHE", str(Path(tmp) / "cache"))
         for kind in kinds:
             if kind == "ray":
                 try:

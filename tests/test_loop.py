@@ -220,3 +220,14 @@ def test_brief_is_bounded_whatever_the_history(tmp_path: Path) -> None:
         assert "Tail of the crash log" in brief and "5 experiments" in brief and "LEARNING_RATE" in brief
     assert sizes[0] <= sizes[1] and sizes[2] - sizes[1] < 100  # 100 and 1000: the same bounded table
     assert max(sizes) < 20_000
+
+
+def test_run_with_slots_goes_through_the_parallel_loop(tmp_path: Path) -> None:
+    root = make_task(tmp_path)
+    out = run(root, "--agent", agent(tmp_path, "slow"), "--slots", "2", "-n", "4")
+    assert out.returncode == 0, out.stdout + out.stderr
+    finished = rows(root)[1:]
+    assert len(finished) >= 4 and {r["slot"] for r in finished} == {0, 1}
+    status = json.loads(ar(root, "status", "--json").stdout)
+    assert status["throughput"]["slots"] == 2 and status["throughput"]["per_hour"] > 0
+    assert not (root / ".autoresearch" / "worktrees").exists() or not any((root / ".autoresearch" / "worktrees").iterdir())

@@ -5,11 +5,12 @@ worker killed mid-run is a `worker-lost` crash whose slot goes on working."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from autoresearch.executors.ray import RayExecutor
+from autoresearch.executors.ray import SCRATCH_PREFIX, RayExecutor
 from autoresearch.parallel import run_parallel, throughput
 from autoresearch.task import LoopSection
 from test_parallel_local import BySeq, all_runs, check_consistent, make_template, max_overlap, started
@@ -17,6 +18,16 @@ from test_parallel_local import BySeq, all_runs, check_consistent, make_template
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.slow
+
+def _alive(scratch: Path) -> bool:
+    try:
+        os.kill(int(scratch.name[len(SCRATCH_PREFIX):].split("-", 1)[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, OSError):
+        return True
+    return True
+
 
 SETUP = """setup = 'echo ran >> "$AUTORESEARCH_CACHE/setup-ran"'"""
 
@@ -79,3 +90,8 @@ def test_a_worker_killed_mid_run_is_worker_lost_and_its_slot_goes_on(cluster: Pa
         assert later and all(e.status in ("keep", "discard") for e in later)  # the slot was reused
         assert [e.seq for e in exps.values() if e.status == "crash"] == [3]
         check_consistent(s.root, s)
+        # The dead worker's scratch copy was swept by a later task on this node.
+        dead = lost.details["worker"]["pid"] if "worker" in lost.details else None
+        assert dead is None  # a lost worker reports nothing back...
+        leftovers = [p for p in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*") if not _alive(p)]
+        assert leftovers == []  # ...but leaves no folder behind

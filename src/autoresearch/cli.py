@@ -271,6 +271,8 @@ def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
 @guarded
 def status(as_json: bool) -> None:
     """Branch, best, last experiment, lock state, noise."""
+    from .parallel import throughput
+
     with open_session() as s:
         tag = s.tag
         lock_state = "not locked"
@@ -289,6 +291,7 @@ def status(as_json: bool) -> None:
                 "best_commit": s.best_commit(tag),
                 "last": last.to_json() if last else None,
                 "counts": s.journal.counts(tag),
+                "throughput": throughput(s.journal, tag),
                 "noise": None if noise is None else {k: getattr(noise, k) for k in
                                                       ("n", "median", "std", "mad", "min", "max", "suggested_min_delta")},
             })
@@ -306,6 +309,10 @@ def status(as_json: bool) -> None:
             if last:
                 click.echo(f"last     seq {last['seq']} {last['status']} {last['reason']}: {last['description']}")
             click.echo("counts   " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            tp = info["throughput"]
+            if tp.get("experiments"):
+                click.echo(f"speed    {tp['per_hour']:.1f} experiments/hour over {tp['slots']} slot(s) "
+                           f"({tp['per_slot_per_hour']:.1f} per slot)")
             if info["noise"]:
                 n = info["noise"]
                 click.echo(f"noise    std {n['std']:.6g}, MAD {n['mad']:.6g} over {n['n']} runs; "
@@ -326,14 +333,18 @@ def _loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--target", type=float, help="Stop when the best reaches this value."),
         click.option("--plateau", type=int, help="Stop after this many experiments without a keep."),
         click.option("--quiet", "-q", is_flag=True, help="Plain lines instead of the live view."),
+        click.option("--slots", type=int, help="Experiments in flight at once ([executor] slots)."),
     ]):
         fn = option(fn)
     return fn
 
 
-def _loop_config(config, agent, model, base_url, provider, max_experiments, hours, target, plateau):  # noqa: ANN001, ANN202
+def _loop_config(config, agent, model, base_url, provider, max_experiments, hours, target, plateau, slots=None):  # noqa: ANN001, ANN202
     from .task import with_overrides
 
+    if slots is not None and slots < 1:
+        fail("--slots must be at least 1", 2)
+    config = with_overrides(config, "executor", slots=slots)
     config = with_overrides(config, "agent", kind=agent, model=model, base_url=base_url, provider=provider)
     return with_overrides(config, "loop", max_experiments=max_experiments, hours=hours, target=target,
                           plateau=plateau)
@@ -379,10 +390,19 @@ def run_loop_cli(session: Session, quiet: bool) -> "LoopResult":  # noqa: F821
     def message(text: str) -> None:
         click.echo(text, err=True)
 
+    agent_name = config.agent.kind.partition(":")[0]
     with view as live:
-        loop = Loop(session, proposer, config.loop, on_phase=live.on_phase,
-                    agent_name=config.agent.kind.partition(":")[0], on_message=message)
-        result = loop.run()
+        if config.executor.slots > 1 or config.executor.kind == "ray":
+            from .executors import make_executor
+            from .parallel import run_parallel
+
+            # one proposer per slot, so the slots propose at the same time
+            result = run_parallel(session, lambda slot: get_proposer(config, config.agent.kind), config.loop,
+                                  make_executor(config.executor), on_phase=live.on_phase, on_message=message,
+                                  agent_name=agent_name)
+        else:
+            result = Loop(session, proposer, config.loop, on_phase=live.on_phase, agent_name=agent_name,
+                          on_message=message).run()
     click.echo(f"stopped: {result.stopped_because} ({len(result.experiments)} experiments, {result.keeps} keeps)")
     for path in _write_outputs(session):
         click.echo(f"wrote {path}")
@@ -392,10 +412,11 @@ def run_loop_cli(session: Session, quiet: bool) -> "LoopResult":  # noqa: F821
 @cli.command(name="run")
 @_loop_options
 @guarded
-def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, plateau, quiet) -> None:  # noqa: ANN001
+def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, plateau, quiet, slots) -> None:  # noqa: ANN001
     """The autonomous loop: propose, experiment, keep or reset, repeat until a stop condition."""
     root = find_root(".")
-    config = _loop_config(load_config(root), agent, model, base_url, provider, max_experiments, hours, target, plateau)
+    config = _loop_config(load_config(root), agent, model, base_url, provider, max_experiments, hours, target, plateau,
+                          slots)
     with Session(config) as s:
         result = run_loop_cli(s, quiet)
         if result.stopped_because == "interrupted":

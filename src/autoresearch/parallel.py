@@ -789,8 +789,8 @@ def run_parallel(session: Session, proposer: ProposerSource, limits: LoopSection
 
 def stop_processes_in(folder: Path, grace: float = 3.0) -> int:
     """End the process groups of processes whose working directory lies in FOLDER (an agent
-    still working in a slot's worktree after an interrupt): SIGTERM, then SIGKILL. Linux only;
-    never this process's own group. Returns how many groups it signalled."""
+    still working in a slot's worktree after an interrupt): SIGTERM, then SIGKILL after GRACE
+    unless they are gone. Linux only; never this process's own group. Returns how many groups."""
     import os
 
     proc = Path("/proc")
@@ -799,6 +799,7 @@ def stop_processes_in(folder: Path, grace: float = 3.0) -> int:
     folder = folder.resolve()
     own = os.getpgrp()
     groups: set[int] = set()
+    pids: set[int] = set()
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -809,19 +810,24 @@ def stop_processes_in(folder: Path, grace: float = 3.0) -> int:
             continue
         if (cwd == folder or folder in cwd.parents) and pgid != own:
             groups.add(pgid)
-    def signal_all(sig: int) -> set[int]:
-        alive = set()
+            pids.add(int(entry.name))
+
+    def running(pid: int) -> bool:  # a zombie is dead, it only waits for its parent
+        try:
+            return (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    def signal_all(sig: int) -> None:
         for pgid in groups:
             try:
                 os.killpg(pgid, sig)
-                alive.add(pgid)
             except OSError:
                 pass
-        return alive
 
     signal_all(signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while groups and signal_all(0) and time.monotonic() < deadline:
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     signal_all(signal.SIGKILL)
     return len(groups)

@@ -41,6 +41,7 @@ SETUP_TIMEOUT_S = 6 * 3600
 CANCEL_GRACE_S = 10.0  # after a polite cancel (KeyboardInterrupt in the task), force-kill the worker
 BACKSTOP_MARGIN_S = 120.0  # the driver gives up on a task this long after its harness should have
 WARMUP_TIMEOUT_S = 60.0
+SCRATCH_PREFIX = "autoresearch-ray-"  # + the worker's pid: a dead worker's folder is swept
 WARMUP_HOLD_S = 0.5
 
 
@@ -285,7 +286,8 @@ def warm(hold: float) -> int:
 
 def remote_measure(config: TaskConfig, archive: bytes, seq: int, seed: int, label: str, lock_json: str = "") -> dict:
     """The body of the Ray task: unpack the tree, set up, measure, return numbers and logs."""
-    scratch = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
+    _sweep_scratch()
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     try:
         tree = scratch / "task"
         tree.mkdir()
@@ -311,6 +313,20 @@ def remote_measure(config: TaskConfig, archive: bytes, seq: int, seed: int, labe
                 "pid": os.getpid(), "setup_seconds": setup_seconds}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sweep_scratch() -> None:
+    """Remove the scratch folders of workers that died mid-run (they never cleaned up)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        try:
+            pid = int(path.name[len(SCRATCH_PREFIX):].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _logs(run_dir: Path) -> dict[str, bytes]:
