@@ -58,6 +58,15 @@ def open_session(path: str = ".") -> Session:
     return Session(load_config(find_root(path)))
 
 
+def warn_unsandboxed(session: Session) -> None:
+    """Say once per command when runs will not be sandboxed (bubblewrap missing or unusable)."""
+    from .sandbox import resolve_kind
+
+    _, hint = resolve_kind(session.config.sandbox.kind)
+    if hint:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(hint)}")
+
+
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6f}"
 
@@ -195,6 +204,7 @@ def baseline_cmd(as_json: bool) -> None:
 
     with open_session() as s:
         s.acquire("baseline")
+        warn_unsandboxed(s)
         reconcile(s)
         exp = baseline(Experimenter(s))
         print_experiment(exp, s.config.metric.name, as_json)
@@ -211,6 +221,7 @@ def experiment_cmd(description: str, as_json: bool) -> None:
 
     with open_session() as s:
         s.acquire("experiment")
+        warn_unsandboxed(s)
         reconcile(s)
         exp = Experimenter(s).run(description)
         print_experiment(exp, s.config.metric.name, as_json)
@@ -228,6 +239,7 @@ def noise_cmd(runs: int) -> None:
         fail("-n must be at least 2", 2)
     with open_session() as s:
         s.acquire("noise")
+        warn_unsandboxed(s)
         reconcile(s)
         rec = measure_noise(s, runs)
         click.echo(f"{s.config.metric.name} over {rec.n} runs of {rec.commit_sha[:7]}: median {rec.median:.6f}, "
@@ -381,6 +393,7 @@ def run_loop_cli(session: Session, quiet: bool) -> "LoopResult":  # noqa: F821
     from .proposers.base import ProposerError, get_proposer
 
     config = session.config
+    warn_unsandboxed(session)
     try:
         proposer = get_proposer(config, config.agent.kind)
     except ProposerError as exc:

@@ -314,11 +314,11 @@ class Experimenter:
         problems = verify(s.lock(), s.root)
         if problems:
             return self.record_failure(exp, "rejected", "harness-modified", {"problems": problems})
-        moved = self._head_moved(best)
+        moved = self._head_moved(best, tag)
         if moved:
             exp.details["head_moved"] = moved
         tree = s.ws.snapshot(best, exclude=s.state.preexisting)
-        changes = s.ws.changes(s.ws.tree_of(best), tree)
+        changes = s.ws.changes(best, tree)  # diff-tree takes the commit for its tree
         violations = check_scope(changes, config, s.lock())
         if violations:
             return self.record_failure(exp, "rejected", "out-of-scope", {"violations": violations})
@@ -337,11 +337,11 @@ class Experimenter:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _head_moved(self, best: str) -> dict:
+    def _head_moved(self, best: str, tag: str) -> dict:
         ws = self.session.ws
         head, branch = ws.head(), ws.current_branch()
         moved = {}
-        if branch != self.session.branch:
+        if branch != branch_name(tag):
             moved["branch"] = branch or "(detached)"
         if head != best:
             moved["head"] = head or ""

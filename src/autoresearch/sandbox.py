@@ -16,9 +16,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .session import SessionError
 
-class SandboxUnavailable(RuntimeError):
-    pass
+
+class SandboxUnavailable(SessionError):
+    """`[sandbox] kind = "bwrap"` where bubblewrap cannot run."""
 
 
 @dataclass(frozen=True)
