@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator
 
 from . import verdict as V
 from .guard import check_scope, read_lock, verify
@@ -361,103 +361,35 @@ class Experimenter:
             self.session.journal.update(exp)
         return record
 
-    def _seed(self, exp: Experiment, index: int) -> int:
-        return exp.seq * 1000 + index
-
     def _record_run(self, exp: Experiment, role: str, commit: str, seed: int, m: Measurement) -> None:
         self.session.journal.add_run(seq=exp.seq, tag=exp.tag, role=role, commit_sha=commit, seed=seed,
                                      status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
                                      metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
 
     def _measure_and_decide(self, exp: Experiment) -> Experiment:
-        s, config = self.session, self.config
-        policy = config.verdict
-        values: list[float] = []
-        first: Measurement | None = None
-        total = 0.0
-        for i in range(1 if exp.is_baseline and policy.repeats == 1 else policy.repeats):
-            m = measure(s, s.root, exp.seq, self._seed(exp, i), "run" if i == 0 else f"repeat-{i}",
-                        stop=self.stop, on_phase=self.on_phase, on_start=self._pid_recorder(exp))
-            self._record_run(exp, "candidate", exp.commit_sha, self._seed(exp, i), m)
-            total += m.seconds
-            first = first or m
-            exp.log_path = str(m.log_path or "")
-            exp.details.update(m.flags)
-            if not m.ok:
-                exp.run_seconds = total
-                exp.metrics = m.metrics
-                exp.log_tail = tail_lines(m.log_path)
-                status = "rejected" if m.rejected else "crash"
-                result = self.record_failure(exp, status, m.reason)
-                if m.interrupted:
-                    raise KeyboardInterrupt
-                return result
-            values.append(m.metric)  # type: ignore[arg-type]
-            last = m
-        exp.run_seconds = total
-        exp.metrics = dict(last.metrics)
-        exp.metric = V.median(values)
-        if len(values) > 1:
-            exp.details["repeats"] = values
-        exp.holdout = exp.metrics.get(config.metric.holdout) if config.metric.holdout else None
-        if config.resource.name:
-            exp.resource = exp.metrics.get(config.resource.name)
-        broken = V.constraint_violations(exp.metrics, config.metric.constraints)
-        if broken:
-            exp.details["constraints"] = broken
-            return self._settle(exp, V.Verdict("discard", "constraint"))
-        noise = s.journal.latest_noise(exp.tag)
-        band = noise.suggested_min_delta if noise else 0.0
-        decision = V.screen(exp.metric, exp.best_before, policy, config.maximize, exp.lines_delta or 0, band)
-        exp.details.update(decision.details)
-        if decision.status == "keep" and not exp.is_baseline and policy.confirm == "paired":
-            decision = self._confirm(exp, decision)
-        return self._settle(exp, decision)
-
-    def _confirm(self, exp: Experiment, screened: V.Verdict) -> V.Verdict:
-        """Paired ABBA re-runs of best and candidate until the test decides (or the cap)."""
-        s, policy = self.session, self.config.verdict
-        best = exp.parent
-        needed = V.threshold(exp.best_before or 0.0, policy)
-        if screened.reason == "simpler":
-            needed = -max(needed, screened.details.get("band", 0.0))  # not worse beyond the band
-        runs = {"best": [], "candidate": []}
-        outcome = None
-        self.on_phase("confirming", {"seq": exp.seq})
-        for i, role in enumerate(V.abba_roles(2 * max(V.MIN_PAIRS, policy.max_runs // 2))):
-            commit = best if role == "best" else exp.commit_sha
-            self._checkout_files(commit)
-            seed = self._seed(exp, 100 + i)  # fresh seeds: a lucky seed cannot carry a keep
-            try:
-                m = measure(s, s.root, exp.seq, seed, f"confirm-{i}-{role}", stop=self.stop, on_phase=self.on_phase,
-                            on_start=self._pid_recorder(exp))
-            finally:
-                self._checkout_files(exp.commit_sha)
-            self._record_run(exp, role, commit, seed, m)
-            if m.interrupted:
-                raise KeyboardInterrupt
-            if not m.ok:
-                exp.details["confirm"] = {"failed_run": i, "role": role, "reason": m.reason}
-                if role == "candidate":
-                    return V.Verdict("crash", "flaky-" + m.reason)
-                return V.Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
-            runs[role].append(m.metric)
-            if len(runs["best"]) == len(runs["candidate"]):
-                outcome = V.paired_decision(runs["best"], runs["candidate"], policy, self.config.maximize, needed)
-                if outcome.decision != "continue":
-                    break
-        assert outcome is not None
-        exp.details["confirm"] = {"pairs": outcome.pairs, "mean_improvement": outcome.mean_improvement,
-                                  "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
-                                  "best_runs": runs["best"], "candidate_runs": runs["candidate"]}
-        if len(set(runs["candidate"])) == 1 and len(set(runs["best"])) > 1:
-            # The best varies with AUTORESEARCH_SEED and the candidate does not: it pinned its
-            # own (lucky) seed, and its advantage is that draw, not the change.
-            return V.Verdict("discard", "ignores-seed")
-        if outcome.decision == "better":
-            exp.metric = V.median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
-            return V.Verdict("keep", screened.reason)
-        return V.Verdict("discard", "unconfirmed")
+        """Drive the decision flow with runs in the task folder (best's files checked out for
+        the best's confirmation runs, then the candidate's again)."""
+        s = self.session
+        flow = decide_flow(self.config, s.journal, exp, on_phase=self.on_phase)
+        try:
+            request = next(flow)
+            while True:
+                if request.commit != exp.commit_sha:
+                    self._checkout_files(request.commit)
+                try:
+                    m = measure(s, s.root, exp.seq, request.seed, request.label, stop=self.stop,
+                                on_phase=self.on_phase, on_start=self._pid_recorder(exp))
+                finally:
+                    if request.commit != exp.commit_sha:
+                        self._checkout_files(exp.commit_sha)
+                self._record_run(exp, request.role, request.commit, request.seed, m)
+                request = flow.send(m)
+        except StopIteration as done:
+            decision: V.Verdict = done.value
+        result = self._settle(exp, decision)
+        if decision.details.get("interrupted"):
+            raise KeyboardInterrupt
+        return result
 
     def _checkout_files(self, commit: str) -> None:
         self.session.ws.git("read-tree", "-u", "--reset", commit)
@@ -492,6 +424,113 @@ class Experimenter:
         s.journal.set_meta(f"tsv:{exp.tag}", self._tsv_signature())
         self.on_phase("done", {"seq": exp.seq, "experiment": exp})
         return exp
+
+
+# -- the decision flow, shared by the sequential and the parallel loop ---------------------------
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    """One run the decision needs: COMMIT's files, a log LABEL, a SEED, and whose run it is."""
+
+    commit: str
+    label: str
+    seed: int
+    role: str = "candidate"  # or "best" (a confirmation run of the parent)
+
+
+DecisionFlow = Generator[MeasureRequest, Measurement, V.Verdict]
+
+
+def _run_seed(exp: Experiment, index: int) -> int:
+    return exp.seq * 1000 + index
+
+
+def decide_flow(config, journal, exp: Experiment, *, is_stale: Callable[[], bool] | None = None,  # noqa: ANN001
+                on_phase: PhaseCallback = _quiet) -> DecisionFlow:
+    """The verdict of a committed candidate, as a generator: it yields the runs it needs and
+    receives their Measurements, so the sequential loop can run them in place and the parallel
+    loop on its executor. Fills in exp's metric fields and returns the Verdict to settle.
+
+    A failed screening run returns crash/rejected (details: interrupted). IS_STALE, when given,
+    is asked before a keep: True returns Verdict("stale") so the caller can replay the change."""
+    policy = config.verdict
+    values: list[float] = []
+    total = 0.0
+    last: Measurement | None = None
+    for i in range(policy.repeats):
+        m = yield MeasureRequest(exp.commit_sha, "run" if i == 0 else f"repeat-{i}", _run_seed(exp, i))
+        total += m.seconds
+        exp.log_path = str(m.log_path or "")
+        exp.details.update(m.flags)
+        if not m.ok:
+            exp.run_seconds, exp.metrics, exp.log_tail = total, m.metrics, tail_lines(m.log_path)
+            return V.Verdict("rejected" if m.rejected else "crash", m.reason,
+                             {"interrupted": True} if m.interrupted else {})
+        values.append(m.metric)  # type: ignore[arg-type]
+        last = m
+    assert last is not None
+    exp.run_seconds = total
+    exp.metrics = dict(last.metrics)
+    exp.metric = V.median(values)
+    if len(values) > 1:
+        exp.details["repeats"] = values
+    exp.holdout = exp.metrics.get(config.metric.holdout) if config.metric.holdout else None
+    if config.resource.name:
+        exp.resource = exp.metrics.get(config.resource.name)
+    broken = V.constraint_violations(exp.metrics, config.metric.constraints)
+    if broken:
+        exp.details["constraints"] = broken
+        return V.Verdict("discard", "constraint")
+    noise = journal.latest_noise(exp.tag)
+    band = noise.suggested_min_delta if noise else 0.0
+    decision = V.screen(exp.metric, exp.best_before, policy, config.maximize, exp.lines_delta or 0, band)
+    exp.details.update(decision.details)
+    if decision.status == "keep" and is_stale is not None and is_stale():
+        return V.Verdict("stale")
+    if decision.status == "keep" and not exp.is_baseline and policy.confirm == "paired":
+        decision = yield from _confirm_flow(config, exp, decision, on_phase)
+        if decision.status == "keep" and is_stale is not None and is_stale():
+            return V.Verdict("stale")
+    return decision
+
+
+def _confirm_flow(config, exp: Experiment, screened: V.Verdict, on_phase: PhaseCallback) -> DecisionFlow:  # noqa: ANN001
+    """Paired ABBA re-runs of the parent (best) and the candidate until the test decides."""
+    policy = config.verdict
+    needed = V.threshold(exp.best_before or 0.0, policy)
+    if screened.reason == "simpler":
+        needed = -max(needed, screened.details.get("band", 0.0))  # not worse beyond the band
+    runs: dict[str, list[float]] = {"best": [], "candidate": []}
+    outcome = None
+    on_phase("confirming", {"seq": exp.seq})
+    for i, role in enumerate(V.abba_roles(2 * max(V.MIN_PAIRS, policy.max_runs // 2))):
+        commit = exp.parent if role == "best" else exp.commit_sha
+        # fresh seeds: a lucky seed cannot carry a keep
+        m = yield MeasureRequest(commit, f"confirm-{i}-{role}", _run_seed(exp, 100 + i), role)
+        if not m.ok:
+            exp.details["confirm"] = {"failed_run": i, "role": role, "reason": m.reason}
+            if m.interrupted:
+                return V.Verdict("crash", "interrupted", {"interrupted": True})
+            if role == "candidate":
+                return V.Verdict("crash", "flaky-" + m.reason)
+            return V.Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
+        runs[role].append(m.metric)  # type: ignore[arg-type]
+        if len(runs["best"]) == len(runs["candidate"]):
+            outcome = V.paired_decision(runs["best"], runs["candidate"], policy, config.maximize, needed)
+            if outcome.decision != "continue":
+                break
+    assert outcome is not None
+    exp.details["confirm"] = {"pairs": outcome.pairs, "mean_improvement": outcome.mean_improvement,
+                              "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
+                              "best_runs": runs["best"], "candidate_runs": runs["candidate"]}
+    if len(set(runs["candidate"])) == 1 and len(set(runs["best"])) > 1:
+        # The best varies with AUTORESEARCH_SEED and the candidate does not: it pinned its
+        # own (lucky) seed, and its advantage is that draw, not the change.
+        return V.Verdict("discard", "ignores-seed")
+    if outcome.decision == "better":
+        exp.metric = V.median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
+        return V.Verdict("keep", screened.reason)
+    return V.Verdict("discard", "unconfirmed")
 
 
 # -- noise --------------------------------------------------------------------------------------

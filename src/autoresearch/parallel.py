@@ -49,7 +49,7 @@ from typing import Any, Callable, Generator, Union
 
 from . import verdict as V
 from .executors import Executor, Job, make_executor
-from .experiment import Experimenter, Measurement, PhaseCallback, baseline, reconcile
+from .experiment import Experimenter, Measurement, MeasureRequest, PhaseCallback, baseline, decide_flow, reconcile
 from .guard import check_scope, verify
 from .harness import tail_lines
 from .journal import Experiment, Journal, append_tsv, render_tsv, write_tsv
@@ -77,13 +77,6 @@ class _Propose:
 
 
 @dataclass
-class _Measure:
-    commit: str
-    label: str
-    seed: int
-
-
-@dataclass
 class _Replay:
     """Work for a slot: run this stale candidate's change again on top of ONTO."""
 
@@ -93,7 +86,7 @@ class _Replay:
     round: int
 
 
-Flow = Generator[Union[_Propose, _Measure], Any, Union[Experiment, None]]
+Flow = Generator[Union[_Propose, MeasureRequest], Any, Union[Experiment, None]]
 
 
 @dataclass
@@ -434,7 +427,7 @@ class ParallelLoop:
 
         threading.Thread(target=work, name=f"autoresearch-propose-{slot.index}", daemon=True).start()
 
-    def _start_measure(self, slot: _Slot, token: int, request: _Measure) -> None:
+    def _start_measure(self, slot: _Slot, token: int, request: MeasureRequest) -> None:
         assert slot.exp is not None
         if self.stop_event.is_set():
             self._advance(slot, Measurement(False, "interrupted", interrupted=True))
@@ -570,88 +563,23 @@ class ParallelLoop:
         return (yield from self._measure_flow(slot, exp))
 
     def _measure_flow(self, slot: _Slot, exp: Experiment) -> Flow:
-        s, config = self.session, self.session.config
-        policy = config.verdict
-        values: list[float] = []
-        total = 0.0
-        last: Measurement | None = None
-        for i in range(policy.repeats):
-            seed = exp.seq * 1000 + i
-            m: Measurement = yield _Measure(exp.commit_sha, "run" if i == 0 else f"repeat-{i}", seed)
-            self._record_run(exp, "candidate", exp.commit_sha, seed, m)
-            total += m.seconds
-            exp.log_path = str(m.log_path or "")
-            exp.details.update(m.flags)
-            if not m.ok:
-                exp.run_seconds = total
-                exp.metrics = m.metrics
-                exp.log_tail = tail_lines(m.log_path)
-                return self._finish_failure(exp, "rejected" if m.rejected else "crash", m.reason)
-            values.append(m.metric)  # type: ignore[arg-type]
-            last = m
-        assert last is not None
-        exp.run_seconds = total
-        exp.metrics = dict(last.metrics)
-        exp.metric = V.median(values)
-        if len(values) > 1:
-            exp.details["repeats"] = values
-        exp.holdout = exp.metrics.get(config.metric.holdout) if config.metric.holdout else None
-        if config.resource.name:
-            exp.resource = exp.metrics.get(config.resource.name)
-        broken = V.constraint_violations(exp.metrics, config.metric.constraints)
-        if broken:
-            exp.details["constraints"] = broken
-            return self._settle(exp, V.Verdict("discard", "constraint"))
-        noise = s.journal.latest_noise(exp.tag)
-        band = noise.suggested_min_delta if noise else 0.0
-        decision = V.screen(exp.metric, exp.best_before, policy, config.maximize, exp.lines_delta or 0, band)
-        exp.details.update(decision.details)
-        if decision.status == "keep" and self.best != exp.parent:
-            return self._stale(slot, exp)
-        if decision.status == "keep" and policy.confirm == "paired":
-            decision = yield from self._confirm(slot, exp, decision)
-            if decision.status == "keep" and self.best != exp.parent:
-                return self._stale(slot, exp)
-        return self._settle(exp, decision)
+        """The shared decision flow (experiment.decide_flow), its runs done by the executor."""
+        def on_phase(phase: str, info: dict) -> None:
+            self.on_phase(phase, {**info, "slot": slot.index})
 
-    def _confirm(self, slot: _Slot, exp: Experiment, screened: V.Verdict) -> Generator[_Measure, Any, V.Verdict]:
-        """Paired ABBA re-runs of the parent and the candidate in this slot (see verdict.py)."""
-        policy, maximize = self.session.config.verdict, self.session.config.maximize
-        needed = V.threshold(exp.best_before or 0.0, policy)
-        if screened.reason == "simpler":
-            needed = -max(needed, screened.details.get("band", 0.0))
-        runs: dict[str, list[float]] = {"best": [], "candidate": []}
-        outcome = None
-        self.on_phase("confirming", {"seq": exp.seq, "slot": slot.index})
-        for i, role in enumerate(V.abba_roles(2 * max(V.MIN_PAIRS, policy.max_runs // 2))):
-            commit = exp.parent if role == "best" else exp.commit_sha
-            seed = exp.seq * 1000 + 100 + i
-            m: Measurement = yield _Measure(commit, f"confirm-{i}-{role}", seed)
-            self._record_run(exp, role, commit, seed, m)
-            if not m.ok:
-                exp.details["confirm"] = {"failed_run": i, "role": role, "reason": m.reason}
-                if m.interrupted:
-                    return V.Verdict("crash", "interrupted")
-                if role == "candidate":
-                    return V.Verdict("crash", "flaky-" + m.reason)
-                return V.Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
-            runs[role].append(m.metric)  # type: ignore[arg-type]
-            if len(runs["best"]) == len(runs["candidate"]):
-                outcome = V.paired_decision(runs["best"], runs["candidate"], policy, maximize, needed)
-                if outcome.decision != "continue":
-                    break
-        assert outcome is not None
-        exp.details["confirm"] = {"pairs": outcome.pairs, "mean_improvement": outcome.mean_improvement,
-                                  "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
-                                  "best_runs": runs["best"], "candidate_runs": runs["candidate"]}
-        if len(set(runs["candidate"])) == 1 and len(set(runs["best"])) > 1:
-            # The best varies with AUTORESEARCH_SEED and the candidate does not: it pinned its
-            # own (lucky) seed, and its advantage is that draw, not the change.
-            return V.Verdict("discard", "ignores-seed")
-        if outcome.decision == "better":
-            exp.metric = V.median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
-            return V.Verdict("keep", screened.reason)
-        return V.Verdict("discard", "unconfirmed")
+        flow = decide_flow(self.session.config, self.session.journal, exp,
+                           is_stale=lambda: self.best != exp.parent, on_phase=on_phase)
+        try:
+            request = next(flow)
+            while True:
+                m: Measurement = yield request
+                self._record_run(exp, request.role, request.commit, request.seed, m)
+                request = flow.send(m)
+        except StopIteration as done:
+            decision: V.Verdict = done.value
+        if decision.status == "stale":
+            return self._stale(slot, exp)
+        return self._settle(exp, decision)
 
     # -- merge semantics ----------------------------------------------------------------------
 
