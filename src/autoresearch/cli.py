@@ -21,7 +21,7 @@ from . import __version__
 from .guard import read_lock, verify, write_lock
 from .journal import Experiment, render_tsv, write_tsv
 from .scaffold import ScaffoldError, init_from_flags, init_from_template, list_templates
-from .session import Busy, Session, SessionError
+from .session import Session, SessionError
 from .task import ConfigError, find_root, load_config
 
 EXIT_CRASH, EXIT_REJECTED, EXIT_INTERRUPTED = 3, 4, 130
@@ -505,10 +505,7 @@ _register_report_commands(cli)
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except Busy as exc:  # pragma: no cover - guarded handles it inside commands
-        fail(str(exc))
+    cli(standalone_mode=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
