@@ -105,7 +105,7 @@ def recorded(tmp_path: Path) -> dict:
 def make_context(session: Session, timeout: float = 60.0) -> ProposeContext:
     config = session.config
     tag = session.require_tag()
-    best = session.journal.best(tag, config.maximize)
+    best = session.journal.best(tag)
     history = session.journal.experiments(tag)
     seq = session.journal.next_seq()
     files = config.editable_files(session.root)

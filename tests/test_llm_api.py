@@ -87,7 +87,7 @@ def context(session: Session, config: TaskConfig, *, fix=None, timeout: float = 
     run_dir = session.run_dir(seq)
     run_dir.mkdir(parents=True, exist_ok=True)
     brief = build_brief(config, (session.root / config.task.program).read_text(),
-                        best=session.journal.best(tag, config.maximize), best_commit=best_commit, history=history,
+                        best=session.journal.best(tag), best_commit=best_commit, history=history,
                         files=config.editable_files(), fix=fix)
     (run_dir / "brief.md").write_text(brief)
     return ProposeContext(config=config, workspace=session.ws, brief=brief, brief_path=run_dir / "brief.md",

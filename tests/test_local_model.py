@@ -125,7 +125,7 @@ def test_smollm2_proposals_never_kill_the_loop(tmp_path: Path, llama_server: str
             history = [e for e in s.journal.experiments(tag, limit=config.agent.history + 1) if e.seq != exp.seq]
             run_dir = s.run_dir(exp.seq)
             run_dir.mkdir(parents=True, exist_ok=True)
-            brief = build_brief(config, (root / "program.md").read_text(), best=s.journal.best(tag, False),
+            brief = build_brief(config, (root / "program.md").read_text(), best=s.journal.best(tag),
                                 best_commit=best_commit, history=history, files=config.editable_files())
             (run_dir / "brief.md").write_text(brief)
             ctx = ProposeContext(config=config, workspace=s.ws, brief=brief, brief_path=run_dir / "brief.md",

@@ -172,7 +172,7 @@ def check_consistent(root: Path, session: Session) -> None:
         assert after.metric < before.metric
     tip = session.ws.rev(f"refs/heads/{branch_name(tag)}")
     assert tip == keeps[-1].commit_sha == session.best_commit(tag)
-    assert session.journal.best(tag, False).seq == keeps[-1].seq
+    assert session.journal.best(tag).seq == keeps[-1].seq
     assert git(root, "rev-parse", "HEAD").strip() == tip and not session.ws.dirty()
     for e in exps:
         if e.commit_sha:

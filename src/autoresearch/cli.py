@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .guard import read_lock, verify, write_lock
+from .guard import read_lock, verify
 from .journal import Experiment, render_tsv, write_tsv
 from .scaffold import ScaffoldError, init_from_flags, init_from_template, list_templates
 from .session import Session, SessionError
@@ -149,21 +149,10 @@ def lock(force: bool) -> None:
 
     On a run branch, a changed program.md is committed so the agent sees it; a changed harness
     or config would make old metrics incomparable and needs --force (or a new tag)."""
+    from .experiment import relock
+
     with open_session() as s:
-        old = read_lock(s.root)
-        changed = verify(old, s.root) if old else []
-        harness_changed = [c for c in changed if not c.startswith(s.config.task.program + ":")]
-        has_history = bool(s.tag and s.journal.experiments(s.tag, limit=1))
-        if harness_changed and has_history and not force:
-            fail(f"the harness changed ({'; '.join(harness_changed)}) on a branch with experiments, so old metrics "
-                 "would not compare: start a new tag (`autoresearch start --tag NEW`) or pass --force", 1)
-        s.acquire("lock")
-        if changed and s.tag and s.ws.branch_exists(s.branch):
-            paths = [c.split(":")[0] for c in changed if c.endswith("changed")]
-            if paths:
-                commit = s.ws.commit_paths(paths, f"autoresearch: lock ({', '.join(paths)} changed)")
-                s.set_best(s.tag, commit)
-        new = write_lock(s.config)
+        new = relock(s, force)
         click.echo(f"locked {len(new.files)} files ({', '.join(sorted(new.files))}); program {new.program_hash}")
 
 
@@ -295,7 +284,7 @@ def status(as_json: bool) -> None:
         info: dict[str, Any] = {"task": s.config.task.name, "root": str(s.root), "tag": tag or None,
                                 "branch": s.ws.current_branch(), "lock": lock_state}
         if tag and s.ws.branch_exists(s.branch):
-            best = s.journal.best(tag, s.config.maximize)
+            best = s.journal.best(tag)
             last = s.journal.last(tag)
             noise = s.journal.latest_noise(tag)
             info.update({
@@ -489,7 +478,7 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         for e in exps:
             table.add_row(str(e.seq), e.short_commit, fmt(e.metric), e.status, e.description)
         console.print(table)
-        best = s.journal.best(s.tag, config.maximize)
+        best = s.journal.best(s.tag)
         base = next((e for e in exps if e.is_baseline and e.status == "keep"), None)
         if best and base and best.metric is not None and base.metric is not None:
             click.echo(f"baseline {base.metric:.6f} -> best {best.metric:.6f} ({best.metric - base.metric:+.6f})")

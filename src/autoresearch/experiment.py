@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Generator
 
 from . import verdict as V
-from .guard import check_scope, read_lock, verify
+from .guard import Lock, check_scope, read_lock, verify, write_lock
 from .harness import base_env, run_command, tail_lines
 from .journal import Experiment, NoiseRecord, append_tsv, render_tsv, write_tsv
 from .sandbox import SandboxSpec, expand_path, resolve_kind
@@ -228,6 +228,24 @@ def start(session: Session, tag: str | None = None) -> str:
     return tag
 
 
+def relock(session: Session, force: bool = False) -> Lock:
+    """`lock`: hash the harness again. On a run branch, an edited program.md (the human's lever)
+    is committed and becomes part of best, so agents see it; a changed read-only file or config
+    on a branch with experiments would make old metrics incomparable and needs FORCE."""
+    s = session
+    old = read_lock(s.root)
+    changed = verify(old, s.root) if old else []
+    harness_changed = [c for c in changed if not c.startswith(s.config.task.program + ":")]
+    if harness_changed and not force and s.tag and s.journal.experiments(s.tag, limit=1):
+        raise SessionError(f"the harness changed ({'; '.join(harness_changed)}) on a branch with experiments, so old "
+                           "metrics would not compare: start a new tag (`autoresearch start --tag NEW`) or pass --force")
+    s.acquire("lock")
+    edited = [c.split(":")[0] for c in changed if c.endswith(": changed")]
+    if edited and s.tag and s.ws.branch_exists(s.branch):
+        s.set_best(s.tag, s.ws.commit_paths(edited, f"autoresearch: lock ({', '.join(edited)} changed)"))
+    return write_lock(s.config)
+
+
 # -- one experiment -----------------------------------------------------------------------------
 
 @dataclass
@@ -262,7 +280,7 @@ class Experimenter:
         exp = s.journal.begin(tag, description, info.proposer, best, program_hash=lock.program_hash,
                               propose_seconds=info.propose_seconds, tokens_in=info.tokens_in,
                               tokens_out=info.tokens_out, cost_usd=info.cost_usd)
-        best_record = s.journal.best(tag, self.config.maximize)
+        best_record = s.journal.best(tag)
         if self._repair_tsv(tag, exp.seq):
             exp.details["results_tsv_repaired"] = True
         exp.is_baseline = best_record is None
@@ -585,7 +603,7 @@ def baseline(experimenter: Experimenter) -> Experiment:
     """Run the untouched best as the branch's first experiment (its first keep)."""
     s = experimenter.session
     tag = s.require_tag()
-    existing = s.journal.best(tag, s.config.maximize)
+    existing = s.journal.best(tag)
     if existing is not None:
         raise SessionError(f"the branch already has a baseline (seq {existing.seq}); "
                            "`autoresearch noise` re-measures the best")

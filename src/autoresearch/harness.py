@@ -8,7 +8,6 @@ is found through /proc and killed, so nothing a run starts outlives it.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import signal
@@ -240,10 +239,5 @@ def run_command(
         log.write(b"\nautoresearch: interrupted\n")
     log.close()
     metrics, texts = parse_metrics(lines)
-    metrics = {k: v for k, v in metrics.items()}
     return RunResult(exit_code=proc.returncode, seconds=seconds, metrics=metrics, texts=texts,
                      timed_out=timed_out, interrupted=interrupted, log_path=log_path)
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

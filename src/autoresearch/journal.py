@@ -251,7 +251,7 @@ class Journal:
         row = self.db.execute("SELECT * FROM experiments WHERE tag = ? ORDER BY seq DESC LIMIT 1", (tag,)).fetchone()
         return _row_to_experiment(row) if row else None
 
-    def best(self, tag: str, maximize: bool) -> Experiment | None:
+    def best(self, tag: str) -> Experiment | None:
         """The most recent keep of a tag: the branch tip's record (keeps only ever improve)."""
         row = self.db.execute(
             "SELECT * FROM experiments WHERE tag = ? AND status = 'keep' ORDER BY seq DESC LIMIT 1", (tag,)

@@ -114,7 +114,7 @@ class Loop:
 
     def _best(self) -> Experiment | None:
         s = self.session
-        return s.journal.best(s.tag, s.config.maximize)
+        return s.journal.best(s.tag)
 
     def stop_reason(self, watcher: _StopWatcher) -> str:
         s, lim = self.session, self.limits
@@ -210,7 +210,7 @@ class Loop:
                 reconcile(s)
                 self.ensure_branch()
                 self.started = time.time()
-                if s.journal.best(s.tag, s.config.maximize) is None:
+                if s.journal.best(s.tag) is None:
                     self.on_message("no baseline on this branch yet: running it first")
                     exp = baseline(self.experimenter)
                     result.experiments.append(exp)

@@ -183,7 +183,7 @@ class ParallelLoop:
                 self.executor.open(s)  # first: a cluster that cannot be reached fails before any run
                 try:
                     self.base.started = time.time()
-                    if s.journal.best(s.tag, s.config.maximize) is None:
+                    if s.journal.best(s.tag) is None:
                         self.on_message("no baseline on this branch yet: running it first")
                         exp = baseline(self.experimenter)
                         self.result.experiments.append(exp)
@@ -609,7 +609,7 @@ class ParallelLoop:
         """The `running` record of a new experiment on the current best, in this slot."""
         s = self.session
         repaired = self._repair_tsv()
-        best_record = s.journal.best(self.tag, s.config.maximize)
+        best_record = s.journal.best(self.tag)
         exp = s.journal.begin(self.tag, description, proposer, self.best, program_hash=self.lock.program_hash,
                               slot=slot.index, best_before=best_record.metric if best_record else None,
                               details={"executor": self.executor.kind, **details})
@@ -639,7 +639,7 @@ class ParallelLoop:
         history = [e for e in s.journal.experiments(self.tag, limit=config.agent.history + 1) if e.seq != exp.seq]
         program_path = s.root / config.task.program
         program = program_path.read_text(errors="replace") if program_path.exists() else ""
-        brief = build_brief(config, program, best=s.journal.best(self.tag, config.maximize), best_commit=best,
+        brief = build_brief(config, program, best=s.journal.best(self.tag), best_commit=best,
                             history=history, files=config.editable_files(slot.root),
                             limits=self.base.limits_left(), fix=fix)
         brief += self._in_flight_note(slot)

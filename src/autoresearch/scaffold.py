@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .guard import write_lock
 from .harness import base_env, run_command
-from .task import CONFIG_NAME, ConfigError, load_config, parse_config, tomllib
+from .task import CONFIG_NAME, load_config, parse_config, tomllib
 from .workspace import Workspace
 
 GITIGNORE_LINES = [".autoresearch/", "results.tsv", "progress.png", "report.html", "__pycache__/", "*.pyc"]
@@ -228,5 +228,3 @@ def check_metric(config) -> float:  # noqa: ANN001 - a TaskConfig
                                 f"written. Its output ends:\n{tail}")
         return metrics[config.metric.name]
 
-
-__all__ = ["ConfigError", "ScaffoldError", "init_from_flags", "init_from_template", "list_templates"]
