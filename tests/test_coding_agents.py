@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.experiment import Experimenter, ProposalInfo
+from autoresearch.trial import ProposalInfo, experiment
 from autoresearch.proposers import coding_agent
 from autoresearch.proposers.base import ProposeContext, ProposerError
 from autoresearch.proposers.brief import build_brief
@@ -124,7 +124,7 @@ def make_context(session: Session, timeout: float = 60.0) -> ProposeContext:
 def run_experiment(session: Session, proposer, proposal):
     info = ProposalInfo(proposer=proposer.name, tokens_in=proposal.tokens_in, tokens_out=proposal.tokens_out,
                         cost_usd=proposal.cost_usd)
-    return Experimenter(session).run(proposal.description, info)
+    return experiment(session, proposal.description, info=info)
 
 
 # (agent, model, extra_args, tokens_in, tokens_out, cost) as each fake reports them
@@ -353,7 +353,7 @@ def test_command_mistakes_are_caught_before_running(task):
 
 def test_registry_finds_the_coding_agents(task, fakes):
     fakes("claude")
-    from autoresearch.proposers.base import available_kinds, get_proposer
+    from autoresearch.proposers import available_kinds, get_proposer
     with Session.open(task) as session:
         assert {"claude", "codex", "aider", "gemini", "opencode", "command"} <= set(available_kinds())
         proposer = get_proposer(session.config, "claude:opus")

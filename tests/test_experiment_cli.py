@@ -295,10 +295,12 @@ def test_first_experiment_on_a_branch_is_the_baseline(tmp_path: Path) -> None:
     assert record["status"] == "keep" and record["reason"] == "baseline" and record["is_baseline"]
 
 
-def test_no_change_is_a_crash_with_reason(tmp_path: Path) -> None:
+def test_no_change_by_a_person_is_a_message_not_a_row(tmp_path: Path) -> None:
     root = make_task(tmp_path)
+    before = journal_rows(root)
     out = experiment(root, "nothing")
-    assert out.returncode == 3 and out.stdout.startswith("crash: no-change")
+    assert out.returncode == 1 and "nothing changed since the best" in out.stderr
+    assert journal_rows(root) == before  # no row for a person who forgot to save
 
 
 def test_native_program_md_tells_the_loop(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 
-from autoresearch.experiment import Experimenter, ProposalInfo
-from autoresearch.proposers.base import ProposeContext, ProposerError
+from autoresearch.trial import ProposalInfo, Trial, experiment
+from autoresearch.verdict import Verdict
+from autoresearch.proposers import ProposeContext, ProposerError
 from autoresearch.proposers.brief import build_brief
 from autoresearch.proposers.llm_api import (
     DUMMY_KEY,
@@ -133,7 +134,7 @@ def test_openai_edit_is_applied_and_the_experiment_keeps(tmp_path: Path, monkeyp
         assert "[user]" in log and "double the steps" in log and STEPS_LINE in log
         assert KEY not in log
 
-        exp = Experimenter(s).run(proposal.description, ProposalInfo(
+        exp = experiment(s, proposal.description, info=ProposalInfo(
             proposer="api", tokens_in=proposal.tokens_in, tokens_out=proposal.tokens_out, cost_usd=proposal.cost_usd))
         assert exp.status == "keep", (exp.status, exp.reason)
         assert exp.metric is not None and exp.best_before is not None and exp.metric < exp.best_before
@@ -182,9 +183,9 @@ def test_malformed_twice_is_a_bad_edit_recorded_as_crash(session: Session, serve
     assert len(server.requests) == 2
     assert train_py(s) == before
     # what the loop does with it: a crash with the reason, the tree left at best
-    experimenter = Experimenter(s)
-    exp = experimenter.begin("(api failed: bad-edit)", ProposalInfo(proposer="api"))
-    exp = experimenter.record_failure(exp, "crash", info.value.reason)
+    trial = Trial.begin(s, tag=s.require_tag(), parent=s.best_commit(), description="(api failed: bad-edit)",
+                        info=ProposalInfo(proposer="api"))
+    exp = trial.settle(Verdict("crash", info.value.reason))
     stored = s.journal.get(exp.seq)
     assert stored is not None and (stored.status, stored.reason) == ("crash", "bad-edit")
     assert "could not be applied" in ctx.log_path.read_text()
@@ -315,7 +316,7 @@ def test_anthropic_overloaded_is_retried(session: Session, server: FakeLLMServer
 def test_fix_request_carries_the_crash_log_and_the_crashed_change(session: Session, server: FakeLLMServer) -> None:
     s, root = session, session.root
     set_knob(root, "DEGREE", "9")  # prepare.py refuses degrees above 8: a crash
-    crashed = Experimenter(s).run("degree 9")
+    crashed = experiment(s, "degree 9")
     assert crashed.status == "crash" and "DEGREE_MAX" in crashed.log_tail
     s.ws.git("read-tree", "-u", "--reset", crashed.commit_sha)  # as the loop does before a repair
     config = api_config(s, server)
@@ -327,7 +328,7 @@ def test_fix_request_carries_the_crash_log_and_the_crashed_change(session: Sessi
     assert "crashed" in prompt and "DEGREE_MAX" in prompt  # the log tail, through the brief
     assert "-DEGREE = 3" in prompt and "+DEGREE = 9" in prompt  # the change that crashed
     assert "DEGREE = 4" in train_py(s)
-    exp = Experimenter(s).run(proposal.description)
+    exp = experiment(s, proposal.description)
     assert exp.status == "discard" and exp.metric is not None  # it runs again (degree 4 is a bit worse than 3)
 
 

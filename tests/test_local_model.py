@@ -102,8 +102,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_smollm2_proposals_never_kill_the_loop(tmp_path: Path, llama_server: str) -> None:
-    from autoresearch.experiment import Experimenter, ProposalInfo
-    from autoresearch.proposers.base import ProposeContext, ProposerError
+    from autoresearch.branch import show_best
+    from autoresearch.trial import ProposalInfo, Trial
+    from autoresearch.verdict import Verdict
+    from autoresearch.proposers import ProposeContext, ProposerError
     from autoresearch.proposers.brief import build_brief
     from autoresearch.proposers.llm_api import make_api_proposer
     from autoresearch.session import Session
@@ -116,12 +118,13 @@ def test_smollm2_proposals_never_kill_the_loop(tmp_path: Path, llama_server: str
         config = with_overrides(s.config, "agent", kind="api", provider="openai", base_url=llama_server,
                                 model="smollm2-135m-instruct", max_tokens=256, temperature=0.2, timeout=300.0)
         proposer = make_api_proposer(config, "api")
-        experimenter = Experimenter(s)
         tag = s.require_tag()
         for _ in range(PROPOSALS):
             # the loop's order: begin the record, build the brief, propose, then run or record the failure
             best_commit = s.best_commit(tag)
-            exp = experimenter.begin("(proposing)", ProposalInfo(proposer="api"))
+            trial = Trial.begin(s, tag=tag, parent=best_commit, description="(proposing)",
+                                info=ProposalInfo(proposer="api"))
+            exp = trial.exp
             history = [e for e in s.journal.experiments(tag, limit=config.agent.history + 1) if e.seq != exp.seq]
             run_dir = s.run_dir(exp.seq)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,12 +140,16 @@ def test_smollm2_proposals_never_kill_the_loop(tmp_path: Path, llama_server: str
             except ProposerError as err:
                 assert err.reason == "bad-edit", (err.reason, str(err))
                 exp.description = f"(api failed: {err.reason})"
-                done = experimenter.record_failure(exp, "crash", err.reason, {"message": str(err)[:2000]})
+                done = trial.settle(Verdict("crash", err.reason, {"message": str(err)[:2000]}))
+                show_best(s, tag, set(), s.run_dir(exp.seq) / "quarantine")
             else:
                 exp.description = proposal.description
                 exp.tokens_in, exp.tokens_out = proposal.tokens_in, proposal.tokens_out
                 s.journal.update(exp)
-                done = experimenter.run(proposal.description, exp=exp)
+                trial.proposed(proposal.description, ProposalInfo(proposer="api"))
+                tree = s.ws.snapshot(best_commit, exclude=s.state.preexisting)
+                done = trial.settle(trial.commit(tree) or trial.run_inline())
+                show_best(s, tag, {tree}, s.run_dir(exp.seq) / "quarantine")
             stored = s.journal.get(done.seq)
             assert stored is not None and stored.status in ("keep", "discard", "crash", "rejected")
             assert ctx.log_path.exists() and "[user]" in ctx.log_path.read_text()

@@ -19,10 +19,12 @@ import pytest
 
 from autoresearch.executors import ExecutorError, make_executor
 from autoresearch.executors.local import LocalExecutor, parse_cpus
-from autoresearch.experiment import start
+from autoresearch.branch import start
 from autoresearch.journal import Journal, render_tsv
-from autoresearch.parallel import replay_tree, replay_tree_by_patch, run_parallel, throughput
-from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError, get_proposer
+from autoresearch.journal import throughput
+from autoresearch.loop import run_loop as run_parallel
+from autoresearch.workspace import replay_tree, replay_tree_by_patch
+from autoresearch.proposers import Proposal, ProposeContext, ProposerError, get_proposer
 from autoresearch.sandbox import bwrap_works
 from autoresearch.session import Session
 from autoresearch.task import ExecutorSection, LoopSection

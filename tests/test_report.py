@@ -255,12 +255,12 @@ def test_report_of_1000_experiments_is_built_fast_and_stays_compact(tmp_path: Pa
 # -- live views ---------------------------------------------------------------------------------
 
 def _edit_and_run(root: Path, view, knob: str, value: str, message: str):
-    from autoresearch.experiment import Experimenter
+    from autoresearch.trial import experiment
 
     set_knob(root, knob, value)
     with Session.open(root) as s:
         s.acquire("test")
-        return Experimenter(s, on_phase=view.on_phase).run(message)
+        return experiment(s, message, on_phase=view.on_phase)
 
 
 @pytest.mark.slow  # a real run through the CLI

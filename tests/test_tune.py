@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from autoresearch.experiment import Experimenter, ProposalInfo
-from autoresearch.proposers.base import ProposeContext, ProposerError
+from autoresearch.trial import ProposalInfo, experiment
+from autoresearch.proposers import ProposeContext, ProposerError
 from autoresearch.proposers.knobs import find_knobs, knob_values
 from autoresearch.proposers.tune import PastPoint, TuneOptions, TuneProposer, make_tune_proposer, normalize
 from autoresearch.session import Session
@@ -48,7 +48,6 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = make_task(tmp_path_factory.mktemp("tune"))
     session = Session.open(root)
     proposer = make_tune_proposer(session.config, "tune")
-    experimenter = Experimenter(session)
     baseline = session.journal.experiments("t")[0]
     proposals, experiments = [], []
     for _ in range(PROPOSALS):
@@ -57,7 +56,7 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict:
         proposal = proposer.propose(ctx)
         after = (root / "train.py").read_text()
         proposals.append((proposal, before, after, ctx.log_path))
-        experiments.append(experimenter.run(proposal.description, ProposalInfo(proposer="tune")))
+        experiments.append(experiment(session, proposal.description, info=ProposalInfo(proposer="tune")))
     session.close()
     return {"root": root, "baseline": baseline, "proposals": proposals, "experiments": experiments,
             "proposer": proposer}

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ar, git, make_task
 
-from autoresearch.experiment import Experimenter
+from autoresearch.trial import experiment
 from autoresearch.session import Session
 from autoresearch.verdict import VerdictSection, paired_decision, screen
 
@@ -224,7 +224,6 @@ def test_aa_no_keeps_on_the_noisy_timing_template(tmp_path: Path) -> None:
     original = solution.read_text()
     with Session.open(root) as session:
         session.acquire("test")
-        experimenter = Experimenter(session)
         statuses = []
         for i in range(30):
             kind = i % 3
@@ -235,7 +234,7 @@ def test_aa_no_keeps_on_the_noisy_timing_template(tmp_path: Path) -> None:
             else:
                 text = original.replace("def edit_distance(a", f"def _unused_{i}():\n    return {i}\n\n\ndef edit_distance(a")
             solution.write_text(text)
-            exp = experimenter.run(f"A/A {i}")
+            exp = experiment(session, f"A/A {i}")
             statuses.append((exp.status, exp.reason))
     keeps = [s for s in statuses if s[0] == "keep"]
     confirmed = [s for s in statuses if s[1] in ("unconfirmed", "ignores-seed")]

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import StateError
 from .task import CONFIG_NAME, STATE_DIR, TaskConfig
 from .workspace import Change, matches_any
 
@@ -62,8 +63,12 @@ def read_lock(root: Path) -> Lock | None:
     path = lock_path(root)
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    return Lock(files=dict(data["files"]), locked_at=float(data["locked_at"]))
+    try:
+        data = json.loads(path.read_text())
+        return Lock(files={str(k): str(v) for k, v in dict(data["files"]).items()}, locked_at=float(data["locked_at"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateError(f"{path}: cannot be read ({exc}); check the harness by hand (`git diff`), then "
+                         "write the lock again with `autoresearch lock`") from None
 
 
 def verify(lock: Lock, root: Path) -> list[str]:

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -158,6 +159,34 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+_PASS_THROUGH = ("LANG", "LANGUAGE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+                 "ROCR_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                 "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def task_env(extra: dict[str, str], allow: list[str], private: Path | None = None) -> dict[str, str]:
+    """The environment of a run: an allowlist, never the user's whole environment.
+
+    PATH (this interpreter first), locale, device and thread variables, AUTORESEARCH_*, the
+    names the task lists in `[task] env`, HOME pointed at PRIVATE/ (a folder of the run's), and
+    bytecode off (no cache is written, none from the tree is read), plus EXTRA. API keys and
+    tokens reach a run only when the task lists them."""
+    src = os.environ
+    env = {k: v for k, v in src.items() if k in _PASS_THROUGH or k.startswith("LC_")
+           or (k.startswith("AUTORESEARCH_") and k != "AUTORESEARCH_PROPOSING")}
+    env.update({k: src[k] for k in allow if k in src})
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + src.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.setdefault("AUTORESEARCH_CACHE", str(Path.home() / ".cache" / "autoresearch"))
+    home = private if private is not None else Path(tempfile.gettempdir()) / f"autoresearch-home-{os.getuid()}"
+    env["HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPYCACHEPREFIX"] = str(home / ".pycache")
+    env.update(extra)
+    return env
+
+
 def run_command(
     command: str,
     *,
@@ -241,3 +270,47 @@ def run_command(
     metrics, texts = parse_metrics(lines)
     return RunResult(exit_code=proc.returncode, seconds=seconds, metrics=metrics, texts=texts,
                      timed_out=timed_out, interrupted=interrupted, log_path=log_path)
+
+
+def stop_processes_in(folder: Path, grace: float = 3.0) -> int:
+    """End the process groups of processes whose working directory lies in FOLDER (an agent
+    still working in a slot's worktree after an interrupt): SIGTERM, then SIGKILL after GRACE
+    unless they are gone. Linux only; never this process's own group. Returns how many groups."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    folder = folder.resolve()
+    own = os.getpgrp()
+    groups: set[int] = set()
+    pids: set[int] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            pgid = os.getpgid(int(entry.name))
+        except OSError:
+            continue
+        if (cwd == folder or folder in cwd.parents) and pgid != own:
+            groups.add(pgid)
+            pids.add(int(entry.name))
+
+    def running(pid: int) -> bool:  # a zombie is dead, it only waits for its parent
+        try:
+            return (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    def signal_all(sig: int) -> None:
+        for pgid in groups:
+            try:
+                os.killpg(pgid, sig)
+            except OSError:
+                pass
+
+    signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    signal_all(signal.SIGKILL)
+    return len(groups)

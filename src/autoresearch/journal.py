@@ -7,6 +7,7 @@ exact five-column view of one tag, appended and flushed per experiment and regen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import StateError
+
 SCHEMA_VERSION = 1
+
+
+class JournalError(StateError):
+    """The journal cannot be read or written (corrupt file, full disk)."""
+
+
+def journal_problem(path: Path, exc: BaseException) -> str:
+    """One message with the way out, for every way SQLite can fail us."""
+    text = str(exc)
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return (f"{path}: the disk is full ({text}); free some space and run the command again: "
+                "nothing recorded so far is lost, and `autoresearch repair` closes the interrupted experiment")
+    return (f"{path}: the journal cannot be read ({text}); move it aside and rebuild it from git "
+            f"(every experiment is recorded beside its commit): `mv {path} {path}.broken && autoresearch repair`")
 STATUSES = ("keep", "discard", "crash", "rejected")
 
 _SCHEMA = """
@@ -186,10 +203,15 @@ class Journal:
         self.path = self.state_dir / "journal.db"
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise JournalError(journal_problem(self.path, exc)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -203,8 +225,32 @@ class Journal:
     # -- experiments -------------------------------------------------------------------------
 
     def next_seq(self) -> int:
-        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments").fetchone()
-        return int(row[0])
+        """Never a number used before: past every row, and past every seq that refs name (the
+        floor is set when a journal is rebuilt or recreated next to existing refs)."""
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM experiments").fetchone()
+        floor = int(self.get_meta("seq_floor", "0") or 0)
+        return max(int(row[0]), floor) + 1
+
+    def is_empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is None
+
+    def settle(self, exp: Experiment, best: str | None) -> None:
+        """The final record and (for a keep) the new best pointer in ONE transaction, so a kill
+        can never leave best on a commit whose record is not a keep. results.tsv's recorded
+        hash is cleared in the same transaction: until it is written again, it is stale."""
+        sets = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*_experiment_values(exp)[1:], exp.seq])
+            if best:
+                self._set_meta(f"best:{exp.tag}", best)
+            # One settled row may be appended to results.tsv; two (a kill in between) mean regenerate.
+            pending = (self.get_meta(f"tsv:{exp.tag}") or "").startswith(("pending:", "stale"))
+            self._set_meta(f"tsv:{exp.tag}", "stale" if pending else f"pending:{exp.seq}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def begin(self, tag: str, description: str, proposer: str, parent: str, **extra: Any) -> Experiment:
         """Write the `running` record before anything runs; returns it with its new seq.
@@ -225,6 +271,12 @@ class Journal:
             self.db.execute("ROLLBACK")
             raise
         return exp
+
+    def insert(self, exp: Experiment) -> None:
+        """A whole record with its own seq (rebuilding from git)."""
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        self.db.execute(f"INSERT OR IGNORE INTO experiments({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                        _experiment_values(exp))
 
     def update(self, exp: Experiment) -> None:
         sets = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
@@ -252,10 +304,13 @@ class Journal:
         return _row_to_experiment(row) if row else None
 
     def best(self, tag: str) -> Experiment | None:
-        """The most recent keep of a tag: the branch tip's record (keeps only ever improve)."""
+        """The most recent keep of a tag in its current epoch: the best's record (keeps only
+        ever improve). After a harness change (a new epoch) there is none until the best is
+        re-measured, so nothing is compared across the break."""
+        start = int(self.get_meta(f"epoch_start:{tag}", "0") or 0)
         row = self.db.execute(
-            "SELECT * FROM experiments WHERE tag = ? AND status = 'keep' ORDER BY seq DESC LIMIT 1", (tag,)
-        ).fetchone()
+            "SELECT * FROM experiments WHERE tag = ? AND status = 'keep' AND seq > ? ORDER BY seq DESC LIMIT 1",
+            (tag, start)).fetchone()
         return _row_to_experiment(row) if row else None
 
     def counts(self, tag: str) -> dict[str, int]:
@@ -271,6 +326,12 @@ class Journal:
             (tag, tag),
         ).fetchone()
         return int(row[0])
+
+    def flagged(self, tag: str, key: str) -> list[int]:
+        """Seqs of the tag whose details carry KEY (a claim mismatch, say)."""
+        rows = self.db.execute("SELECT seq FROM experiments WHERE tag = ? AND details_json LIKE ? ORDER BY seq",
+                               (tag, f'%"{key}"%'))
+        return [int(r[0]) for r in rows]
 
     def tags(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT tag FROM experiments GROUP BY tag ORDER BY MIN(seq)")]
@@ -327,6 +388,9 @@ class Journal:
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
+        self._set_meta(key, value)
+
+    def _set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                         (key, value))
 
@@ -343,7 +407,12 @@ def tsv_row(exp: Experiment, resource_scale: float) -> str:
     metric = exp.metric if ok else 0.0
     memory = (exp.resource or 0.0) * resource_scale if ok else 0.0
     description = " ".join((exp.description or "").split())  # no tabs or newlines in a TSV cell
-    return f"{exp.short_commit}\t{metric:.6f}\t{memory:.1f}\t{exp.status}\t{description}\n"
+    return f"{exp.short_commit}\t{_number(metric, 6)}\t{_number(memory, 1)}\t{exp.status}\t{description}\n"
+
+
+def _number(value: float, places: int) -> str:
+    """The seed's fixed-point format; exponent form where fixed point would print 300 digits."""
+    return f"{value:.{places}f}" if abs(value) < 1e15 else f"{value:.{places}e}"
 
 
 def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: float) -> None:
@@ -367,3 +436,76 @@ def write_tsv(path: Path, experiments: list[Experiment], metric_name: str, resou
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(render_tsv(experiments, metric_name, resource_scale), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _content_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return "missing"
+
+
+def sync_tsv(journal: Journal, path: Path, tag: str, metric_name: str, resource_scale: float,
+             finished: Experiment | None = None) -> bool:
+    """Bring results.tsv in line with the journal after FINISHED settled (or at repair).
+
+    The file's content hash after our own last write is kept in the journal; it is cleared in
+    the transaction that settles an experiment. If the file still has that hash, FINISHED's row
+    is appended; otherwise (edited by someone, a row lost to a kill, a new journal) the whole
+    file is regenerated from the journal. Returns True when it was regenerated."""
+    recorded = journal.get_meta(f"tsv:{tag}")
+    current = _content_hash(path)
+    regenerated = False
+    if finished is not None and recorded == f"pending:{finished.seq}" \
+            and journal.get_meta(f"tsv-before:{tag}") == current:
+        append_tsv(path, metric_name, finished, resource_scale)
+    elif recorded != current:
+        write_tsv(path, journal.experiments(tag), metric_name, resource_scale)
+        regenerated = True
+    else:
+        return False
+    new_hash = _content_hash(path)
+    journal.set_meta(f"tsv:{tag}", new_hash)
+    journal.set_meta(f"tsv-before:{tag}", new_hash)
+    return regenerated
+
+
+# -- throughput -------------------------------------------------------------------------------
+
+def throughput(journal: Journal, tag: str) -> dict[str, Any]:
+    """Experiments per hour, in total and per slot, over the time experiments were in flight.
+
+    Counts every finished experiment of the tag except the baseline; the clock is the union of
+    the experiments' [started_at, finished_at] intervals, so pauses between runs of the loop do
+    not count. `concurrency` is the mean number of experiments in flight over that time.
+    """
+    exps = [e for e in journal.experiments(tag)
+            if e.status != "running" and not e.is_baseline and e.finished_at and e.finished_at >= e.started_at]
+    if not exps:
+        return {"experiments": 0, "slots": 0, "active_hours": 0.0, "per_hour": 0.0, "per_slot_per_hour": 0.0,
+                "concurrency": 0.0, "by_slot": {}}
+    intervals = sorted((e.started_at, float(e.finished_at)) for e in exps)  # type: ignore[arg-type]
+    active = 0.0
+    start, end = intervals[0]
+    for lo, hi in intervals[1:]:
+        if lo > end:
+            active += end - start
+            start, end = lo, hi
+        else:
+            end = max(end, hi)
+    active += end - start
+    busy = sum(hi - lo for lo, hi in intervals)
+    hours = active / 3600.0
+    by_slot: dict[int, dict[str, float]] = {}
+    for e in exps:
+        entry = by_slot.setdefault(e.slot, {"experiments": 0, "per_hour": 0.0, "busy_hours": 0.0})
+        entry["experiments"] += 1
+        entry["busy_hours"] += (float(e.finished_at) - e.started_at) / 3600.0  # type: ignore[arg-type]
+    for entry in by_slot.values():
+        entry["per_hour"] = entry["experiments"] / hours if hours > 0 else 0.0
+    per_hour = len(exps) / hours if hours > 0 else 0.0
+    return {"experiments": len(exps), "slots": len(by_slot), "active_hours": hours, "per_hour": per_hour,
+            "per_slot_per_hour": per_hour / len(by_slot), "concurrency": busy / active if active > 0 else 0.0,
+            "by_slot": dict(sorted(by_slot.items()))}
+
+

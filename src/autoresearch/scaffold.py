@@ -6,6 +6,8 @@ different file of the user's is a conflict, reported before anything is written.
 
 from __future__ import annotations
 
+from .errors import AutoresearchError
+
 import shlex
 import shutil
 import tempfile
@@ -22,7 +24,7 @@ GITIGNORE_LINES = [".autoresearch/", "results.tsv", "progress.png", "report.html
 SKIP_NAMES = {"__pycache__", ".pytest_cache"}
 
 
-class ScaffoldError(RuntimeError):
+class ScaffoldError(AutoresearchError):
     pass
 
 
@@ -228,3 +230,15 @@ def check_metric(config) -> float:  # noqa: ANN001 - a TaskConfig
                                 f"written. Its output ends:\n{tail}")
         return metrics[config.metric.name]
 
+
+
+# Python modules each template's harness imports, and the extra that installs them.
+TEMPLATE_NEEDS = {"tinylm": ["torch", "numpy", "rustbpe", "tiktoken", "pyarrow"],
+                  "nanochat": ["torch", "numpy", "rustbpe", "tiktoken", "pyarrow", "requests"]}
+
+
+def missing_extras(template: str) -> list[str]:
+    """The modules TEMPLATE needs that are not installed (empty when all are)."""
+    import importlib.util
+
+    return [m for m in TEMPLATE_NEEDS.get(template, []) if importlib.util.find_spec(m) is None]

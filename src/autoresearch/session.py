@@ -16,14 +16,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import StateError
 from .guard import Lock, read_lock
 from .journal import Journal
 from .task import STATE_DIR, TaskConfig, find_root, load_config
 from .workspace import Workspace, branch_name
 
 
-class SessionError(RuntimeError):
-    """A user-facing problem with the state of the task (not a config error)."""
+SessionError = StateError  # the old name, kept for the modules that raise it
 
 
 class Busy(SessionError):
@@ -39,8 +39,12 @@ class RunState:
     def load(cls, path: Path) -> "RunState":
         if not path.exists():
             return cls()
-        data = json.loads(path.read_text())
-        return cls(tag=data.get("tag", ""), preexisting=list(data.get("preexisting", [])))
+        try:
+            data = json.loads(path.read_text())
+            return cls(tag=str(data.get("tag", "")), preexisting=[str(p) for p in data.get("preexisting", [])])
+        except (ValueError, AttributeError, TypeError, OSError) as exc:
+            raise StateError(f"{path}: cannot be read ({exc}); it only lists untracked files that were there "
+                             f"before `start`: remove it (`rm {path}`) and run the command again") from None
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -60,6 +64,11 @@ class Session:
         self.state_dir.mkdir(exist_ok=True)
         self.ws = Workspace(self.root)
         self.journal = Journal(self.state_dir)
+        if self.journal.is_empty() and self.journal.get_meta("seq_floor") is None:
+            # A new (or lost and recreated) journal next to existing refs: never reuse their seqs.
+            seqs = [int(r.rsplit("/", 1)[1]) for r in self.ws.refs("refs/autoresearch/") if r.rsplit("/", 1)[1].isdigit() and "/rescue/" not in r] \
+                if (self.root / ".git").exists() else []
+            self.journal.set_meta("seq_floor", str(max(seqs, default=0)))
         self.state_path = self.state_dir / "state.json"
         self.state = RunState.load(self.state_path)
         self._lock_fh: object | None = None
@@ -82,19 +91,24 @@ class Session:
 
     @property
     def tag(self) -> str:
+        """The current run: the checked-out `autoresearch/<tag>` branch, nothing else."""
         branch = self.ws.current_branch() or ""
         if branch.startswith("autoresearch/") and not branch.endswith("-final"):
             return branch[len("autoresearch/"):]
-        return self.state.tag
+        return ""
 
     @property
     def branch(self) -> str:
         return branch_name(self.tag)
 
-    def require_tag(self) -> str:
-        tag = self.tag
+    def require_tag(self, native: bool = False) -> str:
+        """The current run's tag. NATIVE (an experiment by the agent in the folder): when the
+        agent switched branches, the run this folder last worked on (`start` records it), and
+        the experiment puts the run branch back."""
+        tag = self.tag or (self.state.tag if native else "")
         if not tag or not self.ws.branch_exists(branch_name(tag)):
-            raise SessionError("no run branch yet: run `autoresearch start` (or `autoresearch run`, which starts one)")
+            raise SessionError("not on a run branch: `git checkout autoresearch/<tag>` to continue a run, or "
+                               "`autoresearch start` (or `autoresearch run`, which starts one)")
         return tag
 
     def best_commit(self, tag: str | None = None) -> str:
@@ -141,6 +155,21 @@ class Session:
         fh.write(f"{what} pid {os.getpid()}")
         fh.flush()
         self._lock_fh = fh
+
+    def is_busy(self) -> bool:
+        """Whether some process (this one included) holds the task's lock."""
+        if self._lock_fh is not None:
+            return True
+        path = self.state_dir / "busy.lock"
+        if not path.exists():
+            return False
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return False
 
     def release(self) -> None:
         if self._lock_fh is not None:

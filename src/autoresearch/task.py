@@ -7,6 +7,7 @@ user can fix it without reading this code. Loading never writes anything.
 from __future__ import annotations
 
 import dataclasses
+import math
 import hashlib
 import json
 import glob
@@ -25,8 +26,7 @@ CONFIG_NAME = "autoresearch.toml"
 STATE_DIR = ".autoresearch"
 
 
-class ConfigError(Exception):
-    """A broken autoresearch.toml. The message names the file and the key."""
+from .errors import ConfigError  # noqa: E402 - re-exported: `from autoresearch.task import ConfigError`
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,14 @@ class BudgetSection:
     timeout: float = 0.0  # hard kill of the process group; 0 means 2 x seconds + 60
     evaluate_timeout: float = 0.0  # for the evaluate phase; 0 means the same as timeout
     log_max_bytes: int = 4 * 1024 * 1024  # run.log keeps its tail beyond this
+    grace: float = -1.0  # start-up allowance: a run phase longer than seconds + grace is over-budget
+    keep_outputs: int = 5  # run output folders kept besides the best's (older ones are pruned)
+    max_new_file_bytes: int = 50 * 1024 * 1024  # a bigger new file is quarantined, never committed
+
+    @property
+    def allowance(self) -> float:
+        """The declared start-up allowance: `grace`, or a quarter of the budget (at least 30 s)."""
+        return self.grace if self.grace >= 0 else max(30.0, 0.25 * self.seconds)
 
     @property
     def hard_timeout(self) -> float:
@@ -171,6 +179,9 @@ def expand_globs(root: Path, patterns: list[str]) -> list[str]:
     """Paths (relative, posix) of the files under root that match any pattern."""
     found: set[str] = set()
     for pattern in patterns:
+        literal = root / pattern
+        if literal.is_file() or literal.is_symlink():  # a name like `data[1].csv` is itself, not a glob
+            found.add(Path(pattern).as_posix())
         for match in glob.glob(pattern, root_dir=root, recursive=True):
             if (root / match).is_file() or (root / match).is_symlink():
                 found.add(Path(match).as_posix())
@@ -219,6 +230,8 @@ def _check_value(where: str, tp: Any, value: Any) -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
             value = float(value)
+            if not math.isfinite(value):  # nan disables every comparison, inf every limit
+                raise ConfigError(f"{where}: must be a finite number, got {value!r}")
     elif tp is str:
         ok = isinstance(value, str)
     else:  # pragma: no cover - every field type is handled above
@@ -274,6 +287,12 @@ def _check_semantics(config: TaskConfig) -> None:
     b = config.budget
     if b.seconds <= 0:
         raise ConfigError(f"{path}: [budget] seconds: must be positive, got {b.seconds}")
+    if b.timeout < 0 or b.evaluate_timeout < 0:
+        raise ConfigError(f"{path}: [budget] timeout: must not be negative")
+    if b.keep_outputs < 0:
+        raise ConfigError(f"{path}: [budget] keep_outputs: must not be negative, got {b.keep_outputs}")
+    if b.log_max_bytes < 4096:
+        raise ConfigError(f"{path}: [budget] log_max_bytes: must be at least 4096, got {b.log_max_bytes}")
     if b.timeout and b.timeout < b.seconds:
         raise ConfigError(f"{path}: [budget] timeout: must be at least [budget] seconds ({b.seconds}), got {b.timeout}")
     v = config.verdict
@@ -289,6 +308,15 @@ def _check_semantics(config: TaskConfig) -> None:
         raise ConfigError(f"{path}: [executor] slots: must be at least 1, got {config.executor.slots}")
     if config.agent.max_failures < 1:
         raise ConfigError(f"{path}: [agent] max_failures: must be at least 1")
+    for key in ("timeout", "history", "fix_attempts", "max_tokens"):
+        if getattr(config.agent, key) < 0:
+            raise ConfigError(f"{path}: [agent] {key}: must not be negative")
+    check_limits(config.loop, f"{path}: [loop]")
+    for key in ("editable", "readonly"):
+        for pattern in getattr(config.task, key):
+            problem = path_problem(pattern)
+            if problem:
+                raise ConfigError(f"{path}: [task] {key}: {pattern!r} {problem}")
     # Files on disk: the editable globs must match, and nothing is both editable and read-only.
     # Once this exact config is locked, a missing file is the guard's business (a deleted
     # harness file is a rejected experiment, not a broken config), so the check is skipped.
@@ -307,6 +335,30 @@ def _check_semantics(config: TaskConfig) -> None:
     for name in config.editable_files():
         if name.startswith(STATE_DIR + "/") or name == "results.tsv":
             raise ConfigError(f"{path}: [task] editable: {name} belongs to autoresearch and cannot be editable")
+
+
+def path_problem(pattern: str) -> str:
+    """Why a path pattern cannot name files of the task ('' when it can)."""
+    parts = Path(pattern).parts
+    if Path(pattern).is_absolute() or pattern.startswith("~"):
+        return "must be relative to the task folder"
+    if ".." in parts:
+        return "must stay inside the task folder (no '..')"
+    if parts and parts[0] in (".git", STATE_DIR):
+        return f"must not point into {parts[0]}/"
+    return ""
+
+
+def check_limits(loop: "LoopSection", where: str) -> None:
+    """The loop's stop conditions (from the config or the command line) must be usable numbers."""
+    if loop.max_experiments < 0:
+        raise ConfigError(f"{where} max_experiments: must not be negative (0 means no limit), got {loop.max_experiments}")
+    if not math.isfinite(loop.hours) or loop.hours < 0:
+        raise ConfigError(f"{where} hours: must be a finite number >= 0 (0 means no limit), got {loop.hours}")
+    if loop.target is not None and not math.isfinite(loop.target):
+        raise ConfigError(f"{where} target: must be a finite number, got {loop.target}")
+    if loop.plateau < 0:
+        raise ConfigError(f"{where} plateau: must not be negative (0 means no limit), got {loop.plateau}")
 
 
 def _is_locked(config: TaskConfig) -> bool:

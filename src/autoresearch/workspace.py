@@ -7,6 +7,8 @@ simply "the tree on disk versus best", and the commit that records it is always 
 
 from __future__ import annotations
 
+from .errors import AutoresearchError
+
 import fnmatch
 import os
 import shutil
@@ -17,10 +19,11 @@ from pathlib import Path
 
 BRANCH_PREFIX = "autoresearch/"
 REF_PREFIX = "refs/autoresearch/"
+NOTES_REF = "refs/notes/autoresearch"
 FALLBACK_IDENTITY = ["-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]
 
 
-class GitError(RuntimeError):
+class GitError(AutoresearchError):
     pass
 
 
@@ -48,7 +51,7 @@ def experiment_ref(tag: str, seq: int) -> str:
 def matches_any(path: str, patterns: list[str]) -> bool:
     """Glob match of a repository path against the config's patterns (`**` spans folders)."""
     for pattern in patterns:
-        if fnmatch.fnmatchcase(path, pattern):
+        if path == pattern or fnmatch.fnmatchcase(path, pattern):  # a literal name may hold [ or *
             return True
         if "**/" in pattern and fnmatch.fnmatchcase(path, pattern.replace("**/", "")):
             return True
@@ -138,6 +141,11 @@ class Workspace:
         self.git("update-ref", ref, sha)
 
 
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        proc = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, commit], cwd=self.root,
+                              capture_output=True)
+        return proc.returncode == 0
+
     def tree_of(self, commit: str) -> str:
         return self.git("rev-parse", f"{commit}^{{tree}}").strip()
 
@@ -191,6 +199,24 @@ class Workspace:
         if not on_branch:
             self.git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
         self.git("reset", "-q", "--mixed", commit)
+
+    def export(self, commit: str, dest: Path) -> None:
+        """Write exactly COMMIT's tree into DEST (emptied first): no untracked or ignored files,
+        no caches, no `.git`. Symlinks stay symlinks."""
+        if dest.exists():
+            _make_writable(dest)
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        fd, index = tempfile.mkstemp(prefix="autoresearch-export-index-")
+        os.close(fd)
+        os.unlink(index)
+        env = {"GIT_INDEX_FILE": index}
+        try:
+            self.git("read-tree", commit, env=env)
+            self.git(f"--work-tree={dest}", "checkout-index", "-a", "-f", env=env)
+        finally:
+            if os.path.exists(index):
+                os.unlink(index)
 
     def untracked(self) -> list[str]:
         out = self.git("ls-files", "-z", "--others", "--exclude-standard")
@@ -251,19 +277,129 @@ class Workspace:
 
 
 
-    def add_worktree(self, path: Path, commit: str) -> "Workspace":
-        if path.exists():
-            self.git("worktree", "remove", "--force", str(path), check=False)
-            if path.exists():
-                shutil.rmtree(path)
-        self.git("worktree", "prune")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.git("worktree", "add", "-q", "--detach", str(path), commit)
-        return Workspace(path)
+    # -- rescue, notes, blobs ------------------------------------------------------------------
 
-    def remove_worktree(self, path: Path) -> None:
-        self.git("worktree", "remove", "--force", str(path), check=False)
-        self.git("worktree", "prune", check=False)
+    def rescue(self, tag: str, tree: str, parent: str, why: str) -> str:
+        """Keep TREE (what was on disk, uncommitted) as a commit under
+        refs/autoresearch/<tag>/rescue/<n>, before anything resets the folder. Returns the ref."""
+        taken = self.refs(f"{REF_PREFIX}{tag}/rescue/")
+        n = 1 + max((int(r.rsplit("/", 1)[1]) for r in taken if r.rsplit("/", 1)[1].isdigit()), default=0)
+        ref = f"{REF_PREFIX}{tag}/rescue/{n}"
+        commit = self.commit_tree(tree, parent, f"autoresearch rescue: {why}\n")
+        self.git("update-ref", ref, commit)
+        return ref
+
+    def add_note(self, commit: str, text: str) -> None:
+        """Store TEXT beside COMMIT (refs/notes/autoresearch): the record survives a lost journal."""
+        self.git("notes", "--ref", NOTES_REF, "add", "-f", "-F", "-", commit, input=text)
+
+    def notes(self) -> dict[str, str]:
+        """Every note: commit -> text."""
+        listing = self.git("notes", "--ref", NOTES_REF, "list", check=False).split()
+        pairs = list(zip(listing[0::2], listing[1::2]))
+        if not pairs:
+            return {}
+        texts = self.read_blobs([note for note, _ in pairs])
+        return {commit: texts.get(note) or "" for note, commit in pairs}
+
+    def read_blobs(self, names: list[str]) -> dict[str, str | None]:
+        """Many `<rev>:<path>` (or blob ids) in one git process; None where missing."""
+        if not names:
+            return {}
+        proc = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, input="\n".join(names).encode() + b"\n",
+                              capture_output=True)
+        out, pos, result = proc.stdout, 0, {}
+        for name in names:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].decode("utf-8", "replace")
+            pos = end + 1
+            if header.endswith("missing") or header.endswith("ambiguous"):
+                result[name] = None
+                continue
+            size = int(header.split()[-1])
+            result[name] = out[pos:pos + size].decode("utf-8", "replace")
+            pos += size + 1
+        return result
+
+    def hash_files(self, paths: list[Path]) -> list[str]:
+        """Write these files into the object store (one git process); their blob ids."""
+        if not paths:
+            return []
+        out = self.git("hash-object", "-w", "--no-filters", "--stdin-paths", input="\n".join(str(p) for p in paths))
+        return out.split()
+
+    def tree_with(self, base: str, entries: dict[str, tuple[str, str] | None]) -> str:
+        """BASE's tree with ENTRIES applied: path -> (mode, blob id), or None to delete."""
+        fd, index = tempfile.mkstemp(prefix="autoresearch-index-")
+        os.close(fd)
+        os.unlink(index)
+        env = {"GIT_INDEX_FILE": index}
+        zero = "0" * 40
+        lines = "".join(f"{mode} {sha}\t{path}\n" if spec else f"0 {zero}\t{path}\n"
+                        for path, spec in entries.items() for mode, sha in [spec or ("0", zero)])
+        try:
+            self.git("read-tree", base, env=env)
+            if lines:
+                self.git("update-index", "--index-info", env=env, input=lines)
+            return self.git("write-tree", env=env).strip()
+        finally:
+            if os.path.exists(index):
+                os.unlink(index)
+
+    def sync_branch(self, branch: str, commit: str) -> None:
+        """BRANCH at COMMIT, checked out, index at COMMIT; the files on disk are not touched."""
+        self.git("update-ref", f"refs/heads/{branch}", commit)
+        if self.current_branch() != branch:
+            self.git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+        self.git("read-tree", commit)
+
+
+def replay_tree(ws: "Workspace", commit: str, onto: str) -> str | None:
+    """The tree of ONTO plus the change COMMIT made to its parent, or None when it conflicts.
+
+    A three-way merge with the merge base as ancestor (git merge-tree, git >= 2.38); older gits
+    apply the diff as a patch instead. Changes on the same or adjacent lines conflict, as in git.
+    """
+    out = ws.git("merge-tree", "--write-tree", "--no-messages", onto, commit, check=False).split()
+    if len(out) == 1 and len(out[0]) >= 40:
+        return out[0]
+    if out:  # a tree with conflict markers, then the conflicted paths
+        return None
+    return replay_tree_by_patch(ws, commit, onto)
+
+
+def replay_tree_by_patch(ws: "Workspace", commit: str, onto: str) -> str | None:
+    """The same as replay_tree through `git diff | git apply --cached --3way` in a scratch
+    index (gits too old for --3way with --cached apply the plain patch, which is stricter)."""
+    patch = ws.git("diff", "--binary", "--full-index", f"{commit}~1", commit)
+    if not patch.strip():
+        return ws.tree_of(onto)
+    fd, index = tempfile.mkstemp(prefix="autoresearch-replay-index-")
+    os.close(fd)
+    env = {"GIT_INDEX_FILE": index}
+    try:
+        for mode in (["--3way"], []):
+            os.unlink(index)
+            ws.git("read-tree", onto, env=env)
+            try:
+                ws.git("apply", "--cached", *mode, "--whitespace=nowarn", env=env, input=patch)
+            except GitError:
+                continue
+            return ws.git("write-tree", env=env).strip()
+        return None
+    finally:
+        if os.path.exists(index):
+            os.unlink(index)
+
+
+def _make_writable(path: Path) -> None:
+    """A run without the sandbox may chmod its export read-only; removing it must still work."""
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            try:
+                os.chmod(os.path.join(root, d), 0o755)
+            except OSError:
+                pass
 
 
 def count_lines(text: str | None) -> int:

@@ -1,7 +1,7 @@
-"""Local slots: N runs at once on this machine, each in its slot's git worktree.
+"""Local slots: N runs at once on this machine, each in a fresh export of the commit under test.
 
-Each run is `experiment.measure` (the same harness as the sequential loop: budget, hard timeout,
-sandbox, evaluate phase) in a thread of its own. A slot can be pinned:
+Each run is `measure.measure_commit` (the same harness as a native experiment: budget, hard
+timeout, sandbox, evaluate phase) in a thread of its own. A slot can be pinned:
 
 - `devices`: one `CUDA_VISIBLE_DEVICES` value per slot (`["0", "1", "2", "3"]`, or
   `["0,1", "2,3"]` for two GPUs per slot); the run sees only its own GPUs.
@@ -16,11 +16,14 @@ import os
 import threading
 import time
 import traceback
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..experiment import Measurement, measure
+from ..measure import Measurement, executor_failure, measure_commit
 from ..session import Session
 from . import Done, ExecutorError, Job, OnPhase, OnStart
+
+if TYPE_CHECKING:
+    from ..task import ExecutorSection
 
 
 def parse_cpus(text: str) -> set[int]:
@@ -42,7 +45,6 @@ def parse_cpus(text: str) -> set[int]:
 
 class LocalExecutor:
     kind = "local"
-    needs_worktree = True
 
     def __init__(self, slots: int, devices: list[str] | None = None, cpus: list[str] | None = None) -> None:
         devices, cpus = list(devices or []), list(cpus or [])
@@ -81,8 +83,8 @@ class LocalExecutor:
             try:
                 if cores:
                     os.sched_setaffinity(0, cores)  # this thread only; the run inherits it
-                result = measure(session, job.workdir, job.seq, job.seed, job.label, stop=self._stop,
-                                 devices=devices, on_phase=on_phase, on_start=on_start)
+                result = measure_commit(session, job.commit, job.seq, job.seed, job.label, slot=job.slot,
+                                        stop=self._stop, devices=devices, on_phase=on_phase, on_start=on_start)
             except Exception:  # noqa: BLE001 - a bug here must become a crash record, not a hung slot
                 result = _executor_error(session, job, traceback.format_exc())
             done(result)
@@ -114,8 +116,9 @@ def _format_cores(cores: set[int] | None) -> str:
 
 
 def _executor_error(session: Session, job: Job, text: str) -> Measurement:
-    log = session.run_dir(job.seq) / f"{job.label}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(f"\nautoresearch: the executor failed at {time.strftime('%H:%M:%S')}:\n{text}")
-    return Measurement(False, "executor-error", log_path=Path(log))
+    return executor_failure(session, job.seq, job.label, "executor-error",
+                            f"the executor failed at {time.strftime('%H:%M:%S')}:\n{text}")
+
+
+def make_local_executor(section: "ExecutorSection", slots: int) -> LocalExecutor:
+    return LocalExecutor(slots, devices=list(section.devices), cpus=list(section.cpus))

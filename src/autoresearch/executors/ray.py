@@ -4,7 +4,7 @@ The driver keeps the journal and git. For each run it ships the commit's tree (a
 `git archive`, no history) to a Ray task that asks for `num_gpus`/`num_cpus`. The worker unpacks
 it in a scratch folder, runs the task's `setup` if it has one (idempotent and fast once done, so
 a fresh node prepares its own data the first time and skips it afterwards), then the same
-harness as a local run (`experiment.measure`: budget, hard timeout, sandbox when configured,
+harness as a local run (`measure.measure`: budget, hard timeout, sandbox when configured,
 evaluate phase), and returns the metrics and the logs, which the driver writes into
 `.autoresearch/runs/<seq>/`. Artifacts in AUTORESEARCH_OUT stay on the worker and are deleted.
 
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..experiment import Measurement, measure
+from ..measure import Measurement, measure
 from ..guard import lock_path
 from ..harness import base_env, run_command
 from ..session import Session
@@ -243,7 +243,7 @@ def _measurement_from(session: Session, job: Job, result: dict) -> Measurement:
 # -- the worker's side ------------------------------------------------------------------------
 
 class _WorkerSession:
-    """What `experiment.measure` needs of a session, on a worker that has no journal and no
+    """What `measure.measure` needs of a session, on a worker that has no journal and no
     repository: the config, the task folder (the unpacked tree, with the driver's lock.json in
     its `.autoresearch/`, so the harness is verified after the run here too), the state folder
     (hidden from the run by the sandbox) and run dirs."""
@@ -331,3 +331,7 @@ def _sweep_scratch() -> None:
 
 def _logs(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.log")) if p.is_file()}
+
+
+def make_ray_executor(section: "TaskConfig | Any", slots: int) -> RayExecutor:
+    return RayExecutor(slots, address=section.address, num_cpus=section.num_cpus, num_gpus=section.num_gpus)

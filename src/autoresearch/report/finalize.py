@@ -12,6 +12,8 @@ and the branch that is checked out are never touched; a running loop is not dist
 
 from __future__ import annotations
 
+from ..errors import AutoresearchError
+
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
 
-class FinalizeError(RuntimeError):
+class FinalizeError(AutoresearchError):
     """Finalize cannot start (no run, no start commit, the branch exists)."""
 
 

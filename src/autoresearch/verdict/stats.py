@@ -14,7 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .task import VerdictSection, parse_constraint
+from ..task import VerdictSection, parse_constraint
 
 Decision = Literal["better", "not-better", "continue"]
 MIN_PAIRS = 5  # no paired decision to keep before this many pairs: tiny samples fool every test

@@ -1,6 +1,6 @@
-"""The commands that look at a run: plot, report, watch, review, show, diff, finalize.
+"""Looking at a run: results, status, plot, report, watch, review, show, diff, finalize.
 
-`register(cli)` adds them to the main click group. None of them takes the task's busy lock:
+None of them takes the task's busy lock:
 they read the journal and git (finalize only writes its own branch), so they work while a
 loop is running in another terminal.
 """
@@ -14,43 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+
 import click
-from rich.console import Console
 
-EXIT_PROBLEM, EXIT_CONFIG = 1, 2
-
-
-def _fail(message: str, code: int = EXIT_PROBLEM) -> None:
-    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {message}", soft_wrap=True)
-    sys.exit(code)
-
-
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The library's user-facing errors become a message and an exit code (as in cli.py)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..session import SessionError
-        from ..task import ConfigError
-        from .finalize import FinalizeError
-
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(str(exc), EXIT_CONFIG)
-        except (SessionError, FinalizeError) as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            sys.exit(130)
-
-    return wrapper
-
-
-def _open():
-    from ..session import Session
-    from ..task import find_root, load_config
-
-    return Session(load_config(find_root(".")))
+from ._common import EXIT_PROBLEM, consoles, fail as _fail, fmt, guarded as _guarded, open_session as _open
 
 
 def _tag(session: Any, tag: str | None) -> str:
@@ -78,7 +45,7 @@ def _out_path(session: Any, output: Path | None, name: str) -> Path:
 @_guarded
 def plot_cmd(output: Path | None, tag: str | None) -> None:
     """Write progress.png: every experiment, the kept ones labelled, the running best."""
-    from .plot import write_plot
+    from ..report.plot import write_plot
 
     with _open() as s:
         path = write_plot(s, _out_path(s, output, "progress.png"), tag=_tag(s, tag))
@@ -93,7 +60,7 @@ def plot_cmd(output: Path | None, tag: str | None) -> None:
 @_guarded
 def report_cmd(output: Path | None, tag: str | None, no_static_chart: bool) -> None:
     """Write report.html: summary, chart, top hits, and every experiment with its diff and log."""
-    from .html import write_report
+    from ..report.html import write_report
 
     with _open() as s:
         path = write_report(s, _out_path(s, output, "report.html"), tag=_tag(s, tag),
@@ -108,8 +75,8 @@ def report_cmd(output: Path | None, tag: str | None, no_static_chart: bool) -> N
 @_guarded
 def watch_cmd(interval: float, once: bool, plain: bool) -> None:
     """Follow a loop running in another terminal (read from the journal)."""
+    from ..report.live import watch
     from ..task import find_root
-    from .live import watch
 
     watch(find_root("."), interval, once=once, plain=True if plain else None)
 
@@ -120,7 +87,7 @@ def watch_cmd(interval: float, once: bool, plain: bool) -> None:
 @_guarded
 def review_cmd(as_json: bool, tag: str | None) -> None:
     """The morning summary: what was kept, what crashed and why, what came closest."""
-    from .review import build_review, render_review
+    from ..report.review import build_review, render_review
 
     with _open() as s:
         c = s.config
@@ -128,7 +95,7 @@ def review_cmd(as_json: bool, tag: str | None) -> None:
         if as_json:
             click.echo(json.dumps(review.to_json(), default=str))
         else:
-            render_review(review, Console(highlight=False))
+            render_review(review, consoles.out)
 
 
 def _echo_diff(diff: str) -> None:
@@ -153,7 +120,7 @@ def _echo_diff(diff: str) -> None:
 @_guarded
 def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
     """One experiment: its record, metrics, log tail and diff against its parent."""
-    from .review import fmt_delta, fmt_num, show_record
+    from ..report.review import fmt_delta, fmt_num, show_record
 
     with _open() as s:
         exp = _experiment(s, seq)
@@ -215,7 +182,7 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
 @_guarded
 def diff_cmd(seq: int, stat: bool) -> None:
     """The diff of experiment SEQ against its parent (refs/autoresearch/<tag>/<seq>)."""
-    from .review import experiment_diff
+    from ..report.review import experiment_diff
 
     with _open() as s:
         exp = _experiment(s, seq)
@@ -236,7 +203,7 @@ def diff_cmd(seq: int, stat: bool) -> None:
 @_guarded
 def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bool) -> None:
     """Make autoresearch/<tag>-final: the start commit plus one reviewable commit per keep."""
-    from .finalize import finalize
+    from ..report.finalize import finalize
 
     with _open() as s:
         result = finalize(s, _tag(s, tag), force=force, skip_conflicts=skip_conflicts)
@@ -263,21 +230,104 @@ def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bo
             sys.exit(EXIT_PROBLEM)
 
 
-COMMANDS = [plot_cmd, report_cmd, watch_cmd, review_cmd, show_cmd, diff_cmd, finalize_cmd]
+@click.command()
+@click.option("--tsv", is_flag=True, help="Print results.tsv regenerated from the journal.")
+@click.option("--write", is_flag=True, help="Rewrite results.tsv from the journal.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--tag", help="Another run tag than the current one.")
+@_guarded
+def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
+    """The experiments of the current run tag."""
+    from ..journal import render_tsv, write_tsv
+    from rich.table import Table
+
+    with _open() as s:
+        tag = tag or s.tag
+        exps = [e for e in s.journal.experiments(tag)] if tag else []
+        if write:
+            write_tsv(s.results_path(), exps, s.config.metric.name, s.config.resource.scale)
+        if tsv:
+            click.echo(render_tsv(exps, s.config.metric.name, s.config.resource.scale), nl=False)
+        elif as_json:
+            click.echo(json.dumps([e.to_json() for e in exps], default=str))
+        else:
+            table = Table(title=f"autoresearch/{tag}" if tag else "no run yet")
+            for col in ("seq", "commit", s.config.metric.name, "delta", "status", "reason", "description"):
+                table.add_column(col, justify="right" if col in ("seq", "delta") else "left")
+            styles = {"keep": "green", "discard": "dim", "crash": "red", "rejected": "magenta", "running": "yellow"}
+            for e in exps:
+                d = e.delta()
+                table.add_row(str(e.seq), e.short_commit, fmt(e.metric), "" if d is None else f"{d:+.6f}",
+                              e.status, e.reason, e.description, style=styles.get(e.status))
+            consoles.out.print(table)
 
 
-def register(cli_group: click.Group) -> None:
-    """Add these commands to the main `autoresearch` group."""
-    for command in COMMANDS:
-        cli_group.add_command(command)
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@_guarded
+def status(as_json: bool) -> None:
+    """Branch, best, last experiment, lock state, noise, epochs, claim mismatches."""
+    from ..branch import current_epoch, rescues
+    from ..guard import read_lock, verify
+    from ..journal import throughput
+
+    with _open() as s:
+        tag = s.tag
+        lock_state = "not locked"
+        lk = read_lock(s.root)
+        if lk:
+            problems = verify(lk, s.root)
+            lock_state = "ok" if not problems else "CHANGED: " + "; ".join(problems)
+        info: dict[str, Any] = {"task": s.config.task.name, "root": str(s.root), "tag": tag or None,
+                                "branch": s.ws.current_branch(), "lock": lock_state}
+        if tag and s.ws.branch_exists(s.branch):
+            best = s.journal.best(tag)
+            last = s.journal.last(tag)
+            noise = s.journal.latest_noise(tag)
+            info.update({
+                "best": best.to_json() if best else None,
+                "best_commit": s.best_commit(tag),
+                "last": last.to_json() if last else None,
+                "counts": s.journal.counts(tag),
+                "throughput": throughput(s.journal, tag),
+                "noise": None if noise is None else {k: getattr(noise, k) for k in
+                                                      ("n", "median", "std", "mad", "min", "max", "suggested_min_delta")},
+                "epoch": current_epoch(s, tag),
+                "claim_mismatches": s.journal.flagged(tag, "run_phase_claimed"),
+                "rescued": sorted(rescues(s, tag)),
+            })
+        if as_json:
+            click.echo(json.dumps(info, default=str))
+            return
+        click.echo(f"task     {info['task']} ({info['root']})")
+        click.echo(f"branch   {info['branch'] or '(detached)'}   tag {tag or '-'}")
+        click.echo(f"lock     {lock_state}")
+        if "counts" in info:
+            best, last, counts = info["best"], info["last"], info["counts"]
+            metric = s.config.metric.name
+            click.echo(f"best     {fmt(best['metric']) if best else '-'} {metric} at {info['best_commit'][:7]}"
+                       + (f" (seq {best['seq']})" if best else " (no baseline yet: autoresearch baseline)"))
+            if last:
+                click.echo(f"last     seq {last['seq']} {last['status']} {last['reason']}: {last['description']}")
+            click.echo("counts   " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            tp = info["throughput"]
+            if tp.get("experiments"):
+                click.echo(f"speed    {tp['per_hour']:.1f} experiments/hour over {tp['slots']} slot(s) "
+                           f"({tp['per_slot_per_hour']:.1f} per slot)")
+            if info["noise"]:
+                n = info["noise"]
+                click.echo(f"noise    std {n['std']:.6g}, MAD {n['mad']:.6g} over {n['n']} runs; "
+                           f"suggested min_delta {n['suggested_min_delta']:.6g}")
+            if info["epoch"]:
+                click.echo(f"epoch    {info['epoch']} (the harness changed: results before the break are not "
+                           "compared with results after it)")
+            if info["claim_mismatches"]:
+                click.secho(f"CLAIM MISMATCH  the run phase printed a {metric} the evaluation did not confirm in "
+                            f"experiments {', '.join(map(str, info['claim_mismatches']))}", fg="red", bold=True)
+            if info["rescued"]:
+                click.echo(f"rescued  {len(info['rescued'])} saves of uncommitted work (autoresearch rescue)")
 
 
-@click.group()
-def group() -> None:
-    """The report commands on their own (for tests, and for `python -m autoresearch.report.commands`)."""
 
 
-register(group)
-
-if __name__ == "__main__":  # pragma: no cover
-    group()
+COMMANDS = [results, status, plot_cmd, report_cmd, watch_cmd, review_cmd, show_cmd, diff_cmd, finalize_cmd]

@@ -1,0 +1,128 @@
+"""What every command shares: consoles, the one error mapping, opening the task.
+
+The library raises `AutoresearchError` (errors.py) for everything a user can cause; `guarded`
+turns it into one red line and its exit code. Nothing narrower is caught here, so a new error
+class is handled the moment it subclasses the root.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from ..errors import (EXIT_CONFIG, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_PROBLEM, EXIT_REJECTED,  # noqa: F401
+                      AutoresearchError)
+
+if TYPE_CHECKING:
+    from ..journal import Experiment
+    from ..session import Session
+
+
+class _Consoles:
+    """rich is imported on first use: `experiment` and `status` never pay for it."""
+
+    @functools.cached_property
+    def out(self) -> Any:
+        from rich.console import Console
+
+        return Console(highlight=False)
+
+    @functools.cached_property
+    def err(self) -> Any:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False)
+
+
+consoles = _Consoles()
+
+
+def fail(message: str, code: int = EXIT_PROBLEM) -> None:
+    click.echo(click.style("error:", fg="red") + f" {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The library's user-facing errors become a message and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AutoresearchError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: what ran is recorded and the tree is back at best", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            if exc.errno == 28:  # ENOSPC: a full disk is the machine's state, not a bug
+                fail(f"the disk is full ({exc}); free some space and run the command again: what was recorded "
+                     "is kept, and the next command repairs an interrupted experiment")
+            raise
+
+    return wrapper
+
+
+def refuse_inside_proposal(command: str) -> None:
+    """An agent inside a proposal step must not run experiments itself: the loop measures."""
+    if os.environ.get("AUTORESEARCH_PROPOSING"):
+        raise AutoresearchError(
+            f"`autoresearch {command}` cannot run inside a proposal step: the loop that called you measures "
+            "your change after you finish. Edit the editable files, end with a one-line `summary: ...`, and exit.")
+
+
+def open_session(path: str = ".") -> "Session":
+    from ..session import Session
+    from ..task import find_root, load_config
+
+    return Session(load_config(find_root(path)))
+
+
+def warn_unsandboxed(session: "Session") -> None:
+    """Say once per command when runs will not be sandboxed (bubblewrap missing or unusable)."""
+    from ..sandbox import resolve_kind
+
+    _, hint = resolve_kind(session.config.sandbox.kind)
+    if hint:
+        click.echo(click.style("warning:", fg="yellow") + f" {hint}", err=True)
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def experiment_lines(exp: "Experiment", metric_name: str) -> tuple[str, str]:
+    """The two short lines an agent reads after an experiment."""
+    delta = exp.delta()
+    if exp.status in ("keep", "discard") and exp.metric is not None:
+        against = "" if delta is None else f" ({_num(delta, '+')} vs best {_num(exp.best_before)})"
+        first = f"{exp.status}: {metric_name} {_num(exp.metric)}{against}"
+    else:
+        first = f"{exp.status}: {exp.reason}"
+    reason = f" [{exp.reason}]" if exp.status in ("keep", "discard") and exp.reason not in ("improved", "not-better", "") else ""
+    first += f"{reason} | seq {exp.seq} commit {exp.short_commit or '-'}"
+    return first, f"log: {exp.log_path or '-'}"
+
+
+def _num(value: float | None, sign: str = "") -> str:
+    """Six decimals, as the seed prints; exponent form where that would print 300 digits."""
+    if value is None:
+        return "-"
+    return f"{value:{sign}.6f}" if abs(value) < 1e15 else f"{value:{sign}.6e}"
+
+
+def exit_code_for(exp: "Experiment") -> int:
+    return {"crash": EXIT_CRASH, "rejected": EXIT_REJECTED}.get(exp.status, 0)
+
+
+def print_experiment(exp: "Experiment", metric_name: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(exp.to_json(), default=str))
+    else:
+        for line in experiment_lines(exp, metric_name):
+            click.echo(line)

@@ -1,0 +1,115 @@
+"""Experimenting by hand (the native loop): baseline, experiment, noise, repair, rescue."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ._common import (EXIT_INTERRUPTED, consoles, exit_code_for, fail, fmt, guarded, open_session,  # noqa: F401
+                      print_experiment, refuse_inside_proposal, warn_unsandboxed)
+
+@click.command(name="baseline")
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def baseline_cmd(as_json: bool) -> None:
+    """Run the task's setup, then the untouched best: the branch's first keep."""
+    from ..branch import repair
+    from ..trial import baseline
+
+    refuse_inside_proposal("baseline")
+    with open_session() as s:
+        s.acquire("baseline")
+        warn_unsandboxed(s)
+        repair(s)
+        exp = baseline(s)
+        print_experiment(exp, s.config.metric.name, as_json)
+        sys.exit(exit_code_for(exp))
+
+
+@click.command(name="experiment")
+@click.option("-m", "--message", "description", required=True, help="What this experiment tries.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of two lines.")
+@guarded
+def experiment_cmd(description: str, as_json: bool) -> None:
+    """Guard, commit, run, measure, decide, record; then keep or reset to best."""
+    from ..branch import repair
+    from ..trial import experiment
+
+    refuse_inside_proposal("experiment")
+    with open_session() as s:
+        s.acquire("experiment")
+        warn_unsandboxed(s)
+        repair(s)
+        exp = experiment(s, description, refuse_no_change=True)
+        print_experiment(exp, s.config.metric.name, as_json)
+        sys.exit(exit_code_for(exp))
+
+
+@click.command(name="noise")
+@click.option("-n", "runs", type=int, default=5, show_default=True, help="How many runs of the best.")
+@guarded
+def noise_cmd(runs: int) -> None:
+    """Run the current best N times; store and show the spread and a suggested min_delta."""
+    from ..branch import repair
+    from ..trial import measure_noise
+
+    refuse_inside_proposal("noise")
+    if runs < 2:
+        fail("-n: must be at least 2", 2)
+    with open_session() as s:
+        s.acquire("noise")
+        warn_unsandboxed(s)
+        repair(s)
+        rec = measure_noise(s, runs)
+        click.echo(f"{s.config.metric.name} over {rec.n} runs of {rec.commit_sha[:7]}: median {rec.median:.6f}, "
+                   f"std {rec.std:.6f}, MAD {rec.mad:.6f}, min {rec.min:.6f}, max {rec.max:.6f}")
+        click.echo(f"suggested: [verdict] min_delta = {rec.suggested_min_delta:.6g}")
+
+
+
+
+@click.command(name="repair")
+@guarded
+def repair_cmd() -> None:
+    """Close what a killed command left, and rebuild a lost journal from git.
+
+    Every start repairs on its own; this command also rebuilds `.autoresearch/journal.db` from
+    the records stored beside each experiment's commit (refs/notes/autoresearch) when the
+    journal was lost or moved aside."""
+    from ..branch import repair
+    from ..rebuild import rebuild
+
+    with open_session() as s:
+        s.acquire("repair")
+        added = rebuild(s)
+        closed = repair(s)
+        click.echo(f"rebuilt {added} experiment records from git; closed {len(closed)} interrupted experiments"
+                   + (f" ({', '.join(map(str, closed))})" if closed else ""))
+
+
+@click.command(name="rescue")
+@click.option("--tag", help="Another run tag than the current one.")
+@guarded
+def rescue_cmd(tag: str | None) -> None:
+    """List the uncommitted work autoresearch saved before it reset the task folder.
+
+    Get one back with `git checkout <ref> -- <path>` (one file) or `git diff HEAD <ref>`."""
+    from ..branch import rescues
+
+    with open_session() as s:
+        tag = tag or s.tag or (s.journal.tags() or [""])[-1]
+        found = rescues(s, tag) if tag else {}
+        if not found:
+            click.echo("nothing rescued" + (f" in autoresearch/{tag}" if tag else ""))
+            return
+        for ref, sha in sorted(found.items(), key=lambda kv: int(kv[0].rsplit("/", 1)[1])):
+            click.echo(f"{ref}  {sha[:7]}  {s.ws.subject(sha)}")
+            click.echo(f"    files: {s.ws.git('diff', '--name-only', f'{sha}~1', sha).split() or ['(none)']}")
+        click.echo("get one back: git checkout <ref> -- <path>   (or see it: git show <ref>)")
+
+
+COMMANDS = [baseline_cmd, experiment_cmd, noise_cmd, repair_cmd, rescue_cmd]

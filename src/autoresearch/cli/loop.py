@@ -1,0 +1,194 @@
+"""The autonomous loop: run, stop, quickstart."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ..scaffold import init_from_template, list_templates
+from typing import TYPE_CHECKING
+
+from ._common import (EXIT_INTERRUPTED, consoles, exit_code_for, fail, fmt, guarded, open_session,  # noqa: F401
+                      print_experiment, refuse_inside_proposal, warn_unsandboxed)
+
+def _loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--agent", "-a", help="claude | codex | aider | gemini | opencode | api | tune | "
+                     "command:'<cmd with {brief_file}>' (default: [agent] kind)."),
+        click.option("--model", help="Model for the agent or API."),
+        click.option("--base-url", help="API base URL (OpenAI-compatible servers: vLLM, Ollama, llama.cpp)."),
+        click.option("--provider", type=click.Choice(["openai", "anthropic"]), help="API wire format."),
+        click.option("--max-experiments", "-n", type=int, help="Stop after this many experiments."),
+        click.option("--hours", type=float, help="Stop after this many hours."),
+        click.option("--target", type=float, help="Stop when the best reaches this value."),
+        click.option("--plateau", type=int, help="Stop after this many experiments without a keep."),
+        click.option("--quiet", "-q", is_flag=True, help="Plain lines instead of the live view."),
+        click.option("--slots", type=int, help="Experiments in flight at once ([executor] slots)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _loop_config(config, agent, model, base_url, provider, max_experiments, hours, target, plateau, slots=None):  # noqa: ANN001, ANN202
+    from ..task import check_limits, with_overrides
+
+    if slots is not None and slots < 1:
+        fail("--slots: must be at least 1", 2)
+    config = with_overrides(config, "executor", slots=slots)
+    config = with_overrides(config, "agent", kind=agent, model=model, base_url=base_url, provider=provider)
+    config = with_overrides(config, "loop", max_experiments=max_experiments, hours=hours, target=target,
+                            plateau=plateau)
+    check_limits(config.loop, "the loop's limits (--max-experiments / --hours / --target / --plateau, or [loop]):")
+    return config
+
+
+def _view(quiet: bool, session: "Session"):  # noqa: ANN202 - a LiveView or PlainView context manager
+    from ..report.live import LiveView, PlainView
+
+    if quiet or not sys.stdout.isatty():
+        return PlainView(session)
+    return LiveView(session)
+
+
+def _write_outputs(session: "Session") -> list[Path]:
+    """progress.png and report.html next to results.tsv, written when a loop stops."""
+    written = []
+    try:
+        from ..report.plot import write_plot
+
+        written.append(write_plot(session, session.root / "progress.png"))
+    except Exception as exc:  # noqa: BLE001 - a plot must never turn a finished night into an error
+        click.echo(f"could not write progress.png: {exc}")
+    try:
+        from ..report.html import write_report
+
+        written.append(write_report(session, session.root / "report.html"))
+    except Exception as exc:  # noqa: BLE001
+        click.echo(f"could not write report.html: {exc}")
+    return written
+
+
+def run_loop_cli(session: "Session", quiet: bool) -> "LoopResult":
+    from ..executors import make_executor
+    from ..loop import run_loop
+    from ..proposers import get_proposer
+
+    config = session.config
+    warn_unsandboxed(session)
+    first = get_proposer(config, config.agent.kind)  # a bad --agent fails here, before any branch work
+    check = getattr(first, "check", None)
+    if check is not None:
+        check(session)  # e.g. tune: are there knobs at all?
+    executor = make_executor(config.executor)
+    view = _view(quiet, session)
+
+    def message(text: str) -> None:
+        click.echo(text, err=True)
+
+    def proposer_for(slot: int):  # noqa: ANN202 - one proposer per slot: the slots propose at once
+        return first if slot == 0 else get_proposer(config, config.agent.kind)
+
+    agent_name = config.agent.kind.partition(":")[0]
+    with view as live:
+        result = run_loop(session, proposer_for, config.loop, executor, on_phase=live.on_phase,
+                          on_message=message, agent_name=agent_name)
+    click.echo(f"stopped: {result.stopped_because} ({len(result.experiments)} experiments, {result.keeps} keeps)")
+    for path in _write_outputs(session):
+        click.echo(f"wrote {path}")
+    return result
+
+
+@click.command(name="run")
+@_loop_options
+@guarded
+def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, plateau, quiet, slots) -> None:  # noqa: ANN001
+    """The autonomous loop: propose, experiment, keep or reset, repeat until a stop condition."""
+    from ..session import Session
+    from ..task import find_root, load_config
+
+    refuse_inside_proposal("run")
+    root = find_root(".")
+    config = _loop_config(load_config(root), agent, model, base_url, provider, max_experiments, hours, target, plateau,
+                          slots)
+    with Session(config) as s:
+        result = run_loop_cli(s, quiet)
+        if result.stopped_because == "interrupted":
+            sys.exit(EXIT_INTERRUPTED)
+        if result.stopped_because.startswith(("the proposer failed", "the agent is not installed", "the baseline failed")):
+            sys.exit(1)
+
+
+@click.command(name="stop")
+@click.option("--now", is_flag=True, help="Interrupt the current experiment too (it is recorded as interrupted).")
+@guarded
+def stop_cmd(now: bool) -> None:
+    """Ask a running `autoresearch run` in this task to stop (after the current experiment)."""
+    from ..policy import request_stop
+
+    with open_session() as s:
+        if not request_stop(s, now):
+            fail("no loop is running in this task: nothing to stop")
+        click.echo("stop requested: the loop stops " + ("now" if now else "after the current experiment"))
+
+
+def _quickstart_template() -> str:
+    names = {t.name for t in list_templates()}
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "example"
+    return "tinylm" if "tinylm" in names else "example"
+
+
+@click.command()
+@click.argument("directory", default="autoresearch-quickstart", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--template", "-t", help="Template to use (default: tinylm when torch is installed, else example).")
+@click.option("--experiments", "-n", type=int, default=5, show_default=True, help="Experiments after the baseline.")
+@click.option("--budget", type=float, help="Override the template's seconds per experiment.")
+@click.option("--quiet", "-q", is_flag=True)
+@guarded
+def quickstart(directory: Path, template: str | None, experiments: int, budget: float | None, quiet: bool) -> None:
+    """The demo: scaffold a task, run its baseline and a few experiments with the built-in
+    optimizer (no network, no keys), then show the results, the plot and the report."""
+    from rich.table import Table
+
+    from ..session import Session
+    from ..task import load_config, with_overrides
+
+    template = template or _quickstart_template()
+    if not (directory / "autoresearch.toml").exists():
+        init_from_template(directory, template)
+        click.echo(f"scaffolded {directory} from template {template!r}")
+    config = load_config(directory)
+    config = with_overrides(config, "agent", kind="tune")
+    config = with_overrides(config, "loop", max_experiments=experiments, hours=0.0, plateau=0)
+    if budget:
+        config = with_overrides(config, "budget", seconds=budget)
+    with Session(config) as s:
+        result = run_loop_cli(s, quiet)
+        exps = s.journal.experiments(s.tag)
+        table = Table(title=f"{config.task.name}: autoresearch/{s.tag}")
+        for col in ("seq", "commit", config.metric.name, "status", "description"):
+            table.add_column(col)
+        for e in exps:
+            table.add_row(str(e.seq), e.short_commit, fmt(e.metric), e.status, e.description)
+        consoles.out.print(table)
+        best = s.journal.best(s.tag)
+        base = next((e for e in exps if e.is_baseline and e.status == "keep"), None)
+        if best and base and best.metric is not None and base.metric is not None:
+            click.echo(f"baseline {base.metric:.6f} -> best {best.metric:.6f} ({best.metric - base.metric:+.6f})")
+        click.echo(f"task folder: {s.root}  (results.tsv, progress.png, report.html; "
+                   f"continue with: cd {directory} && autoresearch run --agent tune)")
+        if result.stopped_because == "interrupted":
+            sys.exit(EXIT_INTERRUPTED)
+
+
+COMMANDS = [run_cmd, stop_cmd, quickstart]
+
+if TYPE_CHECKING:
+    from ..loop import LoopResult
+    from ..session import Session

@@ -1,0 +1,134 @@
+"""The decision flow of one committed candidate, as a generator.
+
+It yields each run it needs (`MeasureRequest`: which commit, which seed, whose run) and receives
+that run's `Measurement`; it returns the `Verdict`. The trial that drives it decides where runs
+happen (in-process for a native experiment, on an executor slot in the loop), so there is one
+decision procedure for every way an experiment is run.
+
+Steps: the screening run(s) (`repeats`), constraints, the screen against the best with the
+noise band, then (on an apparent win with `confirm = "paired"`) paired ABBA confirmation runs
+of the parent and the candidate with fresh seeds until the sequential test is decisive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Generator
+
+from . import stats as V
+
+if TYPE_CHECKING:
+    from ..journal import Experiment
+    from ..measure import Measurement
+    from ..task import TaskConfig
+
+PhaseCallback = Callable[[str, dict], None]
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    """One run the decision needs: COMMIT's files, a log LABEL, a SEED, and whose run it is."""
+
+    commit: str
+    label: str
+    seed: int
+    role: str = "candidate"  # or "best" (a confirmation run of the parent)
+
+
+DecisionFlow = Generator[MeasureRequest, "Measurement", V.Verdict]
+
+
+def _quiet(phase: str, info: dict) -> None:
+    pass
+
+
+def run_seed(seq: int, index: int) -> int:
+    """Seeds are a function of the experiment and the run's index: reproducible, never shared."""
+    return seq * 1000 + index
+
+
+def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
+                is_stale: Callable[[], bool] | None = None, on_phase: PhaseCallback = _quiet) -> DecisionFlow:
+    """The verdict of a committed candidate. Fills in exp's metric fields and returns the Verdict.
+
+    BAND is the noise band (the last `noise` measurement's suggestion, 0 without one). A failed
+    screening run returns crash/rejected (details: interrupted when it was). IS_STALE, when
+    given, is asked before a keep: True returns Verdict("stale") so the caller can replay."""
+    policy = config.verdict
+    values: list[float] = []
+    total = 0.0
+    last: Measurement | None = None
+    for i in range(policy.repeats):
+        m = yield MeasureRequest(exp.commit_sha, "run" if i == 0 else f"repeat-{i}", run_seed(exp.seq, i))
+        total += m.seconds
+        exp.log_path = str(m.log_path or "")
+        exp.details.update(m.flags)
+        if not m.ok:
+            exp.run_seconds, exp.metrics = total, m.metrics
+            return V.Verdict("rejected" if m.rejected else "crash", m.reason,
+                             {"interrupted": True} if m.interrupted else {})
+        values.append(m.metric)  # type: ignore[arg-type]
+        last = m
+    assert last is not None
+    exp.run_seconds = total
+    exp.metrics = dict(last.metrics)
+    exp.metric = V.median(values)
+    if len(values) > 1:
+        exp.details["repeats"] = values
+    exp.holdout = exp.metrics.get(config.metric.holdout) if config.metric.holdout else None
+    if config.resource.name:
+        exp.resource = exp.metrics.get(config.resource.name)
+    broken = V.constraint_violations(exp.metrics, config.metric.constraints)
+    if broken:
+        exp.details["constraints"] = broken
+        return V.Verdict("discard", "constraint")
+    decision = V.screen(exp.metric, exp.best_before, policy, config.maximize, exp.lines_delta or 0, band)
+    exp.details.update(decision.details)
+    if decision.status == "keep" and is_stale is not None and is_stale():
+        return V.Verdict("stale")
+    if decision.status == "keep" and not exp.is_baseline and policy.confirm == "paired":
+        decision = yield from _confirm_flow(config, exp, decision, on_phase)
+        if decision.status == "keep" and is_stale is not None and is_stale():
+            return V.Verdict("stale")
+    return decision
+
+
+def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict,
+                  on_phase: PhaseCallback) -> DecisionFlow:
+    """Paired ABBA re-runs of the parent (best) and the candidate until the test decides."""
+    policy = config.verdict
+    needed = V.threshold(exp.best_before or 0.0, policy)
+    if screened.reason == "simpler":
+        needed = -max(needed, screened.details.get("band", 0.0))  # not worse beyond the band
+    runs: dict[str, list[float]] = {"best": [], "candidate": []}
+    outcome = None
+    on_phase("confirming", {"seq": exp.seq})
+    for i, role in enumerate(V.abba_roles(2 * max(V.MIN_PAIRS, policy.max_runs // 2))):
+        commit = exp.parent if role == "best" else exp.commit_sha
+        # fresh seeds: a lucky seed cannot carry a keep
+        m = yield MeasureRequest(commit, f"confirm-{i}-{role}", run_seed(exp.seq, 100 + i), role)
+        if not m.ok:
+            exp.details["confirm"] = {"failed_run": i, "role": role, "reason": m.reason}
+            if m.interrupted:
+                return V.Verdict("crash", "interrupted", {"interrupted": True})
+            if role == "candidate":
+                return V.Verdict("crash", "flaky-" + m.reason)
+            return V.Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
+        runs[role].append(m.metric)  # type: ignore[arg-type]
+        if len(runs["best"]) == len(runs["candidate"]):
+            outcome = V.paired_decision(runs["best"], runs["candidate"], policy, config.maximize, needed)
+            if outcome.decision != "continue":
+                break
+    assert outcome is not None
+    confirm: dict[str, Any] = {"pairs": outcome.pairs, "mean_improvement": outcome.mean_improvement,
+                               "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
+                               "best_runs": runs["best"], "candidate_runs": runs["candidate"]}
+    exp.details["confirm"] = confirm
+    if len(set(runs["candidate"])) == 1 and len(set(runs["best"])) > 1:
+        # The best varies with AUTORESEARCH_SEED and the candidate does not: it pinned its
+        # own (lucky) seed, and its advantage is that draw, not the change.
+        return V.Verdict("discard", "ignores-seed")
+    if outcome.decision == "better":
+        exp.metric = V.median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
+        return V.Verdict("keep", screened.reason)
+    return V.Verdict("discard", "unconfirmed")
