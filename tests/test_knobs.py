@@ -72,7 +72,7 @@ if __name__ == "__main__":
 
 
 def knobs_by_name(source: str, path: str = "train.py") -> dict:
-    return {k.name: k for k in find_knobs(source, path)}
+    return {k.qualname: k for k in find_knobs(source, path)}
 
 
 def test_example_template_knobs() -> None:
@@ -92,7 +92,7 @@ def test_synthetic_file_finds_every_kind_and_nothing_else() -> None:
     knobs = knobs_by_name(SYNTHETIC)
     assert list(knobs) == ["DEPTH", "LR", "NEG_INT", "NEG_FLOAT", "EPS", "SCI", "BIG", "BIG_SPACED", "PRODUCT",
                            "GROUPED", "NAME", "PLAIN_STRING", "FLAG", "OFF", "BETAS", "PAIR", "NOTHING", "STEPS",
-                           "MOMENTUM", "WD", "HIDDEN"]
+                           "MOMENTUM", "WD", "HIDDEN", "Config.IN_CLASS"]
     values = {name: k.value for name, k in knobs.items()}
     assert values["NEG_INT"] == -3 and values["NEG_FLOAT"] == -0.5
     assert values["EPS"] == 1e-8 and values["SCI"] == 3e-4
@@ -140,7 +140,7 @@ def test_default_spaces(value: object, source: str, expected: Space) -> None:
 
 
 @pytest.mark.parametrize("comment, problem", [
-    ("log(0, 1)", "lo > 0"),
+    ("log(0, 1)", "above 0"),
     ("int(5, 1)", "below the high bound"),
     ("int(1.5, 4)", "whole-number"),
     ("pow2(3, 16)", "powers of two"),
