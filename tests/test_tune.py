@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ from optuna.trial import TrialState
 from autoresearch.experiment import Experimenter, ProposalInfo
 from autoresearch.proposers.base import ProposeContext, ProposerError
 from autoresearch.proposers.knobs import find_knobs, knob_values
-from autoresearch.proposers.tune import PastPoint, TuneOptions, TuneProposer, make_tune_proposer, normalize
+from autoresearch.proposers.tune import (PastPoint, TuneOptions, TuneProposer, in_flight, make_tune_proposer,
+                                         normalize)
 from autoresearch.session import Session
 from autoresearch.task import load_config
 from autoresearch.workspace import Workspace
@@ -119,8 +122,11 @@ def test_restart_continues_the_study(tuned: dict) -> None:
         assert tuple(normalize(now[k]) for k in sorted(now)) not in tried
         # the same journal and seed give the same proposal; another seed may differ but is also new
         (root / "train.py").write_text(original)
-        again = make_tune_proposer(session.config, "tune").propose(context(session))
+        fresh.release()  # its point is no longer in flight, so another instance may propose it
+        again_proposer = make_tune_proposer(session.config, "tune")
+        again = again_proposer.propose(context(session))
         assert again.description == first.description
+        again_proposer.release()
         (root / "train.py").write_text(original)
         other = make_tune_proposer(session.config, "tune:seed=5,max_changes=1").propose(context(session))
         assert CHANGE.match(other.description)  # exactly one change
@@ -144,22 +150,116 @@ def write_task(root: Path, train: str) -> ProposeContext:
                           log_path=root / "agent.log", seq=1, best_commit="", best_metric=None)
 
 
-def test_no_knobs_is_a_clear_error(tmp_path: Path) -> None:
+def test_no_knobs_is_a_clear_error_at_the_factory_and_in_the_log(tmp_path: Path) -> None:
     ctx = write_task(tmp_path / "a", "lr = 0.1\n\ndef main():\n    STEPS = 10\n    return STEPS\n")
-    proposer = make_tune_proposer(ctx.config, "tune")
     with pytest.raises(ProposerError) as info:
-        proposer.propose(ctx)
-    assert info.value.reason == "agent-error"
-    assert "no knobs found in the editable files (notes.txt, train.py)" in str(info.value)
-    assert "UPPER_CASE" in str(info.value)
+        make_tune_proposer(ctx.config, "tune")  # the loop builds its proposer before the baseline
+    assert info.value.reason == "no-knobs"
+    message = str(info.value)
+    assert "no knobs found in the editable files (notes.txt, train.py)" in message
+    assert "UPPER_CASE" in message and "`# search:` comment" in message and "autoresearch knobs" in message
+    assert "\n" not in message
+    # a proposer made anyway (or whose files lost their knobs mid-run) fails each proposal with
+    # the same one-line message, and says so in the agent.log the failure line points to
+    with pytest.raises(ProposerError) as info:
+        TuneProposer(ctx.config).propose(ctx)
+    assert info.value.reason == "agent-error" and str(info.value) == message
+    assert ctx.log_path.read_text() == f"tune failed (agent-error): {message}\n"
 
     ctx = write_task(tmp_path / "b", 'MODE = "fast"\nOFFSET = -1\n')
     with pytest.raises(ProposerError, match="MODE, OFFSET all have a fixed space"):
-        make_tune_proposer(ctx.config, "tune").propose(ctx)
+        make_tune_proposer(ctx.config, "tune")
 
     ctx = write_task(tmp_path / "c", "LR = 0.1  # search: log(0, 1)\n")
-    with pytest.raises(ProposerError, match=r"train.py:1: LR: bad `# search:` comment"):
-        make_tune_proposer(ctx.config, "tune").propose(ctx)
+    with pytest.raises(ProposerError, match=r"train.py:1 LR: bad `# search:` comment 'log\(0, 1\)'"):
+        make_tune_proposer(ctx.config, "tune")
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_agent_log(tmp_path: Path) -> None:
+    ctx = write_task(tmp_path / "h", "LR = 0.1\n")
+    proposer = make_tune_proposer(ctx.config, "tune")
+    state = tmp_path / "h" / ".autoresearch"
+    state.mkdir()
+    (state / "journal.db").write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(ProposerError) as info:
+        proposer.propose(ctx)
+    assert info.value.reason == "agent-error"
+    assert str(info.value).startswith("tune: ") and "\n" not in str(info.value)
+    assert "database" in str(info.value)
+    log = ctx.log_path.read_text()
+    assert log.startswith("tune failed:\nTraceback") and "journal" in log
+    assert (tmp_path / "h" / "train.py").read_text() == "LR = 0.1\n"  # nothing was edited
+
+
+def point_of(root: Path) -> tuple:
+    values = knob_values((root / "train.py").read_text(), "train.py")
+    return tuple(normalize(values[k]) for k in sorted(values))
+
+
+def test_two_proposers_of_one_task_never_propose_a_point_in_flight(tmp_path: Path) -> None:
+    source = "A = 1  # search: [1, 2, 3]\nB = True\n"
+    ctx = write_task(tmp_path / "i", source)
+    root = tmp_path / "i"
+    first, second = make_tune_proposer(ctx.config, "tune"), make_tune_proposer(ctx.config, "tune")
+    first.propose(ctx)
+    first_point = point_of(root)
+    (root / "train.py").write_text(source)
+    second.propose(ctx)
+    second_point = point_of(root)
+    # same journal, same seed: only the in-flight registry keeps the second off the first's point
+    assert second_point != first_point and second_point != point_of_source(source)
+    assert sorted(in_flight(root), key=repr) == sorted([{("train.py", "A"): p[0], ("train.py", "B"): p[1]}
+                                                        for p in (first_point, second_point)], key=repr)
+    # once the first's experiment has ended, its point is free again: a third instance picks it
+    first.release()
+    (root / "train.py").write_text(source)
+    third = make_tune_proposer(ctx.config, "tune")
+    third.propose(ctx)
+    assert point_of(root) == first_point
+    assert "1 in flight; this is trial 1" in ctx.log_path.read_text().splitlines()[-3]
+    for p in (second, third):
+        p.release()
+    assert in_flight(root) == []
+
+
+def point_of_source(source: str) -> tuple:
+    values = knob_values(source, "train.py")
+    return tuple(normalize(values[k]) for k in sorted(values))
+
+
+def test_parallel_slots_each_with_a_proposer_pick_distinct_points(tmp_path: Path) -> None:
+    """Four slots' proposers, in four threads on four copies of the files, as the parallel loop runs them."""
+    source = "A = 1  # search: [1, 2, 3]\nB = True\nC = 4  # search: [4, 5]\n"
+    ctx = write_task(tmp_path / "j", source)
+    slots = []
+    for i in range(4):
+        copy = tmp_path / f"slot{i}"
+        copy.mkdir()
+        for name in ("train.py", "notes.txt"):
+            (copy / name).write_text((tmp_path / "j" / name).read_text())
+        slots.append((make_tune_proposer(ctx.config, "tune"),
+                      ProposeContext(config=ctx.config, workspace=Workspace(copy), brief="", brief_path=copy / "b.md",
+                                     log_path=copy / "agent.log", seq=i + 1, best_commit="", best_metric=None)))
+    errors: list[BaseException] = []
+
+    def work(proposer: TuneProposer, slot_ctx: ProposeContext) -> None:
+        try:
+            proposer.propose(slot_ctx)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=slot) for slot in slots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    points = [point_of(slot_ctx.workspace.root) for _, slot_ctx in slots]
+    assert len(set(points)) == 4 and point_of_source(source) not in points
+    assert len(in_flight(tmp_path / "j")) == 4
+    del slots, threads, work  # a proposer that is gone releases its point
+    gc.collect()
+    assert in_flight(tmp_path / "j") == []
 
 
 def test_without_a_journal_it_still_proposes_and_edits_in_place(tmp_path: Path) -> None:
