@@ -19,7 +19,7 @@ from autoresearch.proposers.tune import (PastPoint, TuneOptions, TuneProposer, i
 from autoresearch.session import Session
 from autoresearch.task import load_config
 from autoresearch.workspace import Workspace
-from conftest import git, make_task
+from conftest import ar, git, make_task
 
 CHANGE = re.compile(r"^([A-Z][A-Z0-9_]*) (\S+) -> (\S+)$")
 PROPOSALS = 12
@@ -328,3 +328,51 @@ def test_maximize_uses_the_lowest_value_for_crashes(tmp_path: Path) -> None:
                                          PastPoint(3, {"A": 3}, 0.8)])
     assert [t.value for t in study.trials] == [0.7, 0.7, 0.8] and study.best_value == 0.8
     assert [k.name for k in find_knobs("A = 4\n")] == ["A"]
+
+
+def test_a_failing_tune_says_why_in_the_plain_view_and_its_agent_log_exists(tmp_path: Path) -> None:
+    """One boolean knob: after its only other value is measured, every proposal fails, and the
+    plain output names the reason instead of only `agent-error`."""
+    root = tmp_path / "flag"
+    root.mkdir()
+    (root / "train.py").write_text('FLAG = True\nprint(f"loss: {0.5 if FLAG else 0.7}")\n')
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "project")
+    ar(root, "init", "--editable", "train.py", "--run", "python3 train.py", "--metric", "loss", "--budget", "60")
+    (root / "autoresearch.toml").write_text((root / "autoresearch.toml").read_text() + "\n[agent]\nmax_failures = 2\n")
+    git(root, "commit", "-qam", "two failures stop the loop")
+    ar(root, "lock")
+    proc = ar(root, "run", "--agent", "tune", "-n", "5", "--quiet", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "seq 2 discard: loss 0.700000" in lines[1] and lines[1].endswith("| FLAG True -> False")
+    why = "tune: every point it tried near the best has been measured already"
+    for line in lines[2:4]:
+        assert " crash: agent-error (" + why in line and line.endswith("| (tune failed: agent-error)")
+    stopped = next(line for line in lines if line.startswith("stopped:"))
+    log_path = Path(re.search(r"see (\S+agent\.log)", stopped).group(1))
+    assert log_path.read_text() == f"tune failed (agent-error): {why}; widen the knobs' `# search:` spaces or " \
+                                   "switch to a model-driven agent\n"
+
+
+def test_the_live_view_shows_a_failed_proposal_s_reason() -> None:
+    from rich.console import Console
+
+    from autoresearch.journal import Experiment
+    from autoresearch.report.live import ViewState, failure_message, render_state
+
+    failed = Experiment(seq=3, tag="t", status="crash", started_at=0.0, reason="agent-error",
+                        description="(tune failed: agent-error)",
+                        details={"message": "tune: no knobs found in\nthe editable files (train.py)"})
+    measured = Experiment(seq=2, tag="t", status="crash", started_at=0.0, reason="timeout", description="LR 1 -> 2")
+    assert failure_message(failed) == "tune: no knobs found in the editable files (train.py)"
+    assert failure_message(measured) == ""
+    state = ViewState()
+    state.record(measured)
+    state.record(failed)
+    console = Console(record=True, width=200)
+    console.print(render_state(state))
+    text = console.export_text()
+    assert "crash agent-error  " in text and "tune: no knobs found in the editable files (train.py)" in text
+    assert "LR 1 -> 2" in text
