@@ -376,3 +376,28 @@ def test_the_live_view_shows_a_failed_proposal_s_reason() -> None:
     text = console.export_text()
     assert "crash agent-error  " in text and "tune: no knobs found in the editable files (train.py)" in text
     assert "LR 1 -> 2" in text
+
+
+def test_a_running_experiment_in_the_journal_counts_as_in_flight(tmp_path: Path) -> None:
+    """Another process's slot (no shared registry): its running row's commit holds the point."""
+    root = make_task(tmp_path)
+    session = Session.open(root)
+    try:
+        original = (root / "train.py").read_text()
+        tag, best = session.require_tag(), session.best_commit(session.require_tag())
+        first = make_tune_proposer(session.config, "tune")
+        proposal = first.propose(context(session))
+        taken = point_of(root)
+        first.release()  # forget it here: only the journal knows it now
+        running = session.journal.begin(tag, proposal.description, "tune", best)
+        running.commit_sha = session.ws.commit_tree(session.ws.snapshot(best), best, "in flight elsewhere")
+        session.journal.update(running)
+        (root / "train.py").write_text(original)
+        second = make_tune_proposer(session.config, "tune")
+        second.propose(context(session))
+        assert point_of(root) != taken and second.running and len(second.past) == 1
+        assert "1 in flight" in (session.run_dir(running.seq + 1) / "agent.log").read_text()
+        second.release()
+        (root / "train.py").write_text(original)
+    finally:
+        session.close()
