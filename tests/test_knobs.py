@@ -3,13 +3,20 @@ edits that change the value's characters and nothing else."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import autoresearch
+from autoresearch.cli import cli
 from autoresearch.proposers.knobs import (KnobError, NotLiteral, Space, default_space, find_knobs, format_value,
-                                          knob_values, literal_value, parse_search, set_knobs)
+                                          knob_values, list_files, literal_value, parse_search, set_knobs)
+from autoresearch.proposers.knobs_cli import knobs_command
+from autoresearch.session import Session
+from conftest import ar, git
 
 EXAMPLE_TRAIN = Path(autoresearch.__file__).parent / "templates" / "example" / "train.py"
 
@@ -72,7 +79,7 @@ if __name__ == "__main__":
 
 
 def knobs_by_name(source: str, path: str = "train.py") -> dict:
-    return {k.name: k for k in find_knobs(source, path)}
+    return {k.qualname: k for k in find_knobs(source, path)}
 
 
 def test_example_template_knobs() -> None:
@@ -92,7 +99,7 @@ def test_synthetic_file_finds_every_kind_and_nothing_else() -> None:
     knobs = knobs_by_name(SYNTHETIC)
     assert list(knobs) == ["DEPTH", "LR", "NEG_INT", "NEG_FLOAT", "EPS", "SCI", "BIG", "BIG_SPACED", "PRODUCT",
                            "GROUPED", "NAME", "PLAIN_STRING", "FLAG", "OFF", "BETAS", "PAIR", "NOTHING", "STEPS",
-                           "MOMENTUM", "WD", "HIDDEN"]
+                           "MOMENTUM", "WD", "HIDDEN", "Config.IN_CLASS"]
     values = {name: k.value for name, k in knobs.items()}
     assert values["NEG_INT"] == -3 and values["NEG_FLOAT"] == -0.5
     assert values["EPS"] == 1e-8 and values["SCI"] == 3e-4
@@ -140,7 +147,7 @@ def test_default_spaces(value: object, source: str, expected: Space) -> None:
 
 
 @pytest.mark.parametrize("comment, problem", [
-    ("log(0, 1)", "lo > 0"),
+    ("log(0, 1)", "above 0"),
     ("int(5, 1)", "below the high bound"),
     ("int(1.5, 4)", "whole-number"),
     ("pow2(3, 16)", "powers of two"),
@@ -254,3 +261,286 @@ print(f"val_bpb: {0.99:.6f}")
         "DEPTH", "ASPECT_RATIO", "HEAD_DIM", "TOTAL_BATCH_SIZE", "MATRIX_LR", "WARMDOWN_RATIO", "DEVICE_BATCH_SIZE"]
     updated = set_knobs(source, list(knobs.values()), {"MATRIX_LR": 0.06, "TOTAL_BATCH_SIZE": 2**18})
     assert updated == source.replace("MATRIX_LR = 0.04", "MATRIX_LR = 0.06").replace("2**19  #", "2**18  #")
+
+
+# -- class attributes, `# search:` opt-ins and the range grammar -------------------------------------
+
+SORTEDLIST = '''"""A sorted list kept as a list of sublists (the sortedcontainers design, cut down)."""
+
+from bisect import bisect_right, insort
+
+
+class SortedList:
+    DEFAULT_LOAD_FACTOR = 1000{comment}
+
+    def __init__(self):
+        self._load = self.DEFAULT_LOAD_FACTOR
+        self._lists = []
+        self._maxes = []
+        self.cost = 0  # elements shifted by inserts, plus sublists searched
+
+    def add(self, value):
+        if not self._lists:
+            self._lists.append([value])
+            self._maxes.append(value)
+            return
+        pos = min(bisect_right(self._maxes, value), len(self._maxes) - 1)
+        self.cost += len(self._maxes).bit_length() * 40  # the index is searched ...
+        sub = self._lists[pos]
+        self.cost += len(sub) - bisect_right(sub, value)  # ... then the sublist's tail shifts
+        insort(sub, value)
+        self._maxes[pos] = sub[-1]
+        if len(sub) > 2 * self._load:  # split, as sortedcontainers does; the index is rebuilt
+            self._lists[pos:pos + 1] = [sub[:self._load], sub[self._load:]]
+            self._maxes[pos:pos + 1] = [sub[self._load - 1], sub[-1]]
+            self.cost += len(self._maxes) * 8
+'''
+
+BENCH = '''import random
+from sortedmini.sortedlist import SortedList
+
+rng = random.Random(7)
+s = SortedList()
+for _ in range(20000):
+    s.add(rng.random())
+print(f"cost: {s.cost / 20000:.4f}")
+'''
+
+
+def test_class_attributes_are_knobs_and_edits_keep_the_class() -> None:
+    source = SORTEDLIST.format(comment="")
+    knobs = knobs_by_name(source, "sortedmini/sortedlist.py")
+    assert list(knobs) == ["SortedList.DEFAULT_LOAD_FACTOR"]  # the lower-case attributes of __init__ are not
+    knob = knobs["SortedList.DEFAULT_LOAD_FACTOR"]
+    assert (knob.name, knob.scope, knob.line, knob.value) == ("DEFAULT_LOAD_FACTOR", "SortedList", 7, 1000)
+    assert knob.space == Space("int", low=500, high=1500)  # the default: ±50%
+    commented = SORTEDLIST.format(comment="  # search: int log 100..10000")
+    knob = knobs_by_name(commented)["SortedList.DEFAULT_LOAD_FACTOR"]
+    assert knob.space == Space("int", low=100, high=10000, log=True, explicit=True)
+    assert knob.space.describe() == "int log 100..10000"
+    updated = set_knobs(commented, [knob], {"SortedList.DEFAULT_LOAD_FACTOR": 350})
+    assert updated == commented.replace("DEFAULT_LOAD_FACTOR = 1000", "DEFAULT_LOAD_FACTOR = 350")
+    assert knob_values(updated) == {"SortedList.DEFAULT_LOAD_FACTOR": 350}
+
+
+NESTED = '''LIMIT = 3
+rate = 0.5  # search: float log 0.01..1
+
+
+class Outer:
+    SIZE = 16
+    name = "x"
+
+    class Inner:
+        DEPTH: int = 2  # search: int 1..6
+
+    def method(self):
+        step = 10  # search: int log 1..1000
+        STEP = 4
+        return step + STEP
+
+
+def main():
+    window = 128  # search: pow2 2**4..2**10
+    if window:
+        inside = 3  # search: int 1..5
+    return window
+
+
+class Config: SMALL = 1
+'''
+
+
+def test_search_comments_opt_in_any_scope_and_qualified_names() -> None:
+    knobs = knobs_by_name(NESTED, "n.py")
+    assert list(knobs) == ["LIMIT", "rate", "Outer.SIZE", "Outer.Inner.DEPTH", "Outer.method().step", "main().window"]
+    assert knobs["rate"].space == Space("float", low=0.01, high=1.0, log=True, explicit=True)
+    assert knobs["Outer.method().step"].space == Space("int", low=1, high=1000, log=True, explicit=True)
+    assert knobs["main().window"].space == Space("pow2", low=16, high=1024, explicit=True)
+    changes = {"rate": 0.25, "Outer.SIZE": 20, "Outer.Inner.DEPTH": 5, "Outer.method().step": 300,
+               "main().window": 256}
+    updated = set_knobs(NESTED, list(knobs.values()), changes)
+    expected = (NESTED.replace("rate = 0.5", "rate = 0.25").replace("SIZE = 16", "SIZE = 20")
+                .replace("DEPTH: int = 2", "DEPTH: int = 5").replace("step = 10", "step = 300")
+                .replace("window = 128", "window = 256"))
+    assert updated == expected
+    assert {k: v for k, v in knob_values(updated, "n.py").items() if k in changes} == changes
+
+
+@pytest.mark.parametrize("comment, value, expected", [
+    ("int log 100..10000", 1000, Space("int", low=100, high=10000, log=True, explicit=True)),
+    ("int 4..16", 8, Space("int", low=4, high=16, explicit=True)),
+    ("float 0..0.95", 0.9, Space("float", low=0.0, high=0.95, explicit=True)),
+    ("float log 1e-6..0.1", 0.01, Space("float", low=1e-6, high=0.1, log=True, explicit=True)),
+    ("float log 0.001 .. 1", 0.04, Space("float", low=0.001, high=1.0, log=True, explicit=True)),
+    ("log 16..256", 64, Space("int", low=16, high=256, log=True, explicit=True)),  # like log(16, 256)
+    ("log 0.5..4", 1, Space("float", low=0.5, high=4.0, log=True, explicit=True)),
+    ("pow2 2**8..2**12", 1024, Space("pow2", low=256, high=4096, explicit=True)),
+    ("pow2 256..4096", 1024, Space("pow2", low=256, high=4096, explicit=True)),
+    ("log(100, 10000)", 1000, Space("int", low=100, high=10000, log=True, explicit=True)),  # the older call form
+])
+def test_range_grammar(comment: str, value: object, expected: Space) -> None:
+    space = parse_search(comment, value)
+    assert space == expected
+    assert parse_search(space.describe(), value) == space  # what the listing prints reads back
+
+
+@pytest.mark.parametrize("comment, problem", [
+    ("int log 0..100", "above 0"),
+    ("int log 1.5..100", "whole-number"),
+    ("float 1..0", "below the high bound"),
+    ("pow2 3..16", "powers of two"),
+    ("pow2 log 2..16", "is not a space"),
+    ("int 1..x", "numbers"),
+    ("uniform 0..1", "expected"),
+])
+def test_range_grammar_errors(comment: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_search(comment, 8)
+
+
+SKIPS = '''import os
+
+A = B = 3
+X, Y = 1, 2
+COUNT = 1
+COUNT += 1
+FROM_ENV = int(os.environ.get("N", "4"))
+MUTATED = 2
+obj.attr = 5  # search: int 1..9
+for i in range(3):
+    LOOPED = 1  # search: int 1..3
+FINE = 7
+
+
+def f():
+    global MUTATED
+    MUTATED = 3
+'''
+
+
+def test_listing_says_what_was_skipped_and_why(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text(SKIPS)
+    (tmp_path / "b.py").write_text("LR = 0.1  # search: log(0, 1)\n")
+    (tmp_path / "c.py").write_text("def (:\n")
+    (tmp_path / "data.csv").write_text("x\n")
+    listing = list_files(tmp_path, ["a.py", "b.py", "c.py", "data.csv"])
+    assert [k.qualname for k in listing.knobs] == ["FINE"]
+    reasons = {(s.path, s.line, s.name): s.reason for s in listing.skipped}
+    assert "chained assignment" in reasons[("a.py", 3, "A")]
+    assert "unpacks several names" in reasons[("a.py", 4, "X")]
+    assert "assigned 2 times in the module" in reasons[("a.py", 5, "COUNT")]
+    assert reasons[("a.py", 7, "FROM_ENV")].startswith("not a literal: `int(os.environ.get(\"N\", \"4\"))`")
+    assert "declared `global`" in reasons[("a.py", 8, "MUTATED")]
+    assert "assigns an attribute" in reasons[("a.py", 9, "obj.attr")]
+    assert "inside an if/for/with block" in reasons[("a.py", 11, "")]
+    assert "bad `# search:` comment 'log(0, 1)'" in reasons[("b.py", 1, "LR")]
+    assert "cannot parse" in reasons[("c.py", 1, "")]
+    assert reasons[("data.csv", 0, "")] == "not a Python file"
+    assert [s.path for s in listing.errors] == ["b.py", "c.py"]
+    assert listing.problem() == ("tune: b.py:1 LR: bad `# search:` comment 'log(0, 1)': log needs a low bound "
+                                 "above 0 (a log scale has no zero) (and 1 more); see `autoresearch knobs`")
+    lines = listing.lines()
+    assert lines[0] == "a.py:12 FINE = 7  int 3..11  (default)" and lines[1] == "skipped:"
+    assert "  a.py:7 FROM_ENV: not a literal" in "\n".join(lines)
+
+
+# -- the `autoresearch knobs` command, on real task folders -----------------------------------------
+
+def sorted_project(tmp_path: Path, comment: str) -> Path:
+    root = tmp_path / "proj"
+    (root / "sortedmini").mkdir(parents=True)
+    (root / "sortedmini" / "__init__.py").write_text("")
+    (root / "sortedmini" / "sortedlist.py").write_text(SORTEDLIST.format(comment=comment))
+    (root / "bench.py").write_text(BENCH)
+    (root / "README.md").write_text("notes\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "the project")
+    return root
+
+
+def init_task(root: Path) -> None:
+    ar(root, "init", "--editable", "sortedmini/*.py", "--editable", "README.md", "--readonly", "bench.py",
+       "--run", "python3 bench.py", "--metric", "cost", "--budget", "60")
+
+
+def test_knobs_command_lists_knobs_and_skips(tmp_path: Path) -> None:
+    root = sorted_project(tmp_path, "")
+    init_task(root)
+    runner = CliRunner()
+    result = runner.invoke(knobs_command, ["--dir", str(root)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "sortedmini/sortedlist.py:7 SortedList.DEFAULT_LOAD_FACTOR = 1000  int 500..1500  (default)"
+    assert lines[1:] == ["skipped:", "  README.md: not a Python file",
+                         "1 knobs, 1 searched by tune (in README.md, sortedmini/__init__.py, sortedmini/sortedlist.py)"]
+    data = json.loads(runner.invoke(knobs_command, ["--dir", str(root / "sortedmini"), "--json"]).stdout)
+    assert data["problem"] is None and data["skipped"][0]["reason"] == "not a Python file"
+    [knob] = data["knobs"]
+    assert (knob["path"], knob["line"], knob["scope"], knob["qualname"], knob["value"]) == (
+        "sortedmini/sortedlist.py", 7, "SortedList", "SortedList.DEFAULT_LOAD_FACTOR", 1000)
+    assert knob["space"]["kind"] == "int" and knob["space"]["text"] == "int 500..1500" and knob["tunable"]
+
+    # registered in the real CLI, it runs as `autoresearch knobs`
+    cli.add_command(knobs_command)
+    try:
+        result = runner.invoke(cli, ["knobs", "--dir", str(root)])
+    finally:
+        cli.commands.pop("knobs", None)
+    assert result.exit_code == 0 and result.stdout.startswith("sortedmini/sortedlist.py:7 ")
+
+    # without knobs: exit 1 and the reason; outside a task: exit 2 and where to go
+    source = root / "sortedmini" / "sortedlist.py"
+    source.write_text(source.read_text().replace("DEFAULT_LOAD_FACTOR = 1000", "DEFAULT_LOAD_FACTOR = load()"))
+    result = runner.invoke(knobs_command, ["--dir", str(root)])
+    assert result.exit_code == 1
+    assert "DEFAULT_LOAD_FACTOR: not a literal: `load()`" in result.stdout
+    assert "tune: no knobs found in the editable files" in result.stderr
+    result = runner.invoke(knobs_command, ["--dir", str(tmp_path)])
+    assert result.exit_code == 2 and "autoresearch.toml: not found" in result.stderr
+
+
+def test_run_tune_stops_before_the_baseline_without_knobs(tmp_path: Path) -> None:
+    root = sorted_project(tmp_path, "")
+    source = root / "sortedmini" / "sortedlist.py"
+    source.write_text(source.read_text().replace("DEFAULT_LOAD_FACTOR = 1000", "default_load_factor = 1000")
+                      .replace("self.DEFAULT_LOAD_FACTOR", "self.default_load_factor"))
+    git(root, "commit", "-qam", "a lower-case attribute")
+    init_task(root)
+    proc = ar(root, "run", "--agent", "tune", "-n", "2", "--quiet", check=False)
+    assert proc.returncode == 1
+    assert "error: tune: no knobs found in the editable files (README.md, sortedmini/__init__.py, " \
+           "sortedmini/sortedlist.py)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (root / "results.tsv").exists()  # not even a baseline ran
+
+
+@pytest.mark.slow
+def test_tune_on_a_class_attribute_after_adding_only_a_search_comment(tmp_path: Path) -> None:
+    root = sorted_project(tmp_path, "  # search: int log 100..10000")
+    init_task(root)
+    proc = ar(root, "run", "--agent", "tune", "-n", "2", "--quiet", timeout=600)
+    assert "stopped:" in proc.stdout and "(3 experiments" in proc.stdout, proc.stdout + proc.stderr
+    with Session.open(root) as session:
+        experiments = session.journal.experiments(session.tag)
+        assert [e.is_baseline for e in experiments] == [True, False, False]
+        for exp in experiments[1:]:
+            assert exp.status in ("keep", "discard") and exp.metric is not None, (exp.status, exp.reason)
+            assert exp.proposer == "tune"
+            match = re.fullmatch(r"SortedList\.DEFAULT_LOAD_FACTOR 1000 -> (\d+)", exp.description)
+            assert match, exp.description
+            diff = git(root, "diff", exp.parent, exp.commit_sha)
+            changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+            assert changed == ["-    DEFAULT_LOAD_FACTOR = 1000  # search: int log 100..10000",
+                               f"+    DEFAULT_LOAD_FACTOR = {match.group(1)}  # search: int log 100..10000"]
+            assert 100 <= int(match.group(1)) <= 10000
+            log = (session.run_dir(exp.seq) / "agent.log").read_text()
+            assert f"this is trial {exp.seq}" in log and f"proposal: {exp.description}" in log
+        # a keep moved the best to a commit whose class attribute is the tuned value
+        best = session.journal.best(session.tag)
+        value = knob_values(session.ws.show_file(best.commit_sha, "sortedmini/sortedlist.py"))
+        assert value["SortedList.DEFAULT_LOAD_FACTOR"] == (1000 if best.is_baseline else
+                                                            int(best.description.rsplit(" ", 1)[1]))
+    for line in proc.stdout.splitlines()[:3]:
+        assert " seq " in line

@@ -1,17 +1,27 @@
-"""Knobs: the module-level UPPER_CASE constants of an editable Python file, found and edited.
+"""Knobs: the constants of the editable Python files that `tune` may change, found and edited.
 
-A knob is a top-level ``NAME = <literal>`` (or ``NAME: type = <literal>``) whose value is a
-number, a string, a boolean, None or a tuple of those; constant arithmetic such as ``2**19``
-or ``8 * 1024`` counts as a number. Anything computed from other names, assigned more than
-once, or assigned inside a function or class is not a knob.
+Real projects keep their knobs in two places: module constants (`LEARNING_RATE = 0.05`) and
+class attributes (`class SortedList: DEFAULT_LOAD_FACTOR = 1000`). So a knob is
 
-A trailing ``# search: ...`` comment narrows the space a knob is searched in:
+- a module-level or class-level ``NAME = <literal>`` (or ``NAME: type = <literal>``) whose
+  name is UPPER_CASE, or
+- any single-name assignment of a literal, at module, class or function level, that carries
+  a trailing ``# search: ...`` comment (the comment is the opt-in, whatever the name's case).
 
-    LEARNING_RATE = 0.05   # search: log(0.001, 0.5)
-    DEPTH = 8              # search: int(4, 16)
-    MOMENTUM = 0.9         # search: float(0.5, 0.99)
+A literal is a number, a string, a boolean, None or a tuple of those; constant arithmetic
+such as ``2**19`` or ``8 * 1024`` counts as a number. A name assigned more than once in its
+scope, declared ``global`` elsewhere, or computed from other names is not a knob: the listing
+(`list_knobs`, `autoresearch knobs`) says which assignments were skipped and why.
+
+A trailing ``# search: ...`` comment narrows the space a knob is searched in. Two spellings
+are accepted, a readable range and the older call form:
+
+    LEARNING_RATE = 0.05   # search: float log 0.001..0.5     (or: log(0.001, 0.5))
+    LOAD_FACTOR = 1000     # search: int log 100..10000       (or: log(100, 10000) on an int)
+    DEPTH = 8              # search: int 4..16                (or: int(4, 16))
+    MOMENTUM = 0.9         # search: float 0.5..0.99          (or: float(0.5, 0.99))
+    BATCH = 2**19          # search: pow2 2**16..2**20        (or: pow2(2**16, 2**20))
     WINDOW = "SSSL"        # search: ["SSSL", "LLLL", "SL"]
-    BATCH = 2**19          # search: pow2(2**16, 2**20)
     PEAK_FLOPS = 989e12    # search: fixed
 
 Without one, the space comes from the value (see `default_space`). Files are parsed and
@@ -24,11 +34,15 @@ from __future__ import annotations
 import ast
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..task import TaskConfig
 
 KNOB_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 SEARCH_COMMENT = re.compile(r"\bsearch:\s*(.*?)\s*$")
@@ -40,6 +54,9 @@ SIGNIFICANT_DIGITS = 3  # sampled floats are rounded so they read well in a diff
 MAX_EXPONENT = 256  # constant arithmetic refuses anything larger (no 10**10**10)
 
 KINDS = ("fixed", "choices", "float", "int", "pow2")
+SEARCH_FORMS = ("[a, b, ...]", "int LO..HI", "int log LO..HI", "float LO..HI", "float log LO..HI", "pow2 LO..HI",
+                "fixed")
+RANGE_FORM = re.compile(r"^(int|float|log|pow2)(\s+log)?\s+(\S.*?)\s*\.\.\s*(\S.*)$")
 
 
 class KnobError(ValueError):
@@ -70,31 +87,54 @@ class Space:
         return self.high > self.low
 
     def describe(self) -> str:
+        """The space in the `# search:` grammar's range form, e.g. `int log 100..10000`."""
         if self.kind == "choices":
             return "[" + ", ".join(repr(c) for c in self.choices) + "]"
         if self.kind == "fixed":
             return "fixed"
-        if self.kind == "float":
-            return f"{'log' if self.log else 'float'}({self.low:g}, {self.high:g})"
+        if self.kind == "pow2":
+            return f"pow2 2**{int(math.log2(self.low))}..2**{int(math.log2(self.high))}"
+        log = " log" if self.log else ""
         if self.kind == "int":
-            return f"{'log' if self.log else 'int'}({int(self.low)}, {int(self.high)})"
-        return f"pow2(2**{int(math.log2(self.low))}, 2**{int(math.log2(self.high))})"
+            return f"int{log} {int(self.low)}..{int(self.high)}"
+        return f"float{log} {self.low:g}..{self.high:g}"
 
 
 @dataclass(frozen=True)
 class Knob:
-    name: str
+    name: str  # the assigned name
     path: str  # the file, relative to the task root
     line: int  # 1-based, for messages
     value: Any
     source: str  # the value as written, e.g. "2**19"
     space: Space
-    stmt_index: int  # position in the module body, for editing
+    stmt_path: tuple[int, ...]  # statement indices from the module body down through class/def bodies
     small_index: int  # position within a `A = 1; B = 2` line
+    scope: str = ""  # "" at module level, else the enclosing classes/functions: "SortedList", "main()"
+
+    @property
+    def qualname(self) -> str:
+        """The name tune and the listing use: `LR`, `SortedList.DEFAULT_LOAD_FACTOR`, `main().lr`."""
+        return f"{self.scope}.{self.name}" if self.scope else self.name
 
     @property
     def tunable(self) -> bool:
         return self.space.tunable
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An assignment that looks like a knob but is not one, or a file that was not searched."""
+
+    path: str
+    line: int  # 0: the whole file
+    name: str
+    reason: str
+    error: bool = False  # a mistake to fix (bad `# search:` comment, unparsable file), not a choice
+
+    def describe(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where} {self.name}: {self.reason}" if self.name else f"{where}: {self.reason}"
 
 
 # -- safe evaluation of constant expressions ------------------------------------------------------
@@ -190,16 +230,54 @@ def default_space(value: Any, source: str = "") -> Space:
     return Space("fixed")
 
 
+def _bad_form() -> ValueError:
+    return ValueError("expected " + ", ".join(SEARCH_FORMS[:-1]) + " or fixed "
+                      "(the call forms log(lo, hi), int(lo, hi), float(lo, hi), pow2(lo, hi) work too)")
+
+
+def _parse_bounds(text: str) -> tuple[str, bool, Any, Any]:
+    """(kind, log, low, high) of a range (`int log 100..10000`) or call (`log(100, 10000)`)."""
+    match = RANGE_FORM.match(text)
+    if match:
+        kind, log = match.group(1), bool(match.group(2))
+        if kind in ("log", "pow2") and log:
+            raise ValueError(f"`{kind} log` is not a space: write `int log LO..HI` or `float log LO..HI`")
+        bounds = []
+        for part in (match.group(3), match.group(4)):
+            try:
+                bounds.append(literal_value(part))
+            except NotLiteral as exc:
+                raise ValueError(f"bounds must be numbers ({exc})") from None
+        return kind, log, bounds[0], bounds[1]
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        raise _bad_form() from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and not tree.keywords
+            and tree.func.id in ("log", "int", "float", "pow2")):
+        raise _bad_form()
+    kind = tree.func.id
+    if len(tree.args) != 2:
+        raise ValueError(f"{kind}(lo, hi) takes two bounds")
+    try:
+        low, high = (_evaluate(a) for a in tree.args)
+    except NotLiteral as exc:
+        raise ValueError(f"bounds must be numbers ({exc})") from None
+    return kind, False, low, high
+
+
 def parse_search(text: str, value: Any) -> Space:
     """The space a `# search:` comment's text describes, checked against the knob's value."""
     text = text.strip()
     if text in ("fixed", "none", "off"):
         return Space("fixed", explicit=True)
-    try:
-        tree = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        raise ValueError("expected [a, b, ...], log(lo, hi), int(lo, hi), float(lo, hi), pow2(lo, hi) or fixed") from None
-    if isinstance(tree, ast.List):
+    if text.startswith("["):
+        try:
+            tree = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            raise ValueError("a list of choices must be a Python list, e.g. [\"a\", \"b\"]") from None
+        if not isinstance(tree, ast.List):
+            raise _bad_form()
         try:
             items = [_evaluate(e) for e in tree.elts]
         except NotLiteral as exc:
@@ -211,47 +289,39 @@ def parse_search(text: str, value: Any) -> Space:
         if not unique:
             raise ValueError("an empty list of choices")
         return Space("choices", choices=tuple(unique), explicit=True)
-    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and not tree.keywords
-            and tree.func.id in ("log", "int", "float", "pow2")):
-        raise ValueError("expected [a, b, ...], log(lo, hi), int(lo, hi), float(lo, hi), pow2(lo, hi) or fixed")
-    kind = tree.func.id
-    if len(tree.args) != 2:
-        raise ValueError(f"{kind}(lo, hi) takes two bounds")
-    try:
-        low, high = (_evaluate(a) for a in tree.args)
-    except NotLiteral as exc:
-        raise ValueError(f"bounds must be numbers ({exc})") from None
+    kind, log, low, high = _parse_bounds(text)
+    form = f"{kind}{' log' if log else ''}"
     if not (_is_number(low) and _is_number(high)) or not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("bounds must be finite numbers")
     if not low < high:
         raise ValueError(f"the low bound {low!r} must be below the high bound {high!r}")
     if not _is_number(value):
         raise ValueError(f"a numeric space for a {type(value).__name__} value {value!r} (use a list of choices)")
+    whole = float(low).is_integer() and float(high).is_integer()
+    if kind == "log":  # the call form, or `log LO..HI`: an int knob with whole bounds stays an int
+        kind, log = ("int" if isinstance(value, int) and whole else "float"), True
+    if log and low <= 0:
+        raise ValueError(f"{form} needs a low bound above 0 (a log scale has no zero)")
     if kind == "float":
-        return Space("float", low=float(low), high=float(high), explicit=True)
-    if kind == "log":
-        if low <= 0:
-            raise ValueError("log(lo, hi) needs lo > 0")
-        if isinstance(value, int) and float(low).is_integer() and float(high).is_integer():
-            return Space("int", low=int(low), high=int(high), log=True, explicit=True)
-        return Space("float", low=float(low), high=float(high), log=True, explicit=True)
-    if not (float(low).is_integer() and float(high).is_integer()):
-        raise ValueError(f"{kind}(lo, hi) needs whole-number bounds")
+        return Space("float", low=float(low), high=float(high), log=log, explicit=True)
+    if not whole:
+        raise ValueError(f"{form} needs whole-number bounds")
     if kind == "int":
-        return Space("int", low=int(low), high=int(high), explicit=True)
+        return Space("int", low=int(low), high=int(high), log=log, explicit=True)
     if not (_is_power_of_two(int(low)) and _is_power_of_two(int(high))):
-        raise ValueError("pow2(lo, hi) needs powers of two as bounds")
+        raise ValueError(f"{form} needs powers of two as bounds")
     return Space("pow2", low=int(low), high=int(high), explicit=True)
 
 
 # -- discovery ------------------------------------------------------------------------------------
 
-class _Assignments(cst.CSTVisitor):
-    """Counts module-scope assignments per name, and names declared `global` anywhere."""
+class _ScopeAssignments(cst.CSTVisitor):
+    """Counts the assignments to each name in one scope (nested functions, classes and lambdas
+    are other scopes), and collects the names declared `global`/`nonlocal` anywhere inside."""
 
     def __init__(self) -> None:
         self.count: dict[str, int] = {}
-        self.globals: set[str] = set()
+        self.declared: set[str] = set()
         self._depth = 0
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -300,7 +370,45 @@ class _Assignments(cst.CSTVisitor):
         self._target(node.target)
 
     def visit_Global(self, node: cst.Global) -> None:
-        self.globals.update(item.name.value for item in node.names)
+        self.declared.update(item.name.value for item in node.names)
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        self.declared.update(item.name.value for item in node.names)
+
+
+def _assignments(node: cst.CSTNode) -> _ScopeAssignments:
+    counter = _ScopeAssignments()
+    node.visit(counter)
+    return counter
+
+
+class _SearchComments(cst.CSTVisitor):
+    """Every simple statement line whose trailing comment is a `# search:` comment."""
+
+    def __init__(self) -> None:
+        self.lines: list[cst.SimpleStatementLine] = []
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        comment = node.trailing_whitespace.comment
+        if comment is not None and SEARCH_COMMENT.search(comment.value):
+            self.lines.append(node)
+
+
+@dataclass
+class Scan:
+    """What one file holds: its knobs, what was skipped, and knobs whose comment is wrong."""
+
+    knobs: list[Knob] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    errors: list[tuple[Knob, Skipped]] = field(default_factory=list)  # (the knob on its default space, why)
+
+
+@dataclass
+class _Scope:
+    kind: str  # "module", "class" or "function"
+    name: str  # "" for the module; "SortedList", "SortedList.__init__()", ...
+    counter: _ScopeAssignments
+    declared: set[str]  # names that code elsewhere rebinds (`global`/`nonlocal`)
 
 
 def parse_module(source: str, path: str = "<string>") -> cst.Module:
@@ -310,60 +418,238 @@ def parse_module(source: str, path: str = "<string>") -> cst.Module:
         raise KnobError(f"{path}:{exc.raw_line}: cannot parse: {exc.message}") from None
 
 
+class _Scanner:
+    def __init__(self, source: str, path: str) -> None:
+        self.path = path
+        self.module = parse_module(source, path)
+        self.positions = MetadataWrapper(self.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        self.scan = Scan()
+        self.seen_lines: set[int] = set()
+
+    def line(self, node: cst.CSTNode) -> int:
+        return self.positions[node].start.line
+
+    def skip(self, node: cst.CSTNode, name: str, reason: str) -> None:
+        line = self.line(node)
+        self.seen_lines.add(line)
+        self.scan.skipped.append(Skipped(self.path, line, name, reason))
+
+    def run(self) -> Scan:
+        module_counter = _assignments(self.module)
+        self.walk(self.module.body, (), _Scope("module", "", module_counter, module_counter.declared))
+        comments = _SearchComments()
+        self.module.visit(comments)
+        for stmt in comments.lines:  # `# search:` comments on statements tune cannot edit
+            if self.line(stmt) not in self.seen_lines:
+                self.skip(stmt, "", "a `# search:` comment on a statement that is not `NAME = <literal>` directly "
+                                    "in a module, class or function body (e.g. inside an if/for/with block)")
+        order = lambda item: item.line  # noqa: E731
+        self.scan.knobs.sort(key=order)
+        self.scan.skipped.sort(key=order)
+        return self.scan
+
+    def walk(self, body: Sequence[cst.BaseStatement], at: tuple[int, ...], scope: _Scope) -> None:
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, (cst.ClassDef, cst.FunctionDef)) and isinstance(stmt.body, cst.IndentedBlock):
+                is_class = isinstance(stmt, cst.ClassDef)
+                name = stmt.name.value + ("" if is_class else "()")
+                counter = _assignments(stmt.body)
+                self.walk(stmt.body.body, at + (i,),
+                          _Scope("class" if is_class else "function", f"{scope.name}.{name}".lstrip("."), counter,
+                                 set() if is_class else counter.declared))
+            elif isinstance(stmt, cst.SimpleStatementLine):
+                comment = stmt.trailing_whitespace.comment
+                search = SEARCH_COMMENT.search(comment.value) if comment is not None else None
+                for j, small in enumerate(stmt.body):
+                    self.assignment(small, at + (i,), j, scope, search if len(stmt.body) == 1 else None)
+
+    def assignment(self, small: cst.BaseSmallStatement, at: tuple[int, ...], j: int, scope: _Scope,
+                   search: re.Match[str] | None) -> None:
+        if isinstance(small, cst.Assign):
+            targets = [t.target for t in small.targets]
+        elif isinstance(small, cst.AnnAssign) and small.value is not None:
+            targets = [small.target]
+        else:
+            return
+        names = [n for t in targets for n in _names_in(t)]
+        upper = [n for n in names if KNOB_NAME.match(n)]
+        if search is None and not (upper and scope.kind in ("module", "class")):
+            return  # an UPPER_CASE local (`B, T, C = x.size()`) is no knob unless a comment says so
+        label = upper[0] if upper else (names[0] if names else module_code(self.module, targets[0]))
+        if len(targets) != 1:
+            self.skip(small, label, "a chained assignment (A = B = ...): give each name its own line")
+            return
+        target = targets[0]
+        if not isinstance(target, cst.Name):
+            what = "unpacks several names" if isinstance(target, (cst.Tuple, cst.List)) else "assigns an attribute or item"
+            self.skip(small, label, f"{what}; tune edits `NAME = <literal>`")
+            return
+        name = target.value
+        count = scope.counter.count.get(name, 0)
+        where = scope.name or "the module"
+        if count != 1:
+            self.skip(small, name, f"assigned {count} times in {where} (a knob is set once)")
+            return
+        if name in scope.declared:
+            self.skip(small, name, "declared `global`/`nonlocal` in a function, so it changes at run time")
+            return
+        assert small.value is not None
+        code = module_code(self.module, small.value)
+        try:
+            value = literal_value(code)
+        except NotLiteral:
+            shown = " ".join(code.split())
+            self.skip(small, name, f"not a literal: `{shown[:60]}{'...' if len(shown) > 60 else ''}` "
+                                   "(numbers, strings, booleans, None, tuples and constant arithmetic are)")
+            return
+        line = self.line(small)
+        self.seen_lines.add(line)
+        knob = Knob(name=name, path=self.path, line=line, value=value, source=code.strip(),
+                    space=default_space(value, code), stmt_path=at, small_index=j, scope=scope.name)
+        if search is not None:
+            try:
+                knob = Knob(**{**knob.__dict__, "space": parse_search(search.group(1), value)})
+            except ValueError as exc:
+                why = f"bad `# search:` comment {search.group(1)!r}: {exc}"
+                self.scan.errors.append((knob, Skipped(self.path, line, knob.qualname, why, error=True)))
+                return
+        self.scan.knobs.append(knob)
+
+
+def _names_in(target: cst.BaseExpression) -> list[str]:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _names_in(e.value)]
+    if isinstance(target, cst.StarredElement):
+        return _names_in(target.value)
+    return []
+
+
+def module_code(module: cst.Module, node: cst.CSTNode) -> str:
+    return module.code_for_node(node)
+
+
+def scan_source(source: str, path: str = "<string>") -> Scan:
+    """The knobs of one Python file, what was skipped and why, and the malformed comments."""
+    return _Scanner(source, path).run()
+
+
 def find_knobs(source: str, path: str = "<string>", strict: bool = True) -> list[Knob]:
     """The knobs of one Python file, in file order.
 
     With strict=False a malformed `# search:` comment falls back to the default space instead
     of raising (used to read the values of old commits).
     """
-    module = parse_module(source, path)
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
-    assignments = _Assignments()
-    module.visit(assignments)
-    knobs: list[Knob] = []
-    for i, stmt in enumerate(module.body):
-        if not isinstance(stmt, cst.SimpleStatementLine):
-            continue
-        comment = stmt.trailing_whitespace.comment
-        search = SEARCH_COMMENT.search(comment.value) if comment is not None else None
-        for j, small in enumerate(stmt.body):
-            if isinstance(small, cst.Assign):
-                if len(small.targets) != 1:
-                    continue
-                target = small.targets[0].target
-            elif isinstance(small, cst.AnnAssign) and small.value is not None:
-                target = small.target
-            else:
-                continue
-            if not isinstance(target, cst.Name) or not KNOB_NAME.match(target.value):
-                continue
-            name = target.value
-            if assignments.count.get(name, 0) != 1 or name in assignments.globals:
-                continue
-            assert small.value is not None
-            code = module.code_for_node(small.value)
-            try:
-                value = literal_value(code)
-            except NotLiteral:
-                continue
-            line = positions[small].start.line
-            space = default_space(value, code)
-            if search is not None and len(stmt.body) == 1:
-                try:
-                    space = parse_search(search.group(1), value)
-                except ValueError as exc:
-                    if strict:
-                        raise KnobError(f"{path}:{line}: {name}: bad `# search:` comment "
-                                        f"{search.group(1)!r}: {exc}") from None
-            knobs.append(Knob(name=name, path=path, line=line, value=value, source=code.strip(), space=space,
-                              stmt_index=i, small_index=j))
-    return knobs
+    scan = scan_source(source, path)
+    if scan.errors:
+        if strict:
+            why = scan.errors[0][1]
+            raise KnobError(f"{why.path}:{why.line}: {why.name}: {why.reason}")
+        return sorted(scan.knobs + [knob for knob, _ in scan.errors], key=lambda k: k.line)
+    return scan.knobs
 
 
 def knob_values(source: str, path: str = "<string>") -> dict[str, Any]:
-    """Name -> value of the knobs of a file (lenient: for reading old commits)."""
-    return {k.name: k.value for k in find_knobs(source, path, strict=False)}
+    """Qualified name -> value of the knobs of a file (lenient: for reading old commits)."""
+    return {k.qualname: k.value for k in find_knobs(source, path, strict=False)}
+
+
+# -- the listing of a task ------------------------------------------------------------------------
+
+@dataclass
+class KnobListing:
+    """Every knob of a task's editable files, and what was skipped and why."""
+
+    files: list[str]  # the editable files, relative to the task root
+    knobs: list[Knob] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def tunable(self) -> list[Knob]:
+        return [k for k in self.knobs if k.tunable]
+
+    @property
+    def errors(self) -> list[Skipped]:
+        return [s for s in self.skipped if s.error]
+
+    def problem(self) -> str | None:
+        """One line saying why tune cannot run on these files, or None when it can."""
+        if self.errors:
+            first = self.errors[0].describe()
+            more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+            return f"tune: {first}{more}; see `autoresearch knobs`"
+        if not self.knobs:
+            skipped = [s for s in self.skipped if s.line]
+            why = ("; skipped: " + "; ".join(s.describe() for s in skipped[:4])
+                   + (f"; and {len(skipped) - 4} more" if len(skipped) > 4 else "")) if skipped else ""
+            return (f"tune: no knobs found in the editable files ({', '.join(self.files) or 'none'}): it tunes "
+                    "module- and class-level UPPER_CASE constants holding numbers, strings, booleans or tuples, "
+                    "and any `NAME = <literal>` with a `# search:` comment, e.g. "
+                    f"`LEARNING_RATE = 0.05  # search: float log 0.001..0.5`{why}; see `autoresearch knobs`")
+        if not self.tunable:
+            names = ", ".join(k.qualname for k in self.knobs)
+            return (f"tune: the knobs {names} all have a fixed space (strings, tuples, zero and negative numbers "
+                    "need a `# search:` comment, e.g. `# search: [\"a\", \"b\"]` or `# search: float -1..0`); "
+                    "see `autoresearch knobs`")
+        return None
+
+    def lines(self) -> list[str]:
+        """The listing as text: one line per knob, then the skipped assignments and files."""
+        out = [f"{k.path}:{k.line} {k.qualname} = {' '.join(k.source.split())}  {k.space.describe()}"
+               + ("" if k.space.explicit else "  (default)") for k in self.knobs]
+        if self.skipped:
+            out.append("skipped:")
+            out += [f"  {s.describe()}" for s in self.skipped]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            return list(value) if isinstance(value, tuple) else value
+
+        return {
+            "files": self.files,
+            "knobs": [{"path": k.path, "line": k.line, "scope": k.scope or "module", "name": k.name,
+                       "qualname": k.qualname, "value": plain(k.value), "source": k.source,
+                       "space": {"kind": k.space.kind, "low": k.space.low, "high": k.space.high,
+                                 "log": k.space.log, "choices": [plain(c) for c in k.space.choices],
+                                 "explicit": k.space.explicit, "text": k.space.describe()},
+                       "tunable": k.tunable} for k in self.knobs],
+            "skipped": [{"path": s.path, "line": s.line, "name": s.name, "reason": s.reason, "error": s.error}
+                        for s in self.skipped],
+            "problem": self.problem(),
+        }
+
+
+def list_files(root: Path, files: Sequence[str]) -> KnobListing:
+    """The listing of FILES (relative to ROOT). Never raises: problems become skipped entries."""
+    listing = KnobListing(files=list(files))
+    for path in files:
+        if not path.endswith(".py"):
+            listing.skipped.append(Skipped(path, 0, "", "not a Python file"))
+            continue
+        try:
+            with open(root / path, encoding="utf-8", newline="") as fh:
+                source = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            listing.skipped.append(Skipped(path, 0, "", f"cannot read: {exc}", error=True))
+            continue
+        try:
+            scan = scan_source(source, path)
+        except KnobError as exc:  # "path:line: cannot parse: ..."
+            where = re.match(rf"{re.escape(path)}:(\d+): (.*)$", str(exc), re.S)
+            line, why = (int(where.group(1)), where.group(2)) if where else (0, str(exc))
+            listing.skipped.append(Skipped(path, line, "", why, error=True))
+            continue
+        listing.knobs += scan.knobs
+        listing.skipped += scan.skipped + [why for _, why in scan.errors]
+    return listing
+
+
+def list_knobs(config: TaskConfig, root: Path | None = None) -> KnobListing:
+    """Every knob of the task's editable files under ROOT (default: the task folder)."""
+    root = root or config.root
+    return list_files(root, config.editable_files(root))
 
 
 # -- writing values -------------------------------------------------------------------------------
@@ -412,28 +698,51 @@ def format_value(knob: Knob, value: Any) -> str:
     raise ValueError(f"{knob.name}: cannot write a {type(value).__name__} value")
 
 
+def _replace_at(body: Sequence[cst.BaseStatement], at: tuple[int, ...], small_index: int,
+                edit: Any) -> list[cst.BaseStatement]:
+    """BODY with the small statement at AT (statement indices down through class/def bodies)
+    replaced by EDIT(small); None from `_small_at` means it moved."""
+    body = list(body)
+    stmt = body[at[0]]
+    if len(at) > 1:
+        if not (isinstance(stmt, (cst.ClassDef, cst.FunctionDef)) and isinstance(stmt.body, cst.IndentedBlock)):
+            raise LookupError
+        inner = _replace_at(stmt.body.body, at[1:], small_index, edit)
+        body[at[0]] = stmt.with_changes(body=stmt.body.with_changes(body=inner))
+        return body
+    if not isinstance(stmt, cst.SimpleStatementLine) or small_index >= len(stmt.body):
+        raise LookupError
+    smalls = list(stmt.body)
+    smalls[small_index] = edit(smalls[small_index])
+    body[at[0]] = stmt.with_changes(body=smalls)
+    return body
+
+
 def set_knobs(source: str, knobs: Sequence[Knob], values: dict[str, Any]) -> str:
-    """The source with each named knob's value replaced; every other character kept."""
+    """The source with each knob's value replaced (VALUES: qualified name -> value); every other
+    character kept."""
     module = parse_module(source, knobs[0].path if knobs else "<string>")
-    by_name = {k.name: k for k in knobs}
-    body = list(module.body)
-    for name, value in values.items():
-        knob = by_name[name]
-        stmt = body[knob.stmt_index]
-        small = stmt.body[knob.small_index] if isinstance(stmt, cst.SimpleStatementLine) else None
-        target = None
-        if isinstance(small, cst.Assign):
-            target = small.targets[0].target
-        elif isinstance(small, cst.AnnAssign):
-            target = small.target
-        if not isinstance(target, cst.Name) or target.value != name or small is None or small.value is None:
-            raise KnobError(f"{knob.path}:{knob.line}: {name} is no longer where it was found")
-        old = small.value
-        new = cst.parse_expression(format_value(knob, value))
-        if old.lpar and not new.lpar:
-            new = new.with_changes(lpar=old.lpar, rpar=old.rpar)
-        new_small = small.with_changes(value=new)
-        smalls = list(stmt.body)
-        smalls[knob.small_index] = new_small
-        body[knob.stmt_index] = stmt.with_changes(body=smalls)
+    by_name = {k.qualname: k for k in knobs}
+    body: Sequence[cst.BaseStatement] = module.body
+    for qualname, value in values.items():
+        knob = by_name[qualname]
+
+        def edit(small: cst.BaseSmallStatement, knob: Knob = knob, value: Any = value) -> cst.BaseSmallStatement:
+            target = None
+            if isinstance(small, cst.Assign) and len(small.targets) == 1:
+                target = small.targets[0].target
+            elif isinstance(small, cst.AnnAssign):
+                target = small.target
+            if not isinstance(target, cst.Name) or target.value != knob.name or small.value is None:  # type: ignore[union-attr]
+                raise LookupError
+            old = small.value  # type: ignore[union-attr]
+            new = cst.parse_expression(format_value(knob, value))
+            if old.lpar and not new.lpar:
+                new = new.with_changes(lpar=old.lpar, rpar=old.rpar)
+            return small.with_changes(value=new)
+
+        try:
+            body = _replace_at(body, knob.stmt_path, knob.small_index, edit)
+        except (LookupError, IndexError):
+            raise KnobError(f"{knob.path}:{knob.line}: {qualname} is no longer where it was found") from None
     return module.with_changes(body=body).code

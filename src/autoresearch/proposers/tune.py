@@ -9,6 +9,18 @@ three of the knobs where that point differs from the current best, so each exper
 like `LEARNING_RATE 0.05 -> 0.08, STEPS 200 -> 350`. A point already measured is never
 proposed again. Given the same journal and seed, the proposal is the same.
 
+Knobs are module- and class-level constants (see knobs.py); `make_tune_proposer` lists them
+when the loop starts and refuses to start without any, so a task with nothing to tune stops
+before its first experiment with the listing's message instead of recording failures.
+
+Parallel slots each get their own TuneProposer (one factory call per slot). They share one
+in-flight registry per task folder: the point a slot proposed stays reserved until that slot
+proposes again (its experiment ended) or `release()` is called, and running experiments'
+commits in the journal count too, so two slots never measure the same point at once.
+
+Every proposal appends its decision (trial number, the point asked, the change) to the
+experiment's agent.log; a failure writes its reason there too.
+
 Options ride on the agent string: `tune`, `tune:seed=3`, `tune:seed=3,max_changes=1,startup=5`.
 """
 
@@ -17,8 +29,11 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import threading
 import time
+import traceback
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,8 +43,8 @@ from ..session import RunState
 from ..task import STATE_DIR, TaskConfig
 from ..workspace import BRANCH_PREFIX, Workspace
 from .base import Proposal, ProposeContext, ProposerError
-from .knobs import (SIGNIFICANT_DIGITS, Knob, KnobError, Space, find_knobs, format_value, knob_values,
-                    set_knobs)
+from .knobs import (SIGNIFICANT_DIGITS, Knob, KnobError, KnobListing, Space, find_knobs, format_value, knob_values,
+                    list_files, list_knobs, set_knobs)
 
 FIXED_SEED = 20240307  # mixed with the number of past trials, so every proposal has its own seed
 STARTUP_TRIALS = 8  # random points (around best) before TPE models the history
@@ -163,6 +178,28 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(previous)
 
 
+# -- points in flight, shared by the proposers of one task -------------------------------------
+
+Point = dict[tuple[str, str], Any]  # (path, qualified name) -> normalized value
+_IN_FLIGHT_LOCK = threading.Lock()
+_IN_FLIGHT: dict[str, dict[int, Point]] = {}  # task folder -> proposer id -> the point it proposed last
+
+
+def _registry(root: Path) -> dict[int, Point]:
+    return _IN_FLIGHT.setdefault(str(root.resolve()), {})
+
+
+def _release(root: str, owner: int) -> None:
+    with _IN_FLIGHT_LOCK:
+        _IN_FLIGHT.get(root, {}).pop(owner, None)
+
+
+def in_flight(root: Path) -> list[Point]:
+    """The points the task's proposers have proposed and not yet released."""
+    with _IN_FLIGHT_LOCK:
+        return list(_registry(root).values())
+
+
 # -- the proposer ---------------------------------------------------------------------------------
 
 @dataclass
@@ -180,29 +217,20 @@ class TuneProposer:
     study: Any = None  # the study behind the last proposal (for inspection and tests)
     past: list[PastPoint] = field(default_factory=list)  # what it was built from
     finished: int = 0  # finished experiments of the tag at the last proposal (with or without a commit)
+    running: list[dict[str, Any]] = field(default_factory=list)  # knob values of running experiments' commits
+    _finalizer: Any = field(default=None, repr=False)
     _commit_values: dict[tuple[str, tuple[str, ...]], dict[tuple[str, str], Any]] = field(default_factory=dict,
                                                                                           repr=False)
 
     # -- knobs ------------------------------------------------------------------------------
 
     def discover(self, root: Path, files: list[str]) -> dict[str, Knob]:
-        """Knob key -> knob over the editable Python files (key: NAME, or path:NAME on a clash)."""
-        found: list[Knob] = []
-        for path in files:
-            if not path.endswith(".py"):
-                continue
-            try:
-                source = _read(root / path)
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ProposerError("agent-error", f"tune: cannot read {path}: {exc}") from None
-            try:
-                found.extend(find_knobs(source, path))
-            except KnobError as exc:
-                raise ProposerError("agent-error", f"tune: {exc}") from None
-        counts: dict[str, int] = {}
-        for knob in found:
-            counts[knob.name] = counts.get(knob.name, 0) + 1
-        return {(k.name if counts[k.name] == 1 else f"{k.path}:{k.name}"): k for k in found}
+        """Knob key -> knob over the editable Python files (key: the qualified name, e.g. `LR`
+        or `SortedList.DEFAULT_LOAD_FACTOR`, or path:name when two files share a name)."""
+        listing = list_files(root, files)
+        if listing.errors:
+            raise ProposerError("agent-error", listing.problem() or "tune: the knobs cannot be read")
+        return _keyed(listing)
 
     def _values_at(self, ws: Workspace, commit: str, files: list[str]) -> dict[tuple[str, str], Any]:
         cache_key = (commit, tuple(files))
@@ -241,18 +269,25 @@ class TuneProposer:
             return journal.experiments(tag or None)
 
     def history(self, ctx: ProposeContext, knobs: dict[str, Knob]) -> list[PastPoint]:
-        """Every finished experiment of the tag that made a commit, with its knob values."""
+        """Every finished experiment of the tag that made a commit, with its knob values.
+
+        Running experiments with a commit are not trials yet; their points go to `running`."""
         files = sorted({k.path for k in knobs.values()})
         points: list[PastPoint] = []
-        finished = [e for e in self._experiments(ctx) if e.status != "running"]
+        experiments = self._experiments(ctx)
+        finished = [e for e in experiments if e.status != "running"]
         self.finished = len(finished)
-        for exp in finished:
+        self.running = []
+        for exp in experiments:
             if not exp.commit_sha:
                 continue
             at = self._values_at(ctx.workspace, exp.commit_sha, files)
             if not at:
                 continue
-            values = {key: at.get((k.path, k.name), ABSENT) for key, k in knobs.items()}
+            values = {key: at.get((k.path, k.qualname), ABSENT) for key, k in knobs.items()}
+            if exp.status == "running":
+                self.running.append(values)
+                continue
             measured = exp.status in ("keep", "discard") and exp.metric is not None and math.isfinite(exp.metric)
             broke = exp.reason == "constraint" or bool(exp.details.get("constraints"))
             points.append(PastPoint(exp.seq, values, exp.metric if measured and not broke else None))
@@ -331,31 +366,68 @@ class TuneProposer:
         raise ProposerError("agent-error", "tune: every point it tried near the best has been measured already; "
                             "widen the knobs' `# search:` spaces or switch to a model-driven agent")
 
+    # -- points in flight -------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Give back the point this proposer proposed last (its experiment ended)."""
+        _release(str(self.config.root.resolve()), id(self))
+
+    def _reserve(self, knobs: dict[str, Knob], changes: dict[str, Any]) -> None:
+        """Record the point just chosen as in flight (the caller holds _IN_FLIGHT_LOCK)."""
+        point = {(k.path, k.qualname): normalize(changes.get(key, k.value)) for key, k in knobs.items()}
+        registry = _registry(self.config.root)
+        if self._finalizer is None:  # the entry goes when this proposer does
+            self._finalizer = weakref.finalize(self, _release, str(self.config.root.resolve()), id(self))
+        registry[id(self)] = point
+
+    def _busy(self, knobs: dict[str, Knob]) -> set[tuple]:
+        """The points other proposers of this task are measuring now, as comparable tuples
+        (the caller holds _IN_FLIGHT_LOCK)."""
+        keys = sorted(knobs)
+        with_paths = [(knobs[k].path, knobs[k].qualname) for k in keys]
+        busy = {tuple(normalize(values.get(k, ABSENT)) for k in keys) for values in self.running}
+        for owner, point in _registry(self.config.root).items():
+            if owner != id(self):
+                busy.add(tuple(point.get(kp, ABSENT) for kp in with_paths))
+        return busy
+
     # -- the contract -----------------------------------------------------------------------
 
     def propose(self, ctx: ProposeContext) -> Proposal:
+        """One proposal; every outcome, failures included, is written to ctx.log_path."""
+        self.release()  # this proposer's previous experiment has ended: its point is a past trial now
+        try:
+            return self._propose(ctx)
+        except ProposerError as err:
+            _append_log(ctx.log_path, [f"tune failed ({err.reason}): {err}"])
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug here is one failed proposal, said in one line
+            _append_log(ctx.log_path, ["tune failed:", traceback.format_exc().rstrip()])
+            raise ProposerError("agent-error", one_line(f"tune: {type(exc).__name__}: {exc}")) from exc
+
+    def _propose(self, ctx: ProposeContext) -> Proposal:
         started = time.monotonic()
         root = ctx.workspace.root
         files = ctx.editable_files
-        knobs = self.discover(root, files)
-        if not knobs:
-            raise ProposerError("agent-error", f"tune: no knobs found in the editable files ({', '.join(files)}): "
-                                "it tunes module-level UPPER_CASE constants holding numbers, strings, booleans "
-                                "or tuples, e.g. `LEARNING_RATE = 0.05  # search: log(0.001, 0.5)`")
-        if not any(k.tunable for k in knobs.values()):
-            raise ProposerError("agent-error", f"tune: the knobs {', '.join(sorted(knobs))} all have a fixed space "
-                                "(strings, tuples, zero and negative numbers need a `# search:` comment, e.g. "
-                                "`# search: [\"a\", \"b\"]` or `# search: float(-1, 0)`)")
+        listing = list_files(root, files)
+        problem = listing.problem()
+        if problem:
+            raise ProposerError("agent-error", problem)
+        knobs = _keyed(listing)
         log: list[str] = []
         with quiet_optuna():
             self.past = self.history(ctx, knobs)
             self.study = self.build_study(knobs, self.past)
             tried = {tuple(normalize(p.values[k]) for k in sorted(knobs)) for p in self.past}
             rng = random.Random(self.options.seed * 7919 + FIXED_SEED + max(len(self.past), self.finished))
-            changes = self.choose(self.study, knobs, tried, rng, log)
+            with _IN_FLIGHT_LOCK:  # choosing and reserving are one step, so two slots never pick one point
+                busy = self._busy(knobs)
+                changes = self.choose(self.study, knobs, tried | busy, rng, log)
+                self._reserve(knobs, changes)
         description = self.apply(root, knobs, changes)
         log.insert(0, f"tune: {len(knobs)} knobs ({sum(k.tunable for k in knobs.values())} tunable), "
-                      f"{len(self.past)} past trials")
+                      f"{len(self.past)} past trials, {len(busy)} in flight; this is trial {len(self.past) + 1}"
+                      f" (seq {ctx.seq})")
         log.append(f"proposal: {description} ({time.monotonic() - started:.2f}s)")
         _append_log(ctx.log_path, log)
         return Proposal(description=description, model_driven=False)
@@ -364,7 +436,7 @@ class TuneProposer:
         """Write the changes into the files; the description lists each as `NAME old -> new`."""
         by_file: dict[str, dict[str, Any]] = {}
         for key, value in changes.items():
-            by_file.setdefault(knobs[key].path, {})[knobs[key].name] = value
+            by_file.setdefault(knobs[key].path, {})[knobs[key].qualname] = value
         parts = [f"{key} {' '.join(knobs[key].source.split())} -> {format_value(knobs[key], changes[key])}"
                  for key in sorted(changes)]
         updates: dict[str, str] = {}
@@ -372,9 +444,9 @@ class TuneProposer:
             file_knobs = [k for k in knobs.values() if k.path == path]
             try:
                 updated = set_knobs(_read(root / path), file_knobs, values)
-                check = {k.name: k.value for k in find_knobs(updated, path, strict=False)}
+                check = {k.qualname: k.value for k in find_knobs(updated, path, strict=False)}
             except (KnobError, ValueError, OSError) as exc:
-                raise ProposerError("bad-edit", f"tune: could not edit {path}: {exc}") from None
+                raise ProposerError("bad-edit", one_line(f"tune: could not edit {path}: {exc}")) from None
             for name, value in values.items():
                 if normalize(check.get(name, ABSENT)) != normalize(value):
                     raise ProposerError("bad-edit", f"tune: writing {name} = {value!r} into {path} read back as "
@@ -384,6 +456,19 @@ class TuneProposer:
             with open(root / path, "w", encoding="utf-8", newline="") as fh:
                 fh.write(updated)
         return ", ".join(parts)
+
+
+def _keyed(listing: KnobListing) -> dict[str, Knob]:
+    """Knob key -> knob: the qualified name, or path:name where two files use the same one."""
+    counts: dict[str, int] = {}
+    for knob in listing.knobs:
+        counts[knob.qualname] = counts.get(knob.qualname, 0) + 1
+    return {(k.qualname if counts[k.qualname] == 1 else f"{k.path}:{k.qualname}"): k for k in listing.knobs}
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read(path: Path) -> str:
@@ -401,6 +486,20 @@ def _append_log(path: Path, lines: list[str]) -> None:
         pass  # the log is a convenience; a proposal never fails for it
 
 
+def check_knobs(config: TaskConfig) -> KnobListing:
+    """The task's knobs, or ProposerError when tune would have nothing to search.
+
+    Called when the loop builds its proposer, so `run --agent tune` stops before the baseline
+    with the listing's message rather than recording one failed experiment after another."""
+    listing = list_knobs(config)
+    problem = listing.problem()
+    if problem:
+        raise ProposerError("no-knobs" if not listing.errors else "agent-error", problem)
+    return listing
+
+
 def make_tune_proposer(config: TaskConfig, agent_string: str = "tune") -> TuneProposer:
-    """The registry's factory: `tune` or `tune:seed=N,max_changes=N,startup=N`."""
-    return TuneProposer(config, parse_options(agent_string))
+    """The registry's factory: `tune` or `tune:seed=N,max_changes=N,startup=N`. Checks for knobs."""
+    options = parse_options(agent_string)
+    check_knobs(config)
+    return TuneProposer(config, options)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
 RECENT = 6  # verdicts shown under the current experiment
+FAILURE_CHARS = 240  # a failed proposal's message, cut to this in the views
 STATUS_STYLE = {"keep": "bold green", "discard": "dim", "crash": "bold red", "rejected": "bold magenta",
                 "running": "yellow"}
 PHASE_STYLE = {"proposing": "cyan", "guarding": "blue", "running": "yellow", "evaluating": "magenta",
@@ -81,6 +82,18 @@ class ViewState:
         return 100.0 * change / abs(self.baseline)
 
 
+def failure_message(exp: Experiment, limit: int = FAILURE_CHARS) -> str:
+    """Why a proposal failed, in one line (the proposer's own message), or "" for other verdicts.
+
+    A failed proposal's description only names the reason (`(tune failed: agent-error)`); the
+    message says what to do about it (`tune: no knobs found ...`), so the views show it."""
+    message = exp.details.get("message") if exp.status == "crash" and isinstance(exp.details, dict) else None
+    if not message:
+        return ""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -> str:
     """One plain line for a finished experiment."""
     stamp = time.strftime("%H:%M:%S", time.localtime(exp.finished_at or time.time()))
@@ -92,6 +105,9 @@ def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -
             what += f" [{exp.reason}]"
     else:
         what = exp.reason or "-"
+        message = failure_message(exp)
+        if message:
+            what += f" ({message})"
     best_text = f" | best {best:.6f}" if best is not None else ""
     return f"{stamp} seq {exp.seq} {exp.status}: {what}{best_text} | {exp.description}"
 
@@ -164,7 +180,8 @@ def render_state(state: ViewState, now: float | None = None, width: int = 40) ->
         for e in state.recent:
             verdict = e.status if e.status in ("keep", "discard") else f"{e.status} {e.reason}"
             table.add_row(str(e.seq), Text(verdict, style=STATUS_STYLE.get(e.status, "")), fmt_num(e.metric),
-                          fmt_delta(e.delta()) if e.delta() is not None else "", e.description)
+                          fmt_delta(e.delta()) if e.delta() is not None else "",
+                          failure_message(e, 120) or e.description)
         parts.append(table)
     title = f"autoresearch/{state.tag}" if state.tag else "autoresearch"
     return Panel(Group(*parts), title=title, title_align="left", border_style="blue")
@@ -427,6 +444,7 @@ __all__ = [
     "LiveView",
     "PlainView",
     "ViewState",
+    "failure_message",
     "infer_phase",
     "render_state",
     "state_from_journal",
