@@ -158,6 +158,44 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+# What a run may inherit from our environment, by name (task_env). Everything else (API keys,
+# tokens, cloud credentials, SSH agents, the user's PYTHONPATH) stays out unless the task lists
+# it in `[task] env`.
+PASSED_NAMES = frozenset({
+    "LANG", "LANGUAGE", "TZ", "TERM",
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "TORCH_NUM_THREADS", "LD_LIBRARY_PATH",
+})
+PASSED_PREFIXES = ("LC_", "AUTORESEARCH_")
+
+
+def task_env(extra: dict[str, str], allow: list[str], *, home: Path, tmp: Path,
+             environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The minimal environment of a run: PATH (this interpreter's bin first), HOME pointed at
+    the caller's private folder, locale and time zone, the device and thread-count variables,
+    `AUTORESEARCH_*`, the names in ALLOW (`[task] env`), then EXTRA.
+
+    Python is told not to read or write bytecode caches next to the sources (a cache planted
+    in an ignored `__pycache__/` would otherwise be loaded instead of the locked source): no
+    writing, and a private PYCACHEPREFIX under TMP, so nothing is read from the task folder
+    either. The user site (~/.local/lib/python*/site-packages) is off too."""
+    source = os.environ if environ is None else environ
+    allowed = set(allow)
+    env = {name: value for name, value in source.items()
+           if name in PASSED_NAMES or name.startswith(PASSED_PREFIXES) or name in allowed}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + source.get("PATH", os.defpath)
+    env["HOME"] = str(home)
+    env.setdefault("LANG", "C.UTF-8")
+    # Templates keep data under $AUTORESEARCH_CACHE: the real user's cache, not the private HOME's.
+    env.setdefault("AUTORESEARCH_CACHE", str(Path(source.get("HOME") or Path.home()) / ".cache" / "autoresearch"))
+    env.update({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache"),
+                "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1"})
+    env.update(extra)
+    return env
+
+
 def run_command(
     command: str,
     *,
