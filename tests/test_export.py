@@ -121,14 +121,28 @@ def test_export_refuses_a_folder_that_is_not_empty(repo: Workspace, tmp_path: Pa
         repo.export("HEAD", dest)
 
 
-def test_both_export_methods_agree(repo: Workspace, tmp_path: Path) -> None:
+def test_export_is_exact_where_git_archive_is_not(repo: Workspace, tmp_path: Path) -> None:
+    """A tree may mark files `export-ignore` (or `export-subst`): git archive obeys, a run
+    must still get every committed file, unchanged."""
+    (repo.root / ".gitattributes").write_text("sub/data.txt export-ignore\nhelper.py export-subst\n")
+    (repo.root / "helper.py").write_text("print('$Format:%H$')\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "attributes")
     repo.export("HEAD", tmp_path / "a")
-    repo.export_archive("HEAD", tmp_path / "b")
-    assert _files(tmp_path / "a") == _files(tmp_path / "b")
-    for rel in _files(tmp_path / "a"):
-        a, b = tmp_path / "a" / rel, tmp_path / "b" / rel
-        assert a.is_symlink() == b.is_symlink()
-        assert (os.readlink(a) == os.readlink(b)) if a.is_symlink() else a.read_bytes() == b.read_bytes()
+    (tmp_path / "b").mkdir()
+    subprocess.run(f"git archive HEAD | tar -x -C {tmp_path / 'b'}", shell=True, cwd=repo.root, check=True)
+    assert _files(tmp_path / "a") == set(git(repo.root, "ls-files").split())
+    assert (tmp_path / "a" / "sub" / "data.txt").exists() and not (tmp_path / "b" / "sub" / "data.txt").exists()
+    assert (tmp_path / "a" / "helper.py").read_text() == "print('$Format:%H$')\n"
+    assert (tmp_path / "b" / "helper.py").read_text() != "print('$Format:%H$')\n"
+
+
+def test_export_runs_no_hook(repo: Workspace, tmp_path: Path) -> None:
+    hook = repo.root / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {tmp_path / 'hook-ran'}\n")
+    hook.chmod(0o755)
+    repo.export("HEAD", tmp_path / "export")
+    assert (tmp_path / "export" / "helper.py").exists() and not (tmp_path / "hook-ran").exists()
 
 
 def test_locked_files_come_from_the_lock_commit(repo: Workspace, tmp_path: Path) -> None:
