@@ -87,7 +87,7 @@ def test_a_run_from_the_export_loads_the_real_source(repo: Workspace, tmp_path: 
     _plant(repo.root)
     dest = tmp_path / "export"
     repo.export("HEAD", dest)
-    env = task_env({}, [], home=tmp_path / "home", tmp=tmp_path / "tmp")
+    env = task_env({}, [], home=tmp_path / "home", pycache_prefix=None)  # the export alone is enough
     out = subprocess.run([sys.executable, "train.py"], cwd=dest, capture_output=True, text=True, env=env)
     assert "helper: real" in out.stdout, out.stderr
     assert not (dest / "__pycache__").exists()  # nothing written next to the sources either
@@ -97,7 +97,7 @@ def test_task_env_ignores_a_cache_even_in_the_task_folder(repo: Workspace, tmp_p
     """PYTHONPYCACHEPREFIX points the interpreter at a private cache tree, so the planted
     `__pycache__/` is never read, even where the export is not used."""
     _plant(repo.root)
-    env = task_env({}, [], home=tmp_path / "home", tmp=tmp_path / "tmp")
+    env = task_env({}, [], home=tmp_path / "home", pycache_prefix=tmp_path / "tmp" / "pycache")
     out = subprocess.run([sys.executable, "train.py"], cwd=repo.root, capture_output=True, text=True, env=env)
     assert "helper: real" in out.stdout, out.stderr
 

@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -158,18 +159,22 @@ def _processes_with(token: str) -> list[int]:
     return found
 
 
-def test_no_process_of_the_agent_outlives_its_step(world) -> None:
+@pytest.mark.parametrize("phase", ["agent", "run"])
+def test_no_process_outlives_its_step(world, phase: str) -> None:
     """setsid, a cleared environment (no run marker to sweep by) and a double fork: the
-    process is still gone once the step returns, because its PID namespace died with it."""
+    process is still gone once the step returns, because its PID namespace died with it.
+    The same for the agent step and for a run (its output folder as the only writable place)."""
     token = f"escapee-{uuid.uuid4().hex}"
-    daemon = f"echo $$ > escapee.pid; touch started; sleep 300; : {token}"
+    where = world["scratch"] if phase == "agent" else world["scratch"].parent / "out"
+    spec = _spec(world) if phase == "agent" else SandboxSpec(writable=[where])
+    daemon = f"echo $$ > {where}/escapee.pid; touch {where}/started; sleep 300; : {token}"
     command = f"env -i setsid sh -c '( {daemon} ) &' < /dev/null > /dev/null 2>&1; sleep 0.5; exit 0"
     leftovers: list[int] = []
     try:
-        proc = _run(_spec(world), command, world["scratch"])
+        proc = _run(spec, command, world["scratch"])
         assert proc.returncode == 0, proc.stderr
-        assert (world["scratch"] / "started").exists(), "the escapee never ran"
-        assert (world["scratch"] / "escapee.pid").read_text().strip().isdigit()
+        assert (where / "started").exists(), "the escapee never ran"
+        assert (where / "escapee.pid").read_text().strip().isdigit()
         deadline = time.monotonic() + 10  # SIGKILL is immediate; reaping by the kernel may lag a moment
         while (leftovers := _processes_with(token)) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -193,6 +198,33 @@ def test_without_the_sandbox_the_same_escapee_survives(tmp_path: Path) -> None:
     finally:
         for pid in survivors:
             os.kill(pid, 9)
+
+
+def test_the_agent_sees_no_process_but_its_own(world) -> None:
+    """A fresh /proc for its PID namespace: the orchestrator's environment (API keys) and
+    every other process of the user are out of sight."""
+    token = f"neighbour-{uuid.uuid4().hex}"
+    neighbour = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", token])
+    try:
+        proc = _run(_spec(world), "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done", world["scratch"])
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert token not in proc.stdout and len(proc.stdout.splitlines()) <= 4, proc.stdout
+
+
+def test_a_run_cannot_change_the_export_it_runs_in(world, tmp_path: Path) -> None:
+    """The run folder (an export with the locked harness) is read-only to the run; only its
+    output folder takes writes. A swap of a harness file from inside the run is impossible."""
+    export, out = world["scratch"], world["scratch"].parent / "out"
+    (export / "evaluate.py").write_text("print('val_loss: 1.0')\n")
+    proc = _run(SandboxSpec(writable=[out]), "echo 'print(\"val_loss: 0.0\")' > evaluate.py; echo x > new.py; "
+                "echo kept > $0; echo ok > " + str(out / "model.json"), export)
+    assert (export / "evaluate.py").read_text() == "print('val_loss: 1.0')\n"
+    assert not (export / "new.py").exists()
+    assert (out / "model.json").read_text() == "ok\n"
+    assert "Read-only file system" in proc.stderr or "No such file" in proc.stderr
 
 
 def test_the_agent_step_is_a_new_session(world) -> None:
@@ -253,8 +285,11 @@ def test_the_seeded_home_is_a_copy_of_the_agent_config(tmp_path: Path) -> None:
     real_claude.write_text('{"dotfiles": true}')
     (user / ".claude.json").unlink()
     (user / ".claude.json").symlink_to(real_claude)
+    lock = socket.socket(socket.AF_UNIX)  # an IDE's lock socket: special files are not copied
+    lock.bind(str(user / ".claude" / "ide.sock"))
     home = tmp_path / "agent-home"
     copied = seed_agent_home(home, user, environ={})
+    lock.close()
     assert set(copied) == {".claude", ".claude.json", ".codex", ".gemini", ".config/opencode", ".local/share/opencode",
                            ".aider.conf.yml", ".aider.model.settings.yml", ".gitconfig"}
     assert (home / ".claude" / ".credentials.json").read_text() == "cred"
@@ -262,7 +297,7 @@ def test_the_seeded_home_is_a_copy_of_the_agent_config(tmp_path: Path) -> None:
     assert (home / ".local/share/opencode/auth.json").read_text() == "o"
     # A symlinked config becomes a writable copy; session history and unrelated secrets stay out.
     assert not (home / ".claude.json").is_symlink() and (home / ".claude.json").read_text() == '{"dotfiles": true}'
-    for absent in (".claude/projects", ".codex/sessions", ".local/share/opencode/storage", ".ssh", ".bash_history"):
+    for absent in (".claude/ide.sock", ".claude/projects", ".codex/sessions", ".local/share/opencode/storage", ".ssh", ".bash_history"):
         assert not (home / absent).exists(), absent
     (home / ".codex" / "auth.json").write_text("changed")
     assert (user / ".codex" / "auth.json").read_text() == "auth"

@@ -38,7 +38,8 @@ def _env_of_run(env: dict[str, str], tmp_path: Path, sandbox: SandboxSpec | None
 
 
 def test_a_key_in_the_parent_does_not_reach_the_run(parent, tmp_path: Path) -> None:
-    env = task_env({"AUTORESEARCH_PHASE": "run"}, [], home=tmp_path / "home", tmp=tmp_path / "tmp")
+    env = task_env({"AUTORESEARCH_PHASE": "run"}, [], home=tmp_path / "home",
+                   pycache_prefix=tmp_path / "tmp" / "pycache")
     seen = _env_of_run(env, tmp_path)
     assert "OPENAI_API_KEY" not in seen and "GITHUB_TOKEN" not in seen and "WANDB_PROJECT" not in seen
     assert KEY not in (tmp_path / "run.log").read_text()
@@ -55,7 +56,7 @@ def test_a_key_in_the_parent_does_not_reach_the_run(parent, tmp_path: Path) -> N
 
 def test_listed_names_do_reach_the_run(parent, tmp_path: Path) -> None:
     env = task_env({}, ["OPENAI_API_KEY", "WANDB_PROJECT", "NOT_SET_ANYWHERE"], home=tmp_path / "home",
-                   tmp=tmp_path / "tmp")
+                   pycache_prefix=tmp_path / "tmp" / "pycache")
     seen = _env_of_run(env, tmp_path)
     assert seen["OPENAI_API_KEY"] == KEY and seen["WANDB_PROJECT"] == "proj"
     assert "GITHUB_TOKEN" not in seen and "NOT_SET_ANYWHERE" not in seen
@@ -64,17 +65,18 @@ def test_listed_names_do_reach_the_run(parent, tmp_path: Path) -> None:
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not usable here")
 def test_the_allowlist_holds_inside_the_sandbox(parent, tmp_path: Path) -> None:
     """bwrap passes the caller's environment through: task_env is what keeps the key out."""
-    env = task_env({}, [], home=tmp_path / "home", tmp=tmp_path / "tmp")
+    env = task_env({}, [], home=tmp_path / "home", pycache_prefix=tmp_path / "tmp" / "pycache")
     seen = _env_of_run(env, tmp_path, SandboxSpec(writable=[tmp_path / "out"]))
     assert "OPENAI_API_KEY" not in seen and seen["HOME"] == "/tmp/home"
 
 
 def test_extra_wins_and_an_explicit_environ_is_used(tmp_path: Path) -> None:
-    env = task_env({"HOME": "/x", "AUTORESEARCH_OUT": "/o"}, ["A_B"], home=tmp_path, tmp=tmp_path,
+    env = task_env({"HOME": "/x", "AUTORESEARCH_OUT": "/o"}, ["A_B"], home=tmp_path, pycache_prefix=None,
                    environ={"PATH": "/usr/bin", "A_B": "1", "SECRET_KEY": "zzzzzzzz", "LANG": "de_DE.UTF-8"})
     assert env["HOME"] == "/x" and env["AUTORESEARCH_OUT"] == "/o" and env["A_B"] == "1"
     assert env["LANG"] == "de_DE.UTF-8" and "SECRET_KEY" not in env
     assert env["PATH"].endswith(os.pathsep + "/usr/bin")
+    assert "PYTHONPYCACHEPREFIX" not in env and env["PYTHONDONTWRITEBYTECODE"] == "1"
 
 
 def _task(tmp_path: Path, env_line: str) -> Path:

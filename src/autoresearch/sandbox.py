@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -106,10 +107,12 @@ AGENT_CONFIG = (
     ".gitconfig", ".config/git",                # git identity, for agents that commit in their checkout
 )
 SKIPPED = {
-    ".claude": {"projects", "todos", "shell-snapshots", "statsig", "logs", "debug", "file-history", "ide"},
-    ".codex": {"sessions", "archived_sessions", "log"},
+    ".claude": {"projects", "todos", "shell-snapshots", "statsig", "logs", "debug", "file-history", "ide",
+                "local"},  # local: an old per-user install of the CLI itself, run from where it is
+    ".codex": {"sessions", "archived_sessions", "log", "packages"},  # packages: the standalone install
     ".gemini": {"tmp", "history"},
     ".local/share/opencode": {"storage", "log", "snapshot", "project"},
+    ".aider": {"caches"},
 }
 # Env variables that move a CLI's config folder: seeded from there, pointed at the copy.
 RELOCATING = {"CLAUDE_CONFIG_DIR": ".claude", "CODEX_HOME": ".codex"}
@@ -129,15 +132,37 @@ def seed_agent_home(dest: Path, user_home: Path, environ: dict[str, str] | None 
         if target.exists() or target.is_symlink() or not source.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        skip = SKIPPED.get(rel, set())
-        if source.is_dir():
-            # Top level followed (a dotfiles symlink must become a writable copy), links inside kept.
-            shutil.copytree(source, target, symlinks=True, ignore=lambda d, names, src=source, sk=skip:
-                            [n for n in names if Path(d) == src and n in sk])
-        else:
-            shutil.copy2(source, target)
+        try:
+            if source.is_dir():
+                # Top level followed (a dotfiles symlink must become a writable copy), links inside kept.
+                shutil.copytree(source, target, symlinks=True, ignore=_skipper(source, SKIPPED.get(rel, set())))
+            elif source.is_file():
+                shutil.copy2(source, target)
+            else:
+                continue
+        except shutil.Error:
+            pass  # some entries were unreadable; the rest is copied
+        except OSError:
+            continue  # unreadable: the CLI starts as it would without this config
         copied.append(rel)
     return copied
+
+
+def _skipper(top: Path, skip: set[str]):
+    """copytree's ignore: the SKIP folders at TOP, and sockets, fifos and devices anywhere
+    (an IDE's lock socket in ~/.claude would fail the copy)."""
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        dropped = [n for n in names if Path(folder) == top and n in skip]
+        for name in names:
+            try:
+                mode = os.lstat(os.path.join(folder, name)).st_mode
+            except OSError:
+                dropped.append(name)
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                dropped.append(name)
+        return dropped
+    return ignore
 
 
 def _config_sources(user_home: Path, environ: dict[str, str]) -> list[tuple[str, Path]]:
@@ -200,7 +225,7 @@ def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
     for path in _needed_under_tmp(cwd, spec):
         argv += ["--ro-bind", str(path), str(path)]
     argv += _hide(spec.hidden)
-    inside_hidden = [cwd] if any(_within(cwd, h.resolve()) for h in spec.hidden) else []
+    inside_hidden = [cwd] if any(_within(Path(cwd).resolve(), h.resolve()) for h in spec.hidden) else []
     for path in [*inside_hidden, *spec.readonly]:
         if path.exists():
             argv += ["--ro-bind", str(path), str(path)]
