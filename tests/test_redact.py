@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.parse
 import sys
 from pathlib import Path
 
@@ -52,6 +54,15 @@ def test_a_value_that_contains_another_is_replaced_whole() -> None:
 def test_regex_characters_in_a_value_are_literal() -> None:
     secrets = {"API_KEY": "a.b*c+d?(e)"}
     assert redact("a.b*c+d?(e) aXbbbc", secrets) == "[redacted:API_KEY] aXbbbc"
+
+
+def test_escaped_forms_of_a_value_are_caught() -> None:
+    """A key with characters that JSON escapes or a URL encodes is still found in those forms."""
+    value = 'ab"cd\\ef/gh+ij=='
+    secrets = {"SERVICE_TOKEN": value}
+    text = f'raw {value} json {{"k": {json.dumps(value)}}} url https://x/?key={urllib.parse.quote(value, safe="")}'
+    out = redact(text, secrets)
+    assert out == 'raw [redacted:SERVICE_TOKEN] json {"k": "[redacted:SERVICE_TOKEN]"} url https://x/?key=[redacted:SERVICE_TOKEN]'
 
 
 def test_redact_bytes_keeps_bytes_that_are_not_utf8() -> None:

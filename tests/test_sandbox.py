@@ -28,8 +28,8 @@ import pytest
 
 import autoresearch
 from autoresearch.harness import run_command
-from autoresearch.sandbox import (SandboxSpec, agent_home_env, agent_spec, bwrap_works, seed_agent_home,
-                                  wrap_command)
+from autoresearch.sandbox import (SandboxSpec, agent_hidden, agent_home_env, agent_spec, bwrap_works,
+                                  seed_agent_home, wrap_command)
 
 pytestmark = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not usable here (apt-get install bubblewrap)")
 
@@ -340,6 +340,18 @@ def test_hidden_paths_stay_hidden_when_the_scratch_lives_inside_them(tmp_path: P
     assert JOURNAL_TEXT not in proc.stdout
     assert (scratch / "mine").read_text() == "ok\n" and (home / "h").read_text() == "ok\n"
     assert (state / "journal.db").read_text() == JOURNAL_TEXT
+
+
+def test_agent_hidden_covers_the_state_and_the_configured_eval_data(world, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (cache / "val").mkdir(parents=True)
+    (cache / "val" / "rows.txt").write_text(EVAL_TEXT)
+    hidden = agent_hidden(world["task"], ["$AUTORESEARCH_CACHE/val", str(world["eval"])], {"AUTORESEARCH_CACHE": str(cache)})
+    assert hidden == [world["task"].resolve() / ".autoresearch", (cache / "val").resolve(), world["eval"].resolve()]
+    seed_agent_home(world["home"], world["user"], environ={})
+    proc = _run(agent_spec(world["scratch"], world["home"], hidden),
+                f"cat {cache}/val/rows.txt {world['eval']} {world['journal']}", world["scratch"])
+    assert EVAL_TEXT not in proc.stdout and JOURNAL_TEXT not in proc.stdout and proc.returncode != 0
 
 
 def test_run_command_with_the_agent_spec_leaves_nothing_behind(world) -> None:

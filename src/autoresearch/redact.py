@@ -14,9 +14,11 @@ another is replaced whole), scans a multi-megabyte log in milliseconds.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -74,13 +76,21 @@ def _key(secrets: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(secrets.items()))
 
 
+def _forms(value: str) -> list[str]:
+    """The value as printed, and as it appears JSON-escaped (journal fields, results) or
+    percent-encoded (a key in a URL's query string)."""
+    return list(dict.fromkeys([value, json.dumps(value)[1:-1], urllib.parse.quote(value, safe="")]))
+
+
 @functools.lru_cache(maxsize=8)
 def _compiled(items: tuple[tuple[str, str], ...], binary: bool) -> tuple[re.Pattern, dict]:
     """One regex for all values, longest first; and value -> the first name that holds it."""
     names: dict = {}
     for name, value in items:
-        if len(value) >= MIN_LENGTH:
-            names.setdefault(value.encode() if binary else value, name)
+        if len(value) < MIN_LENGTH:
+            continue
+        for form in _forms(value):
+            names.setdefault(form.encode() if binary else form, name)
     if not names:
         return re.compile(rb"(?!)" if binary else r"(?!)"), names
     ordered = sorted(names, key=len, reverse=True)

@@ -194,6 +194,13 @@ def agent_home_env(home: Path, environ: dict[str, str] | None = None) -> dict[st
     return env
 
 
+def agent_hidden(root: Path, eval_data: list[str], env: dict[str, str]) -> list[Path]:
+    """What the agent must not see of a task at ROOT: its `.autoresearch/` (journal, runs,
+    logs, other scratch folders) and the `[sandbox] eval_data` paths (evaluation and holdout
+    data), expanded against ENV as the runs expand them."""
+    return [Path(root).resolve() / ".autoresearch", *(expand_path(p, env) for p in eval_data)]
+
+
 def agent_spec(scratch: Path, home: Path, hidden: list[Path], *, visible: list[Path] | None = None,
                environ: dict[str, str] | None = None) -> SandboxSpec:
     """The coding agent's sandbox: everything read-only but SCRATCH (its checkout of best) and
@@ -208,6 +215,12 @@ def agent_spec(scratch: Path, home: Path, hidden: list[Path], *, visible: list[P
 
 
 def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
+    """The bwrap argv that runs COMMAND (through /bin/sh) in CWD under SPEC, for every phase.
+
+    Mounts in order, later ones on top: the root read-only, a fresh /dev and /proc, an empty
+    /tmp, what the run needs from under /tmp read-only, the hidden paths emptied, the
+    read-only ones re-exposed, the writable ones bound, then the HOME folder. So a scratch
+    folder or a home inside a hidden `.autoresearch/` is still there, and nothing else of it."""
     exe = shutil.which("bwrap") or "bwrap"
     if spec.agent:
         argv = [exe, "--bind", "/", "/", "--dev-bind", "/dev", "/dev", "--die-with-parent"]
