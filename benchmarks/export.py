@@ -18,7 +18,7 @@ What it does:
 How to read it: medians in milliseconds. The goal ("Sealed" issue) is copy+export under GOAL_MS,
 flat in the history length (compare the rows at 10 and 1,000 commits).
 
-Run: .venv/bin/python benchmarks/export.py   (about 20 seconds)
+Run: .venv/bin/python benchmarks/export.py   (about 30 seconds)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from autoresearch.redact import redact_file  # noqa: E402
 from autoresearch.workspace import Workspace, write_locked_files  # noqa: E402
 
 HISTORIES = [10, 1000]
-REPEATS = 15
+REPEATS = 21
 GOAL_MS = 100.0
 HARNESS = ["prepare.py", "autoresearch.toml", "program.md"]
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",

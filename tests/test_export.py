@@ -113,6 +113,22 @@ def test_export_of_an_older_commit_ignores_the_working_tree(repo: Workspace, tmp
     assert (tmp_path / "new" / "helper.py").read_text() == "print('helper: v2')\n"
 
 
+def test_export_inside_the_state_folder_leaves_the_task_untouched(repo: Workspace) -> None:
+    """Where the lead will put run folders: under the task's ignored `.autoresearch/`. The
+    task's own index, HEAD and status are as before."""
+    (repo.root / ".gitignore").write_text("*.log\n__pycache__/\ncache/\n.autoresearch/\n")
+    git(repo.root, "commit", "-qam", "ignore state")
+    (repo.root / "helper.py").write_text("print('dirty')\n")
+    index = (repo.root / ".git" / "index").read_bytes()
+    status, head = git(repo.root, "status", "--porcelain"), repo.head()
+    dest = repo.root / ".autoresearch" / "runs" / "1" / "work"
+    repo.export("HEAD", dest)
+    assert (dest / "helper.py").read_text() == REAL
+    assert (repo.root / ".git" / "index").read_bytes() == index
+    assert git(repo.root, "status", "--porcelain") == status and repo.head() == head
+    assert (repo.root / "helper.py").read_text() == "print('dirty')\n"
+
+
 def test_export_refuses_a_folder_that_is_not_empty(repo: Workspace, tmp_path: Path) -> None:
     dest = tmp_path / "busy"
     dest.mkdir()
