@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StateError
+from .redact import scrub
 
 SCHEMA_VERSION = 1
 
@@ -187,7 +188,9 @@ def _row_to_experiment(row: sqlite3.Row) -> Experiment:
 def _experiment_values(exp: Experiment) -> list[Any]:
     data = asdict(exp)
     data["metrics_json"] = json.dumps({k: v for k, v in exp.metrics.items() if math.isfinite(v)})
-    data["details_json"] = json.dumps(exp.details, default=str)
+    data["details_json"] = scrub(json.dumps(exp.details, default=str))
+    for key in ("description", "log_tail", "reason"):  # no secret value is ever recorded
+        data[key] = scrub(data[key])
     data["is_baseline"] = int(exp.is_baseline)
     for key in ("metric", "best_before", "holdout", "resource"):
         data[key] = _finite_or_none(data[key])

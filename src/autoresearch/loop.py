@@ -33,6 +33,7 @@ from .parallel import MAX_REPLAYS, Replay, in_flight_note, replay_outcome
 from .policy import Outcome, Policy, StopWatcher, stop_path
 from .proposers import Proposal, ProposeContext, Proposer, ProposerError
 from .proposers.brief import build_brief
+from .redact import scrub
 from .session import Session
 from .task import LoopSection
 from .trial import ProposalInfo, Trial, baseline
@@ -513,6 +514,7 @@ class Loop:
                             history=history, files=config.editable_files(root),
                             limits=self.policy.limits_left(), fix=fix)
         brief += in_flight_note([o.exp for o in self.slots if o is not slot and o.exp is not None])
+        brief = scrub(brief)  # it goes to a remote model
         brief_path = run_dir / "brief.md"
         brief_path.write_text(brief)
         return ProposeContext(config=config, workspace=Workspace(root), brief=brief, brief_path=brief_path,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .guard import read_lock, verify
 from .harness import run_command, tail_lines, task_env
 from .sandbox import SandboxSpec, expand_path, resolve_kind
+from .workspace import clear_dir
 
 if TYPE_CHECKING:
     from .session import Session
@@ -78,7 +79,11 @@ def run_env(session: Any, *, seq: int, seed: int, out_dir: Path, phase: str,
     }
     if devices is not None:
         extra["CUDA_VISIBLE_DEVICES"] = devices
-    return task_env(extra, allow=list(getattr(config.task, "env", []) or []), private=out_dir.parent / "home")
+    home = out_dir.parent / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    # No PYTHONPYCACHEPREFIX: the run's tree is a fresh export with no caches in it, and the
+    # libraries keep their own (read-only to the run in the sandbox); see _planted_bytecode.
+    return task_env(extra, list(config.task.env), home=home, pycache_prefix=None)
 
 
 def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
@@ -123,6 +128,9 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
     metrics = dict(result.metrics)
     flags: dict = {}
     final_log = log_path
+    planted = _planted_bytecode(workdir)
+    if planted:  # Python writes none here (PYTHONDONTWRITEBYTECODE): the run's code made these
+        flags["bytecode_removed"] = planted[:20]
     if config.task.evaluate:
         on_phase("evaluating", {"seq": seq, "label": label})
         eval_log = run_dir / f"{label}.evaluate.log"
@@ -161,6 +169,16 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
     return Measurement(True, metric=value, metrics=metrics, seconds=seconds, log_path=final_log, flags=flags)
 
 
+def _planted_bytecode(tree: Path) -> list[str]:
+    """Remove bytecode caches a run left in its export (only possible without the sandbox,
+    which mounts the export read-only), so the evaluate phase loads the committed sources."""
+    found = []
+    for path in list(tree.rglob("*.pyc")) + list(tree.rglob("__pycache__")):
+        found.append(str(path.relative_to(tree)))
+        clear_dir(path)
+    return found
+
+
 def export_dir(session: "Session", slot: int) -> Path:
     return session.state_dir / "slots" / str(slot) / "tree"
 
@@ -170,6 +188,7 @@ def measure_commit(session: "Session", commit: str, seq: int, seed: int, label: 
                    on_phase: PhaseCallback = _quiet, on_start: Callable[[int], None] | None = None) -> Measurement:
     """Export COMMIT into the slot's run folder and measure it there."""
     tree = export_dir(session, slot)
+    clear_dir(tree)
     session.ws.export(commit, tree)
     return measure(session, tree, seq, seed, label, stop=stop, devices=devices, on_phase=on_phase,
                    on_start=on_start)

@@ -1,9 +1,17 @@
-"""The run sandbox: bubblewrap (`bwrap`) around each phase of an experiment.
+"""The sandbox: bubblewrap (`bwrap`) around each phase of an experiment and around the agent.
 
 Run phase: the whole filesystem read-only, the task's `.autoresearch/` hidden except the run's
 own fresh output dir (writable), a private /tmp and HOME that vanish after the run, the
 validation and holdout data hidden, no network unless asked. Evaluate phase: the same, with
 the evaluation data visible and the run's outputs read-only.
+
+Agent phase (the proposer): the same read-only world, with the network on (the agent must
+reach its model), its scratch checkout writable, and a private writable HOME seeded with a
+*copy* of the user's coding-agent config and auth, so a CLI can write its session files without
+being able to touch the real ones. Every phase gets its own PID namespace and dies with its
+parent, so no process it starts (setsid or not) outlives it: when the namespace's first process
+exits the kernel kills the rest. `--new-session` detaches it from any terminal (no TIOCSTI
+keystroke injection into the user's shell).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -36,7 +45,9 @@ class SandboxSpec:
     visible: list[Path] = field(default_factory=list)
     network: bool = False
     home: str = "/tmp/home"  # private HOME inside the private /tmp
-    agent: bool = False  # the proposer phase: everything writable except `readonly`, real HOME, network
+    agent: bool = False  # legacy proposer mode (see legacy_agent_spec); the new agent_spec leaves it off
+    home_dir: Path | None = None  # a host folder bound writable and used as HOME (the agent's seeded home)
+    env: dict[str, str] = field(default_factory=dict)  # set inside the sandbox, over the caller's env
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,17 +86,141 @@ def expand_path(text: str, env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(os.path.expandvars(expanded))).resolve()
 
 
-def agent_spec(kind: str, root: Path, run_dir: Path) -> SandboxSpec | None:
-    """The coding agent's sandbox: it may edit the task, use the network and write its own
-    scratch files in RUN_DIR, but the journal, earlier runs and git itself are read-only, so an
-    agent cannot rewrite its own record or move the branch."""
+def legacy_agent_spec(kind: str, root: Path, run_dir: Path) -> SandboxSpec | None:
+    """The old proposer sandbox (everything writable but `.autoresearch/` and `.git`). Kept only
+    until the proposer runs in a scratch checkout under `agent_spec`; do not use in new code."""
     if kind == "none" or not bwrap_works():
         return None
     protected = [root / ".autoresearch", root / ".git"]
     return SandboxSpec(readonly=[p for p in protected if p.exists()], writable=[run_dir], network=True, agent=True)
 
 
+# Where each coding-agent CLI keeps its config and auth, relative to HOME. Session history,
+# logs and caches inside them are left out (SKIPPED): large, private to earlier work, and
+# nothing a new session needs. `.aider*` is a glob: ~/.aider.conf.yml, ~/.aider.model.*.
+AGENT_CONFIG = (
+    ".claude", ".claude.json",                  # Claude Code (settings, .credentials.json; main config)
+    ".codex",                                   # Codex (config.toml, auth.json)
+    ".gemini",                                  # Gemini CLI (settings.json, oauth_creds.json, .env)
+    ".config/opencode", ".local/share/opencode",  # opencode (opencode.json; auth.json)
+    ".aider*", ".env",                          # aider (.aider.conf.yml, ~/.aider/oauth-keys.env; ~/.env keys)
+    ".gitconfig", ".config/git",                # git identity, for agents that commit in their checkout
+)
+SKIPPED = {
+    ".claude": {"projects", "todos", "shell-snapshots", "statsig", "logs", "debug", "file-history", "ide",
+                "local"},  # local: an old per-user install of the CLI itself, run from where it is
+    ".codex": {"sessions", "archived_sessions", "log", "packages"},  # packages: the standalone install
+    ".gemini": {"tmp", "history"},
+    ".local/share/opencode": {"storage", "log", "snapshot", "project"},
+    ".aider": {"caches"},
+}
+# Env variables that move a CLI's config folder: seeded from there, pointed at the copy.
+RELOCATING = {"CLAUDE_CONFIG_DIR": ".claude", "CODEX_HOME": ".codex"}
+
+
+def seed_agent_home(dest: Path, user_home: Path, environ: dict[str, str] | None = None) -> list[str]:
+    """Copy the user's coding-agent config and auth (AGENT_CONFIG) into DEST, the agent's
+    private HOME. Copies, never binds: what the agent writes there (refreshed tokens, session
+    files, a poisoned settings file) never reaches the user's own. Returns the copied paths,
+    relative to DEST. A CLI whose folder was moved by CLAUDE_CONFIG_DIR / CODEX_HOME, or by
+    XDG_CONFIG_HOME / XDG_DATA_HOME, is copied from there (agent_home_env points at the copy)."""
+    environ = dict(os.environ if environ is None else environ)
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    copied: list[str] = []
+    for rel, source in _config_sources(Path(user_home), environ):
+        target = dest / rel
+        if target.exists() or target.is_symlink() or not source.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if source.is_dir():
+                # Top level followed (a dotfiles symlink must become a writable copy), links inside kept.
+                shutil.copytree(source, target, symlinks=True, ignore=_skipper(source, SKIPPED.get(rel, set())))
+            elif source.is_file():
+                shutil.copy2(source, target)
+            else:
+                continue
+        except shutil.Error:
+            pass  # some entries were unreadable; the rest is copied
+        except OSError:
+            continue  # unreadable: the CLI starts as it would without this config
+        copied.append(rel)
+    return copied
+
+
+def _skipper(top: Path, skip: set[str]):
+    """copytree's ignore: the SKIP folders at TOP, and sockets, fifos and devices anywhere
+    (an IDE's lock socket in ~/.claude would fail the copy)."""
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        dropped = [n for n in names if Path(folder) == top and n in skip]
+        for name in names:
+            try:
+                mode = os.lstat(os.path.join(folder, name)).st_mode
+            except OSError:
+                dropped.append(name)
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                dropped.append(name)
+        return dropped
+    return ignore
+
+
+def _config_sources(user_home: Path, environ: dict[str, str]) -> list[tuple[str, Path]]:
+    """(path under the new HOME, where it comes from) for every known config location."""
+    xdg = {".config/": environ.get("XDG_CONFIG_HOME"), ".local/share/": environ.get("XDG_DATA_HOME")}
+    moved = {rel: Path(environ[name]) for name, rel in RELOCATING.items() if environ.get(name)}
+    pairs: list[tuple[str, Path]] = []
+    for pattern in AGENT_CONFIG:
+        if "*" in pattern:
+            pairs += [(p.name, p) for p in sorted(user_home.glob(pattern))]
+            continue
+        source = moved.get(pattern, user_home / pattern)
+        for prefix, base in xdg.items():
+            if pattern.startswith(prefix) and base:
+                source = Path(base) / pattern[len(prefix):]
+        pairs.append((pattern, source))
+    return pairs
+
+
+def agent_home_env(home: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables that make every agent CLI use HOME's copies: HOME, the XDG folders, and
+    CLAUDE_CONFIG_DIR / CODEX_HOME where the user had moved them."""
+    environ = dict(os.environ if environ is None else environ)
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
+           "XDG_STATE_HOME": str(home / ".local/state"), "XDG_CACHE_HOME": str(home / ".cache")}
+    for name, rel in RELOCATING.items():
+        if environ.get(name):
+            env[name] = str(home / rel)
+    return env
+
+
+def agent_hidden(root: Path, eval_data: list[str], env: dict[str, str]) -> list[Path]:
+    """What the agent must not see of a task at ROOT: its `.autoresearch/` (journal, runs,
+    logs, other scratch folders) and the `[sandbox] eval_data` paths (evaluation and holdout
+    data), expanded against ENV as the runs expand them."""
+    return [Path(root).resolve() / ".autoresearch", *(expand_path(p, env) for p in eval_data)]
+
+
+def agent_spec(scratch: Path, home: Path, hidden: list[Path], *, visible: list[Path] | None = None,
+               environ: dict[str, str] | None = None) -> SandboxSpec:
+    """The coding agent's sandbox: everything read-only but SCRATCH (its checkout of best) and
+    HOME (a private folder, see seed_agent_home); the paths in HIDDEN (the task's
+    `.autoresearch/`, evaluation and holdout data) are not there at all; the network is on.
+    VISIBLE re-exposes, read-only, paths under /tmp the agent needs (its CLI, say), which the
+    private /tmp would otherwise hide. The caller checks `resolve_kind` first."""
+    scratch, home = Path(scratch).resolve(), Path(home).resolve()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SandboxSpec(writable=[scratch], hidden=[Path(p) for p in hidden], visible=list(visible or []),
+                       network=True, home_dir=home, env=agent_home_env(home, environ))
+
+
 def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
+    """The bwrap argv that runs COMMAND (through /bin/sh) in CWD under SPEC, for every phase.
+
+    Mounts in order, later ones on top: the root read-only, a fresh /dev and /proc, an empty
+    /tmp, what the run needs from under /tmp read-only, the hidden paths emptied, the
+    read-only ones re-exposed, the writable ones bound, then the HOME folder. So a scratch
+    folder or a home inside a hidden `.autoresearch/` is still there, and nothing else of it."""
     exe = shutil.which("bwrap") or "bwrap"
     if spec.agent:
         argv = [exe, "--bind", "/", "/", "--dev-bind", "/dev", "/dev", "--die-with-parent"]
@@ -97,23 +232,42 @@ def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
             argv += ["--bind", str(path), str(path)]
         return argv + ["--chdir", str(cwd), "/bin/sh", "-c", command]
     argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--unshare-pid", "--die-with-parent", "--unshare-ipc", "--unshare-uts"]
+            "--unshare-pid", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-uts"]
     if not spec.network:
         argv.append("--unshare-net")
     for path in _needed_under_tmp(cwd, spec):
         argv += ["--ro-bind", str(path), str(path)]
-    for path in spec.hidden:
-        if path.exists():
-            argv += ["--tmpfs", str(path)]
-    inside_hidden = [cwd] if any(_within(cwd, h) for h in spec.hidden) else []
+    argv += _hide(spec.hidden)
+    inside_hidden = [cwd] if any(_within(Path(cwd).resolve(), h.resolve()) for h in spec.hidden) else []
     for path in [*inside_hidden, *spec.readonly]:
         if path.exists():
             argv += ["--ro-bind", str(path), str(path)]
     for path in spec.writable:
         path.mkdir(parents=True, exist_ok=True)
         argv += ["--bind", str(path), str(path)]
-    argv += ["--dir", spec.home, "--setenv", "HOME", spec.home, "--setenv", "TMPDIR", "/tmp",
-             "--chdir", str(cwd), "/bin/sh", "-c", command]
+    home = spec.home
+    if spec.home_dir is not None:
+        spec.home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        home = str(spec.home_dir)
+        argv += ["--bind", home, home]
+    else:
+        argv += ["--dir", home]
+    env = {"HOME": home, "TMPDIR": "/tmp", **spec.env}
+    for name, value in env.items():
+        argv += ["--setenv", name, value]
+    return argv + ["--chdir", str(cwd), "/bin/sh", "-c", command]
+
+
+def _hide(paths: list[Path]) -> list[str]:
+    """Mounts that make PATHS empty: an empty tmpfs over a folder, /dev/null over a file.
+    Symlinks are resolved first, so hiding a link hides what it points to."""
+    argv: list[str] = []
+    for path in paths:
+        real = Path(path).resolve()
+        if real.is_dir():
+            argv += ["--tmpfs", str(real)]
+        elif real.exists():
+            argv += ["--ro-bind", "/dev/null", str(real)]
     return argv
 
 

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .workspace import FALLBACK_IDENTITY, Workspace, matches_any
+from .workspace import FALLBACK_IDENTITY, Workspace, clear_dir, matches_any
 
 SKIP = {".git"}  # the scratch's own repository: the agent's business
 
@@ -56,6 +56,7 @@ def _walk(root: Path) -> dict[str, tuple[int, int, int]]:
 def make(ws: Workspace, commit: str, dest: Path, with_git: bool = True) -> Scratch:
     """DEST emptied and filled with COMMIT's tree; a private repository with one commit when
     WITH_GIT (coding agents read `git diff` and `git log` there; nothing flows back from it)."""
+    clear_dir(dest)
     ws.export(commit, dest)
     if with_git:
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}

@@ -39,6 +39,7 @@ class TaskSection:
     program: str = "program.md"
     setup: str = ""  # idempotent one-time preparation (data, tokenizer), run before a baseline
     description: str = ""  # one line, shown by `autoresearch templates`
+    env: list[str] = field(default_factory=list)  # variable names passed on to runs (all others stay out)
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,7 @@ def _check_semantics(config: TaskConfig) -> None:
         raise ConfigError(f"{path}: [task] editable: must name at least one file")
     if not config.task.run.strip():
         raise ConfigError(f"{path}: [task] run: must be a command")
+    _check_task_env(path, config.task.env)
     for i, text in enumerate(config.metric.constraints):
         try:
             parse_constraint(text)
@@ -359,6 +361,18 @@ def check_limits(loop: "LoopSection", where: str) -> None:
         raise ConfigError(f"{where} target: must be a finite number, got {loop.target}")
     if loop.plateau < 0:
         raise ConfigError(f"{where} plateau: must not be negative (0 means no limit), got {loop.plateau}")
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_task_env(path: Path, names: list[str]) -> None:
+    """`[task] env` lists variable names (not NAME=value, not a pattern)."""
+    for i, name in enumerate(names):
+        if not _ENV_NAME.match(name):
+            hint = " (list the name only; the value comes from your environment)" if "=" in name else ""
+            raise ConfigError(f"{path}: [task] env[{i}]: {name!r} is not an environment variable name; "
+                              f"expected letters, digits and _ not starting with a digit{hint}")
 
 
 def _is_locked(config: TaskConfig) -> bool:

@@ -128,7 +128,7 @@ class Trial:
         if not paths:
             return 0
         names = [f"{tree}:{p}" for p in paths] + [f"{self.exp.parent}:{p}" for p in paths]
-        blobs = self.session.ws.read_blobs(names)
+        blobs = self.session.ws.read_texts(names)
         return sum(count_lines(blobs[f"{tree}:{p}"]) - count_lines(blobs[f"{self.exp.parent}:{p}"]) for p in paths)
 
     # -- 3. runs ----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..harness import base_env, run_command
-from ..sandbox import agent_spec
+from ..sandbox import legacy_agent_spec as agent_spec  # until the scratch-checkout proposer lands
 from ..task import TaskConfig
 from .base import Proposal, ProposeContext, ProposerError
 

@@ -9,6 +9,8 @@ long run still opens at once. `report.html#open=3` opens experiment 3 on load.
 
 from __future__ import annotations
 
+from ..redact import scrub
+
 import base64
 import datetime as dt
 import html
@@ -180,7 +182,7 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
+    tmp.write_text(scrub(page), encoding="utf-8")
     tmp.replace(path)
     return path
 
