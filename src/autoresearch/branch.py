@@ -93,7 +93,15 @@ def relock(session: "Session", force: bool = False) -> Lock:
     that re-measures the best under the new harness; nothing before the break is compared
     with anything after it. Off a run branch, lock only writes the lock: no tag's best moves."""
     s = session
-    old = read_lock(s.root)
+    try:
+        old = read_lock(s.root)
+    except StateError:
+        old = None  # unreadable: the harness is compared with the committed best instead
+        if s.tag and s.ws.branch_exists(branch_name(s.tag)):
+            files = s.config.harness_files()
+            if s.ws.git("diff", "--name-only", s.best_commit(s.tag), "--", *files).strip():
+                raise StateError("the lock file was unreadable and the harness differs from the best commit: "
+                                 "restore it (`git checkout -- <file>`) before locking again") from None
     changed = verify(old, s.root) if old else []
     program = s.config.task.program
     harness_changed = [c for c in changed if not c.startswith(program + ":")]
@@ -198,6 +206,13 @@ def repair(session: "Session", include_own: bool = False) -> list[int]:
             s.ws.update_ref(f"refs/autoresearch/{exp.tag}/{exp.seq}", exp.commit_sha)
         close_interrupted(s, exp)
         repaired.append(exp.seq)
+    for seq in s.journal.unnoted():  # a kill between the settle and its note
+        owed = s.journal.get(seq)
+        if owed is not None and owed.commit_sha and owed.status != "running" and s.ws.rev(owed.commit_sha):
+            from .trial import note_text
+
+            s.ws.add_note(owed.commit_sha, note_text(owed))
+        s.journal.noted(seq)
     tag = s.tag
     if tag and s.ws.branch_exists(branch_name(tag)):
         best = s.best_commit(tag)
@@ -225,3 +240,4 @@ def close_interrupted(session: "Session", exp: Experiment) -> None:
         from .trial import note_text
 
         session.ws.add_note(exp.commit_sha, note_text(exp))
+        session.journal.noted(exp.seq)

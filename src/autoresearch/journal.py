@@ -234,6 +234,13 @@ class Journal:
         floor = int(self.get_meta("seq_floor", "0") or 0)
         return max(int(row[0]), floor) + 1
 
+    def noted(self, seq: int) -> None:
+        owed = json.loads(self.get_meta("unnoted", "[]") or "[]")
+        self.set_meta("unnoted", json.dumps([s for s in owed if s != seq]))
+
+    def unnoted(self) -> list[int]:
+        return list(json.loads(self.get_meta("unnoted", "[]") or "[]"))
+
     def is_empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is None
 
@@ -250,6 +257,9 @@ class Journal:
             # One settled row may be appended to results.tsv; two (a kill in between) mean regenerate.
             pending = (self.get_meta(f"tsv:{exp.tag}") or "").startswith(("pending:", "stale"))
             self._set_meta(f"tsv:{exp.tag}", "stale" if pending else f"pending:{exp.seq}")
+            if exp.commit_sha:  # its git note is owed until `noted` says otherwise
+                owed = json.loads(self.get_meta("unnoted", "[]") or "[]")
+                self._set_meta("unnoted", json.dumps(sorted(set(owed) | {exp.seq})))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

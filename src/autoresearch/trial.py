@@ -22,7 +22,9 @@ Write order (why a kill anywhere is safe)
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +42,11 @@ if TYPE_CHECKING:
     from .session import Session
 
 PhaseCallback = Callable[[str, dict], None]
+# Fault injection for the write-order tests: `AUTORESEARCH_KILL_AT=<step>` SIGKILLs this
+# process right after that named step (see STEPS), as a power cut would.
+KILL_AT = os.environ.get("AUTORESEARCH_KILL_AT", "")
+STEPS = ("begun", "committed", "measured", "settled", "branch-moved", "tsv-written", "noted", "pruned",
+         "folder-reset")
 NOTE_FIELDS = ("seq", "tag", "status", "reason", "parent", "description", "proposer", "metric", "best_before",
                "holdout", "resource", "metrics", "is_baseline", "slot", "started_at", "finished_at",
                "propose_seconds", "run_seconds", "tokens_in", "tokens_out", "cost_usd", "lines_delta",
@@ -48,6 +55,11 @@ NOTE_FIELDS = ("seq", "tag", "status", "reason", "parent", "description", "propo
 
 def _quiet(phase: str, info: dict) -> None:
     pass
+
+
+def checkpoint(step: str) -> None:
+    if KILL_AT == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -82,6 +94,7 @@ class Trial:
             best_before=best_record.metric if best_record else None, is_baseline=best_record is None,
             propose_seconds=info.propose_seconds, tokens_in=info.tokens_in, tokens_out=info.tokens_out,
             cost_usd=info.cost_usd, details=dict(details or {}))
+        checkpoint("begun")
         return cls(session, exp, on_phase)
 
     def proposed(self, description: str, info: ProposalInfo) -> None:
@@ -110,6 +123,7 @@ class Trial:
         exp.details["files"] = paths
         exp.lines_delta = self._lines_delta(tree, paths)
         s.journal.update(exp)
+        checkpoint("committed")
         found = list(violations or []) + check_scope(changes, s.config, s.lock())
         harness = [v for v in found if v.endswith(": harness file")]
         if harness:  # the guard's first question: did the candidate touch what measures it?
@@ -145,6 +159,7 @@ class Trial:
                                      seed=request.seed, status="ok" if m.ok else "crash", reason=m.reason,
                                      metric=m.metric, metrics=m.metrics, seconds=m.seconds,
                                      log_path=str(m.log_path or ""))
+        checkpoint("measured")
 
     def pid_recorder(self) -> Callable[[int], None]:
         """Remember the run's process group, so a restart after a kill can end it."""
@@ -179,15 +194,21 @@ class Trial:
         exp.finished_at = time.time()
         keep = exp.status == "keep"
         s.journal.settle(exp, exp.commit_sha if keep else None)
+        checkpoint("settled")
         if keep:
             s.ws.update_ref(f"refs/heads/{branch_name(exp.tag)}", exp.commit_sha)
+        checkpoint("branch-moved")
         config = s.config
         if sync_tsv(s.journal, s.results_path(), exp.tag, config.metric.name, config.resource.scale, exp):
             exp.details["results_tsv_repaired"] = True
             s.journal.update(exp)
+        checkpoint("tsv-written")
         if exp.commit_sha:
             s.ws.add_note(exp.commit_sha, note_text(exp))
+            s.journal.noted(exp.seq)
+        checkpoint("noted")
         prune_outputs(s, exp.seq)
+        checkpoint("pruned")
         self.on_phase("done", {"seq": exp.seq, "slot": exp.slot, "experiment": exp})
         return exp
 
@@ -250,6 +271,7 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
         verdict = trial.run_inline(stop)
     exp = trial.settle(verdict)
     rescued = show_best(s, tag, {tree}, s.run_dir(exp.seq) / "quarantine")
+    checkpoint("folder-reset")
     if rescued:
         exp.details["rescued"] = rescued
         s.journal.update(exp)
