@@ -40,6 +40,7 @@ FINAL_TEXT = f"I raised MOMENTUM in train.py.\n\nsummary: {SUMMARY}"
 # What each main response reports as usage; the tests compare the journal with these sums.
 USAGE_IN = 1000
 USAGE_OUT = 50
+MAX_MAIN_REQUESTS = 8
 
 READ_TOOLS = ("Read", "read_file", "read")
 EDIT_TOOLS = ("Edit", "replace", "edit", "apply_patch")
@@ -136,6 +137,8 @@ class ModelServer:
         content = target.read_text() if target.exists() else ""
         if NEW_LINE in content:
             return Step(text=FINAL_TEXT)
+        if len(self.main_records()) > MAX_MAIN_REQUESTS:  # the CLI's tools keep failing: give up
+            return Step(text="I could not edit train.py: my tools failed.")
         by_name = {t.name: t for t in tools}
         has_read = OLD_LINE in transcript and "def train" in transcript  # the file's text came back
         if not has_read:
@@ -146,8 +149,12 @@ class ModelServer:
             if shell is not None:
                 return Step(tool=shell.name, args=_shell_args(shell, f"cat {EDIT_FILE}"))
         edit = _pick(by_name, EDIT_TOOLS)
-        if edit is None:
-            return Step(text=FINAL_TEXT)
+        if edit is None:  # Codex offers no apply_patch tool for a model it has no metadata for
+            shell = _pick(by_name, SHELL_TOOLS)
+            if shell is None:
+                return Step(text=FINAL_TEXT)
+            sed = f"sed -i 's/^{OLD_LINE}/{NEW_LINE}/' {EDIT_FILE}"
+            return Step(tool=shell.name, args=_shell_args(shell, sed))
         if edit.name == "apply_patch":
             patch = (f"*** Begin Patch\n*** Update File: {EDIT_FILE}\n@@\n-{_line(content, OLD_LINE)}\n"
                      f"+{_line(content, OLD_LINE).replace(OLD_LINE, NEW_LINE)}\n*** End Patch\n")
@@ -468,6 +475,7 @@ def _gemini(h: BaseHTTPRequestHandler, step: Step, stream: bool, body: dict, dro
 # -- pointing each CLI at the server ----------------------------------------------------------
 
 TEST_KEY = "sk-autoresearch-test"
+CODEX_HOME_ROOT = Path.home() / ".cache" / "autoresearch-agents" / "codex-homes"
 # The --agent value each contract test passes (model names are the server's; any is accepted).
 AGENT_ARG = {
     "claude": "claude:claude-sonnet-4-5",
@@ -495,7 +503,9 @@ def client_env(agent: str, url: str, home: Path, env: dict[str, str]) -> dict[st
                    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_TELEMETRY="1")
     elif agent == "codex":
         # OPENAI_BASE_URL alone is ignored: a custom provider in config.toml, key from CODEX_API_KEY.
-        codex_home = home / ".codex"
+        # Not under /tmp: Codex refuses to put its sandbox helper (codex-linux-sandbox) on PATH
+        # from a CODEX_HOME in a temporary folder, and every shell command then fails.
+        codex_home = CODEX_HOME_ROOT / home.parent.name
         codex_home.mkdir(parents=True, exist_ok=True)
         (codex_home / "config.toml").write_text(
             'model = "test-model"\nmodel_provider = "loopback"\n\n[model_providers.loopback]\n'
