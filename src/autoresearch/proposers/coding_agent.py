@@ -55,6 +55,7 @@ from .guard_env import PROPOSING_ENV
 DESCRIPTION_MAX_CHARS = 72  # a commit subject line
 ERROR_TAIL_LINES = 20
 OUTPUT_READ_MAX_BYTES = 4 * 1024 * 1024
+AIDER_EVENTS = "aider.events.jsonl"  # aider's local event log, in the run folder
 
 # The root trap. Claude Code exits 1 with this line when its permission bypass
 # (--dangerously-skip-permissions, or --permission-mode bypassPermissions) is asked for by a
@@ -124,6 +125,7 @@ class AgentSpec:
     parse: Callable[[str], Outcome]
     stdin_brief: bool = True  # the brief is fed on stdin
     scratch: tuple[str, ...] = ()  # top-level names the CLI may leave in the work tree
+    refine: Callable[[Outcome, Path], Outcome] | None = None  # better usage from files in the run folder
     notes: str = ""
 
 
@@ -336,6 +338,30 @@ def parse_aider(output: str) -> Outcome:
     return out
 
 
+def aider_events_usage(out: Outcome, run_dir: Path) -> Outcome:
+    """Exact usage from aider's event log (`--analytics-log`): its ``message_send`` events
+    carry prompt and completion tokens and the unrounded session cost."""
+    path = run_dir / AIDER_EVENTS
+    if not path.exists():
+        return out
+    sent = received = 0
+    cost: float | None = None
+    seen = False
+    for value in json_values(path.read_text(encoding="utf-8", errors="replace")):
+        if not isinstance(value, dict) or value.get("event") != "message_send":
+            continue
+        props = value.get("properties") or {}
+        seen = True
+        sent += _int(props.get("prompt_tokens"))
+        received += _int(props.get("completion_tokens"))
+        if isinstance(props.get("total_cost"), (int, float)):
+            cost = float(props["total_cost"])
+    if seen:
+        out.tokens_in, out.tokens_out = sent, received
+        out.cost_usd = cost if cost else None  # 0: a model aider has no price for
+    return out
+
+
 def parse_plain(output: str) -> Outcome:
     """Any other command: its output is the final message."""
     return Outcome(text="\n".join(output.splitlines()[-50:]))
@@ -413,9 +439,14 @@ def build_codex(inv: Invocation) -> list[str]:
 
 
 def build_aider(inv: Invocation) -> list[str]:
-    return ["--message-file", str(inv.brief_path), "--yes-always", "--no-auto-commits", "--no-dirty-commits",
-            "--no-gitignore", "--no-pretty", "--no-stream", "--no-check-update", "--no-show-model-warnings",
-            "--no-analytics", "--no-detect-urls", "--no-suggest-shell-commands",
+    # --no-git: autoresearch owns git, and aider's git setup writes .git/config (a default
+    # user.name when none is set), which the agent sandbox keeps read-only: it would crash.
+    # --analytics-log: aider prints its cost rounded to cents; its local event log (written
+    # even with --no-analytics, nothing is sent) has the exact figures.
+    return ["--message-file", str(inv.brief_path), "--yes-always", "--no-git", "--no-auto-commits",
+            "--no-dirty-commits", "--no-gitignore", "--no-pretty", "--no-stream", "--no-check-update",
+            "--no-show-model-warnings", "--no-analytics", "--analytics-log", str(inv.run_dir / AIDER_EVENTS),
+            "--no-detect-urls", "--no-suggest-shell-commands",
             "--chat-history-file", str(inv.run_dir / "aider.chat.history.md"),
             "--input-history-file", str(inv.run_dir / "aider.input.history"),
             *_model("--model", inv.model), *inv.extra_args, *inv.files]
@@ -451,7 +482,7 @@ CODING_AGENTS: dict[str, AgentSpec] = {
         name="aider", title="aider", executable="aider",
         install="python -m pip install aider-install && aider-install (or: pipx install aider-chat)",
         docs="https://aider.chat/docs/scripting.html",
-        build=build_aider, parse=parse_aider, stdin_brief=False, scratch=(".aider*",),
+        build=build_aider, parse=parse_aider, stdin_brief=False, scratch=(".aider*",), refine=aider_events_usage,
         notes="model names as aider knows them, e.g. sonnet or openai/gpt-4o"),
     "gemini": AgentSpec(
         name="gemini", title="Gemini CLI", executable="gemini",
@@ -616,6 +647,8 @@ class CodingAgent:
         if result.exit_code != 0:
             raise self._failure(result.exit_code, output, ctx.log_path)
         outcome = (self.spec.parse if self.spec else parse_plain)(output)
+        if self.spec is not None and self.spec.refine is not None:
+            outcome = self.spec.refine(outcome, run_dir)
         if outcome.error:
             raise ProposerError("agent-error", f"{outcome.error}; log: {ctx.log_path}\n{_tail(output)}")
         description = summary_line(outcome.text) or self._fallback_description(ctx, moved)
