@@ -118,8 +118,8 @@ class ModelServer:
         return [r for r in self.records if r.main]
 
     def reported_usage(self) -> tuple[int, int]:
-        """Tokens (in, out) the server reported in completed main answers."""
-        done = [r.usage for r in self.main_records() if r.usage]
+        """Tokens (in, out) the server reported in all completed answers (side requests too)."""
+        done = [r.usage for r in self.records if r.usage]
         return sum(u[0] for u in done), sum(u[1] for u in done)
 
     def prompts(self) -> str:
@@ -288,7 +288,7 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 self._json(500, _error_body(api))
                 return
             stream = (api in ("responses",) or body.get("stream") is True or ":streamGenerateContent" in path)
-            record.usage = (USAGE_IN, USAGE_OUT) if main and record.fault != "drop" else None
+            record.usage = (USAGE_IN, USAGE_OUT) if record.fault != "drop" else None
             writer = {"anthropic": _anthropic, "responses": _responses, "chat": _chat, "gemini": _gemini}[api]
             writer(self, step, stream, body, drop=record.fault == "drop")
 
