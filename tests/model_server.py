@@ -530,7 +530,8 @@ def client_env(agent: str, url: str, home: Path, env: dict[str, str]) -> dict[st
                                    "options": {"baseURL": f"{url}/v1", "apiKey": TEST_KEY},
                                    "models": {"test-model": {"name": "test-model"}}}},
         }))
-        env.update(OPENCODE_CONFIG=str(config), OPENCODE_DISABLE_AUTOUPDATE="1")
+        env.update(OPENCODE_CONFIG=str(config), OPENCODE_DISABLE_AUTOUPDATE="1", OPENCODE_DISABLE_MODELS_FETCH="1",
+                   OPENCODE_DISABLE_LSP_DOWNLOAD="true")
     elif agent == "aider":
         env.update(OPENAI_API_BASE=f"{url}/v1", OPENAI_API_KEY=TEST_KEY, LITELLM_LOCAL_MODEL_COST_MAP="True")
     else:
