@@ -129,9 +129,9 @@ def run_experiment(session: Session, proposer, proposal):
 
 # (agent, model, extra_args, tokens_in, tokens_out, cost) as each fake reports them
 IMPROVE_CASES = [
-    ("claude", "claude-sonnet-4-5", ["--max-turns", "30"], 1200 + 300 + 4500, 640, 0.0421),
+    ("claude", "claude-sonnet-4-5", ["--max-turns", "30"], 1200 + 300 + 4500 + 400, 640 + 30, 0.0421),
     ("codex", "gpt-5-codex", ["--color", "never"], 8000, 900, None),
-    ("aider", "sonnet", ["--map-tokens", "0"], 2300, 150, 0.0081),
+    ("aider", "sonnet", ["--map-tokens", "0"], 2300, 150, 0.008123),
     ("gemini", "gemini-2.5-flash", ["--debug"], 24939, 220 + 154, None),
     ("opencode", "anthropic/claude-sonnet-4-5", ["--agent", "build"], 1000 + 3000 + 500 + 400 + 4000, 350, 0.02),
 ]
@@ -139,8 +139,9 @@ IMPROVE_CASES = [
 EXPECTED_FLAGS = {
     "claude": ["-p", "--output-format", "json", "--dangerously-skip-permissions"],
     "codex": ["exec", "--sandbox", "workspace-write", "--skip-git-repo-check", "--json", "-"],
-    "aider": ["--message-file", "--yes-always", "--no-auto-commits", "--no-gitignore", "train.py"],
-    "gemini": ["--yolo", "--output-format", "json", "--prompt"],
+    "aider": ["--message-file", "--yes-always", "--no-git", "--no-auto-commits", "--no-gitignore", "--analytics-log",
+              "train.py"],
+    "gemini": ["--yolo", "--skip-trust", "--output-format", "json", "--prompt"],
     "opencode": ["run", "--format", "json"],
 }
 
@@ -162,6 +163,7 @@ def test_each_cli_improves_the_knob(agent, model, extra, tokens_in, tokens_out, 
         assert Path(rec["cwd"]).resolve() == task.resolve()
         assert rec["prompt"].count(fakelib.BRIEF_MARKER) == 1
         assert rec["env"]["AUTORESEARCH_PHASE"] == "propose"
+        assert rec["env"]["AUTORESEARCH_PROPOSING"] == "1"  # autoresearch experiment/run refuse to start
         assert rec["env"]["AUTORESEARCH_SEQ"] == str(ctx.seq)
         argv = rec["argv"]
         for flag in EXPECTED_FLAGS[agent]:
@@ -393,3 +395,122 @@ def test_silent_agent_gets_a_generic_description(task):
         proposal = proposer.propose(make_context(session))
     assert proposal.description == "command: edit train.py (no summary given)"
     assert "STEPS = 400" in (task / "train.py").read_text()
+
+
+# -- regressions from driving the released CLIs (issue 15) ---------------------------------------
+
+def test_codex_reconnect_then_completed_turn_is_not_an_error():
+    events = ('{"type":"thread.started","thread_id":"t"}\n{"type":"turn.started"}\n'
+              '{"type":"error","message":"Reconnecting... 1/5"}\n'
+              '{"type":"item.completed","item":{"id":"i","type":"agent_message","text":"summary: x"}}\n'
+              '{"type":"turn.completed","usage":{"input_tokens":9,"output_tokens":4}}\n')
+    out = parse_codex(events)
+    assert out.error == "" and (out.tokens_in, out.tokens_out) == (9, 4) and out.text == "summary: x"
+    dropped = parse_codex('{"type":"turn.started"}\n{"type":"error","message":"stream disconnected"}\n')
+    assert "stream disconnected" in dropped.error  # no completed turn after it: fatal
+    failed = parse_codex('{"type":"error","message":"Reconnecting... 1/5"}\n{"type":"turn.completed","usage":{}}\n'
+                         '{"type":"turn.failed","error":{"message":"quota"}}\n')
+    assert "quota" in failed.error
+
+
+def test_claude_usage_counts_side_requests_from_model_usage():
+    result = {"type": "result", "subtype": "success", "result": "ok", "total_cost_usd": 0.5,
+              "usage": {"input_tokens": 10, "output_tokens": 2},
+              "modelUsage": {"a": {"inputTokens": 10, "outputTokens": 2, "cacheReadInputTokens": 5},
+                             "b": {"inputTokens": 7, "outputTokens": 1}}}
+    out = parse_claude(json.dumps(result))
+    assert (out.tokens_in, out.tokens_out, out.cost_usd) == (22, 3, 0.5)
+    del result["modelUsage"]
+    assert parse_claude(json.dumps(result)).tokens_in == 10  # older CLIs: usage only
+
+
+def test_opencode_zero_cost_is_unknown_not_free():
+    from autoresearch.proposers.coding_agent import parse_opencode
+    step = {"type": "step_finish", "part": {"tokens": {"input": 5, "output": 1, "cache": {"read": 0}}, "cost": 0}}
+    out = parse_opencode(json.dumps(step))
+    assert out.tokens_in == 5 and out.cost_usd is None
+    step["part"]["cost"] = 0.25
+    assert parse_opencode(json.dumps(step)).cost_usd == 0.25
+
+
+def test_aider_usage_survives_a_stray_search_marker():
+    output = ("train.py\n<<<<<<< SEARCH\nMOMENTUM = 0.0\n"  # the model never closed its block
+              "Tokens: 1.0k sent, 50 received. Cost: $0.01 message, $0.01 session.\n"
+              "Tokens: 2.0k sent, 60 received. Cost: $0.01 message, $0.02 session.\n")
+    out = parse_aider(output)
+    assert (out.tokens_in, out.tokens_out, out.cost_usd) == (3000, 110, 0.02)
+
+
+def test_aider_exact_cost_comes_from_its_event_log(tmp_path):
+    from autoresearch.proposers.coding_agent import AIDER_EVENTS, aider_events_usage
+    rounded = parse_aider("Tokens: 1.0k sent, 50 received. Cost: $0.01 message, $0.01 session.\n")
+    assert rounded.cost_usd == 0.01
+    (tmp_path / AIDER_EVENTS).write_text(
+        '{"event": "launched", "properties": {}}\n'
+        '{"event": "message_send", "properties": {"prompt_tokens": 1000, "completion_tokens": 50, "total_cost": 0.012}}\n')
+    exact = aider_events_usage(rounded, tmp_path)
+    assert (exact.tokens_in, exact.tokens_out, exact.cost_usd) == (1000, 50, 0.012)
+    (tmp_path / AIDER_EVENTS).write_text(
+        '{"event": "message_send", "properties": {"prompt_tokens": 1, "completion_tokens": 1, "total_cost": 0}}\n')
+    assert aider_events_usage(parse_aider(""), tmp_path).cost_usd is None  # unpriced model: unknown
+
+
+def test_gemini_without_skip_trust_exits_55(task, fakes, monkeypatch):
+    """The fake behaves like Gemini CLI 0.61 in an untrusted folder; the built command passes."""
+    bindir = fakes("gemini")
+    proc = subprocess.run([str(bindir / "gemini"), "--yolo", "--prompt", "x"], cwd=task, input="",
+                          capture_output=True, text=True)
+    assert proc.returncode == 55 and "not trusted" in proc.stderr
+    with Session.open(task) as session:
+        proposal = make_coding_agent(session.config, "gemini").propose(make_context(session))
+    assert proposal.description == fakelib.SUMMARY
+
+
+@pytest.mark.parametrize("template", ["example", "tinylm", "nanochat", "compress", "fastfunc", "sqlquery"])
+def test_brief_carries_guidance_but_not_the_native_loop(template, task):
+    from autoresearch.scaffold import templates_dir
+    program = (templates_dir() / template / "program.md").read_text()
+    assert "autoresearch experiment" in program  # native mode still has its protocol
+    with Session.open(task) as session:
+        brief = build_brief(session.config, program, best=None, best_commit="abc1234", history=[],
+                            files=["train.py"])
+    guidance = brief.split("## program.md", 1)[1]
+    assert "## Rules" in guidance and "## The loop" not in guidance
+    for phrase in ("`autoresearch experiment", "Repeat", "Never stop", "never stop", "native-loop"):
+        assert phrase not in guidance, phrase
+    assert "Do not run the experiment yourself" in brief
+
+
+def test_brief_strips_the_loop_from_a_program_md_without_markers(task):
+    program = ("# mine\n\nTry bigger batches.\n\n## The loop\n1. Run `autoresearch experiment -m x`.\n"
+               "2. Repeat forever.\n\n## Rules\n- Edit only train.py.\n- Never stop to ask.\n")
+    with Session.open(task) as session:
+        brief = build_brief(session.config, program, best=None, best_commit="abc1234", history=[], files=["train.py"])
+    guidance = brief.split("## program.md", 1)[1]
+    assert "Try bigger batches." in guidance and "- Edit only train.py." in guidance
+    assert "autoresearch experiment" not in guidance and "Repeat" not in guidance and "Never stop" not in guidance
+
+
+def test_init_program_md_has_both_parts(tmp_path):
+    from autoresearch.proposers.brief import NATIVE_BEGIN, NATIVE_END, research_guidance
+    from autoresearch.scaffold import init_from_flags
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "work.py").write_text("print('score: 1.0')\n")
+    init_from_flags(project, editable=["work.py"], readonly=[], run="python work.py", metric="score",
+                    goal="maximize", budget=5)
+    program = (project / "program.md").read_text()
+    assert NATIVE_BEGIN in program and NATIVE_END in program and "autoresearch experiment" in program
+    assert "autoresearch experiment" not in research_guidance(program)
+    assert "`work.py`" in research_guidance(program)
+
+
+def test_refusal_inside_a_proposal_step():
+    from autoresearch.proposers.guard_env import InsideProposalError, refuse_inside_proposal
+    refuse_inside_proposal("experiment", env={})
+    refuse_inside_proposal("experiment", env={"AUTORESEARCH_PROPOSING": "0"})
+    with pytest.raises(InsideProposalError) as err:
+        refuse_inside_proposal("experiment", env={"AUTORESEARCH_PROPOSING": "1"})
+    message = str(err.value)
+    assert "`autoresearch experiment` is not available inside a proposal step" in message
+    assert "summary" in message and "Traceback" not in message

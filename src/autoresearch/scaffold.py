@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .guard import write_lock
 from .harness import base_env, run_command
+from .proposers.brief import NATIVE_BEGIN, NATIVE_END
 from .task import CONFIG_NAME, load_config, parse_config, tomllib
 from .workspace import Workspace
 
@@ -125,6 +126,9 @@ def init_from_template(root: Path, template: str) -> list[str]:
     return written
 
 
+# program.md for `init` without a template. The loop protocol is for an agent that drives the
+# loop itself; the markers around it keep it out of the brief that `autoresearch run` gives its
+# agents (see proposers/brief.py), so neither reader gets instructions meant for the other.
 PROGRAM_TEMPLATE = """# {name}: {goal} {metric}
 
 You are an autonomous researcher working on this project. Each experiment is one idea: change
@@ -135,6 +139,7 @@ the editable files, measure, keep what improves `{metric}` ({direction}), discar
 - Read-only harness (read for context, never edit; changes are detected and rejected): {readonly}
 - The experiment command is `{run}`; it gets {budget:g} seconds (`AUTORESEARCH_BUDGET_S`) and prints `{metric}: <value>`.
 
+{native_begin}
 ## The loop
 1. Read `results.tsv` (or `autoresearch results`) to see what was tried and what is best.
 2. Change the editable files with one clear idea.
@@ -142,11 +147,12 @@ the editable files, measure, keep what improves `{metric}` ({direction}), discar
    budget, measures, and keeps the change or resets to the best version. It prints the verdict and
    the log path; if the run crashed, read the end of the log (`tail -n 50 <log>`) and fix or move on.
 4. Repeat. Never stop and never ask whether to continue: the human may be asleep.
+{native_end}
 
 ## Rules
 - Edit only the editable files. Do not add, delete or rename files.
 - Never write results.tsv rows yourself and never pipe runs through `tee`: the tool records everything.
-- Do not commit, reset or switch branches yourself; `autoresearch experiment` does that.
+- Do not commit, reset or switch branches yourself; autoresearch does that.
 - Simpler is better: a small gain that adds a lot of complexity is rarely worth it.
 """
 
@@ -193,7 +199,8 @@ def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run
     program = PROGRAM_TEMPLATE.format(
         name=name, goal=goal, metric=metric, direction="lower is better" if goal == "minimize" else "higher is better",
         editable=", ".join(f"`{e}`" for e in config.editable_files()) or "(none)",
-        readonly=", ".join(f"`{r}`" for r in config.readonly_files()) or "(none)", run=run, budget=budget)
+        readonly=", ".join(f"`{r}`" for r in config.readonly_files()) or "(none)", run=run, budget=budget,
+        native_begin=NATIVE_BEGIN, native_end=NATIVE_END)
     value = check_metric(config)
     config_path.write_text(text, encoding="utf-8")
     program_path.write_text(program, encoding="utf-8")

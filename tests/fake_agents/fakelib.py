@@ -23,7 +23,7 @@ from pathlib import Path
 BRIEF_MARKER = "# Your task for this experiment"
 SUMMARY = "Raise MOMENTUM to 0.9 so gradient descent converges faster"
 ENV_KEYS = ("IS_SANDBOX", "AUTORESEARCH_SEQ", "AUTORESEARCH_PHASE", "AUTORESEARCH_BRIEF_FILE",
-            "AUTORESEARCH_FILES", "AUTORESEARCH_MODEL")
+            "AUTORESEARCH_FILES", "AUTORESEARCH_MODEL", "AUTORESEARCH_PROPOSING")
 
 
 class StrictParser(argparse.ArgumentParser):

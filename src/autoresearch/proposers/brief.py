@@ -4,10 +4,19 @@ It holds program.md, the task's rules, the best so far, the last N experiments a
 table, the tail of the last crash log when the previous run crashed, and what is left of the
 run's limits. Every part has a cap, so its size does not grow with the length of the history;
 the whole run log is never included.
+
+program.md speaks to two readers. An agent driving the loop itself (native mode: "read
+program.md and go") needs its loop protocol: run `autoresearch experiment`, repeat, never
+stop. An agent called by `autoresearch run` for one proposal must do the opposite: make one
+change and exit. So the loop protocol sits between ``<!-- native-loop: begin ... -->`` and
+``<!-- native-loop: end -->`` markers (the templates and `init` write them), and the brief
+carries program.md without those parts (`research_guidance`); a program.md without markers
+loses its "The loop" section and any line that tells the reader to run autoresearch itself.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..journal import Experiment
@@ -17,6 +26,15 @@ PROGRAM_MAX_CHARS = 12_000
 DESCRIPTION_MAX_CHARS = 80
 CRASH_TAIL_LINES = 30
 CRASH_TAIL_MAX_CHARS = 3_000
+
+NATIVE_BEGIN = "<!-- native-loop: begin. `autoresearch run` leaves this part out of its agents' brief. -->"
+NATIVE_END = "<!-- native-loop: end -->"
+_NATIVE_BLOCK = re.compile(r"<!--\s*native-loop:\s*begin.*?-->.*?(?:<!--\s*native-loop:\s*end\s*-->|\Z)",
+                           re.S | re.I)
+_LOOP_SECTION = re.compile(r"^(#{1,6})\s+(?:the\s+)?(?:experiment\s+)?loop\s*\n.*?(?=^#{1,6}\s|\Z)", re.S | re.M | re.I)
+# A line that tells the reader to drive the loop: run an experiment-running command, or keep going.
+_NATIVE_LINE = re.compile(r"`autoresearch (?:experiment|run|baseline|noise)\b|\bnever stop\b|\bkeep going until\b",
+                          re.I)
 
 
 @dataclass
@@ -55,6 +73,16 @@ def _tail(text: str) -> str:
     return out[-CRASH_TAIL_MAX_CHARS:]
 
 
+def research_guidance(program: str) -> str:
+    """program.md without its native-loop protocol (see the module docstring)."""
+    if _NATIVE_BLOCK.search(program):
+        text = _NATIVE_BLOCK.sub("", program)
+    else:
+        text = _LOOP_SECTION.sub("", program)
+    kept = [line for line in text.splitlines() if not _NATIVE_LINE.search(line)]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+
+
 def build_brief(config: TaskConfig, program: str, *, best: Experiment | None, best_commit: str,
                 history: list[Experiment], files: list[str], limits: Limits | None = None,
                 fix: Experiment | None = None) -> str:
@@ -67,8 +95,10 @@ def build_brief(config: TaskConfig, program: str, *, best: Experiment | None, be
                   f"({fix.reason}). Fix the bug in the editable files so the idea can be measured, or if the "
                   "idea is broken beyond a quick fix, undo it and try something else.", ""]
     else:
-        parts += ["Make ONE focused change to the editable files that you expect to improve the metric. "
-                  "Do not run the experiment yourself: the orchestrator commits, runs and measures it.", ""]
+        parts += ["Make ONE focused change to the editable files that you expect to improve the metric, "
+                  "then stop. Do not run the experiment yourself: the orchestrator commits, runs and measures "
+                  "it after you exit (the autoresearch commands that run experiments are refused inside this "
+                  "step).", ""]
     parts += [
         "## Rules",
         f"- Editable files (change only these; no new, deleted or renamed files): {', '.join(files)}",
@@ -101,6 +131,9 @@ def build_brief(config: TaskConfig, program: str, *, best: Experiment | None, be
     crash_source = fix if fix is not None else (history[-1] if history and history[-1].status == "crash" else None)
     if crash_source is not None and crash_source.log_tail:
         parts += [f"## Tail of the crash log of seq {crash_source.seq}", "```", _tail(crash_source.log_tail), "```", ""]
-    program_text = program if len(program) <= PROGRAM_MAX_CHARS else program[:PROGRAM_MAX_CHARS] + "\n[program.md cut]"
-    parts += ["## program.md (the human's instructions)", "", program_text.strip(), ""]
+    guidance = research_guidance(program)
+    if len(guidance) > PROGRAM_MAX_CHARS:
+        guidance = guidance[:PROGRAM_MAX_CHARS] + "\n[program.md cut]"
+    parts += ["## program.md (the human's research guidance; its loop protocol is left out: here you make "
+              "one change)", "", guidance, ""]
     return "\n".join(parts)

@@ -50,10 +50,12 @@ from ..harness import base_env, run_command
 from ..sandbox import legacy_agent_spec as agent_spec  # until the scratch-checkout proposer lands
 from ..task import TaskConfig
 from .base import Proposal, ProposeContext, ProposerError
+from .guard_env import PROPOSING_ENV
 
 DESCRIPTION_MAX_CHARS = 72  # a commit subject line
 ERROR_TAIL_LINES = 20
 OUTPUT_READ_MAX_BYTES = 4 * 1024 * 1024
+AIDER_EVENTS = "aider.events.jsonl"  # aider's local event log, in the run folder
 
 # The root trap. Claude Code exits 1 with this line when its permission bypass
 # (--dangerously-skip-permissions, or --permission-mode bypassPermissions) is asked for by a
@@ -123,6 +125,7 @@ class AgentSpec:
     parse: Callable[[str], Outcome]
     stdin_brief: bool = True  # the brief is fed on stdin
     scratch: tuple[str, ...] = ()  # top-level names the CLI may leave in the work tree
+    refine: Callable[[Outcome, Path], Outcome] | None = None  # better usage from files in the run folder
     notes: str = ""
 
 
@@ -166,24 +169,44 @@ def parse_claude(output: str) -> Outcome:
             result = value
     if result is None:
         return Outcome(error="no JSON result in Claude Code's output")
-    usage = result.get("usage") or {}
-    tokens_in = _int(usage.get("input_tokens")) + _int(usage.get("cache_creation_input_tokens")) + \
-        _int(usage.get("cache_read_input_tokens"))
+    tokens_in, tokens_out = _claude_tokens(result)
     cost = result.get("total_cost_usd", result.get("cost_usd"))
     text = result.get("result") if isinstance(result.get("result"), str) else ""
     error = ""
     if result.get("is_error") or str(result.get("subtype", "success")) != "success":
         error = f"Claude Code reported {result.get('subtype') or 'an error'}: {text or '(no message)'}"
-    return Outcome(text=text, tokens_in=tokens_in if usage else None,
-                   tokens_out=_int(usage.get("output_tokens")) if usage else None,
+    return Outcome(text=text, tokens_in=tokens_in, tokens_out=tokens_out,
                    cost_usd=float(cost) if isinstance(cost, (int, float)) else None, error=error)
 
 
+def _claude_tokens(result: dict) -> tuple[int | None, int | None]:
+    """Tokens in and out of a Claude Code result. The top-level ``usage`` counts the main
+    conversation only; ``modelUsage`` (per model, camelCase) also counts the side requests
+    (titles, the small fast model), and ``total_cost_usd`` is their sum, so it wins when present."""
+    models = result.get("modelUsage")
+    if isinstance(models, dict) and models:
+        per = [m for m in models.values() if isinstance(m, dict)]
+        tin = sum(_int(m.get("inputTokens")) + _int(m.get("cacheReadInputTokens")) +
+                  _int(m.get("cacheCreationInputTokens")) for m in per)
+        return tin, sum(_int(m.get("outputTokens")) for m in per)
+    usage = result.get("usage") or {}
+    if not usage:
+        return None, None
+    tin = _int(usage.get("input_tokens")) + _int(usage.get("cache_creation_input_tokens")) + \
+        _int(usage.get("cache_read_input_tokens"))
+    return tin, _int(usage.get("output_tokens"))
+
+
 def parse_codex(output: str) -> Outcome:
-    """`codex exec --json`: JSONL events; agent_message items and turn.completed usage."""
+    """`codex exec --json`: JSONL events; agent_message items and turn.completed usage.
+
+    An ``error`` event is not fatal by itself: Codex reports a dropped stream as
+    ``{"type":"error","message":"Reconnecting... 1/5"}``, retries, and may still complete the
+    turn. Only ``turn.failed``, or an error that no later ``turn.completed`` follows, is."""
     out = Outcome()
     ins: list[int] = []
     outs: list[int] = []
+    pending = ""  # the last error event not yet followed by a completed turn
     for event in json_values(output):
         if not isinstance(event, dict):
             continue
@@ -196,10 +219,13 @@ def parse_codex(output: str) -> Outcome:
             usage = event.get("usage") or {}
             ins.append(_int(usage.get("input_tokens")))
             outs.append(_int(usage.get("output_tokens")))
+            pending = ""
         elif kind == "turn.failed":
             out.error = "Codex turn failed: " + str((event.get("error") or {}).get("message", ""))
-        elif kind == "error" and not out.error:
-            out.error = "Codex error: " + str(event.get("message", ""))
+        elif kind == "error":
+            pending = "Codex error: " + str(event.get("message", ""))
+    if pending and not out.error:
+        out.error = pending
     out.tokens_in, out.tokens_out = _sum_or_none(ins, bool(ins)), _sum_or_none(outs, bool(outs))
     return out
 
@@ -251,7 +277,8 @@ def parse_opencode(output: str) -> Outcome:
             message = (data or {}).get("message") if isinstance(data, dict) else None
             out.error = "opencode error: " + str(message or (err.get("name") if isinstance(err, dict) else err))
     if seen:
-        out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, cost
+        # opencode reports 0 for a model it has no price for: unknown, not free.
+        out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, (cost if cost > 0 else None)
     return out
 
 
@@ -285,6 +312,17 @@ def parse_aider(output: str) -> Outcome:
         stripped = line.strip()
         if not stripped:
             continue
+        # Usage lines are aider's own reports, never model text: read them before the fence
+        # and edit-block tracking, which an unpaired `<<<<<<< SEARCH` would leave stuck.
+        tokens = _AIDER_TOKENS.search(stripped) if stripped.startswith("Tokens:") else None
+        if tokens:
+            sent.append(_count(tokens.group(1)))
+            received.append(_count(tokens.group(2)))
+        cost = _AIDER_COST.search(stripped)
+        if cost:
+            out.cost_usd = float(cost.group(2))  # the session total so far (rounded to cents)
+        if tokens or cost:
+            continue
         if stripped.startswith("```"):
             fence = not fence
             continue
@@ -293,17 +331,34 @@ def parse_aider(output: str) -> Outcome:
             continue
         if fence or block:
             continue
-        tokens = _AIDER_TOKENS.search(stripped)
-        if tokens:
-            sent.append(_count(tokens.group(1)))
-            received.append(_count(tokens.group(2)))
-        cost = _AIDER_COST.search(stripped)
-        if cost:
-            out.cost_usd = float(cost.group(2))  # the session total so far
-        if not tokens and not cost and not _AIDER_NOISE.match(stripped):
+        if not _AIDER_NOISE.match(stripped):
             prose.append(stripped)
     out.text = "\n".join(prose[-20:])
     out.tokens_in, out.tokens_out = _sum_or_none(sent, bool(sent)), _sum_or_none(received, bool(received))
+    return out
+
+
+def aider_events_usage(out: Outcome, run_dir: Path) -> Outcome:
+    """Exact usage from aider's event log (`--analytics-log`): its ``message_send`` events
+    carry prompt and completion tokens and the unrounded session cost."""
+    path = run_dir / AIDER_EVENTS
+    if not path.exists():
+        return out
+    sent = received = 0
+    cost: float | None = None
+    seen = False
+    for value in json_values(path.read_text(encoding="utf-8", errors="replace")):
+        if not isinstance(value, dict) or value.get("event") != "message_send":
+            continue
+        props = value.get("properties") or {}
+        seen = True
+        sent += _int(props.get("prompt_tokens"))
+        received += _int(props.get("completion_tokens"))
+        if isinstance(props.get("total_cost"), (int, float)):
+            cost = float(props["total_cost"])
+    if seen:
+        out.tokens_in, out.tokens_out = sent, received
+        out.cost_usd = cost if cost else None  # 0: a model aider has no price for
     return out
 
 
@@ -384,16 +439,23 @@ def build_codex(inv: Invocation) -> list[str]:
 
 
 def build_aider(inv: Invocation) -> list[str]:
-    return ["--message-file", str(inv.brief_path), "--yes-always", "--no-auto-commits", "--no-dirty-commits",
-            "--no-gitignore", "--no-pretty", "--no-stream", "--no-check-update", "--no-show-model-warnings",
-            "--no-analytics", "--no-detect-urls", "--no-suggest-shell-commands",
+    # --no-git: autoresearch owns git, and aider's git setup writes .git/config (a default
+    # user.name when none is set), which the agent sandbox keeps read-only: it would crash.
+    # --analytics-log: aider prints its cost rounded to cents; its local event log (written
+    # even with --no-analytics, nothing is sent) has the exact figures.
+    return ["--message-file", str(inv.brief_path), "--yes-always", "--no-git", "--no-auto-commits",
+            "--no-dirty-commits", "--no-gitignore", "--no-pretty", "--no-stream", "--no-check-update",
+            "--no-show-model-warnings", "--no-analytics", "--analytics-log", str(inv.run_dir / AIDER_EVENTS),
+            "--no-detect-urls", "--no-suggest-shell-commands",
             "--chat-history-file", str(inv.run_dir / "aider.chat.history.md"),
             "--input-history-file", str(inv.run_dir / "aider.input.history"),
             *_model("--model", inv.model), *inv.extra_args, *inv.files]
 
 
 def build_gemini(inv: Invocation) -> list[str]:
-    return ["--yolo", "--output-format", "json", *_model("--model", inv.model), *inv.extra_args,
+    # --skip-trust: in a folder it has not been told to trust, Gemini CLI drops --yolo to the
+    # default approval mode and exits 55 without doing anything.
+    return ["--yolo", "--skip-trust", "--output-format", "json", *_model("--model", inv.model), *inv.extra_args,
             "--prompt", GEMINI_PROMPT]
 
 
@@ -410,7 +472,8 @@ CODING_AGENTS: dict[str, AgentSpec] = {
         notes="as root: --permission-mode acceptEdits unless IS_SANDBOX=1 (see claude_permission_args)"),
     "codex": AgentSpec(
         name="codex", title="Codex CLI", executable="codex",
-        install="npm install -g @openai/codex (then `codex login`, or set OPENAI_API_KEY)",
+        install="npm install -g @openai/codex (then `codex login`, or set CODEX_API_KEY: `codex exec` "
+                "sends no key from OPENAI_API_KEY)",
         docs="https://developers.openai.com/codex/noninteractive",
         build=build_codex, parse=parse_codex, scratch=(".codex",),
         notes="where its Linux sandbox cannot start (some containers), add "
@@ -419,7 +482,7 @@ CODING_AGENTS: dict[str, AgentSpec] = {
         name="aider", title="aider", executable="aider",
         install="python -m pip install aider-install && aider-install (or: pipx install aider-chat)",
         docs="https://aider.chat/docs/scripting.html",
-        build=build_aider, parse=parse_aider, stdin_brief=False, scratch=(".aider*",),
+        build=build_aider, parse=parse_aider, stdin_brief=False, scratch=(".aider*",), refine=aider_events_usage,
         notes="model names as aider knows them, e.g. sonnet or openai/gpt-4o"),
     "gemini": AgentSpec(
         name="gemini", title="Gemini CLI", executable="gemini",
@@ -559,6 +622,7 @@ class CodingAgent:
             ctx.brief_path.write_text(ctx.brief, encoding="utf-8")
         env = base_env({
             "AUTORESEARCH_PHASE": "propose",
+            PROPOSING_ENV: "1",  # `autoresearch experiment` / `run` refuse to start inside this step
             "AUTORESEARCH_SEQ": str(ctx.seq),
             "AUTORESEARCH_BRIEF_FILE": str(ctx.brief_path),
             "AUTORESEARCH_FILES": " ".join(ctx.editable_files),
@@ -583,6 +647,8 @@ class CodingAgent:
         if result.exit_code != 0:
             raise self._failure(result.exit_code, output, ctx.log_path)
         outcome = (self.spec.parse if self.spec else parse_plain)(output)
+        if self.spec is not None and self.spec.refine is not None:
+            outcome = self.spec.refine(outcome, run_dir)
         if outcome.error:
             raise ProposerError("agent-error", f"{outcome.error}; log: {ctx.log_path}\n{_tail(output)}")
         description = summary_line(outcome.text) or self._fallback_description(ctx, moved)

@@ -1,0 +1,185 @@
+"""Contract tests: the released coding-agent CLIs, driven by `autoresearch run`, against a model
+server on 127.0.0.1 (tests/model_server.py).
+
+Versions are pinned in tests/agent_versions.toml and installed by scripts/install.sh into
+~/.cache/autoresearch-agents/ (outside the repo). A CLI that is not installed there is skipped
+with the reason. Each test runs `autoresearch run --agent <cli> --max-experiments 1` on a copy
+of one example task and checks what a user would: the commit holds exactly the scripted edit,
+the brief asks for one change (not for running experiments), the journal has the CLI's usage,
+agent.log has its output, nothing else changed. A second test per CLI makes the server fail
+once (HTTP 500, or a dropped stream) and checks that the verdict follows what the CLI did after
+its retry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import agent_pins  # noqa: E402 - found through the path set just above
+import model_server  # noqa: E402
+
+from autoresearch.journal import Experiment  # noqa: E402
+from autoresearch.session import Session  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PINS = agent_pins.pins()
+CLI = [sys.executable, "-c", "import sys; from autoresearch.cli import main; sys.argv[0] = 'autoresearch'; main()"]
+# What each CLI's own output looks like in agent.log.
+LOG_MARK = {"claude": '"type":"result"', "codex": '"type":"turn.completed"', "gemini": '"stats"',
+            "opencode": '"type":"step_finish"', "aider": "Applied edit to train.py"}
+# Which fault each CLI gets: the ones seen to matter (Codex's reconnect was recorded as a failure).
+FAULT = {"claude": "500", "codex": "drop", "gemini": "500", "opencode": "500", "aider": "500"}
+# aider: a price for the server's model, so the exact (unrounded) cost can be checked: 1000 tokens
+# in at 1e-5 and 50 out at 4e-5 is $0.012, which aider prints as $0.01.
+AIDER_PRICES = {"input_cost_per_token": 1e-5, "output_cost_per_token": 4e-5, "litellm_provider": "openai",
+                "mode": "chat", "max_input_tokens": 128000, "max_tokens": 4096}
+
+
+def installed(cli: str) -> Path:
+    pin = PINS[cli]
+    if not pin.executable.exists():
+        pytest.skip(f"{pin.spec} is not installed in {pin.folder}: run scripts/install.sh (needs the "
+                    f"{pin.registry} registry)")
+    return pin.executable
+
+
+def autoresearch(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = model_server.ModelServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def base_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("agents")
+    autoresearch("init", "task", "--template", "example", cwd=base)
+    autoresearch("start", "--tag", "t", cwd=base / "task")
+    autoresearch("baseline", cwd=base / "task")
+    return base / "task"
+
+
+def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_path: Path,
+              extra_env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+    executable = installed(cli)
+    task = tmp_path / "task"
+    shutil.copytree(base_task, task, symlinks=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / cli).symlink_to(executable)
+    home = tmp_path / "home"
+    home.mkdir()
+    if cli == "aider":  # its price list, as if fetched today (it would try GitHub otherwise)
+        cache = home / ".aider" / "caches"
+        cache.mkdir(parents=True)
+        (cache / "model_prices_and_context_window.json").write_text(
+            json.dumps({"openai/test-model": AIDER_PRICES, "test-model": AIDER_PRICES}))
+    env = model_server.client_env(cli, server.url, home, dict(os.environ))
+    env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
+    env.update(extra_env or {})
+    server.reset(task)
+    proc = autoresearch("run", "--agent", model_server.AGENT_ARG[cli], "--max-experiments", "1", "--quiet",
+                        cwd=task, env=env, check=False, timeout=300)
+    return proc, task
+
+
+def last_experiment(task: Path) -> Experiment:
+    with Session.open(task) as session:
+        return session.journal.experiments(session.require_tag())[-1]
+
+
+def assert_contract(cli: str, proc: subprocess.CompletedProcess, task: Path, server: model_server.ModelServer,
+                    base_task: Path) -> Experiment:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    exp = last_experiment(task)
+    log = (task / ".autoresearch" / "runs" / str(exp.seq) / "agent.log").read_text()
+    assert exp.status == "keep", (exp.status, exp.reason, log[-3000:])
+    assert exp.description == model_server.SUMMARY
+    # the experiment commit holds exactly the scripted edit, and nothing else changed
+    diff = git(task, "diff", "--unified=0", "HEAD~1", "HEAD")
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == ["-MOMENTUM = 0.0  # search: float(0.0, 0.95)", "+MOMENTUM = 0.9  # search: float(0.0, 0.95)"]
+    assert git(task, "diff", "--name-only", "HEAD~1", "HEAD").split() == ["train.py"]
+    assert git(task, "rev-parse", "HEAD~1") == git(base_task, "rev-parse", "HEAD")
+    assert git(task, "status", "--porcelain") == ""  # no droppings in the work tree
+    # the brief the model received asks for one change, not for running experiments
+    prompts = server.prompts()
+    assert "# Your task for this experiment" in prompts
+    for phrase in ("Run `autoresearch experiment", "## The loop", "Never stop", "Repeat."):
+        assert phrase not in prompts, phrase
+    # usage as the CLI reported it; agent.log holds the CLI's output
+    total_in, total_out = server.reported_usage()
+    assert exp.tokens_in and exp.tokens_in % model_server.USAGE_IN == 0 and exp.tokens_in <= total_in
+    assert exp.tokens_out and exp.tokens_out % model_server.USAGE_OUT == 0 and exp.tokens_out <= total_out
+    assert LOG_MARK[cli] in log
+    return exp
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_edits_end_to_end(cli, server, base_task, tmp_path):
+    proc, task = run_agent(cli, server, base_task, tmp_path)
+    exp = assert_contract(cli, proc, task, server, base_task)
+    if cli == "claude":  # modelUsage: every request, side requests included
+        assert (exp.tokens_in, exp.tokens_out) == server.reported_usage()
+        assert exp.cost_usd and exp.cost_usd > 0
+    elif cli == "aider":
+        assert exp.cost_usd == pytest.approx(0.012)  # exact, not the printed $0.01
+    else:
+        assert exp.cost_usd is None  # Codex and Gemini report none; opencode's 0 is "no price"
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_retries_a_server_fault(cli, server, base_task, tmp_path):
+    installed(cli)
+    fault = FAULT[cli]
+    server.faults = []
+    original_reset = server.reset
+
+    def reset_then_fault(root: Path) -> None:
+        original_reset(root)
+        server.fail_next(fault)
+
+    server.reset = reset_then_fault  # type: ignore[method-assign]
+    try:
+        proc, task = run_agent(cli, server, base_task, tmp_path)
+    finally:
+        server.reset = original_reset  # type: ignore[method-assign]
+    faulted = [r for r in server.main_records() if r.fault]
+    assert [r.fault for r in faulted] == [fault]
+    assert server.main_records()[-1].fault == ""  # the CLI came back after the fault
+    exp = assert_contract(cli, proc, task, server, base_task)
+    if cli == "codex":  # it printed an error event, retried, and completed: a keep, not agent-error
+        log = (task / ".autoresearch" / "runs" / str(exp.seq) / "agent.log").read_text()
+        assert '"type":"error"' in log and "Reconnecting" in log
+
+
+def test_claude_permission_flags_follow_the_uid(server, base_task, tmp_path):
+    """As root Claude Code refuses its permission bypass: autoresearch passes acceptEdits and
+    an allow-list instead, unless IS_SANDBOX=1 says the machine is disposable."""
+    installed("claude")
+    root = os.geteuid() == 0
+    proc, task = run_agent("claude", server, base_task, tmp_path, extra_env={"IS_SANDBOX": "1"} if root else None)
+    exp = assert_contract("claude", proc, task, server, base_task)
+    command = (task / ".autoresearch" / "runs" / str(exp.seq) / "agent.log").read_text().splitlines()[0]
+    assert "--dangerously-skip-permissions" in command and "--permission-mode" not in command
