@@ -519,7 +519,8 @@ class Loop:
         brief_path.write_text(brief)
         return ProposeContext(config=config, workspace=Workspace(root), brief=brief, brief_path=brief_path,
                               log_path=run_dir / "agent.log", seq=exp.seq, best_commit=best,
-                              best_metric=exp.best_before, history=history, fix=fix, timeout=config.agent.timeout)
+                              best_metric=exp.best_before, history=history, fix=fix, timeout=config.agent.timeout,
+                              task_root=s.root, agent_home=s.state_dir / "agent-home")
 
 
 def run_loop(session: Session, proposer: ProposerSource, limits: LoopSection | None = None,

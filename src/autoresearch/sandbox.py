@@ -25,10 +25,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .session import SessionError
+from .errors import StateError
 
 
-class SandboxUnavailable(SessionError):
+class SandboxUnavailable(StateError):
     """`[sandbox] kind = "bwrap"` where bubblewrap cannot run."""
 
 
@@ -45,7 +45,6 @@ class SandboxSpec:
     visible: list[Path] = field(default_factory=list)
     network: bool = False
     home: str = "/tmp/home"  # private HOME inside the private /tmp
-    agent: bool = False  # legacy proposer mode (see legacy_agent_spec); the new agent_spec leaves it off
     home_dir: Path | None = None  # a host folder bound writable and used as HOME (the agent's seeded home)
     env: dict[str, str] = field(default_factory=dict)  # set inside the sandbox, over the caller's env
 
@@ -84,15 +83,6 @@ def expand_path(text: str, env: dict[str, str]) -> Path:
         if key.startswith("AUTORESEARCH_"):
             expanded = expanded.replace(f"${{{key}}}", value).replace(f"${key}", value)
     return Path(os.path.expanduser(os.path.expandvars(expanded))).resolve()
-
-
-def legacy_agent_spec(kind: str, root: Path, run_dir: Path) -> SandboxSpec | None:
-    """The old proposer sandbox (everything writable but `.autoresearch/` and `.git`). Kept only
-    until the proposer runs in a scratch checkout under `agent_spec`; do not use in new code."""
-    if kind == "none" or not bwrap_works():
-        return None
-    protected = [root / ".autoresearch", root / ".git"]
-    return SandboxSpec(readonly=[p for p in protected if p.exists()], writable=[run_dir], network=True, agent=True)
 
 
 # Where each coding-agent CLI keeps its config and auth, relative to HOME. Session history,
@@ -222,15 +212,6 @@ def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
     read-only ones re-exposed, the writable ones bound, then the HOME folder. So a scratch
     folder or a home inside a hidden `.autoresearch/` is still there, and nothing else of it."""
     exe = shutil.which("bwrap") or "bwrap"
-    if spec.agent:
-        argv = [exe, "--bind", "/", "/", "--dev-bind", "/dev", "/dev", "--die-with-parent"]
-        for path in spec.readonly:
-            argv += ["--ro-bind", str(path), str(path)]
-        if any(_within(cwd, p) for p in spec.readonly):  # a parallel slot's worktree, .autoresearch/worktrees/
-            argv += ["--bind", str(cwd), str(cwd)]
-        for path in spec.writable:
-            argv += ["--bind", str(path), str(path)]
-        return argv + ["--chdir", str(cwd), "/bin/sh", "-c", command]
     argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--unshare-pid", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-uts"]
     if not spec.network:

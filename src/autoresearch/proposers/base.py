@@ -38,6 +38,8 @@ class ProposeContext:
     history: list[Experiment] = field(default_factory=list)  # recent experiments, oldest first
     fix: Experiment | None = None  # set when this call should repair that crashed experiment
     timeout: float = 1800.0
+    task_root: Path | None = None  # the task folder (the agent works in a scratch copy of it)
+    agent_home: Path | None = None  # the agent's private, seeded HOME (sandboxed agents)
 
     @property
     def editable_files(self) -> list[str]:

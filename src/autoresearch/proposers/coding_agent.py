@@ -34,6 +34,8 @@ are appended to the CLI's arguments (for ``command:``, to the end of the command
 
 from __future__ import annotations
 
+import dataclasses
+
 import fnmatch
 import json
 import os
@@ -47,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ..harness import base_env, run_command
-from ..sandbox import legacy_agent_spec as agent_spec  # until the scratch-checkout proposer lands
+from ..sandbox import SandboxSpec, agent_hidden, agent_spec, resolve_kind, seed_agent_home
 from ..task import TaskConfig
 from .base import Proposal, ProposeContext, ProposerError
 from .guard_env import PROPOSING_ENV
@@ -634,8 +636,7 @@ class CodingAgent:
         before = set(ctx.workspace.untracked())
         offset = ctx.log_path.stat().st_size if ctx.log_path.exists() else 0
         result = run_command(command, cwd=root, env=env, timeout=ctx.timeout, log_path=ctx.log_path,
-                             log_max_bytes=self.log_max_bytes,
-                             sandbox=agent_spec(ctx.config.sandbox.kind, ctx.workspace.common_dir().parent, run_dir))
+                             log_max_bytes=self.log_max_bytes, sandbox=self._sandbox(ctx, env, run_dir))
         moved = self._move_scratch(ctx, before, run_dir)
         output = self._read_output(ctx.log_path, offset, command)
         if result.interrupted:
@@ -654,6 +655,19 @@ class CodingAgent:
         description = summary_line(outcome.text) or self._fallback_description(ctx, moved)
         return Proposal(description=description, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
                         cost_usd=outcome.cost_usd, model_driven=True)
+
+    def _sandbox(self, ctx: ProposeContext, env: dict[str, str], run_dir: Path) -> "SandboxSpec | None":
+        """Read-only everywhere but its scratch copy, its run folder and a private HOME seeded
+        from the user's agent config; the task's `.autoresearch/` and eval data invisible; its
+        own PID namespace, dying with us. None where bubblewrap cannot run (warned about)."""
+        kind, _ = resolve_kind(ctx.config.sandbox.kind)
+        if kind == "none":
+            return None
+        root = ctx.workspace.root
+        home = ctx.agent_home or (run_dir / "home")
+        seed_agent_home(home, Path.home())
+        spec = agent_spec(root, home, agent_hidden(ctx.task_root or root, ctx.config.sandbox.eval_data, env))
+        return dataclasses.replace(spec, writable=[*spec.writable, run_dir])
 
     def _failure(self, code: int | None, output: str, log_path: Path) -> ProposerError:
         what = self.spec.title if self.spec else "the agent command"
