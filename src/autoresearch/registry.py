@@ -8,16 +8,20 @@ that names both, raised when that name is asked for.
 
 from __future__ import annotations
 
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 PROPOSERS = "autoresearch.proposers"
 EXECUTORS = "autoresearch.executors"
 
 
-def _entries(group: str) -> dict[str, list[metadata.EntryPoint]]:
+def _entries(group: str) -> dict[str, list["metadata.EntryPoint"]]:
+    from importlib import metadata  # 40 ms: only when a kind is looked up
+
     found: dict[str, list[metadata.EntryPoint]] = {}
     seen: set[tuple[str, str]] = set()
     for ep in metadata.entry_points(group=group):

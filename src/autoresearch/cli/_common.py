@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -17,6 +16,7 @@ import click
 
 from ..errors import (EXIT_CONFIG, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_PROBLEM, EXIT_REJECTED,  # noqa: F401
                       AutoresearchError)
+from ..proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
 
 if TYPE_CHECKING:
     from ..journal import Experiment
@@ -66,14 +66,6 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
 
     return wrapper
-
-
-def refuse_inside_proposal(command: str) -> None:
-    """An agent inside a proposal step must not run experiments itself: the loop measures."""
-    if os.environ.get("AUTORESEARCH_PROPOSING"):
-        raise AutoresearchError(
-            f"`autoresearch {command}` cannot run inside a proposal step: the loop that called you measures "
-            "your change after you finish. Edit the editable files, end with a one-line `summary: ...`, and exit.")
 
 
 def open_session(path: str = ".") -> "Session":

@@ -108,4 +108,6 @@ def _require_extras(template: str) -> None:
              "(or pick another template: autoresearch templates)")
 
 
-COMMANDS = [init, templates, lock, verify_cmd, start_cmd]
+from ..proposers.knobs_cli import knobs_command  # noqa: E402
+
+COMMANDS = [init, templates, lock, verify_cmd, start_cmd, knobs_command]

@@ -14,13 +14,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from ..errors import AutoresearchError
+
 PROPOSING_ENV = "AUTORESEARCH_PROPOSING"
 # What `refuse_inside_proposal` exits with, when the CLI turns the error into an exit status:
 # not 1 (a crash), not 2 (a usage error), so a wrapper script can tell it apart.
 REFUSED_EXIT = 3
 
 
-class InsideProposalError(RuntimeError):
+class InsideProposalError(AutoresearchError):
     """An experiment-running command was started from inside a proposal step."""
 
     exit_code = REFUSED_EXIT

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import click
 
-from .knobs import list_knobs
 
 
 @click.command(name="knobs")
@@ -28,6 +27,7 @@ from .knobs import list_knobs
 def knobs_command(as_json: bool, directory: Path) -> None:
     """List the knobs `--agent tune` searches: file:line NAME = value  space; then what was skipped."""
     from ..task import ConfigError, find_root, load_config
+    from .knobs import list_knobs  # libcst: loaded for this command only
 
     try:
         config = load_config(find_root(directory))

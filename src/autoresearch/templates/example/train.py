@@ -1,12 +1,7 @@
 """The editable file of the `example` task: fit a polynomial with gradient descent.
 
-The knobs are module-level constants. The run saves the fitted weights to
-$AUTORESEARCH_OUT/weights.json; the read-only evaluate.py computes the number that counts from
-them (what this file prints is its own view, shown as a claim mismatch if it disagrees).
+The knobs are module-level constants; the weights go to $AUTORESEARCH_OUT for evaluate.py.
 """
-
-import json
-import os
 
 from prepare import TRAIN, features, val_loss
 
@@ -34,6 +29,10 @@ def train() -> list[float]:
 
 
 if __name__ == "__main__":
+    import json
+    import os
+
+    # The read-only evaluate.py scores these weights: that number counts, not what we print.
     weights = train()
     with open(os.path.join(os.environ.get("AUTORESEARCH_OUT", "."), "weights.json"), "w") as fh:
         json.dump(weights, fh)
