@@ -90,21 +90,45 @@ class _CappedLog:
         self.fh.close()
 
 
-def parse_metrics(lines: list[bytes]) -> tuple[dict[str, float], dict[str, str]]:
-    """`name: value` lines; the last value of a name wins. Non-numeric values go to texts."""
-    metrics: dict[str, float] = {}
-    texts: dict[str, str] = {}
-    for raw in lines:
-        match = METRIC_LINE.match(raw.strip(b"\n"))
+MAX_NAMES = 1000  # distinct metric names kept from one run: output size never grows memory
+
+
+class MetricParser:
+    """`name: value` lines, fed one at a time; the last value of a name wins, non-numeric
+    values go to texts. Memory is bounded by MAX_NAMES, whatever the run prints: past it, the
+    name printed longest ago is forgotten, so the final lines (the metric) always count. A line is read
+    after its last carriage return (progress bars redraw a line) and without leading blanks."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+        self.texts: dict[str, str] = {}
+
+    def feed(self, raw: bytes) -> None:
+        if len(raw) > 4096 or b":" not in raw:
+            return
+        line = raw.rstrip(b"\r\n").rsplit(b"\r", 1)[-1].strip()
+        match = METRIC_LINE.match(line)
         if not match:
-            continue
+            return
         name = match.group(1).decode()
         value = match.group(2).decode("utf-8", "replace")
+        self.metrics.pop(name, None)  # re-inserted at the end: the names printed last are kept
+        self.texts.pop(name, None)
         try:
-            metrics[name] = float(value)
+            self.metrics[name] = float(value)
         except ValueError:
-            texts[name] = value
-    return metrics, texts
+            self.texts[name] = value
+        if len(self.metrics) + len(self.texts) > MAX_NAMES:  # forget the name printed longest ago
+            oldest = self.metrics if self.metrics else self.texts
+            oldest.pop(next(iter(oldest)))
+
+
+def parse_metrics(lines: list[bytes]) -> tuple[dict[str, float], dict[str, str]]:
+    """The same over a list of lines."""
+    parser = MetricParser()
+    for raw in lines:
+        parser.feed(raw)
+    return parser.metrics, parser.texts
 
 
 def tail_lines(path: Path | None, n: int = TAIL_LINES, max_bytes: int = 64 * 1024) -> str:
@@ -227,7 +251,7 @@ def run_command(
     argv = wrap_command(command, cwd=cwd, spec=sandbox) if sandbox else ["/bin/sh", "-c", command]
     log = _CappedLog(log_path, log_max_bytes)
     log.write(f"$ {command}\n".encode())
-    lines: list[bytes] = []
+    parser = MetricParser()
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -241,10 +265,10 @@ def run_command(
 
     def pump() -> None:
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
+        stdout = proc.stdout
+        for raw in iter(lambda: stdout.readline(65536), b""):  # a line without end is read in pieces
             log.write(raw)
-            if len(raw) < 512 and b":" in raw:
-                lines.append(raw)
+            parser.feed(raw)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
@@ -286,7 +310,7 @@ def run_command(
     secrets = session_secrets()
     if secrets:  # a run (or an agent) that prints a key leaves no key in the log
         redact_file(log_path, secrets)
-    metrics, texts = parse_metrics(lines)
+    metrics, texts = parser.metrics, parser.texts
     return RunResult(exit_code=proc.returncode, seconds=seconds, metrics=metrics, texts=texts,
                      timed_out=timed_out, interrupted=interrupted, log_path=log_path)
 
