@@ -63,7 +63,7 @@ from .workspace import Change, Workspace, branch_name, count_lines, experiment_r
 MAX_REPLAYS = 3  # replays of one idea before it gives up on a best that keeps moving
 DRAIN_TIMEOUT_S = 30.0  # after Ctrl-C: how long interrupted runs get to report back
 POLL_S = 0.2
-EXECUTOR_REASONS = {"executor-error", "worker-error"}  # the machinery failed, not the experiment
+EXECUTOR_REASONS = {"executor-error", "worker-error", "worker-lost"}  # the machinery failed, not the experiment
 WORKTREES = "worktrees"
 
 ProposerSource = Union[Proposer, Callable[[int], Proposer]]
@@ -478,7 +478,7 @@ class ParallelLoop:
         elif exp.status != "crash" or exp.reason not in PROPOSER_REASONS:
             self.executor_failures = 0
         # Crash repair, per slot: a model-driven proposer gets a few tries at its own crash.
-        if exp.status == "crash" and exp.reason not in PROPOSER_REASONS and slot.model_driven \
+        if exp.status == "crash" and exp.reason not in PROPOSER_REASONS | EXECUTOR_REASONS and slot.model_driven \
                 and "replay_of" not in exp.details:
             fixing = "fix_of" in exp.details
             if not fixing:

@@ -8,9 +8,13 @@ harness as a local run (`experiment.measure`: budget, hard timeout, sandbox when
 evaluate phase), and returns the metrics and the logs, which the driver writes into
 `.autoresearch/runs/<seq>/`. Artifacts in AUTORESEARCH_OUT stay on the worker and are deleted.
 
-A worker that dies mid-run (killed, out of memory, node lost) is a `crash` with reason
-`worker-lost`; the slot is free again at once and Ray starts a new worker for its next run.
-Tasks are never retried: a retry would silently run the experiment twice.
+A worker that dies mid-run (killed, its node lost) is a `crash` with reason `worker-lost`: the
+machinery failed, not the experiment, so the agent is not asked to fix it, and several in a
+row stop the loop like other executor failures. The slot is free again at once and Ray starts
+a new worker, on a node that is still alive, for its next run. A worker Ray's memory monitor
+kills is `oom`, the experiment's own doing. Tasks are never retried: a retry would silently
+run the experiment twice. Each run records where it ran (`details["worker"]`: host, pid, Ray
+node id and node address).
 
 Ray is an optional extra: `pip install 'autoresearch[ray]'`. Workers need the task's own
 dependencies (torch, ...); autoresearch itself is shipped to a cluster the executor connects to.
@@ -170,11 +174,18 @@ class RayExecutor:
             if self._cancelled.is_set():
                 return _driver_failure(session, job, "interrupted", "the Ray task was cancelled", interrupted=True)
             return _driver_failure(session, job, "worker-error", f"the Ray task failed:\n{exc}")
-        except rx.RayError as exc:  # WorkerCrashedError, NodeDiedError, OwnerDiedError, ObjectLostError...
+        except rx.RayError as exc:
             if self._cancelled.is_set():
                 return _driver_failure(session, job, "interrupted", "the Ray task was cancelled", interrupted=True)
-            return _driver_failure(session, job, "worker-lost",
-                                   f"the Ray worker running this experiment was lost ({type(exc).__name__}):\n{exc}")
+            if isinstance(exc, rx.OutOfMemoryError):  # Ray's memory monitor killed it: the run's own doing
+                return _driver_failure(session, job, "oom", f"Ray killed the worker for lack of memory:\n{exc}")
+            if isinstance(exc, lost_worker_errors(rx)):
+                return _driver_failure(session, job, "worker-lost", f"the Ray worker running this experiment "
+                                       f"was lost ({type(exc).__name__}):\n{exc}")
+            # Not the experiment's fault and no lost machine either: a runtime_env that cannot be
+            # set up, an unschedulable request, a broken cluster. Repeated, these stop the loop.
+            return _driver_failure(session, job, "executor-error", f"Ray could not run this experiment "
+                                   f"({type(exc).__name__}):\n{exc}")
         return _measurement_from(session, job, result)
 
     def cancel(self) -> None:
@@ -202,6 +213,13 @@ class RayExecutor:
                     pass
 
         threading.Thread(target=force, daemon=True).start()
+
+
+def lost_worker_errors(rx: Any) -> tuple[type, ...]:
+    """The exceptions with which Ray says the process or machine running a task went away: a
+    worker killed, its raylet or node dead, the result's object lost with its owner or node."""
+    names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError", "RayActorError")  # ObjectLostError covers OwnerDiedError; RayActorError covers ActorDiedError
+    return tuple(getattr(rx, n) for n in names if hasattr(rx, n))
 
 
 # -- the driver's side of the wire ------------------------------------------------------------
@@ -232,8 +250,8 @@ def _measurement_from(session: Session, job: Job, result: dict) -> Measurement:
         (run_dir / Path(name).name).write_bytes(data)
     log_name = result.get("log_name") or f"{job.label}.log"
     flags = dict(result.get("flags") or {})
-    flags["worker"] = {"host": result.get("host", ""), "pid": result.get("pid"),
-                       "setup_seconds": result.get("setup_seconds", 0.0)}
+    flags["worker"] = {"host": result.get("host", ""), "pid": result.get("pid"), "node": result.get("node", ""),
+                       "node_ip": result.get("node_ip", ""), "setup_seconds": result.get("setup_seconds", 0.0)}
     return Measurement(bool(result["ok"]), result.get("reason", ""), rejected=bool(result.get("rejected")),
                        metric=result.get("metric"), metrics=dict(result.get("metrics") or {}),
                        seconds=float(result.get("seconds") or 0.0), log_path=run_dir / log_name, flags=flags,
@@ -305,14 +323,28 @@ def remote_measure(config: TaskConfig, archive: bytes, seq: int, seed: int, labe
             setup_seconds = time.monotonic() - began
             if failed:
                 return {"ok": False, "reason": failed, "logs": _logs(run_dir), "log_name": f"{label}.setup.log",
-                        "host": socket.gethostname(), "pid": os.getpid(), "setup_seconds": setup_seconds}
+                        "setup_seconds": setup_seconds, **_where()}
         m = measure(session, tree, seq, seed, label)  # type: ignore[arg-type] - a session in all it needs
         return {"ok": m.ok, "reason": m.reason, "rejected": m.rejected, "metric": m.metric, "metrics": m.metrics,
                 "seconds": m.seconds, "flags": m.flags, "interrupted": m.interrupted, "logs": _logs(run_dir),
-                "log_name": m.log_path.name if m.log_path else f"{label}.log", "host": socket.gethostname(),
-                "pid": os.getpid(), "setup_seconds": setup_seconds}
+                "log_name": m.log_path.name if m.log_path else f"{label}.log", "setup_seconds": setup_seconds,
+                **_where()}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _where() -> dict:
+    """Which machine ran this: host and pid, and Ray's node id and address (two nodes on one
+    host share the host name; the node id tells them apart)."""
+    where: dict = {"host": socket.gethostname(), "pid": os.getpid(), "node": "", "node_ip": ""}
+    try:
+        import ray
+
+        where["node"] = ray.get_runtime_context().get_node_id()
+        where["node_ip"] = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - outside a Ray worker (a direct call), or an older Ray
+        pass
+    return where
 
 
 def _sweep_scratch() -> None:
