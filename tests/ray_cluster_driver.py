@@ -14,6 +14,7 @@ It starts a head (`ray start --head --block`) and a second node (`ray start --ad
 alive, runs COMMAND, and stops both by pid. With --kill-node2-on-run N it also watches the
 second node's process tree and, once the Nth run (a process whose command line holds
 --kill-match) has started there, SIGKILLs the whole node mid-run, as if the machine were lost.
+Every process gets RAY_AUTH_MODE=token and one fresh RAY_AUTH_TOKEN, as a real cluster should.
 The summary (JSON) names both nodes' ids, the killed run's AUTORESEARCH_SEQ and COMMAND's exit.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -227,6 +229,11 @@ def main() -> int:
               "bwrap --dev-bind / / --unshare-net --unshare-pid --die-with-parent --proc /proc", file=sys.stderr)
         return 2
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Token authentication, as a cluster on a real network should have it: every node and the
+    # command get the same fresh token (and never read or write ~/.ray/auth_token).
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
     # A SIGTERM (a test's timeout) still stops the nodes through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = Path(tempfile.mkdtemp(prefix="rc-"))  # short: Ray's socket paths must stay under 107 bytes

@@ -47,6 +47,10 @@ BACKSTOP_MARGIN_S = 120.0  # the driver gives up on a task this long after its h
 WARMUP_TIMEOUT_S = 60.0
 SCRATCH_PREFIX = "autoresearch-ray-"  # + the worker's pid: a dead worker's folder is swept
 WARMUP_HOLD_S = 0.5
+# Runs and warm-ups spread over the nodes: each node gets warm workers, and experiments that
+# share no GPU do not crowd one machine's CPUs while another idles (Ray's default packs a node
+# half full before it uses the next).
+SCHEDULING = "SPREAD"
 
 
 class RayExecutor:
@@ -101,11 +105,12 @@ class RayExecutor:
     def _warm_up(self) -> None:
         """Have Ray start one worker per slot now (each importing the harness), so the first
         experiments do not wait for worker start-up. Holding each warm-up task a moment makes
-        them overlap, so they cannot all land on one worker. Best effort: a cluster that has no
-        room for all slots yet simply warms fewer."""
+        them overlap, so they cannot all land on one worker; spreading them warms every node.
+        Best effort: a cluster that has no room for all slots yet simply warms fewer."""
         ray = self._ray
         ready = ray.remote(warm)
-        refs = [ready.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0).remote(WARMUP_HOLD_S)
+        refs = [ready.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0,
+                              scheduling_strategy=SCHEDULING).remote(WARMUP_HOLD_S)
                 for _ in range(self.slots)]
         done, pending = ray.wait(refs, num_returns=len(refs), timeout=WARMUP_TIMEOUT_S)
         for ref in pending:
@@ -137,6 +142,7 @@ class RayExecutor:
             done(_driver_failure(session, job, "executor-error", f"could not archive {job.commit}: {exc}"))
             return
         ref = self._remote.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0,
+                                   scheduling_strategy=SCHEDULING,
                                    name=f"autoresearch-{job.seq}-{job.label}").remote(
             config, archive, job.seq, job.seed, job.label, self._lock_json)
         with self._lock:
