@@ -224,7 +224,8 @@ class RayExecutor:
 def lost_worker_errors(rx: Any) -> tuple[type, ...]:
     """The exceptions with which Ray says the process or machine running a task went away: a
     worker killed, its raylet or node dead, the result's object lost with its owner or node."""
-    names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError", "RayActorError")  # ObjectLostError covers OwnerDiedError; RayActorError covers ActorDiedError
+    # ObjectLostError covers OwnerDiedError; RayActorError covers ActorDiedError.
+    names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError", "RayActorError")
     return tuple(getattr(rx, n) for n in names if hasattr(rx, n))
 
 
