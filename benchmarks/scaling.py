@@ -7,6 +7,15 @@ shipping, sandbox start, verdict, journal). Efficiency is the measured rate agai
 
     python benchmarks/scaling.py                      # 1, 2, 4 slots; local and ray; 4 s runs
     python benchmarks/scaling.py --seconds 2 --rounds 2 --executors local
+    python benchmarks/scaling.py --address HOST:PORT  # 2, 4 slots; local and that Ray cluster
+
+With --address the Ray rows run on an existing cluster (the driver connects to it and ships
+autoresearch to its workers, as `[executor] address` does) and say on how many nodes the runs
+landed. To measure a real two-node cluster on one machine, let the test's driver start one in a
+loopback-only namespace (each node 2 CPUs, so 4 slots fit) and run this script on it:
+
+    bwrap --dev-bind / / --unshare-net --unshare-pid --die-with-parent --proc /proc \
+        python tests/ray_cluster_driver.py --cpus 2 -- python benchmarks/scaling.py --address {address}
 
 Every experiment is a real one (a proposer edits train.py, the driver commits it, the harness
 runs it, the verdict is recorded); the proposer here is instant, so a model's thinking time is
@@ -62,7 +71,7 @@ def make_task(root: Path, seconds: float) -> None:
     Workspace(root).commit_paths(["train.py"], "benchmark: a run that sleeps")
 
 
-def measure(kind: str, slots: int, seconds: float, rounds: int, base: Path) -> dict:
+def measure(kind: str, slots: int, seconds: float, rounds: int, base: Path, address: str = "") -> dict:
     root = base / f"{kind}-{slots}"
     make_task(root, seconds)
     if kind == "local":
@@ -70,26 +79,31 @@ def measure(kind: str, slots: int, seconds: float, rounds: int, base: Path) -> d
     else:
         from autoresearch.executors.ray import RayExecutor
 
-        executor = RayExecutor(slots, num_cpus=1)
+        executor = RayExecutor(slots, address=address, num_cpus=1)
     with Session.open(root) as session:
         start(session, "bench")
         began = time.monotonic()
         run_parallel(session, lambda slot: Bump(), LoopSection(max_experiments=rounds * slots), executor)
         wall = time.monotonic() - began
         stats = throughput(session.journal, "bench")
+        nodes = {e.details["worker"].get("node") or e.details["worker"].get("host")
+                 for e in session.journal.experiments("bench") if "worker" in e.details}
     ideal = slots * 3600.0 / seconds
     return {"kind": kind, "slots": slots, "experiments": stats["experiments"], "per_hour": stats["per_hour"],
             "per_slot_per_hour": stats["per_slot_per_hour"], "ideal": ideal, "efficiency": stats["per_hour"] / ideal,
-            "concurrency": stats["concurrency"], "wall": wall}
+            "concurrency": stats["concurrency"], "wall": wall,
+            "nodes": len(nodes) if kind != "local" else 1}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="how long each run sleeps")
     parser.add_argument("--rounds", type=int, default=3, help="experiments per slot")
-    parser.add_argument("--slots", default="1,2,4", help="slot counts to try, comma-separated")
+    parser.add_argument("--slots", help="slot counts to try, comma-separated (default 1,2,4; 2,4 with --address)")
     parser.add_argument("--executors", default="local,ray", help="local, ray or both")
+    parser.add_argument("--address", default="", help="run the Ray rows on this existing cluster (HOST:PORT)")
     args = parser.parse_args()
+    args.slots = args.slots or ("2,4" if args.address else "1,2,4")
     slot_counts = [int(n) for n in args.slots.split(",")]
     kinds = [k.strip() for k in args.executors.split(",") if k.strip()]
     rows = []
@@ -103,24 +117,29 @@ def main() -> int:
                     print("ray is not installed (pip install 'autoresearch[ray]'): skipping it", file=sys.stderr)
                     continue
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            if kind == "ray" and not args.address:  # with --address the executor connects by itself
                 ray.init(num_cpus=max(slot_counts), _node_ip_address="127.0.0.1", include_dashboard=False,
                          log_to_driver=False)
             try:
                 for slots in slot_counts:
-                    row = measure(kind, slots, args.seconds, args.rounds, Path(tmp))
+                    row = measure(kind, slots, args.seconds, args.rounds, Path(tmp), args.address)
+                    if kind == "ray" and args.address:
+                        row["kind"] = "cluster"
                     rows.append(row)
-                    print(f"{kind:5s} {slots} slot(s): {row['per_hour']:7.0f} experiments/h "
+                    print(f"{row['kind']:7s} {slots} slot(s): {row['per_hour']:7.0f} experiments/h "
                           f"({row['per_slot_per_hour']:.0f} per slot), ideal {row['ideal']:.0f}, "
                           f"efficiency {100 * row['efficiency']:.1f}%", file=sys.stderr, flush=True)
             finally:
-                if kind == "ray":
+                if kind == "ray" and not args.address:
                     ray.shutdown()
     print(f"\nruns sleep {args.seconds:g} s; {args.rounds} experiments per slot; ideal = slots x 3600 / {args.seconds:g}")
+    if args.address:
+        print(f"cluster: the Ray cluster at {args.address}")
     print(f"{'executor':8s} {'slots':>5s} {'exps':>5s} {'exp/h':>8s} {'exp/h/slot':>10s} {'ideal':>7s} "
-          f"{'efficiency':>10s} {'in flight':>9s} {'wall s':>7s}")
+          f"{'efficiency':>10s} {'in flight':>9s} {'wall s':>7s} {'nodes':>5s}")
     for r in rows:
         print(f"{r['kind']:8s} {r['slots']:5d} {r['experiments']:5d} {r['per_hour']:8.0f} {r['per_slot_per_hour']:10.0f} "
-              f"{r['ideal']:7.0f} {100 * r['efficiency']:9.1f}% {r['concurrency']:9.2f} {r['wall']:7.1f}")
+              f"{r['ideal']:7.0f} {100 * r['efficiency']:9.1f}% {r['concurrency']:9.2f} {r['wall']:7.1f} {r['nodes']:5d}")
     at4 = [r for r in rows if r["slots"] == 4]
     if at4:
         ok = all(r["efficiency"] >= 0.9 for r in at4)

@@ -8,9 +8,13 @@ harness as a local run (`measure.measure`: budget, hard timeout, sandbox when co
 evaluate phase), and returns the metrics and the logs, which the driver writes into
 `.autoresearch/runs/<seq>/`. Artifacts in AUTORESEARCH_OUT stay on the worker and are deleted.
 
-A worker that dies mid-run (killed, out of memory, node lost) is a `crash` with reason
-`worker-lost`; the slot is free again at once and Ray starts a new worker for its next run.
-Tasks are never retried: a retry would silently run the experiment twice.
+A worker that dies mid-run (killed, its node lost) is a `crash` with reason `worker-lost`: the
+machinery failed, not the experiment, so the agent is not asked to fix it, and several in a
+row stop the loop like other executor failures. The slot is free again at once and Ray starts
+a new worker, on a node that is still alive, for its next run. A worker Ray's memory monitor
+kills is `oom`, the experiment's own doing. Tasks are never retried: a retry would silently
+run the experiment twice. Each run records where it ran (`details["worker"]`: host, pid, Ray
+node id and node address).
 
 Ray is an optional extra: `pip install 'autoresearch[ray]'`. Workers need the task's own
 dependencies (torch, ...); autoresearch itself is shipped to a cluster the executor connects to.
@@ -43,6 +47,10 @@ BACKSTOP_MARGIN_S = 120.0  # the driver gives up on a task this long after its h
 WARMUP_TIMEOUT_S = 60.0
 SCRATCH_PREFIX = "autoresearch-ray-"  # + the worker's pid: a dead worker's folder is swept
 WARMUP_HOLD_S = 0.5
+# Runs and warm-ups spread over the nodes: each node gets warm workers, and experiments that
+# share no GPU do not crowd one machine's CPUs while another idles (Ray's default packs a node
+# half full before it uses the next).
+SCHEDULING = "SPREAD"
 
 
 class RayExecutor:
@@ -97,11 +105,12 @@ class RayExecutor:
     def _warm_up(self) -> None:
         """Have Ray start one worker per slot now (each importing the harness), so the first
         experiments do not wait for worker start-up. Holding each warm-up task a moment makes
-        them overlap, so they cannot all land on one worker. Best effort: a cluster that has no
-        room for all slots yet simply warms fewer."""
+        them overlap, so they cannot all land on one worker; spreading them warms every node.
+        Best effort: a cluster that has no room for all slots yet simply warms fewer."""
         ray = self._ray
         ready = ray.remote(warm)
-        refs = [ready.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0).remote(WARMUP_HOLD_S)
+        refs = [ready.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0,
+                              scheduling_strategy=SCHEDULING).remote(WARMUP_HOLD_S)
                 for _ in range(self.slots)]
         done, pending = ray.wait(refs, num_returns=len(refs), timeout=WARMUP_TIMEOUT_S)
         for ref in pending:
@@ -133,6 +142,7 @@ class RayExecutor:
             done(_driver_failure(session, job, "executor-error", f"could not archive {job.commit}: {exc}"))
             return
         ref = self._remote.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0,
+                                   scheduling_strategy=SCHEDULING,
                                    name=f"autoresearch-{job.seq}-{job.label}").remote(
             config, archive, job.seq, job.seed, job.label, self._lock_json)
         with self._lock:
@@ -170,11 +180,18 @@ class RayExecutor:
             if self._cancelled.is_set():
                 return _driver_failure(session, job, "interrupted", "the Ray task was cancelled", interrupted=True)
             return _driver_failure(session, job, "worker-error", f"the Ray task failed:\n{exc}")
-        except rx.RayError as exc:  # WorkerCrashedError, NodeDiedError, OwnerDiedError, ObjectLostError...
+        except rx.RayError as exc:
             if self._cancelled.is_set():
                 return _driver_failure(session, job, "interrupted", "the Ray task was cancelled", interrupted=True)
-            return _driver_failure(session, job, "worker-lost",
-                                   f"the Ray worker running this experiment was lost ({type(exc).__name__}):\n{exc}")
+            if isinstance(exc, rx.OutOfMemoryError):  # Ray's memory monitor killed it: the run's own doing
+                return _driver_failure(session, job, "oom", f"Ray killed the worker for lack of memory:\n{exc}")
+            if isinstance(exc, lost_worker_errors(rx)):
+                return _driver_failure(session, job, "worker-lost", f"the Ray worker running this experiment "
+                                       f"was lost ({type(exc).__name__}):\n{exc}")
+            # Not the experiment's fault and no lost machine either: a runtime_env that cannot be
+            # set up, an unschedulable request, a broken cluster. Repeated, these stop the loop.
+            return _driver_failure(session, job, "executor-error", f"Ray could not run this experiment "
+                                   f"({type(exc).__name__}):\n{exc}")
         return _measurement_from(session, job, result)
 
     def cancel(self) -> None:
@@ -202,6 +219,14 @@ class RayExecutor:
                     pass
 
         threading.Thread(target=force, daemon=True).start()
+
+
+def lost_worker_errors(rx: Any) -> tuple[type, ...]:
+    """The exceptions with which Ray says the process or machine running a task went away: a
+    worker killed, its raylet or node dead, the result's object lost with its owner or node."""
+    # ObjectLostError covers OwnerDiedError; RayActorError covers ActorDiedError.
+    names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError", "RayActorError")
+    return tuple(getattr(rx, n) for n in names if hasattr(rx, n))
 
 
 # -- the driver's side of the wire ------------------------------------------------------------
@@ -232,8 +257,8 @@ def _measurement_from(session: Session, job: Job, result: dict) -> Measurement:
         (run_dir / Path(name).name).write_bytes(data)
     log_name = result.get("log_name") or f"{job.label}.log"
     flags = dict(result.get("flags") or {})
-    flags["worker"] = {"host": result.get("host", ""), "pid": result.get("pid"),
-                       "setup_seconds": result.get("setup_seconds", 0.0)}
+    flags["worker"] = {"host": result.get("host", ""), "pid": result.get("pid"), "node": result.get("node", ""),
+                       "node_ip": result.get("node_ip", ""), "setup_seconds": result.get("setup_seconds", 0.0)}
     return Measurement(bool(result["ok"]), result.get("reason", ""), rejected=bool(result.get("rejected")),
                        metric=result.get("metric"), metrics=dict(result.get("metrics") or {}),
                        seconds=float(result.get("seconds") or 0.0), log_path=run_dir / log_name, flags=flags,
@@ -305,14 +330,28 @@ def remote_measure(config: TaskConfig, archive: bytes, seq: int, seed: int, labe
             setup_seconds = time.monotonic() - began
             if failed:
                 return {"ok": False, "reason": failed, "logs": _logs(run_dir), "log_name": f"{label}.setup.log",
-                        "host": socket.gethostname(), "pid": os.getpid(), "setup_seconds": setup_seconds}
+                        "setup_seconds": setup_seconds, **_where()}
         m = measure(session, tree, seq, seed, label)  # type: ignore[arg-type] - a session in all it needs
         return {"ok": m.ok, "reason": m.reason, "rejected": m.rejected, "metric": m.metric, "metrics": m.metrics,
                 "seconds": m.seconds, "flags": m.flags, "interrupted": m.interrupted, "logs": _logs(run_dir),
-                "log_name": m.log_path.name if m.log_path else f"{label}.log", "host": socket.gethostname(),
-                "pid": os.getpid(), "setup_seconds": setup_seconds}
+                "log_name": m.log_path.name if m.log_path else f"{label}.log", "setup_seconds": setup_seconds,
+                **_where()}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _where() -> dict:
+    """Which machine ran this: host and pid, and Ray's node id and address (two nodes on one
+    host share the host name; the node id tells them apart)."""
+    where: dict = {"host": socket.gethostname(), "pid": os.getpid(), "node": "", "node_ip": ""}
+    try:
+        import ray
+
+        where["node"] = ray.get_runtime_context().get_node_id()
+        where["node_ip"] = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - outside a Ray worker (a direct call), or an older Ray
+        pass
+    return where
 
 
 def _sweep_scratch() -> None:
