@@ -116,10 +116,15 @@ elif mode == "honest":
     train.write_text(text)
     print("summary: honest level " + cheat)
 elif mode == "tamper-records":
-    rows = Path("results.tsv").read_text()
-    Path("results.tsv").write_text(rows + "abcdef0\t0.000000\t0.0\tkeep\tI am the best\n")
+    task = Path.cwd().parents[3]  # the agent works in <task>/.autoresearch/slots/<i>/scratch
     try:
-        db = sqlite3.connect(".autoresearch/journal.db")
+        rows = (task / "results.tsv").read_text()
+        (task / "results.tsv").write_text(rows + "abcdef0\t0.000000\t0.0\tkeep\tI am the best\n")
+        print("results: rewritten")
+    except OSError as exc:
+        print("results: refused:", exc)
+    try:
+        db = sqlite3.connect(task / ".autoresearch" / "journal.db")
         db.execute("UPDATE experiments SET metric = 0.0")
         db.commit()
         print("journal: rewritten")
@@ -206,11 +211,11 @@ def test_a_process_that_outlives_the_run_is_killed(task: Path) -> None:
 def test_tampering_with_results_and_journal_changes_nothing(task: Path) -> None:
     row = run_agent(task, "tamper-records")
     agent_log = (Path(row["log_path"]).parent / "agent.log").read_text()
-    assert "journal: refused" in agent_log  # .autoresearch is read-only for agents
+    assert "journal: refused" in agent_log  # .autoresearch is invisible to agents
+    assert "results: refused" in agent_log  # the task folder is read-only to them
     db = sqlite3.connect(task / ".autoresearch" / "journal.db")
     metrics = [m for (m,) in db.execute("SELECT metric FROM experiments WHERE metric IS NOT NULL")]
     assert 0.0 not in metrics
-    assert row["details"].get("results_tsv_repaired") is True  # found when the experiment was recorded
     honest(task, "2.5")
     rows = (task / "results.tsv").read_text()
     assert "I am the best" not in rows

@@ -55,7 +55,6 @@ SCHEDULING = "SPREAD"
 
 class RayExecutor:
     kind = "ray"
-    needs_worktree = False
 
     def __init__(self, slots: int, address: str = "", num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
         if num_cpus < 0 or num_gpus < 0:

@@ -636,7 +636,7 @@ class CodingAgent:
         before = set(ctx.workspace.untracked())
         offset = ctx.log_path.stat().st_size if ctx.log_path.exists() else 0
         result = run_command(command, cwd=root, env=env, timeout=ctx.timeout, log_path=ctx.log_path,
-                             log_max_bytes=self.log_max_bytes, sandbox=self._sandbox(ctx, env, run_dir))
+                             log_max_bytes=self.log_max_bytes, sandbox=self._sandbox(ctx, env, run_dir, command))
         moved = self._move_scratch(ctx, before, run_dir)
         output = self._read_output(ctx.log_path, offset, command)
         if result.interrupted:
@@ -656,7 +656,7 @@ class CodingAgent:
         return Proposal(description=description, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
                         cost_usd=outcome.cost_usd, model_driven=True)
 
-    def _sandbox(self, ctx: ProposeContext, env: dict[str, str], run_dir: Path) -> "SandboxSpec | None":
+    def _sandbox(self, ctx: ProposeContext, env: dict[str, str], run_dir: Path, command: str) -> "SandboxSpec | None":
         """Read-only everywhere but its scratch copy, its run folder and a private HOME seeded
         from the user's agent config; the task's `.autoresearch/` and eval data invisible; its
         own PID namespace, dying with us. None where bubblewrap cannot run (warned about)."""
@@ -666,7 +666,8 @@ class CodingAgent:
         root = ctx.workspace.root
         home = ctx.agent_home or (run_dir / "home")
         seed_agent_home(home, Path.home())
-        spec = agent_spec(root, home, agent_hidden(ctx.task_root or root, ctx.config.sandbox.eval_data, env))
+        spec = agent_spec(root, home, agent_hidden(ctx.task_root or root, ctx.config.sandbox.eval_data, env),
+                          visible=_needed_paths(command, env))
         return dataclasses.replace(spec, writable=[*spec.writable, run_dir])
 
     def _failure(self, code: int | None, output: str, log_path: Path) -> ProposerError:
@@ -761,3 +762,16 @@ def make_coding_agent(config: TaskConfig, agent: str) -> CodingAgent:
                            extra_args=extra)
     proposer.check_installed()
     return proposer
+
+
+def _needed_paths(command: str, env: dict[str, str]) -> list[Path]:
+    """What the agent's command needs to start that may live under /tmp (hidden by the agent's
+    private /tmp otherwise): the files its command names and the folders on its PATH. They are
+    re-exposed read-only."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    found = [Path(w) for w in words if w.startswith("/") and Path(w).exists()]
+    found += [Path(d) for d in env.get("PATH", "").split(os.pathsep) if d.startswith("/") and Path(d).is_dir()]
+    return found
