@@ -40,10 +40,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 def make_task(tmp_path: Path, *, config_edits: dict[str, str] | None = None, start: bool = True,
-              baseline: bool = True, name: str = "task") -> Path:
-    """An `example` task via the CLI; CONFIG_EDITS replace lines of autoresearch.toml before lock."""
+              baseline: bool = True, name: str = "task", harness_owned: bool = False) -> Path:
+    """An `example` task via the CLI; CONFIG_EDITS replace lines of autoresearch.toml before lock.
+
+    The template's metric comes from its read-only evaluate phase (HARNESS_OWNED). Most tests
+    swap train.py for a script of their own that prints the metric, so by default the
+    evaluate phase is dropped and train.py's own line counts, as in a task without one."""
     root = tmp_path / name
     ar(tmp_path, "init", str(root), "--template", "example")
+    if not harness_owned:
+        config_edits = {'evaluate = "python evaluate.py"\n': "", **(config_edits or {})}
     if config_edits:
         path = root / "autoresearch.toml"
         text = path.read_text()

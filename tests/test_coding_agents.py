@@ -53,6 +53,14 @@ def template_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One example task with a baseline, made with the CLI; each test works on a copy."""
     base = tmp_path_factory.mktemp("template")
     autoresearch("init", "task", "--template", "example", cwd=base)
+    # These tests drive each CLI's wiring (flags, output parsing, usage) with fakes that report
+    # to a file under /tmp; the agent sandbox (which hides /tmp) is attacked in test_sealed.py
+    # and test_sandbox.py, and the released CLIs run inside it in test_agents_real.py.
+    config = base / "task" / "autoresearch.toml"
+    config.write_text(config.read_text().replace("[agent]", '[sandbox]\nkind = "none"\n\n[agent]'))
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "no sandbox"],
+                   cwd=base / "task", check=True)
+    autoresearch("lock", cwd=base / "task")
     autoresearch("start", "--tag", "t", cwd=base / "task")
     autoresearch("baseline", cwd=base / "task")
     return base / "task"

@@ -75,10 +75,10 @@ cuda = os.environ.get("CUDA_VISIBLE_DEVICES", "")
 print(f"t_start: {t_start:.6f}")
 print(f"t_end: {time.time():.6f}")
 print(f"seen_seq: {seq}")
-print(f"seen_slot: {cwd.rsplit('slot-', 1)[1] if 'slot-' in cwd else -1}")
+print(f"seen_slot: {cwd.rsplit('/slots/', 1)[1].split('/')[0] if '/slots/' in cwd else -1}")
 print(f"seen_cuda: {cuda if cuda.isdigit() else -1}")
 print(f"seen_cpus: {sum(1 << c for c in os.sched_getaffinity(0))}")
-print(f"seen_journal: {int(os.path.exists(os.path.join(cwd, '..', '..', 'journal.db')))}")
+print(f"seen_journal: {int(os.path.exists(os.path.join(cwd, '..', '..', '..', 'journal.db')))}")
 print(f"val_loss: {(A - 1) ** 2 + (B - 1) ** 2 + (C - 1) ** 2 + (D - 1) ** 2 + 1:.6f}")
 '''
 
@@ -105,7 +105,9 @@ def make_template(base: Path, extra_config: str = "", task_lines: str = "") -> P
     ar(base, "init", str(root), "--template", "example")
     (root / "train.py").write_text(TRAIN)
     config = root / "autoresearch.toml"
-    text = config.read_text()
+    text = config.read_text().replace('evaluate = "python evaluate.py"\n', "")  # TRAIN prints the metric
+    # runs see only the variables a task lists: these are the test's knobs
+    text = text.replace("[task]\n", '[task]\nenv = ["TEST_SLEEP", "TEST_SLOW_SEQS", "TEST_SLOW_S"]\n', 1)
     if task_lines:
         text = text.replace("[task]\n", "[task]\n" + task_lines.strip() + "\n", 1)
     if extra_config:
@@ -419,7 +421,8 @@ def test_an_executor_that_cannot_run_stops_the_slots(template: Path, tmp_path: P
 def test_an_agent_cannot_redirect_its_worktree_or_rewrite_the_results(template: Path, tmp_path: Path) -> None:
     class Tamper(Scripted):
         def propose(self, ctx: ProposeContext) -> Proposal:
-            (ctx.workspace.root / ".git").write_text(f"gitdir: {tmp_path / 'elsewhere'}\n")
+            gitdir = ctx.workspace.root / ".git"  # its copy's own repository: pointed elsewhere
+            (gitdir / "HEAD" if gitdir.is_dir() else gitdir).write_text(f"gitdir: {tmp_path / 'elsewhere'}\n")
             if ctx.seq == 2:
                 (ctx.config.root / "results.tsv").write_text("commit\tval_loss\tmemory_gb\tstatus\tdescription\n"
                                                              "abcdef0\t0.000001\t0.0\tkeep\tsurely the best\n")
@@ -429,7 +432,7 @@ def test_an_agent_cannot_redirect_its_worktree_or_rewrite_the_results(template: 
         run_parallel(s, Tamper({2: {"A": 0.5}, 3: {"B": 0.5}}), LoopSection(max_experiments=2), LocalExecutor(1))
         exps = {e.seq: e for e in s.journal.experiments("t")}
         assert [(exps[q].status, exps[q].reason) for q in (2, 3)] == [("keep", "improved"), ("keep", "improved")]
-        assert exps[3].details.get("results_tsv_repaired") is True
+        assert exps[2].details.get("results_tsv_repaired") is True  # found when seq 2 was recorded
         assert "surely the best" not in (s.root / "results.tsv").read_text()
         check_consistent(s.root, s)
 
@@ -497,5 +500,5 @@ def test_executor_settings_are_checked() -> None:
     assert make_executor(ExecutorSection(slots=3)).slots == 3
     assert make_executor(ExecutorSection(slots=3), slots=2).slots == 2
     ray_executor = make_executor(ExecutorSection(kind="ray", slots=2, num_gpus=1.0))
-    assert (ray_executor.kind, ray_executor.slots, ray_executor.needs_worktree) == ("ray", 2, False)
+    assert (ray_executor.kind, ray_executor.slots) == ("ray", 2)
     assert "num_gpus=1" in ray_executor.describe()

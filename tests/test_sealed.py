@@ -85,7 +85,7 @@ print("summary:", mode)
 
 @pytest.fixture()
 def task(tmp_path: Path) -> Path:
-    root = make_task(tmp_path)
+    root = make_task(tmp_path, harness_owned=True)
     (tmp_path / "agent.py").write_text(AGENT)
     return root
 
@@ -167,7 +167,8 @@ def test_hidden_data_and_state_are_invisible_to_the_agent(tmp_path: Path) -> Non
     cache = Path(os.environ["AUTORESEARCH_CACHE"]) / "evaldata"
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "val.txt").write_text("the answers\n")
-    root = make_task(tmp_path, config_edits={"[agent]": '[sandbox]\neval_data = ["$AUTORESEARCH_CACHE/evaldata"]\n\n[agent]'})
+    root = make_task(tmp_path, harness_owned=True,
+                     config_edits={"[agent]": '[sandbox]\neval_data = ["$AUTORESEARCH_CACHE/evaldata"]\n\n[agent]'})
     (tmp_path / "agent.py").write_text(AGENT)
     row = run_agent(root, "read-hidden")
     log = (root / ".autoresearch" / "runs" / str(row["seq"]) / "agent.log").read_text()
@@ -218,7 +219,8 @@ def test_every_template_measures_outside_the_editable_code() -> None:
 
 
 def test_an_over_budget_run_is_rejected_however_good(tmp_path: Path) -> None:
-    root = make_task(tmp_path, config_edits={"seconds = 10\ntimeout = 60": "seconds = 1\ngrace = 1\ntimeout = 30"})
+    root = make_task(tmp_path, harness_owned=True,
+                     config_edits={"seconds = 10\ntimeout = 60": "seconds = 1\ngrace = 1\ntimeout = 30"})
     train = root / "train.py"
     train.write_text(train.read_text().replace("STEPS = 200", "STEPS = 2000").replace(
         'if __name__ == "__main__":', 'if __name__ == "__main__":\n    import time; time.sleep(3)'))

@@ -268,6 +268,10 @@ class Loop:
                 return
             slot.flow = self._replay_flow(slot, work)
         elif not self.stopping:
+            reason = self.policy.stop_reason()  # asked again: several slots may start in one pass
+            if reason:
+                self._stop(reason, hard=False)
+                return
             self.policy.count += 1
             fix, slot.fix = slot.fix, None
             slot.flow = self._proposal_flow(slot, fix)
