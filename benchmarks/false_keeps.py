@@ -13,7 +13,8 @@ Two modes:
   simulation is the real flow).
 
     .venv/bin/python benchmarks/false_keeps.py            # simulated, about 2 minutes
-    .venv/bin/python benchmarks/false_keeps.py --real     # end to end, about 10 minutes
+    .venv/bin/python benchmarks/false_keeps.py --real     # end to end, all policies (slow)
+    .venv/bin/python benchmarks/false_keeps.py --real greedy sequential   # some of them
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ POLICIES = {  # [verdict] lines
     "repeats=3": "repeats = 3",
     "paired/bootstrap": 'confirm = "paired"\nmax_runs = 12',
     "paired/sign": 'confirm = "paired"\ntest = "sign"\nmax_runs = 20',
-    "sequential": 'confirm = "sequential"\nmax_runs = 12',
+    "sequential": 'confirm = "sequential"\nmax_runs = 20',
+    "sequential@0.97": 'confirm = "sequential"\nmax_runs = 20\nconfidence = 0.97',
 }
 SIM_EXPERIMENTS = 1000
+SLOW = {"paired/bootstrap": 300}  # 4000 resamples a look in pure Python: fewer experiments
 CHAIN = 20
 
 TRAIN = '''import os, random
@@ -93,13 +96,15 @@ def trial(base: Path, name: str, verdict: str, effect: float) -> tuple[int, floa
     return keeps, statistics.fmean(runs), time.time() - began
 
 
-def real_main() -> None:
+def real_main(only: list[str]) -> None:
     print(f"{EXPERIMENTS} experiments per cell; noise sd 1.0, heavy tails {HEAVY_TAILS}; A/B effect {EFFECT} sd")
     print(f"{'policy':18s} {'A/A false keeps':>16s} {'runs/exp':>9s} {'A/B keeps':>10s} {'runs/exp':>9s} {'extra vs greedy':>16s}")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         greedy_runs = None
         for i, (name, verdict) in enumerate(POLICIES.items()):
+            if only and name not in only:
+                continue
             fk, aa_runs, _ = trial(base, f"aa{i}", verdict, 0.0)
             tk, ab_runs, _ = trial(base, f"ab{i}", verdict, EFFECT)
             greedy_runs = greedy_runs or ab_runs
@@ -144,36 +149,41 @@ def sim_experiment(policy, level: float, ref: float, effect: float, rng) -> tupl
     return False, runs, ref
 
 
-def sim_cell(policy, effect: float, seed: int) -> tuple[float, float]:  # noqa: ANN001
-    """Keeps per experiment and runs per experiment over SIM_EXPERIMENTS experiments."""
+def sim_cell(policy, effect: float, seed: int, experiments: int) -> tuple[float, float]:  # noqa: ANN001
+    """Keeps per experiment and runs per experiment over EXPERIMENTS experiments."""
     import random
 
     rng = random.Random(seed)
     keeps = runs = done = 0
-    while done < SIM_EXPERIMENTS:
+    while done < experiments:
         level = 100.0
         ref = level + rng.gauss(0.0, 1.0)  # the baseline: one run
-        for _ in range(min(CHAIN, SIM_EXPERIMENTS - done)):
+        for _ in range(min(CHAIN, experiments - done)):
             kept, n, ref = sim_experiment(policy, level, ref, effect, rng)
             level -= effect if kept else 0.0
             keeps += kept
             runs += n
             done += 1
-    return keeps / SIM_EXPERIMENTS, runs / SIM_EXPERIMENTS
+    return keeps / experiments, runs / experiments
 
 
 def sim_main() -> None:
-    print(f"simulated: {SIM_EXPERIMENTS} experiments per cell (chains of {CHAIN}), noise sd 1, one-run screen;")
-    print("runs/exp counts every run of an experiment (screen + confirmation)")
+    print(f"simulated: {SIM_EXPERIMENTS} experiments per cell ({', '.join(f'{k}: {v}' for k, v in SLOW.items())}), "
+          f"in chains of {CHAIN}; noise sd 1; one-run screen")
+    print("runs/exp counts every run of an experiment (screen + confirmation), per cell")
     print(f"{'policy':18s} {'A/A false keeps':>15s} {'runs/exp':>8s} {'power 1sd':>9s} {'runs/exp':>8s} "
           f"{'power 2sd':>9s} {'runs/exp':>8s}")
     for name, text in POLICIES.items():
         policy = sim_policy(text)
-        cells = [sim_cell(policy, effect, seed) for effect, seed in ((0.0, 11), (1.0, 12), (2.0, 13))]
+        n = SLOW.get(name, SIM_EXPERIMENTS)
+        cells = [sim_cell(policy, effect, seed, n) for effect, seed in ((0.0, 11), (1.0, 12), (2.0, 13))]
         (aa, aa_runs), (p1, r1), (p2, r2) = cells
         print(f"{name:18s} {aa * 100:>10.1f}/100 {aa_runs:>8.2f} {p1 * 100:>8.1f}% {r1:>8.2f} "
               f"{p2 * 100:>8.1f}% {r2:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":
-    real_main() if "--real" in sys.argv else sim_main()
+    if "--real" in sys.argv:
+        real_main(sys.argv[sys.argv.index("--real") + 1:])
+    else:
+        sim_main()
