@@ -36,8 +36,8 @@ POLICIES = {  # [verdict] lines
     "repeats=3": "repeats = 3",
     "paired/bootstrap": 'confirm = "paired"\nmax_runs = 12',
     "paired/sign": 'confirm = "paired"\ntest = "sign"\nmax_runs = 20',
-    "sequential": 'confirm = "sequential"\nmax_runs = 20',
-    "sequential@0.97": 'confirm = "sequential"\nmax_runs = 20\nconfidence = 0.97',
+    "sequential": 'confirm = "sequential"',  # max_runs = 20 by default
+    "sequential@0.97": 'confirm = "sequential"\nconfidence = 0.97',
 }
 SIM_EXPERIMENTS = 1000
 SLOW = {"paired/bootstrap": 300}  # 4000 resamples a look in pure Python: fewer experiments

@@ -367,9 +367,11 @@ def test_sequential_config_shapes_and_errors(tmp_path: Path) -> None:
     base = config.read_text()
     config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "sequential"\n\n[agent]'))
     v = load_config(root).verdict
-    assert (v.confirm, v.test) == ("paired", "sequential")  # the shorthand, normalized
+    assert (v.confirm, v.test, v.max_runs) == ("paired", "sequential", 20)  # the shorthand, normalized
+    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "sequential"\nmax_runs = 8\n\n[agent]'))
+    assert load_config(root).verdict.max_runs == 8
     config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "paired"\ntest = "sequential"\n\n[agent]'))
-    assert load_config(root).verdict.test == "sequential"
+    assert (load_config(root).verdict.test, load_config(root).verdict.max_runs) == ("sequential", 12)
 
     message = _bad_verdict_config(tmp_path / "a", 'test = "sequential"')
     assert "autoresearch.toml: [verdict] test:" in message and 'confirm = "sequential"' in message

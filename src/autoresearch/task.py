@@ -265,14 +265,19 @@ def parse_config(data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
     return config
 
 
+SEQUENTIAL_MAX_RUNS = 20  # the sequential test stops nulls early, so a higher cap costs little
+
+
 def _normalize_verdict(path: Path, table: dict[str, Any], v: VerdictSection) -> VerdictSection:
     """`confirm = "sequential"` is the short spelling of paired confirmation by the sequential
-    test; after loading, the rest of the code sees only confirm = "none" | "paired"."""
+    test (with max_runs = 20 unless written); after loading, the rest of the code sees only
+    confirm = "none" | "paired"."""
     if v.confirm == "sequential":
         if "test" in table and v.test != "sequential":
             raise ConfigError(f'{path}: [verdict] test: {v.test!r} contradicts confirm = "sequential" '
                               f'(write confirm = "paired" to use test = {v.test!r}, or drop the test key)')
-        return dataclasses.replace(v, confirm="paired", test="sequential")
+        max_runs = v.max_runs if "max_runs" in table else SEQUENTIAL_MAX_RUNS
+        return dataclasses.replace(v, confirm="paired", test="sequential", max_runs=max_runs)
     if v.test == "sequential" and v.confirm == "none":
         raise ConfigError(f'{path}: [verdict] test: "sequential" is a confirmation test, but confirm = "none" '
                           f'(write confirm = "sequential", or confirm = "paired" with this test)')

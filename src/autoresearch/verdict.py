@@ -211,7 +211,7 @@ def _t_bf(diff: float, ss: float, nu: int, lam: float) -> float:
     if ss == 0.0:
         w = 0.0 if diff == 0.0 else math.copysign(1.0, diff)
     else:
-        w = diff / math.sqrt(diff * diff + ss)  # = t / sqrt(nu + t^2), defined even when sd = 0
+        w = diff / math.sqrt(diff * diff + ss)  # = t / sqrt(nu + t^2)
     return _invariant_bf(max(-1.0, min(1.0, w)), nu + 1, lam)
 
 
@@ -261,7 +261,7 @@ def paired_decision(best_runs: list[float], candidate_runs: list[float], policy:
     may take (Bonferroni); sequential needs no split (see the module docstring).
     """
     diffs = pair_differences(best_runs, candidate_runs, maximize)
-    if policy.test == "sequential":
+    if policy.test == "sequential" or policy.confirm == "sequential":  # the latter: not loaded via task.py
         return _sequential_outcome(diffs, policy, min_delta)
     n = len(diffs)
     max_pairs = max(MIN_PAIRS, policy.max_runs // 2)
@@ -292,7 +292,7 @@ def paired_decision(best_runs: list[float], candidate_runs: list[float], policy:
 # -- noise ------------------------------------------------------------------------------------
 
 def _c4(n: int) -> float:
-    """E[sample sd] / sd for n normal draws: the sample sd of 2-4 runs is biased low by 6-20 %."""
+    """E[sample sd] / sd for n normal draws: the sample sd of 2-4 runs is biased low by 8-20 %."""
     return math.sqrt(2.0 / (n - 1)) * math.exp(math.lgamma(n / 2) - math.lgamma((n - 1) / 2))
 
 
