@@ -1,16 +1,20 @@
-"""False keeps per verdict policy, and what paired confirmation costs on a real improvement.
+"""False keeps per verdict policy, power on real gains, and what each costs in runs.
 
-A synthetic noisy task (a Python run that prints LEVEL plus seeded Gaussian noise, optionally
-with heavy-tailed outliers) goes through the real Experimenter, git and journal. For each policy:
+Two modes:
 
-- A/A: EXPERIMENTS experiments that change nothing that matters (a comment). Every keep is false.
-- A/B: EXPERIMENTS experiments that each lower LEVEL by EFFECT standard deviations. Every keep is
-  right; we report the keep rate (power) and the runs per experiment (the cost of confirmation).
+- default (simulated): the decision flow of experiment.decide_flow/_confirm_flow replayed in
+  pure Python over the real verdict functions (screen, abba_roles, paired_decision), with the
+  metric = LEVEL + N(0, 1) noise. SIM_EXPERIMENTS experiments per cell, in chains of CHAIN
+  experiments from a one-run baseline, as in a session (a keep moves the reference). Cells:
+  A/A (the change does nothing: every keep is false), a real 1-sd and a 2-sd gain (every keep
+  is right: the keep rate is the power). Runs per experiment count the screen too.
+- --real: the same policies through the real Experimenter, git and journal, on a Python task
+  that prints LEVEL plus seeded Gaussian noise (EXPERIMENTS per cell; slow, a check that the
+  simulation is the real flow).
 
-Read it as: greedy keeps noise about half the time; min_delta and repeats cut that; paired
-confirmation should be near zero on A/A while keeping most real improvements.
-
-    .venv/bin/python benchmarks/false_keeps.py
+    .venv/bin/python benchmarks/false_keeps.py            # simulated, about 2 minutes
+    .venv/bin/python benchmarks/false_keeps.py --real     # end to end, all policies (slow)
+    .venv/bin/python benchmarks/false_keeps.py --real greedy sequential   # some of them
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ from pathlib import Path
 EXPERIMENTS = 30
 EFFECT = 2.0  # the real improvement, in noise standard deviations
 HEAVY_TAILS = False  # add rare large slowdowns, as timing noise has
-POLICIES = {
+POLICIES = {  # [verdict] lines
     "greedy": "",
     "min_delta=2sd": "min_delta = 2.0",
     "repeats=3": "repeats = 3",
     "paired/bootstrap": 'confirm = "paired"\nmax_runs = 12',
     "paired/sign": 'confirm = "paired"\ntest = "sign"\nmax_runs = 20',
+    "sequential": 'confirm = "sequential"',  # max_runs = 20 by default
+    "sequential@0.97": 'confirm = "sequential"\nconfidence = 0.97',
 }
+SIM_EXPERIMENTS = 1000
+SLOW = {"paired/bootstrap": 300}  # 4000 resamples a look in pure Python: fewer experiments
+CHAIN = 20
 
 TRAIN = '''import os, random
 LEVEL = 100.0
@@ -87,13 +96,15 @@ def trial(base: Path, name: str, verdict: str, effect: float) -> tuple[int, floa
     return keeps, statistics.fmean(runs), time.time() - began
 
 
-def main() -> None:
+def real_main(only: list[str]) -> None:
     print(f"{EXPERIMENTS} experiments per cell; noise sd 1.0, heavy tails {HEAVY_TAILS}; A/B effect {EFFECT} sd")
     print(f"{'policy':18s} {'A/A false keeps':>16s} {'runs/exp':>9s} {'A/B keeps':>10s} {'runs/exp':>9s} {'extra vs greedy':>16s}")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         greedy_runs = None
         for i, (name, verdict) in enumerate(POLICIES.items()):
+            if only and name not in only:
+                continue
             fk, aa_runs, _ = trial(base, f"aa{i}", verdict, 0.0)
             tk, ab_runs, _ = trial(base, f"ab{i}", verdict, EFFECT)
             greedy_runs = greedy_runs or ab_runs
@@ -101,5 +112,78 @@ def main() -> None:
                   f"{ab_runs / greedy_runs:>15.2f}x", flush=True)
 
 
+# -- simulated ---------------------------------------------------------------------------------
+
+def sim_policy(text: str):  # noqa: ANN201 - a VerdictSection, built the way task.py loads it
+    import tomllib
+
+    from autoresearch.task import VerdictSection, _normalize_verdict
+
+    table = tomllib.loads(text)
+    return _normalize_verdict(Path("bench.toml"), table, VerdictSection(**table))
+
+
+def sim_experiment(policy, level: float, ref: float, effect: float, rng) -> tuple[bool, int, float]:  # noqa: ANN001
+    """One experiment as decide_flow runs it: screen (repeats), then paired ABBA confirmation."""
+    from autoresearch import verdict as V
+
+    cand = level - effect  # minimize: lower is better
+    values = [cand + rng.gauss(0.0, 1.0) for _ in range(policy.repeats)]
+    metric, runs = V.median(values), len(values)
+    if V.screen(metric, ref, policy, False).status != "keep":
+        return False, runs, ref
+    if policy.confirm != "paired":
+        return True, runs, metric
+    needed = V.threshold(ref, policy)
+    sides: dict[str, list[float]] = {"best": [], "candidate": []}
+    outcome = None
+    for role in V.abba_roles(2 * max(V.MIN_PAIRS, policy.max_runs // 2)):
+        sides[role].append((level if role == "best" else cand) + rng.gauss(0.0, 1.0))
+        runs += 1
+        if len(sides["best"]) == len(sides["candidate"]):
+            outcome = V.paired_decision(sides["best"], sides["candidate"], policy, False, needed)
+            if outcome.decision != "continue":
+                break
+    if outcome is not None and outcome.decision == "better":
+        return True, runs, V.median(sides["candidate"] + [metric])
+    return False, runs, ref
+
+
+def sim_cell(policy, effect: float, seed: int, experiments: int) -> tuple[float, float]:  # noqa: ANN001
+    """Keeps per experiment and runs per experiment over EXPERIMENTS experiments."""
+    import random
+
+    rng = random.Random(seed)
+    keeps = runs = done = 0
+    while done < experiments:
+        level = 100.0
+        ref = level + rng.gauss(0.0, 1.0)  # the baseline: one run
+        for _ in range(min(CHAIN, experiments - done)):
+            kept, n, ref = sim_experiment(policy, level, ref, effect, rng)
+            level -= effect if kept else 0.0
+            keeps += kept
+            runs += n
+            done += 1
+    return keeps / experiments, runs / experiments
+
+
+def sim_main() -> None:
+    print(f"simulated: {SIM_EXPERIMENTS} experiments per cell ({', '.join(f'{k}: {v}' for k, v in SLOW.items())}), "
+          f"in chains of {CHAIN}; noise sd 1; one-run screen")
+    print("runs/exp counts every run of an experiment (screen + confirmation), per cell")
+    print(f"{'policy':18s} {'A/A false keeps':>15s} {'runs/exp':>8s} {'power 1sd':>9s} {'runs/exp':>8s} "
+          f"{'power 2sd':>9s} {'runs/exp':>8s}")
+    for name, text in POLICIES.items():
+        policy = sim_policy(text)
+        n = SLOW.get(name, SIM_EXPERIMENTS)
+        cells = [sim_cell(policy, effect, seed, n) for effect, seed in ((0.0, 11), (1.0, 12), (2.0, 13))]
+        (aa, aa_runs), (p1, r1), (p2, r2) = cells
+        print(f"{name:18s} {aa * 100:>10.1f}/100 {aa_runs:>8.2f} {p1 * 100:>8.1f}% {r1:>8.2f} "
+              f"{p2 * 100:>8.1f}% {r2:>8.2f}", flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    if "--real" in sys.argv:
+        real_main(sys.argv[sys.argv.index("--real") + 1:])
+    else:
+        sim_main()

@@ -14,6 +14,8 @@ from conftest import ar, git, make_task
 
 from autoresearch.trial import experiment
 from autoresearch.session import Session
+from autoresearch import verdict as V
+from autoresearch.task import ConfigError, load_config
 from autoresearch.verdict import VerdictSection, paired_decision, screen
 
 # A noisy task: the metric is LEVEL plus seeded noise, so knobs move the mean and the seed
@@ -241,3 +243,192 @@ def test_aa_no_keeps_on_the_noisy_timing_template(tmp_path: Path) -> None:
     assert not keeps, statuses
     assert sum(1 for s in statuses if s[0] == "discard") >= 25, statuses
     print(f"A/A: {len(confirmed)} of 30 went to paired confirmation; verdicts {statuses}")
+
+
+# -- the sequential test, min_delta's one meaning, noise advice, the drift rule (pure) -----------
+
+SEQUENTIAL = VerdictSection(confirm="paired", test="sequential", confidence=0.95, max_runs=40)
+
+
+def _confirm(policy: VerdictSection, gain: float, rng, min_delta: float = 0.0) -> tuple[str, int]:  # noqa: ANN001
+    """One confirmation as _confirm_flow runs it: a look after every pair, stop when decided.
+    Runs have sd 1; the candidate is GAIN better (minimize)."""
+    best: list[float] = []
+    cand: list[float] = []
+    while True:
+        best.append(10.0 + rng.gauss(0.0, 1.0))
+        cand.append(10.0 - gain + rng.gauss(0.0, 1.0))
+        outcome = paired_decision(best, cand, policy, False, min_delta)
+        if outcome.decision != "continue":
+            return outcome.decision, outcome.pairs
+
+
+def test_sequential_bf_is_the_t_likelihood_ratio() -> None:
+    """The series against a direct numerical integral over the scale (right-Haar prior)."""
+    import math
+    import random
+
+    def by_quadrature(xs: list[float], delta: float) -> float:
+        n, t, s = len(xs), sum(xs), sum(x * x for x in xs)
+        grid = [i * 1e-3 for i in range(1, 20000)]
+        num = sum(u ** (n - 1) * math.exp(-s * u * u / 2 + delta * t * u - n * delta * delta / 2) for u in grid)
+        return num / sum(u ** (n - 1) * math.exp(-s * u * u / 2) for u in grid)
+
+    rng = random.Random(3)
+    for n in (2, 3, 6, 10):
+        xs = [rng.gauss(0.4, 1.0) for _ in range(n)]
+        assert V.sequential_bf(xs, 1.2) == pytest.approx(by_quadrature(xs, 1.2), rel=1e-6)
+    assert V.sequential_bf([-1.5, -2.0, -0.7, -1.1, -3.0], 1.5) == pytest.approx(3.12207e-5, rel=1e-4)
+    phi = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
+    assert V.sequential_bf([0.3], 1.0) == pytest.approx(2 * phi)  # one pair: its sign only
+
+
+def test_sequential_aa_false_keeps_hold_under_optional_stopping() -> None:
+    """2000 null confirmations, each looked at after every pair for up to 20 pairs: the keep
+    rate stays under 1 - confidence. A t-test at 95 % repeated at every look keeps ~25 % here."""
+    import random
+
+    rng = random.Random(20240601)
+    results = [_confirm(SEQUENTIAL, 0.0, rng) for _ in range(2000)]
+    keeps = sum(1 for d, _ in results if d == "better")
+    assert keeps / 2000 <= 0.05, keeps
+    # a worse candidate is kept even less often, and a margin protects like a worse candidate
+    worse = sum(_confirm(SEQUENTIAL, -0.5, rng)[0] == "better" for _ in range(1000))
+    assert worse <= 10, worse
+    margin = sum(_confirm(SEQUENTIAL, 0.5, rng, min_delta=0.5)[0] == "better" for _ in range(1000))
+    assert margin <= 50, margin
+
+
+def test_a_naive_repeated_t_test_would_fail_that_bound() -> None:
+    """The bound above can fail: stopping at the first look where a one-sided t-test says p < 5 %
+    keeps far more than 5 % of null candidates (so the A/A test is not vacuous)."""
+    import math
+    import random
+    import statistics
+
+    rng = random.Random(7)
+    keeps = 0
+    for _ in range(500):
+        diffs: list[float] = []
+        for _ in range(20):
+            diffs.append(rng.gauss(0, 1) - rng.gauss(0, 1))
+            if len(diffs) >= 3 and statistics.stdev(diffs) > 0:
+                t = statistics.fmean(diffs) / (statistics.stdev(diffs) / math.sqrt(len(diffs)))
+                if t > 2.132:  # the one-sided 95 % t quantile with 4 df, generous for larger n
+                    keeps += 1
+                    break
+    assert keeps / 500 > 0.10, keeps
+
+
+def test_sequential_power_on_a_2sd_gain() -> None:
+    """Confirmation alone (no screen) on a real 2-sd gain: the futility stop may drop at most
+    SEQ_FUTILITY of such candidates (its own martingale bound), the 10-pair cap a few more."""
+    import random
+
+    rng = random.Random(99)
+    policy = VerdictSection(confirm="paired", test="sequential", confidence=0.95, max_runs=20)
+    results = [_confirm(policy, 2.0, rng) for _ in range(1000)]
+    power = sum(d == "better" for d, _ in results) / 1000
+    assert power >= 1 - V.SEQ_FUTILITY - 0.03, power
+    assert sum(p for _, p in results) / 1000 <= 6.0  # pairs, on average
+
+
+def test_sequential_is_decisive_early_on_big_effects() -> None:
+    import random
+
+    rng = random.Random(5)
+    policy = VerdictSection(confirm="paired", test="sequential", max_runs=20)
+    big = [_confirm(policy, 6.0, rng) for _ in range(200)]  # a 6-sd gain
+    assert all(d == "better" for d, _ in big)
+    assert max(p for _, p in big) <= 5 and sum(p for _, p in big) / 200 <= 4.5
+    bad = [_confirm(policy, -3.0, rng) for _ in range(200)]  # clearly worse: dropped at once
+    assert all(d == "not-better" for d, _ in bad) and sum(p for _, p in bad) / 200 <= 1.5
+    # the bootstrap with the same data may not keep before MIN_PAIRS pairs
+    boot = VerdictSection(confirm="paired", max_runs=20)
+    assert paired_decision([10.0, 10.1, 9.9], [4.0, 4.2, 3.9], boot, False, 0.0).decision == "continue"
+
+
+def _bad_verdict_config(tmp_path: Path, verdict: str) -> str:
+    tmp_path.mkdir()
+    root = tmp_path / "cfg"
+    ar(tmp_path, "init", str(root), "--template", "example")
+    config = root / "autoresearch.toml"
+    config.write_text(config.read_text().replace("[agent]", f"[verdict]\n{verdict}\n\n[agent]"))
+    with pytest.raises(ConfigError) as info:
+        load_config(root)
+    return str(info.value)
+
+
+def test_sequential_config_shapes_and_errors(tmp_path: Path) -> None:
+    root = tmp_path / "ok"
+    ar(tmp_path, "init", str(root), "--template", "example")
+    config = root / "autoresearch.toml"
+    base = config.read_text()
+    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "sequential"\n\n[agent]'))
+    v = load_config(root).verdict
+    assert (v.confirm, v.test, v.max_runs) == ("paired", "sequential", 20)  # the shorthand, normalized
+    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "sequential"\nmax_runs = 8\n\n[agent]'))
+    assert load_config(root).verdict.max_runs == 8
+    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "paired"\ntest = "sequential"\n\n[agent]'))
+    assert (load_config(root).verdict.test, load_config(root).verdict.max_runs) == ("sequential", 12)
+
+    message = _bad_verdict_config(tmp_path / "a", 'test = "sequential"')
+    assert "autoresearch.toml: [verdict] test:" in message and 'confirm = "sequential"' in message
+    message = _bad_verdict_config(tmp_path / "b", 'confirm = "sequential"\ntest = "sign"')
+    assert "[verdict] test: 'sign' contradicts" in message
+    message = _bad_verdict_config(tmp_path / "c", 'test = "wald"')
+    assert "[verdict] test: expected" in message and "'sequential'" in message
+    # through the CLI: a clear message, no traceback
+    proc = ar(tmp_path / "a" / "cfg", "lock", check=False)
+    assert proc.returncode != 0 and "[verdict] test" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_min_delta_is_applied_once() -> None:
+    """Greedy: the screen applies min_delta. With confirmation: the screen asks only "better at
+    all?" and the test carries min_delta as its margin."""
+    greedy = VerdictSection(min_delta=0.5)
+    assert screen(9.8, 10.0, greedy, False).reason == "below-min-delta"
+    confirmed = VerdictSection(min_delta=0.5, confirm="paired", test="sequential")
+    looks = screen(9.8, 10.0, confirmed, False)
+    assert looks.status == "keep" and looks.details["threshold"] == 0.0
+    assert V.threshold(10.0, confirmed) == 0.5  # what _confirm_flow passes to the test
+    best = [10.0, 10.1, 9.9, 10.05, 9.95, 10.0, 10.1, 9.9]
+    cand = [b - 0.3 for b in best]  # a sure 0.3 gain: kept without a margin, not with 0.5
+    assert paired_decision(best, cand, confirmed, False, 0.0).decision == "better"
+    assert paired_decision(best, cand, confirmed, False, 0.5).decision == "not-better"
+
+
+def test_noise_advice_uses_the_corrected_sd_and_names_the_policy() -> None:
+    import math
+
+    sp = V.spread([1.461, 1.476, 1.475])  # issue 14: three runs, MAD 0.001, sd 0.008
+    assert sp.mad == pytest.approx(0.001)
+    assert sp.noise_sd > sp.std > 5 * sp.mad  # small-sample corrected, not the MAD
+    assert sp.noise_sd == pytest.approx(sp.std / 0.8862, rel=1e-3)
+    assert sp.rel_std == pytest.approx(sp.noise_sd / 1.475)
+    greedy = V.advise(sp, VerdictSection())
+    assert greedy.policy == "greedy screen"
+    assert greedy.settings["min_delta"] == pytest.approx(2 * math.sqrt(2) * sp.noise_sd)
+    assert "0.64% of the median" in greedy.lines[0] and "only 3 runs" in greedy.lines[1]
+    rel = V.advise(sp, VerdictSection(relative=True, repeats=3))
+    assert rel.policy == "screen on medians of 3 runs" and rel.settings["relative"] is True
+    assert rel.settings["min_delta"] == pytest.approx(2 * math.sqrt(2 / 3) * sp.noise_sd / 1.475)
+    coarse = V.advise(V.spread([100.0, 150.0, 60.0, 120.0, 80.0]), VerdictSection())
+    assert any('confirm = "sequential"' in line for line in coarse.lines)
+    paired = V.advise(sp, VerdictSection(confirm="paired", test="sequential", min_delta=0.01))
+    assert paired.policy == "paired confirmation (sequential)" and paired.settings == {"min_delta": 0.01}
+    assert any("smallest gain worth keeping" in line for line in paired.lines)
+    assert V.spread([5.0, 5.0]).rel_mad == 0.0 and V.spread([0.0, 0.0, 0.0]).rel_std is None
+
+
+def test_drift_rule() -> None:
+    # minimize; reference 1.50, run noise sd 0.01: "far" is a loss beyond 0.03
+    assert V.drift_suspected([1.60, 1.75, 1.58], 1.50, 0.01, False, 3)
+    assert not V.drift_suspected([1.60, 1.51, 1.58], 1.50, 0.01, False, 3)  # one near loss
+    assert not V.drift_suspected([1.60, 1.75], 1.50, 0.01, False, 3)  # not k yet
+    assert not V.drift_suspected([1.40, 1.41, 1.39], 1.50, 0.01, False, 3)  # wins are confirmation's
+    assert V.drift_suspected([0.2, 0.1, 0.3, 0.2], 0.9, 0.05, True, 3)  # maximize: all far below
+    assert not V.drift_suspected([1.60, 1.75, 1.58], 1.50, None, False, 3)  # no noise: no judgement
+    assert V.drift_suspected([], 1.50, None, False, 3, since_check=10, every=10)
+    assert not V.drift_suspected([], 1.50, None, False, 3, since_check=9, every=10)

@@ -82,11 +82,14 @@ class BudgetSection:
 
 @dataclass(frozen=True)
 class VerdictSection:
-    min_delta: float = 0.0  # a keep must beat best by more than this
+    # the smallest improvement worth keeping, applied once: by the screen when confirm = "none",
+    # as the confirmation test's margin otherwise (verdict.threshold says which)
+    min_delta: float = 0.0
     relative: bool = False  # min_delta is a fraction of |best| instead of absolute
     repeats: int = 1  # run a candidate k times and compare medians
-    confirm: Literal["none", "paired"] = "none"
-    test: Literal["bootstrap", "sign"] = "bootstrap"
+    # "sequential" is shorthand for confirm = "paired" + test = "sequential" (normalized on load)
+    confirm: Literal["none", "paired", "sequential"] = "none"
+    test: Literal["bootstrap", "sign", "sequential"] = "bootstrap"
     confidence: float = 0.95
     max_runs: int = 12  # cap on confirmation runs per side in paired mode
     seed: int = 0  # seeds the bootstrap so verdicts are reproducible
@@ -269,9 +272,30 @@ def parse_config(data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
         if name not in data:
             raise ConfigError(f"{path}: [{name}]: missing required section")
     sections = {name: _build_section(path, name, cls, data[name]) for name, cls in _SECTIONS.items() if name in data}
+    if "verdict" in sections:
+        sections["verdict"] = _normalize_verdict(path, data["verdict"], sections["verdict"])
     config = TaskConfig(**sections, root=root, path=path)
     _check_semantics(config)
     return config
+
+
+SEQUENTIAL_MAX_RUNS = 20  # the sequential test stops nulls early, so a higher cap costs little
+
+
+def _normalize_verdict(path: Path, table: dict[str, Any], v: VerdictSection) -> VerdictSection:
+    """`confirm = "sequential"` is the short spelling of paired confirmation by the sequential
+    test (with max_runs = 20 unless written); after loading, the rest of the code sees only
+    confirm = "none" | "paired"."""
+    if v.confirm == "sequential":
+        if "test" in table and v.test != "sequential":
+            raise ConfigError(f'{path}: [verdict] test: {v.test!r} contradicts confirm = "sequential" '
+                              f'(write confirm = "paired" to use test = {v.test!r}, or drop the test key)')
+        max_runs = v.max_runs if "max_runs" in table else SEQUENTIAL_MAX_RUNS
+        return dataclasses.replace(v, confirm="paired", test="sequential", max_runs=max_runs)
+    if v.test == "sequential" and v.confirm == "none":
+        raise ConfigError(f'{path}: [verdict] test: "sequential" is a confirmation test, but confirm = "none" '
+                          f'(write confirm = "sequential", or confirm = "paired" with this test)')
+    return v
 
 
 def _check_semantics(config: TaskConfig) -> None:
