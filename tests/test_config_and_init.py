@@ -32,7 +32,7 @@ def task(tmp_path: Path) -> Path:
     ("seconds = 10", 'seconds = "ten"', "[budget] seconds: expected a number, got 'ten'"),
     ('name = "val_loss"\n', "", "[metric] name: missing required key"),
     ('editable = ["train.py"]', 'editable = ["nope_*.py"]', "[task] editable: 'nope_*.py' matches no file"),
-    ('readonly = ["prepare.py"]', 'readonly = ["prepare.py", "train.py"]', "[task] editable: train.py is also read-only"),
+    ('readonly = ["prepare.py", "evaluate.py"]', 'readonly = ["prepare.py", "evaluate.py", "train.py"]', "[task] editable: train.py is also read-only"),
     ("[budget]", "[budgett]", "[budgett]: unknown section"),
     ('goal = "minimize"', 'goal = "min"', "[metric] goal: expected 'minimize' or 'maximize', got 'min'"),
     ("[agent]", "[verdict]\nrepeats = 0\n[agent]", "[verdict] repeats: must be at least 1"),
