@@ -195,7 +195,7 @@ def test_report_is_self_contained_and_carries_every_experiment(research: Path) -
     assert {s: (r["st"], r["ds"]) for s, r in rows.items()} == PLAN
     assert "+LEARNING_RATE = 0.1" in data["diffs"]["2"]
     assert "1" not in data["diffs"] or data["diffs"]["1"] == ""  # the baseline changed nothing
-    assert "5" not in data["diffs"]  # the rejected change never became a commit
+    assert "+# the agent was here" in data["diffs"]["5"]  # every attempt is a commit, rejected ones too
     assert "SyntaxError" in data["logs"]["4"]
     # Summary: baseline, best, improvement, counts, keep rate.
     with Session.open(research) as s:

@@ -58,7 +58,9 @@ def test_show_json_has_record_metrics_log_and_diff(research: Path) -> None:
     assert crash["status"] == "crash" and "SyntaxError" in crash["log_tail_lines"]
     assert "+x = (" in crash["diff"]
     rejected = json.loads(rep(research, "show", "5", "--json").stdout)
-    assert rejected["commit"] is None and rejected["diff"] is None and rejected["ref"] is None
+    # every attempt is a commit, a rejected one too (never on the branch): its diff shows the cheat
+    assert rejected["commit"] == git(research, "rev-parse", "refs/autoresearch/t/5").strip()
+    assert "+# the agent was here" in rejected["diff"]
 
 
 def test_show_text_and_diff(research: Path) -> None:
@@ -72,7 +74,7 @@ def test_show_text_and_diff(research: Path) -> None:
     stat = rep(research, "diff", "3", "--stat").stdout
     assert "train.py" in stat and "1 file changed" in stat
     assert rep(research, "diff", "1").stdout == ""  # the baseline changed nothing
-    refused = rep(research, "diff", "5", check=False)
-    assert refused.returncode == 1 and "no commit" in refused.stderr
+    rejected = rep(research, "diff", "5", check=False)
+    assert rejected.returncode == 0 and "+# the agent was here" in rejected.stdout
     missing = rep(research, "show", "99", check=False)
     assert missing.returncode == 1 and "no experiment 99" in missing.stderr

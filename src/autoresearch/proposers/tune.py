@@ -278,10 +278,12 @@ class TuneProposer:
         finished = [e for e in experiments if e.status != "running"]
         self.finished = len(finished)
         self.running = []
+        # the task's repository holds the experiments' commits (the agent's copy has its own)
+        repo = Workspace(ctx.task_root) if ctx.task_root is not None else ctx.workspace
         for exp in experiments:
             if not exp.commit_sha:
                 continue
-            at = self._values_at(ctx.workspace, exp.commit_sha, files)
+            at = self._values_at(repo, exp.commit_sha, files)
             if not at:
                 continue
             values = {key: at.get((k.path, k.qualname), ABSENT) for key, k in knobs.items()}
