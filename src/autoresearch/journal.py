@@ -241,6 +241,21 @@ class Journal:
     def unnoted(self) -> list[int]:
         return list(json.loads(self.get_meta("unnoted", "[]") or "[]"))
 
+    def set_reference(self, tag: str, commit: str, value: float, why: str) -> None:
+        """The best's metric as re-measured now (by `noise`, or on suspected drift): candidates
+        are compared with it instead of the best's own, older measurement."""
+        events = json.loads(self.get_meta(f"references:{tag}", "[]") or "[]")
+        events.append({"commit": commit, "value": value, "why": why, "at": time.time()})
+        self.set_meta(f"references:{tag}", json.dumps(events[-50:]))
+
+    def reference(self, tag: str, commit: str, default: float | None) -> float | None:
+        events = json.loads(self.get_meta(f"references:{tag}", "[]") or "[]")
+        latest = next((e for e in reversed(events) if e["commit"] == commit), None)
+        return float(latest["value"]) if latest else default
+
+    def references(self, tag: str) -> list[dict]:
+        return list(json.loads(self.get_meta(f"references:{tag}", "[]") or "[]"))
+
     def is_empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is None
 

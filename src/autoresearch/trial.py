@@ -89,9 +89,12 @@ class Trial:
               on_phase: PhaseCallback = _quiet) -> "Trial":
         info = info or ProposalInfo()
         best_record = session.journal.best(tag)
+        reference = best_record.metric if best_record else None
+        if best_record is not None:  # re-measured since (drift, `noise`): the fresher number is the bar
+            reference = session.journal.reference(tag, best_record.commit_sha, reference)
         exp = session.journal.begin(
             tag, description, info.proposer, parent, program_hash=session.lock().program_hash, slot=slot,
-            best_before=best_record.metric if best_record else None, is_baseline=best_record is None,
+            best_before=reference, is_baseline=best_record is None,
             propose_seconds=info.propose_seconds, tokens_in=info.tokens_in, tokens_out=info.tokens_out,
             cost_usd=info.cost_usd, details=dict(details or {}))
         checkpoint("begun")
@@ -333,10 +336,12 @@ def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = _quiet,
             raise StateError(f"noise run {i + 1} of the best crashed ({m.reason}); see {m.log_path}")
         values.append(m.metric)  # type: ignore[arg-type]
     sp = spread(values)
-    record = NoiseRecord(tag=tag, commit_sha=best, n=sp.n, mean=sp.mean, median=sp.median, std=sp.std, mad=sp.mad,
-                         min=sp.min, max=sp.max, suggested_min_delta=sp.suggested_min_delta(), values=values,
+    record = NoiseRecord(tag=tag, commit_sha=best, n=sp.n, mean=sp.mean, median=sp.median, std=sp.noise_sd,
+                         mad=sp.mad, min=sp.min, max=sp.max,
+                         suggested_min_delta=sp.suggested_min_delta(s.config.verdict.repeats), values=values,
                          created_at=time.time())
     s.journal.add_noise(record)
+    s.journal.set_reference(tag, best, sp.median, "noise")  # the best's bar, measured now
     return record
 
 

@@ -67,7 +67,14 @@ def noise_cmd(runs: int) -> None:
         rec = measure_noise(s, runs)
         click.echo(f"{s.config.metric.name} over {rec.n} runs of {rec.commit_sha[:7]}: median {rec.median:.6f}, "
                    f"std {rec.std:.6f}, MAD {rec.mad:.6f}, min {rec.min:.6f}, max {rec.max:.6f}")
-        click.echo(f"suggested: [verdict] min_delta = {rec.suggested_min_delta:.6g}")
+        from .. import verdict as V
+
+        advice = V.advise(V.spread(rec.values), s.config.verdict)
+        for line in advice.lines:
+            click.echo(line)
+        click.echo(f"suggested: [verdict] min_delta = {advice.settings['min_delta']:.6g}"
+                   + (", relative = true" if advice.settings.get("relative") else "") + f"  (for the {advice.policy})")
+        click.echo(f"the best's reference is now this median ({rec.median:.6g}): later candidates are compared with it")
 
 
 

@@ -135,13 +135,33 @@ def stop_cmd(now: bool) -> None:
         click.echo("stop requested: the loop stops " + ("now" if now else "after the current experiment"))
 
 
+def _honest_summary(exps: list, confirmed: bool) -> str:
+    """One plain sentence: which gains were confirmed by paired re-runs and which looked like
+    gains in one run but were noise."""
+    keeps = [e for e in exps if e.status == "keep" and not e.is_baseline]
+    noise = [e for e in exps if e.reason == "unconfirmed"]
+    if not keeps:
+        said = "no change beat the baseline"
+    elif confirmed:
+        said = f"{len(keeps)} gain{'s' if len(keeps) != 1 else ''} confirmed by paired re-runs beside the best"
+    else:
+        said = (f"{len(keeps)} keep{'s' if len(keeps) != 1 else ''} from single runs, NOT confirmed "
+                "(this task's [verdict] confirm = \"none\"; `autoresearch noise` shows how large its noise is)")
+    if noise:
+        said += f"; {len(noise)} apparent gain{'s' if len(noise) != 1 else ''} turned out to be noise"
+    return said + "."
+
+
 def _quickstart_template() -> str:
+    from ..scaffold import missing_extras
+
     names = {t.name for t in list_templates()}
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    missing = missing_extras("tinylm")
+    if missing or "tinylm" not in names:
+        click.echo(f"using the `example` template: tinylm needs {', '.join(missing) or 'its files'} "
+                   "(pip install 'autoresearch[llm]')", err=True)
         return "example"
-    return "tinylm" if "tinylm" in names else "example"
+    return "tinylm"
 
 
 @click.command()
@@ -181,6 +201,7 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         base = next((e for e in exps if e.is_baseline and e.status == "keep"), None)
         if best and base and best.metric is not None and base.metric is not None:
             click.echo(f"baseline {base.metric:.6f} -> best {best.metric:.6f} ({best.metric - base.metric:+.6f})")
+        click.echo(_honest_summary(exps, config.verdict.confirm != "none"))
         click.echo(f"task folder: {s.root}  (results.tsv, progress.png, report.html; "
                    f"continue with: cd {directory} && autoresearch run --agent tune)")
         if result.stopped_because == "interrupted":

@@ -166,7 +166,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class CausalSelfAttention(nn.Module):
-    VE_GATE_CHANNELS = 32  # the value-embedding gate looks at this many channels of the input
+    # the value-embedding gate looks at this many channels of the input (not searched by tune)
+    VE_GATE_CHANNELS = 32  # search: fixed
 
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
