@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+REAL_HOME = Path.home()  # read before any test moves HOME
+
 sys.path.insert(0, str(Path(__file__).parent))
 import agent_pins  # noqa: E402 - found through the path set just above
 import model_server  # noqa: E402
@@ -98,7 +100,10 @@ def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_p
     env = model_server.client_env(cli, server.url, home, dict(os.environ))
     env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
     env.update(extra_env or {})
-    server.reset(task)
+    # the agents' private homes: outside /tmp, where Codex refuses to set up its tools
+    env["AUTORESEARCH_AGENT_HOMES"] = str(REAL_HOME / ".cache" / "autoresearch-agents" / "agent-homes")
+    # the agent works in its scratch copy of the task (the task folder is read-only to it)
+    server.reset(task / ".autoresearch" / "slots" / "0" / "scratch")
     proc = autoresearch("run", "--agent", model_server.AGENT_ARG[cli], "--max-experiments", "1", "--quiet",
                         cwd=task, env=env, check=False, timeout=300)
     return proc, task

@@ -580,7 +580,20 @@ class Loop:
         return ProposeContext(config=config, workspace=Workspace(root), brief=brief, brief_path=brief_path,
                               log_path=run_dir / "agent.log", seq=exp.seq, best_commit=best,
                               best_metric=exp.best_before, history=history, fix=fix, timeout=config.agent.timeout,
-                              task_root=s.root, agent_home=s.state_dir / "agent-home")
+                              task_root=s.root, agent_home=agent_home(s.root))
+
+
+def agent_home(task_root: Path) -> Path:
+    """The agent's private HOME for this task: seeded once from the user's agent config, kept
+    between proposals (sessions, caches), never the user's own. Outside the task folder and
+    outside /tmp (Codex refuses to set up its tools under a temporary folder)."""
+    import hashlib
+
+    import os
+
+    key = hashlib.sha256(str(task_root.resolve()).encode()).hexdigest()[:16]
+    base = os.environ.get("AUTORESEARCH_AGENT_HOMES") or str(Path.home() / ".cache" / "autoresearch" / "agent-homes")
+    return Path(base) / f"{task_root.name}-{key}"
 
 
 def run_loop(session: Session, proposer: ProposerSource, limits: LoopSection | None = None,

@@ -102,7 +102,7 @@ SKIPPED = {
     ".codex": {"sessions", "archived_sessions", "log", "packages"},  # packages: the standalone install
     ".gemini": {"tmp", "history"},
     ".local/share/opencode": {"storage", "log", "snapshot", "project"},
-    ".aider": {"caches"},
+    # .aider/caches is kept: its model price table lets aider price its usage offline
 }
 # Env variables that move a CLI's config folder: seeded from there, pointed at the copy.
 RELOCATING = {"CLAUDE_CONFIG_DIR": ".claude", "CODEX_HOME": ".codex"}

@@ -766,12 +766,15 @@ def make_coding_agent(config: TaskConfig, agent: str) -> CodingAgent:
 
 def _needed_paths(command: str, env: dict[str, str]) -> list[Path]:
     """What the agent's command needs to start that may live under /tmp (hidden by the agent's
-    private /tmp otherwise): the files its command names and the folders on its PATH. They are
-    re-exposed read-only."""
+    private /tmp otherwise): the files its command names, the folders on its PATH and the files
+    its environment names. They are re-exposed read-only (the task's hidden parts stay hidden)."""
     try:
         words = shlex.split(command)
     except ValueError:
         words = command.split()
     found = [Path(w) for w in words if w.startswith("/") and Path(w).exists()]
     found += [Path(d) for d in env.get("PATH", "").split(os.pathsep) if d.startswith("/") and Path(d).is_dir()]
+    # files its environment names (OPENCODE_CONFIG, a credentials file, ...)
+    found += [Path(v) for k, v in env.items() if k != "PATH" and v.startswith("/") and os.pathsep not in v
+              and len(v) < 4096 and Path(v).exists()]
     return found
