@@ -156,7 +156,7 @@ def test_the_agent_writes_nowhere_but_its_copy(task: Path) -> None:
     # HOME and /tmp are the agent's private ones (a seeded copy, an empty tmpfs): its writes land
     # there and never in the user's; everything else is read-only.
     for target in (task / "pwned.txt", task / "prepare.py", "zz_pwned.pth", "autoresearch/pwned.py"):
-        assert f"refused: " in log and f"WROTE {target}" not in log and not any(
+        assert "refused: " in log and f"WROTE {target}" not in log and not any(
             line.startswith("WROTE") and str(target) in line for line in log.splitlines()), log
     assert not (Path.home() / "pwned.txt").exists() and not Path("/tmp/pwned-by-agent.txt").exists()
     assert not (task / "pwned.txt").exists()

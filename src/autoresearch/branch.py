@@ -180,7 +180,7 @@ def rescues(session: "Session", tag: str) -> dict[str, str]:
 
 def _kill_group(pgid: object) -> None:
     try:
-        os.killpg(int(pgid), signal.SIGKILL)  # type: ignore[arg-type]
+        os.killpg(int(str(pgid)), signal.SIGKILL)
     except (ProcessLookupError, PermissionError, ValueError, TypeError):
         pass
 

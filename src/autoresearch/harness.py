@@ -13,12 +13,12 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .redact import redact_file, session_secrets
 from .sandbox import SandboxSpec, wrap_command
@@ -237,7 +237,7 @@ def run_command(
     log_max_bytes: int = 4 * 1024 * 1024,
     sandbox: SandboxSpec | None = None,
     stop: threading.Event | None = None,
-    on_start: "callable[[int], None] | None" = None,  # type: ignore[valid-type]
+    on_start: "Callable[[int], None] | None" = None,
 ) -> RunResult:
     """Run COMMAND through the shell in its own process group; never raises for its failures.
 

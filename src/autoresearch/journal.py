@@ -316,7 +316,8 @@ class Journal:
 
     def experiments(self, tag: str | None = None, limit: int | None = None) -> list[Experiment]:
         """Experiments in seq order (the last `limit` of them when given)."""
-        where, args = ("WHERE tag = ?", [tag]) if tag else ("", [])
+        where = "WHERE tag = ?" if tag else ""
+        args: list[Any] = [tag] if tag else []
         if limit is not None:
             sql = f"SELECT * FROM (SELECT * FROM experiments {where} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
             args.append(limit)
@@ -378,7 +379,8 @@ class Journal:
         )
 
     def runs(self, seq: int | None = None, role: str | None = None) -> list[dict[str, Any]]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if seq is not None:
             clauses.append("seq = ?")
             args.append(seq)
@@ -432,7 +434,7 @@ def tsv_header(metric_name: str) -> str:
 def tsv_row(exp: Experiment, resource_scale: float) -> str:
     """One line in the seed's format: 7-char commit, %.6f metric, %.1f memory, 0s for crashes."""
     ok = exp.status in ("keep", "discard") and exp.metric is not None
-    metric = exp.metric if ok else 0.0
+    metric = exp.metric if ok and exp.metric is not None else 0.0
     memory = (exp.resource or 0.0) * resource_scale if ok else 0.0
     description = " ".join((exp.description or "").split())  # no tabs or newlines in a TSV cell
     return f"{exp.short_commit}\t{_number(metric, 6)}\t{_number(memory, 1)}\t{exp.status}\t{description}\n"

@@ -406,7 +406,7 @@ class Loop:
         if best is None or best.metric is None:
             return
         noise = s.journal.latest_noise(self.tag)
-        reference = s.journal.reference(self.tag, best.commit_sha, best.metric)
+        reference = s.journal.reference(self.tag, best.commit_sha, best.metric) or best.metric
         if V.drift_suspected(self._recent, reference, noise.std if noise else None, s.config.maximize,
                              since_check=self._since_check, every=0 if noise else RECHECK_EVERY):
             self._remeasure_best(best.commit_sha, reference)

@@ -231,7 +231,8 @@ def prune_outputs(session: "Session", seq: int) -> None:
     old = seq - keep - 1
     if old < 1:
         return
-    best = session.journal.best(session.journal.get(seq).tag if session.journal.get(seq) else "")
+    record = session.journal.get(seq)
+    best = session.journal.best(record.tag) if record is not None else None
     if best is not None and best.seq == old:
         return
     run_dir = session.run_dir(old)

@@ -345,7 +345,8 @@ class Workspace:
             return {}
         proc = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, input="\n".join(names).encode() + b"\n",
                               capture_output=True)
-        out, pos, result = proc.stdout, 0, {}
+        out, pos = proc.stdout, 0
+        result: dict[str, str | None] = {}
         for name in names:
             end = out.index(b"\n", pos)
             header = out[pos:end].decode("utf-8", "replace")

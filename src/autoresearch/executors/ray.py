@@ -330,7 +330,7 @@ def remote_measure(config: TaskConfig, archive: bytes, seq: int, seed: int, labe
             if failed:
                 return {"ok": False, "reason": failed, "logs": _logs(run_dir), "log_name": f"{label}.setup.log",
                         "setup_seconds": setup_seconds, **_where()}
-        m = measure(session, tree, seq, seed, label)  # type: ignore[arg-type] - a session in all it needs
+        m = measure(session, tree, seq, seed, label)  # a session in all that measure needs
         return {"ok": m.ok, "reason": m.reason, "rejected": m.rejected, "metric": m.metric, "metrics": m.metrics,
                 "seconds": m.seconds, "flags": m.flags, "interrupted": m.interrupted, "logs": _logs(run_dir),
                 "log_name": m.log_path.name if m.log_path else f"{label}.log", "setup_seconds": setup_seconds,
@@ -371,5 +371,5 @@ def _logs(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.log")) if p.is_file()}
 
 
-def make_ray_executor(section: "TaskConfig | Any", slots: int) -> RayExecutor:
+def make_ray_executor(section: Any, slots: int) -> RayExecutor:
     return RayExecutor(slots, address=section.address, num_cpus=section.num_cpus, num_gpus=section.num_gpus)

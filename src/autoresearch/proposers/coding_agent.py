@@ -173,7 +173,7 @@ def parse_claude(output: str) -> Outcome:
         return Outcome(error="no JSON result in Claude Code's output")
     tokens_in, tokens_out = _claude_tokens(result)
     cost = result.get("total_cost_usd", result.get("cost_usd"))
-    text = result.get("result") if isinstance(result.get("result"), str) else ""
+    text = str(result.get("result")) if isinstance(result.get("result"), str) else ""
     error = ""
     if result.get("is_error") or str(result.get("subtype", "success")) != "success":
         error = f"Claude Code reported {result.get('subtype') or 'an error'}: {text or '(no message)'}"
@@ -240,7 +240,7 @@ def parse_gemini(output: str) -> Outcome:
             doc = value
     if doc is None:
         return Outcome(error="no JSON result in Gemini CLI's output")
-    out = Outcome(text=doc.get("response") if isinstance(doc.get("response"), str) else "")
+    out = Outcome(text=str(doc["response"]) if isinstance(doc.get("response"), str) else "")
     models = ((doc.get("stats") or {}).get("models") or {})
     if isinstance(models, dict) and models:
         tokens = [m.get("tokens") or {} for m in models.values() if isinstance(m, dict)]

@@ -297,13 +297,13 @@ def write_atomically(root: Path, contents: dict[str, str]) -> list[str]:
             data = text.encode("utf-8")
             if target.read_bytes() == data:
                 continue
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            staged.append((rel, Path(tmp)))
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            staged.append((rel, Path(tmp_name)))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
+            os.chmod(tmp_name, target.stat().st_mode & 0o7777)
         for rel, tmp in staged:
             os.replace(tmp, root / rel)
             changed.append(rel)

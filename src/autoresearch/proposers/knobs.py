@@ -733,9 +733,10 @@ def set_knobs(source: str, knobs: Sequence[Knob], values: dict[str, Any]) -> str
                 target = small.targets[0].target
             elif isinstance(small, cst.AnnAssign):
                 target = small.target
-            if not isinstance(target, cst.Name) or target.value != knob.name or small.value is None:  # type: ignore[union-attr]
+            if not isinstance(small, (cst.Assign, cst.AnnAssign)) or not isinstance(target, cst.Name) \
+                    or target.value != knob.name or small.value is None:
                 raise LookupError
-            old = small.value  # type: ignore[union-attr]
+            old = small.value
             new = cst.parse_expression(format_value(knob, value))
             if old.lpar and not new.lpar:
                 new = new.with_changes(lpar=old.lpar, rpar=old.rpar)

@@ -224,11 +224,12 @@ class ApiProposer:
                     log.write(f"--- answer {answer_no} could not be applied: {problem}\n")
                     log.flush()
                     if answer_no > BAD_EDIT_RETRIES:
-                        err = ProposerError("bad-edit", f"the model's answer could not be applied twice; last error: "
-                                                        f"{problem}")
-                        err.tokens_in, err.tokens_out = tokens_in, tokens_out  # type: ignore[attr-defined]
-                        err.cost_usd = self._cost(tokens_in, tokens_out, reported_cost, all_reported)  # type: ignore[attr-defined]
-                        raise err from None
+                        failure = ProposerError("bad-edit", f"the model's answer could not be applied twice; "
+                                                            f"last error: {problem}")
+                        failure.tokens_in, failure.tokens_out = tokens_in, tokens_out  # type: ignore[attr-defined]
+                        failure.cost_usd = self._cost(  # type: ignore[attr-defined]
+                            tokens_in, tokens_out, reported_cost, all_reported)
+                        raise failure from None
                     messages += [
                         {"role": "assistant", "content": reply.text or "(empty answer)"},
                         {"role": "user", "content": (

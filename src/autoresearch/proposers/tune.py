@@ -306,7 +306,7 @@ class TuneProposer:
         with quiet_optuna():
             seed = self.options.seed * 1_000_003 + FIXED_SEED + max(len(past), self.finished)
             sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.options.startup)
-            study = optuna.create_study(direction=direction, sampler=sampler)
+            study = optuna.create_study(direction=direction, sampler=sampler)  # type: ignore[arg-type]
             for point in past:
                 study.add_trial(self._trial(tunable, point, worst))
         return study

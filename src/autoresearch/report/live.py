@@ -207,7 +207,8 @@ def _seed_from_session(state: ViewState, session: Session, history_rate: bool = 
             state.baseline = e.metric
         if e.status == "keep" and e.metric is not None:
             state.best, state.best_seq = e.metric, e.seq
-    state.recent = deque(done[-state.recent.maxlen:], maxlen=state.recent.maxlen)  # type: ignore[arg-type]
+    keep = state.recent.maxlen or 0
+    state.recent = deque(done[-keep:] if keep else [], maxlen=keep)
     if history_rate and experiments:
         state.began, state.finished = experiments[0].started_at, len(done)
 

@@ -125,9 +125,9 @@ def render_figure(experiments: list[Experiment], metric_name: str = "metric", ma
     if keeps:
         # The running best: flat until the next keep, then a step to it, out to the last experiment.
         xs = [e.seq for e in keeps] + [max(seqs)]
-        ys = [e.metric for e in keeps] + [keeps[-1].metric]
+        ys = [float(e.metric or 0.0) for e in keeps] + [float(keeps[-1].metric or 0.0)]
         ax.step(xs, ys, where="post", color=BEST_COLOR, linewidth=1.6, alpha=0.8, zorder=3)
-        ax.scatter([e.seq for e in keeps], [e.metric for e in keeps], s=60, color=KEEP_COLOR,
+        ax.scatter([e.seq for e in keeps], ys[:-1], s=60, color=KEEP_COLOR,
                    edgecolors="black", linewidths=0.6, zorder=4)
         labelled = keeps
         if len(keeps) > MAX_LABELS:
