@@ -79,6 +79,10 @@ elif mode == "leak-secret":
     print("my key is", os.environ.get("OPENAI_API_KEY"))
     train.write_text(train.read_text().replace('if __name__ == "__main__":',
         'if __name__ == "__main__":\n    import os; print("run sees:", os.environ.get("OPENAI_API_KEY")); raise SystemExit(3)'))
+elif mode == "linger":
+    print("lingering", flush=True)
+    subprocess.Popen(["setsid", sys.executable, "-c", "import time; time.sleep(120)", "linger-child"])
+    time.sleep(120)
 print("summary:", mode)
 '''
 
@@ -250,3 +254,44 @@ def test_a_native_relock_with_a_changed_harness_starts_an_epoch_not_a_keep(task:
     rows = sqlite3.connect(task / ".autoresearch" / "journal.db").execute(
         "SELECT seq, status FROM experiments ORDER BY seq").fetchall()
     assert rows[0] == (1, "keep")  # the old epoch's record stays as it was
+
+
+def _processes_with(token: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token.encode() in (entry / "cmdline").read_bytes():
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state not in ("Z", "X"):
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@needs_bwrap
+def test_killing_run_leaves_no_agent_behind(task: Path) -> None:
+    """SIGKILL of `autoresearch run` while its agent works: the agent and what it started die too."""
+    import signal
+    import subprocess
+
+    from conftest import AUTORESEARCH
+
+    spec = f"command:{sys.executable} {task.parent / 'agent.py'} linger {task}"
+    proc = subprocess.Popen([*AUTORESEARCH, "run", "-q", "--agent", spec, "-n", "1"], cwd=task,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = task / ".autoresearch" / "runs" / "2" / "agent.log"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and "lingering" in log.read_text()):
+        time.sleep(0.1)
+    assert _processes_with("linger-child"), "the agent did not start"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and (_processes_with("linger-child") or _processes_with(f"agent.py linger {task}")):
+        time.sleep(0.2)
+    assert not _processes_with("linger-child") and not _processes_with(f"agent.py linger {task}")
+    # and the next command closes the interrupted record
+    ar(task, "repair")
+    assert last_row(task)["status"] == "crash"

@@ -87,7 +87,16 @@ class Trial:
     def begin(cls, session: "Session", *, tag: str, parent: str, description: str,
               info: ProposalInfo | None = None, slot: int = 0, details: dict | None = None,
               on_phase: PhaseCallback = _quiet) -> "Trial":
+        from .branch import current_epoch
+        from .sandbox import resolve_kind
+
         info = info or ProposalInfo()
+        details = dict(details or {})
+        # never a silent downgrade: whether this experiment was contained is part of its record
+        details["sandbox"] = resolve_kind(session.config.sandbox.kind)[0]
+        epoch = current_epoch(session, tag)
+        if epoch:
+            details["epoch"] = epoch
         best_record = session.journal.best(tag)
         reference = best_record.metric if best_record else None
         if best_record is not None:  # re-measured since (drift, `noise`): the fresher number is the bar
@@ -96,7 +105,7 @@ class Trial:
             tag, description, info.proposer, parent, program_hash=session.lock().program_hash, slot=slot,
             best_before=reference, is_baseline=best_record is None,
             propose_seconds=info.propose_seconds, tokens_in=info.tokens_in, tokens_out=info.tokens_out,
-            cost_usd=info.cost_usd, details=dict(details or {}))
+            cost_usd=info.cost_usd, details=details)
         checkpoint("begun")
         return cls(session, exp, on_phase)
 

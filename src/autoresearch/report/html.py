@@ -68,6 +68,27 @@ def _card(label: str, value: str, note: str = "") -> str:
             f'<div class="value">{html.escape(value)}</div>{extra}</div>')
 
 
+def _warnings_html(experiments: list[Experiment]) -> str:
+    """What a reader must know first: experiments run without the sandbox, claim mismatches."""
+    items = []
+    bare = [e.seq for e in experiments if e.details.get("sandbox") == "none"]
+    if bare:
+        items.append(f"{len(bare)} experiment(s) ran WITHOUT the sandbox (bubblewrap was not usable): agents and "
+                     "runs were not contained (see the README's threat model)")
+    claims = [e.seq for e in experiments if "run_phase_claimed" in e.details]
+    if claims:
+        items.append("CLAIM MISMATCH: the run phase printed a metric the evaluation did not confirm in experiment(s) "
+                     + ", ".join(map(str, claims[:20])))
+    epochs = sorted({int(e.details["epoch"]) for e in experiments if e.details.get("epoch")})
+    if epochs:
+        items.append(f"the harness changed: epoch(s) {', '.join(map(str, epochs))}; results are compared only within "
+                     "an epoch")
+    if not items:
+        return ""
+    return '<section class="warnings"><h2>Warnings</h2><ul>' + "".join(
+        f"<li>{html.escape(i)}</li>" for i in items) + "</ul></section>"
+
+
 def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
     c = s["counts"]
     cards = [
@@ -154,7 +175,7 @@ def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: 
     goal = "higher" if maximize else "lower"
     body = f"""<header><h1>{html.escape(title)}</h1>
 <div class="muted">{html.escape(metric)} ({goal} is better) · generated {when}</div></header>
-<section><h2>Summary</h2>{_summary_html(s, metric, holdout)}</section>
+{_warnings_html(experiments)}<section><h2>Summary</h2>{_summary_html(s, metric, holdout)}</section>
 <section><h2>Progress</h2><div id="chart" class="chart"><noscript>The interactive chart needs
 JavaScript; the static chart is below.</noscript></div>{png}</section>
 <section><h2>Top hits</h2>{_top_hits_html(top_hits(experiments, maximize, TOP_HITS), maximize, s['baseline'], metric, holdout)}</section>
