@@ -6,8 +6,9 @@ on a fast task what the command adds around the run is the tool's own cost (issu
 2x of the hand loop, wall and CPU).
 
 What it does:
-  1. Builds a no-op task (`autoresearch init --template example`; its run is a `sed` that prints
-     the metric line from train.py and nothing else; the template's evaluate phase goes) and a
+  1. Builds a no-op task (`autoresearch init --template example`; train.py only prints the
+     metric, run by `python3 train.py` or, with --run sed, a `sed` that prints the metric line
+     from train.py and nothing else; the template's evaluate phase goes) and a
      twin copy of it for the hand loop, with `hand_loop.sh`: git commit, run, grep the metric,
      git reset (what the original's agent types).
   2. Each experiment is a real one: train.py's constant X alternates between 1 and 2 (the best
@@ -25,7 +26,8 @@ What it does:
 Bytecode is cached for the CLI (PYTHONPYCACHEPREFIX in the work folder), as an installed package
 has it; this checkout may set PYTHONDONTWRITEBYTECODE, which would recompile every module.
 
-Run: .venv/bin/python benchmarks/native_overhead.py [--pairs 15] [--sandbox auto|none] [--profile]
+Run: .venv/bin/python benchmarks/native_overhead.py [--pairs 15] [--sandbox auto|none] [--run python|sed]
+                                                      [--profile] [--no-timing]
 """
 
 from __future__ import annotations
@@ -45,8 +47,13 @@ from pathlib import Path
 WARMUP = 2  # untimed pairs first (page cache, bytecode cache)
 PAIRS = 15
 GOAL_RATIO = 2.0
-RUN = "sed -n 's/^#: //p' train.py"  # the no-op run: prints `val_loss: 1.000000` and nothing else
-METRIC_LINE = "#: val_loss: 1.000000"
+# The no-op run prints `val_loss: 1.000000` and nothing else. "python": train.py is a Python
+# file that prints it, as the original's train.py is Python (the real interpreter, not a pyenv
+# shim, which costs ~250 ms by itself); "sed": no interpreter at all, the floor of any run.
+PYTHON = str(Path(sys.base_prefix) / "bin" / "python3")
+RUNS = {"python": f"{PYTHON} train.py", "sed": "sed -n 's/^#: //p' train.py"}
+TRAIN = '#: val_loss: 1.000000\nX = 0\nprint("val_loss: 1.000000")\n'
+RUN = RUNS["python"]
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 
@@ -96,7 +103,7 @@ def build(work: Path, sandbox: str, env: dict[str, str]) -> tuple[Path, Path]:
     config = config.replace('evaluate = "python evaluate.py"\n', "")
     config += f'\n[sandbox]\nkind = "{sandbox}"\n'
     (task / "autoresearch.toml").write_text(config)
-    (task / "train.py").write_text(f"{METRIC_LINE}\nX = 0\n" + (task / "train.py").read_text())
+    (task / "train.py").write_text(TRAIN)
     git_env = {**env, **GIT_ENV}
     run_checked(["git", "commit", "-qam", "bench: no-op run"], task, git_env)
     hand = work / "hand"
@@ -125,7 +132,7 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
 def measure(task: Path, hand: Path, env: dict[str, str], pairs: int) -> dict[str, dict[str, list[float]]]:
     git_env = {**env, **GIT_ENV}
     native_text, hand_text = (task / "train.py").read_text(), (hand / "train.py").read_text()
-    results: dict[str, dict[str, list[float]]] = {"native": defaultdict(list), "hand": defaultdict(list)}
+    results: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in ("native", "hand", "python", "import")}
     codes: Counter = Counter()
     for i in range(WARMUP + pairs):
         x = 1 + i % 2  # a real change every time: the best has X = 0
@@ -139,9 +146,13 @@ def measure(task: Path, hand: Path, env: dict[str, str], pairs: int) -> dict[str
                 or (hand / "train.py").read_text() != hand_text:
             raise SystemExit(f"pair {i}: a folder was not reset to the best ({task}, {hand})")
         codes[code_a] += 1
+        # Floors, in the same rounds: what any Python CLI pays, and what importing ours adds.
+        wall_p, cpu_p, _ = timed([sys.executable, "-c", "pass"], task, env)
+        wall_i, cpu_i, _ = timed([sys.executable, "-c", "import autoresearch.cli"], task, env)
         if i < WARMUP:
             continue
-        for side, wall, cpu in (("native", wall_a, cpu_a), ("hand", wall_b, cpu_b)):
+        for side, wall, cpu in (("native", wall_a, cpu_a), ("hand", wall_b, cpu_b), ("python", wall_p, cpu_p),
+                                ("import", wall_i, cpu_i)):
             results[side]["wall"].append(wall)
             results[side]["cpu"].append(cpu)
     results["native"]["exit codes"] = [float(k) for k in codes.elements()]
@@ -150,7 +161,7 @@ def measure(task: Path, hand: Path, env: dict[str, str], pairs: int) -> dict[str
 
 def report(results: dict[str, dict[str, list[float]]], pairs: int, sandbox: str) -> None:
     a, b = results["native"], results["hand"]
-    print(f"\n{pairs} pairs (A B alternating, after {WARMUP} warm-up pairs); sandbox {sandbox}; "
+    print(f"\n{pairs} pairs (A B alternating, after {WARMUP} warm-up pairs); run `{RUN}`; sandbox {sandbox}; "
           f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
     print(f"{'side':34s} {'wall ms':>8s} {'cpu ms':>8s}   (medians; min-max wall)")
     for name, side in (("A  autoresearch experiment -m", a), ("B  hand loop (commit run grep reset)", b)):
@@ -161,6 +172,11 @@ def report(results: dict[str, dict[str, list[float]]], pairs: int, sandbox: str)
     print(f"{'ratio A / B':34s} {ratio_wall:7.2f}x {ratio_cpu:7.2f}x   goal <= {GOAL_RATIO:.1f}x: "
           f"{'met' if max(ratio_wall, ratio_cpu) <= GOAL_RATIO else 'NOT met'}")
     print(f"A's exit codes: {dict(Counter(int(c) for c in a['exit codes']))} (0 keep/discard, 3 crash, 4 rejected)")
+    p, i = results["python"], results["import"]
+    print(f"floors (same rounds): `python -c pass` {1000 * med(p['wall']):.1f} ms wall / {1000 * med(p['cpu']):.1f} ms "
+          f"cpu; `python -c 'import autoresearch.cli'` {1000 * med(i['wall']):.1f} / {1000 * med(i['cpu']):.1f} ms")
+    print(f"so A = start {1000 * med(p['wall']):.0f} + imports {1000 * (med(i['wall']) - med(p['wall'])):.0f} + "
+          f"the command's work {1000 * (med(a['wall']) - med(i['wall'])):.0f} ms (wall, medians; the run included)")
 
 
 # -- --profile ------------------------------------------------------------------------------------
@@ -292,9 +308,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=PAIRS, help="timed A B pairs")
     parser.add_argument("--sandbox", default="auto", choices=["auto", "none", "bwrap"],
                         help="[sandbox] kind of the native side (auto: what a user gets)")
+    parser.add_argument("--run", default="python", choices=sorted(RUNS),
+                        help="the no-op run: a Python train.py that prints the metric, or a sed (no interpreter)")
     parser.add_argument("--profile", action="store_true", help="also: where the native command's time goes")
     parser.add_argument("--no-timing", action="store_true", help="only the --profile part")
     args = parser.parse_args()
+    global RUN
+    RUN = RUNS[args.run]
     work = Path(tempfile.mkdtemp(prefix="autoresearch-native-overhead-"))
     env = cli_env(work)
     started = time.time()

@@ -177,7 +177,7 @@ def fake_history(root: Path, template: str, n: int) -> float:
                 best = value
         # One fast-import stream: blob + commit per experiment, parent = best at that time; then
         # one notes commit with a note per experiment (fast-import picks the notes fan-out).
-        stream, parent_mark, mark = [], None, 0
+        stream, parent_mark = [], None
         for k, (seq, status, value, _) in enumerate(plan):
             content = train_py(template, value if value is not None else 0.0, f"seq {seq}").encode()
             message = f"experiment {seq}\n\nautoresearch-seq: {seq}\nautoresearch-tag: {TAG}\n".encode()
