@@ -11,17 +11,19 @@ The brief is bounded by design: the rows should not change between 100 and 1,000
 
 Part 2, loop overhead: `autoresearch run --agent tune --max-experiments LOOP_EXPERIMENTS -q` on
 a fresh `example` task, then per experiment from the journal:
-  record   = finished_at - started_at  (what the journal row spans: propose, guard, commit,
-             run, verdict, reset, record)
+  record   = finished_at - started_at  (what the journal row spans: the `running` record, the
+             scratch copy of the best, history and brief, propose, collect, guard, commit,
+             the export of the commit, run, verdict, settle)
   propose  = propose_seconds            (tune: rebuild the optuna study, ask, edit train.py)
-  run      = run_seconds                (the harness's run of `python train.py`, sandbox included)
+  run      = run_seconds                (the harness's runs (run and evaluate phases), sandbox included)
   in-record overhead = record - propose - run
-  between  = next started_at - finished_at (restore to best, stop checks, history, brief)
+  between  = next started_at - finished_at (stop checks, the event queue, the next slot start)
   cycle    = next started_at - started_at  (one experiment, all in)
 Medians are printed for the first and the second half of the run as well, so growth with the
 history shows. The loop's overhead is `in-record overhead + between`.
 
 Run: .venv/bin/python benchmarks/brief.py   (about a minute on 2 cores)
+     .venv/bin/python benchmarks/brief.py --quick   (fewer rows and experiments: a check that it runs)
 """
 
 from __future__ import annotations
@@ -269,6 +271,9 @@ def loop_overhead(work: Path, env: dict[str, str]) -> None:
 # -- main ---------------------------------------------------------------------------------------------
 
 def main() -> None:
+    global HISTORIES, TEMPLATES, BUILD_REPEATS, LOOP_EXPERIMENTS
+    if "--quick" in sys.argv:
+        HISTORIES, TEMPLATES, BUILD_REPEATS, LOOP_EXPERIMENTS = [10, 100, 1000], ["example"], 5, 8
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="autoresearch-brief-"))
     env = cli_env(work / "pycache")

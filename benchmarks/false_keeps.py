@@ -8,13 +8,14 @@ Two modes:
   experiments from a one-run baseline, as in a session (a keep moves the reference). Cells:
   A/A (the change does nothing: every keep is false), a real 1-sd and a 2-sd gain (every keep
   is right: the keep rate is the power). Runs per experiment count the screen too.
-- --real: the same policies through the real Experimenter, git and journal, on a Python task
+- --real: the same policies through the real native experiment (trial.experiment), git and journal, on a Python task
   that prints LEVEL plus seeded Gaussian noise (EXPERIMENTS per cell; slow, a check that the
   simulation is the real flow).
 
     .venv/bin/python benchmarks/false_keeps.py            # simulated, about 2 minutes
     .venv/bin/python benchmarks/false_keeps.py --real     # end to end, all policies (slow)
     .venv/bin/python benchmarks/false_keeps.py --real greedy sequential   # some of them
+    .venv/bin/python benchmarks/false_keeps.py --sim 50 --experiments 3 --real greedy   # a quick check
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ print(f"val_loss: {LEVEL + noise:.6f}")
 
 
 def cli(cwd: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"`autoresearch {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
 
 
 def make_task(base: Path, name: str, verdict: str) -> Path:
@@ -63,7 +66,9 @@ def make_task(base: Path, name: str, verdict: str) -> Path:
     cli(base, "init", str(root), "--template", "example")
     (root / "train.py").write_text(TRAIN.replace("HEAVY", str(HEAVY_TAILS)))
     config = root / "autoresearch.toml"
-    config.write_text(config.read_text().replace("[agent]", f"[verdict]\n{verdict}\n\n[sandbox]\nkind = \"none\"\n\n[agent]"))
+    # The run prints the metric itself: the template's evaluate phase (which reads weights) goes.
+    text = config.read_text().replace('evaluate = "python evaluate.py"\n', "")
+    config.write_text(text.replace("[agent]", f"[verdict]\n{verdict}\n\n[sandbox]\nkind = \"none\"\n\n[agent]"))
     subprocess.run(["git", "commit", "-qam", "noisy"], cwd=root, check=True,
                    env={"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
                         "GIT_COMMITTER_EMAIL": "b@b", "PATH": "/usr/bin:/bin"})
@@ -74,15 +79,14 @@ def make_task(base: Path, name: str, verdict: str) -> Path:
 
 
 def trial(base: Path, name: str, verdict: str, effect: float) -> tuple[int, float, float]:
-    from autoresearch.experiment import Experimenter
     from autoresearch.session import Session
+    from autoresearch.trial import experiment
 
     root = make_task(base, name, verdict)
     train = root / "train.py"
     keeps, runs, began = 0, [], time.time()
     with Session.open(root) as session:
         session.acquire("benchmark")
-        ex = Experimenter(session)
         for i in range(EXPERIMENTS):
             text = train.read_text()
             text = re.sub(r"^NOTE = \d+", f"NOTE = {i + 1}", text, flags=re.M)
@@ -90,7 +94,7 @@ def trial(base: Path, name: str, verdict: str, effect: float) -> tuple[int, floa
                 level = float(re.search(r"^LEVEL = (.*)$", text, re.M).group(1))
                 text = re.sub(r"^LEVEL = .*$", f"LEVEL = {level - effect}", text, flags=re.M)
             train.write_text(text)
-            exp = ex.run(f"{name} {i}")
+            exp = experiment(session, f"{name} {i}")
             keeps += exp.status == "keep"
             runs.append(len(session.journal.runs(seq=exp.seq)))
     return keeps, statistics.fmean(runs), time.time() - began
@@ -182,7 +186,23 @@ def sim_main() -> None:
               f"{p2 * 100:>8.1f}% {r2:>8.2f}", flush=True)
 
 
+def take_count(flag: str, default: int) -> int:
+    """`FLAG N` from the command line (removed from argv), else DEFAULT."""
+    if flag not in sys.argv:
+        return default
+    i = sys.argv.index(flag)
+    try:
+        value = int(sys.argv[i + 1])
+    except (IndexError, ValueError):
+        raise SystemExit(f"{flag} needs a whole number, e.g. {flag} 10") from None
+    del sys.argv[i:i + 2]
+    return value
+
+
 if __name__ == "__main__":
+    EXPERIMENTS = take_count("--experiments", EXPERIMENTS)
+    SIM_EXPERIMENTS = take_count("--sim", SIM_EXPERIMENTS)
+    SLOW = {k: min(v, SIM_EXPERIMENTS) for k, v in SLOW.items()}
     if "--real" in sys.argv:
         real_main(sys.argv[sys.argv.index("--real") + 1:])
     else:

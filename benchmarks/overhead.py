@@ -1,36 +1,46 @@
-"""Orchestration overhead per experiment: everything `autoresearch experiment` does except
-running the experiment's own command.
+"""Orchestration overhead per experiment: everything an experiment costs except running the
+experiment's own command, measured through the real paths.
 
 What it does, top to bottom:
-  1. For each sandbox kind (SANDBOXES), history length (HISTORIES) and mode (in-process, CLI)
-     it makes a fresh task with the CLI (`autoresearch init --template example`), swaps the run
-     for a no-op shell command (`sed` printing the metric from a comment line of train.py),
-     commits, locks, starts and runs the baseline. Then it fakes HISTORY-1 prior experiments
-     cheaply but realistically: one git commit each (written by `git fast-import`; keeps chained
-     on the branch, every commit under refs/autoresearch/<tag>/<seq>), a journal row each
-     (Journal.begin/update), a runs-table row, a run.log folder, results.tsv regenerated.
-  2. It measures round robin over the cells (so a burst of load elsewhere hits all alike). Each
-     experiment edits train.py so that keeps and discards alternate.
-     In-process: `Experimenter(session).run(...)` on one open session; `harness.run_command`
-     is wrapped with a timer, overhead = total - run_command.
-     CLI: wall time of `python -m autoresearch experiment -m ...` minus the run command's own
-     seconds as the journal's runs table records them.
+  1. For each sandbox kind (SANDBOXES) and history length (HISTORIES) it makes a fresh task with
+     the CLI (`autoresearch init --template example`), swaps the run for a no-op shell command
+     (`sed` printing the metric from a comment line of train.py; the template's evaluate phase
+     goes), commits, locks, starts and runs the baseline. Then it fakes HISTORY-1 prior
+     experiments cheaply but realistically: one git commit each (written by `git fast-import`;
+     keeps chained on the branch, every commit under refs/autoresearch/<tag>/<seq>, a note each
+     under refs/notes/autoresearch), a journal row each, a runs-table row, a run.log folder,
+     results.tsv regenerated. Copies of that task serve the three modes.
+  2. Modes:
+     native  `trial.experiment(session, ...)` on one open session: snapshot of the folder, the
+             `running` record, commit + ref, guard, a fresh export of the commit, the run,
+             settle (journal, branch, results.tsv, note, pruning), the folder back at best.
+     loop    `loop.run_loop` (one slot, local executor) in a thread, with an in-process
+             proposer that edits train.py in its scratch copy. The proposer waits at a gate;
+             one step opens it and waits for the next proposal to arrive, so a step is one full
+             cycle: propose, collect, commit, guard, export, run, settle, the next `running`
+             record, the next scratch copy (export + a private git repository), history, brief.
+     cli     `python -m autoresearch experiment -m ...` as a whole process (wall time), minus
+             the run command's own seconds as the journal's runs table records them.
+     Steps go round robin over the cells (so a burst of load elsewhere hits all alike). Edits
+     alternate keep and discard. Overhead = step time - `measure.run_command` (in-process) or
+     the runs' recorded seconds (cli).
   3. Floors: the bare run command, one git call, python start, `import autoresearch.cli`.
-  4. For the longest history with the default sandbox: where the in-process overhead goes (git
-     subprocesses, SQLite journal calls, harness hashing, results.tsv), which git subcommands an
-     experiment spawns and from where, and a cProfile of the top functions by own time.
+  4. For the longest history: where the in-process overhead goes (self time per part: git
+     subprocesses, exports, scratch, SQLite journal, results.tsv, harness hashes), which git
+     subcommands an experiment spawns and from where, and a cProfile of native experiments.
 
 How to read it: medians in milliseconds. `run cmd` is the harness's run_command (process start,
 sandbox, capped log, /proc sweep); compare it with the bare-command floor to see what the harness
 and the sandbox add around the user's process, and the `none` rows with the `auto` rows for the
-sandbox's share. The issue's goal is an in-process overhead under GOAL_MS, flat in the history
+sandbox's share. The goal (issue 13) is an in-process overhead under GOAL_MS, flat in the history
 length: compare the rows at 10 and 1,000 (differences of ~20 % between cells are noise on a
 loaded 2-core machine; the load average is printed before and after).
 
 CLI subprocesses run with cached bytecode (BYTECODE_CACHE), as an installed package would; this
 checkout may set PYTHONDONTWRITEBYTECODE, which makes every CLI call recompile every module.
 
-Run: .venv/bin/python benchmarks/overhead.py   (about 2 minutes on 2 cores)
+Run: .venv/bin/python benchmarks/overhead.py            (a few minutes on 2 cores)
+     .venv/bin/python benchmarks/overhead.py --quick    (sandbox none only, fewer repeats)
 """
 
 from __future__ import annotations
@@ -39,11 +49,13 @@ import cProfile
 import io
 import os
 import pstats
+import queue
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -51,22 +63,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-import autoresearch.experiment as E  # noqa: E402
 import autoresearch.harness as H  # noqa: E402
-from autoresearch.experiment import Experimenter  # noqa: E402
+import autoresearch.loop as L  # noqa: E402
+import autoresearch.measure as M  # noqa: E402
+import autoresearch.scratch as S  # noqa: E402
+import autoresearch.trial as T  # noqa: E402
+from autoresearch.executors.local import LocalExecutor  # noqa: E402
 from autoresearch.journal import Journal, write_tsv  # noqa: E402
+from autoresearch.proposers import Proposal, ProposeContext  # noqa: E402
 from autoresearch.sandbox import bwrap_works  # noqa: E402
 from autoresearch.session import Session  # noqa: E402
-from autoresearch.workspace import branch_name, experiment_ref  # noqa: E402
+from autoresearch.task import LoopSection  # noqa: E402
+from autoresearch.workspace import NOTES_REF, Workspace, branch_name, experiment_ref  # noqa: E402
 
 # -- knobs ----------------------------------------------------------------------------------------
 HISTORIES = [10, 1000]  # prior experiments on the branch (baseline included)
 SANDBOXES = ["none", "auto"]  # [sandbox] kind; "auto" is bwrap where it works, else none
-WARMUP = 2  # untimed in-process experiments first (imports, caches, page cache)
+MODES = ["native", "loop", "cli"]
+WARMUP = 2  # untimed experiments first (imports, caches, page cache)
 REPEATS = 12  # timed in-process experiments per cell
 CLI_REPEATS = 5  # timed `autoresearch experiment` subprocesses per cell
 BARE_REPEATS = 30  # starts of the bare command, for the floor
-PROFILE_EXPERIMENTS = 8  # experiments under cProfile in the breakdown
+PROFILE_EXPERIMENTS = 8  # native experiments under cProfile in the breakdown
 PROFILE_TOP = 15  # rows of the cProfile table
 IMPORT_TOP = 8  # packages listed in the CLI's import-time breakdown
 GOAL_MS = 100.0  # the issue's goal for in-process overhead per experiment
@@ -126,6 +144,7 @@ def make_task(root: Path, sandbox: str, history: int) -> tuple[Path, float]:
     cli("init", str(root), "--template", "example", cwd=where)
     template = (root / "train.py").read_text()
     config = (root / "autoresearch.toml").read_text().replace('run = "python train.py"', f'run = "{RUN}"')
+    config = config.replace('evaluate = "python evaluate.py"\n', "")  # the run prints the metric itself
     config += f'\n[sandbox]\nkind = "{sandbox}"\n'
     (root / "autoresearch.toml").write_text(config)
     (root / "train.py").write_text(train_py(template, 100.0))
@@ -139,7 +158,7 @@ def make_task(root: Path, sandbox: str, history: int) -> tuple[Path, float]:
 
 def fake_history(root: Path, template: str, n: int) -> float:
     """N experiments after the baseline, as a real run would leave them: commits (keeps on the
-    branch, discards and crashes beside it), refs, journal rows, runs rows, log folders."""
+    branch, discards and crashes beside it), refs, notes, journal rows, runs rows, log folders."""
     with Session.open(root) as s:
         base = s.best_commit(TAG)
         first_seq = s.journal.next_seq()
@@ -156,7 +175,8 @@ def fake_history(root: Path, template: str, n: int) -> float:
             plan.append((seq, status, value, best))
             if status == "keep":
                 best = value
-        # One fast-import stream: blob + commit per experiment, parent = best at that time.
+        # One fast-import stream: blob + commit per experiment, parent = best at that time; then
+        # one notes commit with a note per experiment (fast-import picks the notes fan-out).
         stream, parent_mark = [], None
         for k, (seq, status, value, _) in enumerate(plan):
             content = train_py(template, value if value is not None else 0.0, f"seq {seq}").encode()
@@ -168,13 +188,25 @@ def fake_history(root: Path, template: str, n: int) -> float:
             stream.append(b"M 100644 :%d train.py\n\n" % (2 * k + 1))
             if status == "keep":
                 parent_mark = f":{2 * k + 2}"
+        if plan:
+            previous_notes = s.ws.git("rev-parse", "-q", "--verify", NOTES_REF, check=False).strip()
+            note_lines = []
+            for k, (seq, status, value, _) in enumerate(plan):
+                text = f'{{"seq": {seq}, "status": "{status}", "metric": {value if value is not None else "null"}}}\n'
+                note_lines.append(b"N inline :%d\ndata %d\n%s\n" % (2 * k + 2, len(text), text.encode()))
+            stream.append(b"commit %s\ncommitter bench <bench@localhost> %d +0000\ndata 6\nnotes\n"
+                          % (NOTES_REF.encode(), int(time.time())))
+            if previous_notes:
+                stream.append(b"from %s\n" % previous_notes.encode())
+            stream.extend(note_lines)
+            stream.append(b"\n")
         marks = root / ".autoresearch" / "bench-marks"
         proc = subprocess.run(["git", "fast-import", "--quiet", f"--export-marks={marks}"], cwd=root,
                               input=b"".join(stream), capture_output=True)
         if proc.returncode != 0:
             raise SystemExit(f"git fast-import failed: {proc.stderr.decode()}")
-        sha = dict(line.split() for line in marks.read_text().splitlines())
-        marks.unlink()
+        sha = dict(line.split() for line in marks.read_text().splitlines()) if marks.exists() else {}
+        marks.unlink(missing_ok=True)
         best_sha, parent = base, base
         for k, (seq, status, value, before) in enumerate(plan):
             commit = sha[f":{2 * k + 2}"]
@@ -209,61 +241,100 @@ def fake_history(root: Path, template: str, n: int) -> float:
 # -- timers -------------------------------------------------------------------------------------
 
 class Timers:
-    """Wraps the functions an experiment spends its time in; sums seconds and counts calls."""
+    """Wraps the functions an experiment spends its time in. Each label gets its SELF time
+    (nested wrapped calls are subtracted, per thread), so the parts add up; `run_command` is
+    also kept whole, as the run to subtract from a step's time."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+        self.seconds: dict[str, float] = defaultdict(float)  # self time per label
         self.calls: Counter = Counter()
+        self.run_seconds = 0.0  # run_command, inclusive
         self.git_seconds: dict[str, float] = defaultdict(float)
         self.git_calls: Counter = Counter()
         self.sites: Counter = Counter()  # "caller -> workspace method (git subcommand)" -> calls
         self._undo: list = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
 
     def reset(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
-        self.git_seconds.clear()
-        self.git_calls.clear()
-        self.sites.clear()
+        with self._lock:
+            self.seconds.clear()
+            self.calls.clear()
+            self.run_seconds = 0.0
+            self.git_seconds.clear()
+            self.git_calls.clear()
+            self.sites.clear()
+
+    def _enter(self) -> list[float]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append(0.0)  # time spent in wrapped children
+        return stack
+
+    def _leave(self, label: str, began: float) -> float:
+        elapsed = time.perf_counter() - began
+        stack = self._local.stack
+        children = stack.pop()
+        if stack:
+            stack[-1] += elapsed
+        with self._lock:
+            self.seconds[label] += elapsed - children
+            self.calls[label] += 1
+        return elapsed
 
     def _wrap(self, owner: object, name: str, label: str) -> None:
         original = getattr(owner, name)
+        timers = self
 
         def timed(*args, **kwargs):
+            timers._enter()
             t = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.seconds[label] += time.perf_counter() - t
-                self.calls[label] += 1
+                elapsed = timers._leave(label, t)
+                if label == "run_command":
+                    with timers._lock:
+                        timers.run_seconds += elapsed
         setattr(owner, name, timed)
         self._undo.append((owner, name, original))
 
     def install(self) -> "Timers":
-        self._wrap(E, "run_command", "run_command")
-        self._wrap(E, "verify", "verify (harness hashes)")
-        self._wrap(E, "append_tsv", "results.tsv append")
-        self._wrap(E, "tail_lines", "log tail")
+        self._wrap(M, "run_command", "run_command")
         self._wrap(H, "sweep_marked", SWEEP)  # inside run_command: reported, not counted twice
-        if hasattr(Experimenter, "_repair_tsv"):  # compares results.tsv with the journal each time
-            self._wrap(Experimenter, "_repair_tsv", "results.tsv repair check")
-        for name in ("begin", "update", "best", "latest_noise", "add_run", "get_meta", "set_meta"):
+        self._wrap(M, "verify", "verify (harness hashes)")
+        self._wrap(T, "sync_tsv", "results.tsv sync")
+        self._wrap(T, "tail_lines", "log tail")
+        self._wrap(T, "prune_outputs", "prune outputs")
+        self._wrap(Workspace, "export", "export (files, index)")
+        self._wrap(S, "make", "scratch make (python)")
+        self._wrap(S, "collect", "scratch collect (python)")
+        self._wrap(L.Loop, "_context", "history + brief")
+        self._wrap(T, "_quarantine_oversized", "untracked scan (python)")
+        for name in ("begin", "update", "best", "latest_noise", "add_run", "get_meta", "set_meta", "settle",
+                     "noted", "experiments", "get", "next_seq"):
             self._wrap(Journal, name, "sqlite journal")
-        # Every git call the workspace makes goes through subprocess.run.
+        # Every git call goes through subprocess.run.
         original_run = subprocess.run
+        timers = self
 
         def run(args, *a, **kw):
+            is_git = isinstance(args, (list, tuple)) and args and args[0] == "git"
+            if not is_git:
+                return original_run(args, *a, **kw)
+            timers._enter()
             t = time.perf_counter()
             try:
                 return original_run(args, *a, **kw)
             finally:
-                if isinstance(args, (list, tuple)) and args and args[0] == "git":
-                    sub = next((x for x in args[1:] if not x.startswith("-") and "=" not in x), "?")
-                    self.git_seconds[sub] += time.perf_counter() - t
-                    self.git_calls[sub] += 1
-                    self.sites[call_site(sub)] += 1
-                    self.seconds["git subprocesses"] += time.perf_counter() - t
-                    self.calls["git subprocesses"] += 1
+                elapsed = timers._leave("git subprocesses", t)
+                sub = next((x for x in args[1:] if not x.startswith("-") and "=" not in x), "?")
+                site = call_site(sub)
+                with timers._lock:
+                    timers.git_seconds[sub] += elapsed
+                    timers.git_calls[sub] += 1
+                    timers.sites[site] += 1
         subprocess.run = run
         self._undo.append((subprocess, "run", original_run))
         return self
@@ -275,8 +346,8 @@ class Timers:
 
 
 def call_site(sub: str) -> str:
-    """Who asked for this git call: the first autoresearch frame outside workspace.py, and the
-    Workspace method it called."""
+    """Who asked for this git call: the first autoresearch frame outside workspace.py (and this
+    file's wrappers), and the Workspace method it called."""
     frame, method = sys._getframe(2), "?"
     while frame is not None:
         name = frame.f_code.co_filename
@@ -293,19 +364,38 @@ def call_site(sub: str) -> str:
 class Edits:
     """train.py contents that alternate keep (a bit better than best) and discard (worse)."""
 
-    def __init__(self, root: Path, best: float) -> None:
-        self.root, self.best, self.i = root, best, 0
-        self.template = (root / "train.py").read_text().split("\n", 2)[2]
+    def __init__(self, template: str, best: float) -> None:
+        self.template, self.best, self.i = template, best, 0
 
-    def next(self) -> tuple[str, str]:
+    def next(self, where: Path) -> str:
         self.i += 1
         if self.i % 2:
             self.best -= 0.001
             value = self.best
         else:
             value = self.best + 1.0
-        (self.root / "train.py").write_text(train_py(self.template, value, f"edit {self.i}"))
-        return f"bench edit {self.i} -> {value:.3f}", ("keep" if self.i % 2 else "discard")
+        (where / "train.py").write_text(train_py(self.template, value, f"edit {self.i}"))
+        return f"bench edit {self.i} -> {value:.3f}"
+
+
+class GateProposer:
+    """The loop's proposer: it waits at a gate, so the benchmark decides when each cycle starts;
+    then it edits train.py in its scratch copy, instantly."""
+
+    name = "bench"
+    needs_git = True  # the scratch gets its private repository, as for a coding agent
+
+    def __init__(self, edits: Edits) -> None:
+        self.edits = edits
+        self.gate = threading.Semaphore(0)
+        self.arrived: queue.Queue = queue.Queue()
+        self.finishing = False
+
+    def propose(self, ctx: ProposeContext) -> Proposal:
+        self.arrived.put(time.perf_counter())
+        if not self.finishing:
+            self.gate.acquire()
+        return Proposal(self.edits.next(ctx.workspace.root), model_driven=False)
 
 
 def spawn_ms(argv: list[str], cwd: Path, n: int = BARE_REPEATS) -> float:
@@ -331,8 +421,13 @@ class Cell:
             shutil.copytree(twin.root, root, symlinks=True)
             self.root, self.best = root, twin.best
         self.setup_s = time.time() - t
-        self.edits = Edits(self.root, self.best)
-        self.session: Session | None = None  # opened at the first in-process step (after the twin's copy)
+        self.edits = Edits((self.root / "train.py").read_text().split("\n", 2)[2], self.best)
+        self.session: Session | None = None  # opened at the first in-process step
+        self.proposer: GateProposer | None = None
+        self.reader: Journal | None = None  # loop mode: the main thread's view of the journal
+        self.thread: threading.Thread | None = None
+        self.loop_error: BaseException | None = None
+        self.steps_planned = 0
         self.done = 0
         self.total: list[float] = []
         self.run: list[float] = []
@@ -347,16 +442,57 @@ class Cell:
     def overhead(self) -> list[float]:
         return [t - r for t, r in zip(self.total, self.run)]
 
+    def start_loop(self, steps: int) -> None:
+        """The loop in a thread, waiting at the first proposal; STEPS cycles will follow."""
+        self.proposer = GateProposer(self.edits)
+        self.steps_planned = steps
+        limits = LoopSection(max_experiments=steps + 1)
+        proposer, root = self.proposer, self.root
+        self.reader = Journal(root / ".autoresearch")  # this thread's own connection (SQLite's rule)
+
+        def body() -> None:
+            try:
+                with Session.open(root) as session:  # opened in the loop's thread, which uses it
+                    L.run_loop(session, proposer, limits, LocalExecutor(1))
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                self.loop_error = exc
+                proposer.arrived.put(None)
+        self.thread = threading.Thread(target=body, name=f"bench-loop-{self.sandbox}-{self.history}", daemon=True)
+        self.thread.start()
+        self.wait_arrival()
+
+    def wait_arrival(self) -> float:
+        assert self.proposer is not None
+        arrived = self.proposer.arrived.get(timeout=300)
+        if arrived is None:
+            raise SystemExit(f"the loop in {self.root} failed: {self.loop_error!r}")
+        return arrived
+
+    def finish_loop(self) -> None:
+        if self.proposer is not None and self.thread is not None:
+            self.proposer.finishing = True
+            self.proposer.gate.release()
+            self.thread.join(timeout=120)
+
     def step(self, timers: Timers, warmup: int) -> None:
-        description, _ = self.edits.next()
-        if self.mode == "in-process":
+        if self.mode == "native":
             if self.session is None:
                 self.session = Session.open(self.root)
+            description = self.edits.next(self.root)
             timers.reset()
             t = time.perf_counter()
-            exp = Experimenter(self.session).run(description)
-            total, run = time.perf_counter() - t, timers.seconds["run_command"]
+            exp = T.experiment(self.session, description)
+            total, run = time.perf_counter() - t, timers.run_seconds
+        elif self.mode == "loop":
+            assert self.proposer is not None
+            timers.reset()
+            t = time.perf_counter()
+            self.proposer.gate.release()
+            total, run = self.wait_arrival() - t, timers.run_seconds
+            exp = self.reader.last(TAG)  # the next proposal's `running` record; the step's is the one before
+            exp = self.reader.get(exp.seq - 1) if exp and exp.status == "running" else exp
         else:
+            description = self.edits.next(self.root)
             timers.uninstall()  # the CLI is another process; our wrappers would only time `cli()`
             try:
                 t = time.perf_counter()
@@ -370,17 +506,20 @@ class Cell:
         self.done += 1
         if self.done <= warmup:
             return
-        self.statuses[exp.status] += 1
+        self.statuses[exp.status if exp else "?"] += 1
         self.total.append(ms(total))
         self.run.append(ms(run))
-        if self.mode == "in-process":
+        if self.mode != "cli":
             accounted = 0.0
-            for label, secs in timers.seconds.items():
-                if label == SWEEP:  # inside run_command, so not part of the overhead
-                    self.breakdown[label].append(ms(secs))
-                elif label != "run_command":
-                    self.breakdown[label].append(ms(secs))
-                    accounted += secs
+            with timers._lock:
+                seconds = dict(timers.seconds)
+            for label, secs in seconds.items():
+                if label in (SWEEP, "run_command"):  # inside the run, so not part of the overhead
+                    if label == SWEEP:
+                        self.breakdown[label].append(ms(secs))
+                    continue
+                self.breakdown[label].append(ms(secs))
+                accounted += secs
             self.breakdown["other python"].append(ms(total - run - accounted))
             self.git_seconds.append(dict(timers.git_seconds))
             self.git_calls.append(Counter(timers.git_calls))
@@ -388,6 +527,9 @@ class Cell:
             self.calls = dict(timers.calls)
 
     def close(self) -> None:
+        self.finish_loop()
+        if self.reader is not None:
+            self.reader.close()
         if self.session is not None:
             self.session.close()
 
@@ -418,9 +560,9 @@ def import_costs(cwd: Path, top: int) -> list[tuple[str, float]]:
 def profile(cell: Cell) -> str:
     profiler = cProfile.Profile()
     for _ in range(PROFILE_EXPERIMENTS):
-        description, _ = cell.edits.next()
+        description = cell.edits.next(cell.root)
         profiler.enable()
-        Experimenter(cell.session).run(description)
+        T.experiment(cell.session, description)  # type: ignore[arg-type]
         profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(PROFILE_TOP)
@@ -432,6 +574,9 @@ def profile(cell: Cell) -> str:
 # -- main ---------------------------------------------------------------------------------------------
 
 def main() -> None:
+    global SANDBOXES, REPEATS, CLI_REPEATS, BARE_REPEATS, PROFILE_EXPERIMENTS
+    if "--quick" in sys.argv:
+        SANDBOXES, REPEATS, CLI_REPEATS, BARE_REPEATS, PROFILE_EXPERIMENTS = ["none"], 7, 3, 10, 4
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="autoresearch-overhead-"))
     os.environ["AUTORESEARCH_CACHE"] = str(work / "cache")
@@ -441,42 +586,49 @@ def main() -> None:
           f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
     cells: list[Cell] = []
     timers = Timers()
+    repeats = {"native": REPEATS, "loop": REPEATS, "cli": CLI_REPEATS}
     try:
         for sandbox in SANDBOXES:
             for history in HISTORIES:
-                cells.append(Cell(work, sandbox, history, "in-process"))
-                cells.append(Cell(work, sandbox, history, "cli", twin=cells[-1]))
-                print(f"  task for sandbox {sandbox}, history {history} set up in {cells[-2].setup_s:.1f} s "
-                      f"(and copied in {cells[-1].setup_s:.1f} s)", flush=True)
+                first = Cell(work, sandbox, history, MODES[0])
+                cells.append(first)
+                cells.extend(Cell(work, sandbox, history, mode, twin=first) for mode in MODES[1:])
+                print(f"  task for sandbox {sandbox}, history {history} set up in {first.setup_s:.1f} s "
+                      f"(and copied in {max(c.setup_s for c in cells[-len(MODES) + 1:]):.1f} s each)", flush=True)
+        for cell in cells:
+            if cell.mode == "loop":
+                cell.start_loop(WARMUP + REPEATS)
         bare = spawn_ms(["/bin/sh", "-c", RUN], cells[0].root)
         git_floor = spawn_ms(["git", "rev-parse", "HEAD"], cells[0].root)
         floors: dict[str, list[float]] = defaultdict(list)
         timers.install()
         # Round robin over the cells, so a burst of load elsewhere on the machine hits all alike.
-        for i in range(WARMUP + max(REPEATS, CLI_REPEATS)):
+        for i in range(WARMUP + max(repeats.values())):
             for cell in cells:
-                n = REPEATS if cell.mode == "in-process" else CLI_REPEATS
-                if i < WARMUP + n:
+                if i < WARMUP + repeats[cell.mode]:
                     cell.step(timers, WARMUP)
             if WARMUP <= i < WARMUP + CLI_REPEATS:
                 timers.uninstall()
                 floor_step(work, floors)
                 timers.install()
-        print(f"  measured ({REPEATS} in-process and {CLI_REPEATS} CLI experiments per cell after {WARMUP} "
+        print(f"  measured ({REPEATS} native and loop, {CLI_REPEATS} CLI experiments per cell after {WARMUP} "
               f"warm-up), load average {os.getloadavg()[0]:.1f}", flush=True)
         timers.uninstall()
+        for cell in cells:
+            if cell.mode == "loop":
+                cell.finish_loop()
         floor_import = med(floors["python + import autoresearch.cli"])
 
         print()
-        print(f"{'history':>7s}  {'sandbox':7s} {'mode':10s} {'total':>8s} {'run cmd':>8s} {'overhead':>8s}  "
+        print(f"{'history':>7s}  {'sandbox':7s} {'mode':7s} {'total':>8s} {'run cmd':>8s} {'overhead':>8s}  "
               f"goal<{GOAL_MS:.0f}ms  verdicts")
-        for c in sorted(cells, key=lambda c: (c.mode != "in-process", c.sandbox != "none", c.history)):
+        for c in sorted(cells, key=lambda c: (MODES.index(c.mode), c.sandbox != "none", c.history)):
             ok = "ok" if med(c.overhead) < GOAL_MS else "EXCEEDS"
             verdicts = " ".join(f"{k}={v}" for k, v in sorted(c.statuses.items()))
-            print(f"{c.history:7d}  {c.sandbox:7s} {c.mode:10s} {med(c.total):8.1f} {med(c.run):8.1f} "
+            print(f"{c.history:7d}  {c.sandbox:7s} {c.mode:7s} {med(c.total):8.1f} {med(c.run):8.1f} "
                   f"{med(c.overhead):8.1f}  {ok:9s} {verdicts}")
-        print("(ms, medians; overhead = total - run cmd; in-process `run cmd` is the harness.run_command call, "
-              "cli `run cmd` the journal's RunResult.seconds)")
+        print("(ms, medians; overhead = total - run cmd; in-process `run cmd` is measure.run_command, cli `run cmd` "
+              "the journal's run seconds; `loop` is one full cycle of run_loop, proposal and next scratch included)")
         print(f"floors: the bare run command via subprocess {bare:.1f} ms; one `git rev-parse` {git_floor:.1f} ms; "
               + "; ".join(f"{label} {med(v):.1f} ms" for label, v in floors.items())
               + f" (bytecode {'cached' if BYTECODE_CACHE else 'recompiled on each call'})")
@@ -490,53 +642,58 @@ def main() -> None:
         lo, hi = HISTORIES[0], HISTORIES[-1]
         print()
         for sandbox in SANDBOXES:
-            for mode in ("in-process", "cli"):
+            for mode in MODES:
                 a, b = med(find(lo, sandbox, mode).overhead), med(find(hi, sandbox, mode).overhead)
                 print(f"history {lo} -> {hi} ({sandbox}, {mode}): overhead {a:.1f} -> {b:.1f} ms "
                       f"({b - a:+.1f} ms, x{b / a:.2f})")
         if "none" in SANDBOXES and "auto" in SANDBOXES:
             for history in HISTORIES:
-                none, auto = med(find(history, "none", "in-process").run), med(find(history, "auto", "in-process").run)
+                none, auto = med(find(history, "none", "native").run), med(find(history, "auto", "native").run)
                 print(f"history {history}: run cmd {none:.1f} ms (sandbox none) vs {auto:.1f} ms (auto) -> sandbox "
                       f"adds {auto - none:+.1f} ms per run phase; run_command adds {none - bare:+.1f} ms around "
                       f"the bare command without a sandbox")
         for sandbox in SANDBOXES:
             for history in HISTORIES:
-                rest = med(find(history, sandbox, "cli").overhead) - med(find(history, sandbox, "in-process").overhead)
-                print(f"cli - in-process ({sandbox}, history {history}): {rest:+.1f} ms, of which "
+                rest = med(find(history, sandbox, "cli").overhead) - med(find(history, sandbox, "native").overhead)
+                print(f"cli - native ({sandbox}, history {history}): {rest:+.1f} ms, of which "
                       f"{floor_import:.0f} ms is python start + imports; the rest {rest - floor_import:+.1f} ms "
-                      "(session open, config, lock, reconcile, output; within the noise when near 0 or below)")
+                      "(session open, config, lock, output; within the noise when near 0 or below)")
 
-        cell = find(hi, SANDBOXES[-1], "in-process")
-        pair = [find(h, cell.sandbox, "in-process") for h in HISTORIES]
+        for mode in ("native", "loop"):
+            cell = find(hi, SANDBOXES[-1], mode)
+            pair = [find(h, cell.sandbox, mode) for h in HISTORIES]
+            print()
+            print(f"breakdown of the {mode} overhead (sandbox {cell.sandbox}; self time, median ms per experiment; "
+                  "calls in one experiment):")
+            print(f"  {'':26s} " + " ".join(f"{'history ' + str(c.history):>13s}" for c in pair))
+            labels = sorted({k for c in pair for k in c.breakdown}, key=lambda k: -med(cell.breakdown.get(k, [0.0])))
+            for label in labels:
+                calls = cell.calls.get(label)
+                print(f"  {label:26s} " + " ".join(f"{med(c.breakdown.get(label, [0.0])):13.1f}" for c in pair)
+                      + (f"  ({calls} calls)" if calls else ""))
+            print(f"  {'= overhead':26s} " + " ".join(f"{med(c.overhead):13.1f}" for c in pair))
+            if mode == "loop":
+                print("  (loop: the driver thread polls its stop conditions while a run goes on, so parts of two "
+                      "threads overlap and `other python` can come out below 0)")
+            total_calls = [sum(c.values()) for c in cell.git_calls]
+            print(f"git subprocesses per experiment: median {med(total_calls):.0f} (min {min(total_calls)}, max "
+                  f"{max(total_calls)}), {med(cell.breakdown['git subprocesses']) / med(total_calls):.1f} ms each; "
+                  "by subcommand (mean calls, median ms per experiment, at each history):")
+            subs = sorted({k for c in cell.git_calls for k in c},
+                          key=lambda k: -med([d.get(k, 0.0) for d in cell.git_seconds]))
+            for sub in subs:
+                print(f"  git {sub:14s} {statistics.mean([c.get(sub, 0) for c in cell.git_calls]):4.1f} calls "
+                      + " ".join(f"{ms(med([d.get(sub, 0.0) for d in c.git_seconds])):7.1f} ms" for c in pair))
+            print("git calls per experiment by call site (mean calls  caller -> Workspace method (subcommand); "
+                  "keeps and discards alternate, so 0.5 is one call in one of the two):")
+            sites = sorted({k for c in cell.sites for k in c},
+                           key=lambda k: (-statistics.mean([c.get(k, 0) for c in cell.sites]), k))
+            for site in sites:
+                n = statistics.mean([c.get(site, 0) for c in cell.sites])
+                print(f"  {n:3.1f}  {site}")
+        cell = find(hi, SANDBOXES[-1], "native")
         print()
-        print(f"breakdown of the in-process overhead (sandbox {cell.sandbox}; median ms per experiment; calls "
-              "in one experiment):")
-        print(f"  {'':26s} " + " ".join(f"{'history ' + str(c.history):>13s}" for c in pair))
-        labels = sorted({k for c in pair for k in c.breakdown}, key=lambda k: -med(cell.breakdown.get(k, [0.0])))
-        for label in labels:
-            calls = cell.calls.get(label)
-            print(f"  {label:26s} " + " ".join(f"{med(c.breakdown.get(label, [0.0])):13.1f}" for c in pair)
-                  + (f"  ({calls} calls)" if calls else ""))
-        print(f"  {'= overhead':26s} " + " ".join(f"{med(c.overhead):13.1f}" for c in pair))
-        total_calls = [sum(c.values()) for c in cell.git_calls]
-        print(f"git subprocesses per experiment: median {med(total_calls):.0f} (min {min(total_calls)}, max "
-              f"{max(total_calls)}), {med(cell.breakdown['git subprocesses']) / med(total_calls):.1f} ms each; "
-              "by subcommand (mean calls, median ms per experiment):")
-        subs = sorted({k for c in cell.git_calls for k in c},
-                      key=lambda k: -med([d.get(k, 0.0) for d in cell.git_seconds]))
-        for sub in subs:
-            print(f"  git {sub:14s} {statistics.mean([c.get(sub, 0) for c in cell.git_calls]):4.1f} calls "
-                  f"{ms(med([d.get(sub, 0.0) for d in cell.git_seconds])):7.1f} ms")
-        print("git calls per experiment by call site (mean calls  caller -> Workspace method (subcommand); keeps "
-              "and discards alternate, so 0.5 is one call in one of the two):")
-        sites = sorted({k for c in cell.sites for k in c},
-                       key=lambda k: (-statistics.mean([c.get(k, 0) for c in cell.sites]), k))
-        for site in sites:
-            n = statistics.mean([c.get(site, 0) for c in cell.sites])
-            print(f"  {n:3.1f}  {site}")
-        print()
-        print(f"cProfile of {PROFILE_EXPERIMENTS} in-process experiments (history {hi}, sandbox {cell.sandbox}), "
+        print(f"cProfile of {PROFILE_EXPERIMENTS} native experiments (history {hi}, sandbox {cell.sandbox}), "
               f"top {PROFILE_TOP} by own time:")
         print(profile(cell))
     finally:

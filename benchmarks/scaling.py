@@ -1,8 +1,8 @@
 """Experiments per hour with 1, 2 and 4 slots, on local slots and on Ray.
 
 The task's run sleeps a fixed time, so the machine's cores are not what limits throughput:
-what is measured is the loop itself (proposal, guard, commit, worktree checkout or tree
-shipping, sandbox start, verdict, journal). Efficiency is the measured rate against the ideal
+what is measured is the loop itself (proposal in a scratch copy, guard, commit, export of the
+commit or tree shipping, sandbox start, verdict, journal). Efficiency is the measured rate against the ideal
 `slots x 3600 / seconds per run`; the goal is at least 90 % at 4 slots on both executors.
 
     python benchmarks/scaling.py                      # 1, 2, 4 slots; local and ray; 4 s runs
@@ -20,7 +20,7 @@ loopback-only namespace (each node 2 CPUs, so 4 slots fit) and run this script o
 Every experiment is a real one (a proposer edits train.py, the driver commits it, the harness
 runs it, the verdict is recorded); the proposer here is instant, so a model's thinking time is
 left out. The rate counts all experiments except the baseline, over the time they were in
-flight (`parallel.throughput`).
+flight (`journal.throughput`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from autoresearch.branch import start
 from autoresearch.executors.local import LocalExecutor
-from autoresearch.experiment import start
-from autoresearch.parallel import run_parallel, throughput
-from autoresearch.proposers.base import Proposal, ProposeContext
+from autoresearch.journal import throughput
+from autoresearch.loop import run_loop
+from autoresearch.proposers import Proposal, ProposeContext
 from autoresearch.scaffold import init_from_template
 from autoresearch.session import Session
 from autoresearch.task import LoopSection
@@ -68,7 +69,10 @@ class Bump:
 def make_task(root: Path, seconds: float) -> None:
     init_from_template(root, "example")
     (root / "train.py").write_text(SLEEPY_TRAIN.format(seconds=seconds))
-    Workspace(root).commit_paths(["train.py"], "benchmark: a run that sleeps")
+    # The run prints the metric itself: the template's evaluate phase (which reads weights) goes.
+    config = root / "autoresearch.toml"
+    config.write_text(config.read_text().replace('evaluate = "python evaluate.py"\n', ""))
+    Workspace(root).commit_paths(["train.py", "autoresearch.toml"], "benchmark: a run that sleeps")
 
 
 def measure(kind: str, slots: int, seconds: float, rounds: int, base: Path, address: str = "") -> dict:
@@ -83,7 +87,7 @@ def measure(kind: str, slots: int, seconds: float, rounds: int, base: Path, addr
     with Session.open(root) as session:
         start(session, "bench")
         began = time.monotonic()
-        run_parallel(session, lambda slot: Bump(), LoopSection(max_experiments=rounds * slots), executor)
+        run_loop(session, lambda slot: Bump(), LoopSection(max_experiments=rounds * slots), executor)
         wall = time.monotonic() - began
         stats = throughput(session.journal, "bench")
         nodes = {e.details["worker"].get("node") or e.details["worker"].get("host")
