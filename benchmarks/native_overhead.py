@@ -207,11 +207,11 @@ def import_profile(task: Path, env: dict[str, str], counter: list[int], top: int
     for name, ms_ in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {ms_:7.1f}  {name}")
     print("largest cumulative imports (ms, nesting level, module; nested rows are inside the one above):")
-    for own, cum, level, name in sorted(rows, key=lambda r: -r[1])[:top]:
+    for _own, cum, level, name in sorted(rows, key=lambda r: -r[1])[:top]:
         print(f"  {cum / 1000:7.1f}  {'  ' * min(level, 6)}{name}")
     interesting = [r for r in rows if r[3].split(".")[0] not in ("autoresearch",) and r[2] == 0]
     print("top-level imports outside autoresearch, as the command loads them (cumulative ms):")
-    for own, cum, level, name in sorted(interesting, key=lambda r: -r[1])[:12]:
+    for _own, cum, _level, name in sorted(interesting, key=lambda r: -r[1])[:12]:
         print(f"  {cum / 1000:7.1f}  {name}")
 
 

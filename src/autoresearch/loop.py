@@ -161,7 +161,7 @@ class Loop:
                             self.result.stopped_because = (f"the baseline failed ({exp.status}: {exp.reason}); "
                                                            f"see {exp.log_path}")
                             return self.result
-                    self.tag = s.tag
+                    self.tag = self.policy.tag = s.tag
                     self.best = s.best_commit(self.tag)
                     self.best_tree = s.ws.tree_of(self.best)
                     self.slots = [_Slot(i, self._first if i == 0 else self._proposer_for(i))

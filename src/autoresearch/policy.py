@@ -92,6 +92,7 @@ class Policy:
         self.limits = limits
         self.executor_kind = executor_kind
         self.started = time.time()
+        self.tag = ""  # the run's tag, set by the loop once its branch is known (no git call per poll)
         self.count = 0
         self.failures = 0
         self.executor_failures = 0
@@ -102,12 +103,12 @@ class Policy:
             return f"{lim.max_experiments} experiments done"
         if lim.hours and time.time() - self.started >= lim.hours * 3600:
             return f"{lim.hours:g} hours passed"
-        best = s.journal.best(s.tag)
+        best = s.journal.best(self.tag)
         if lim.target is not None and best is not None and best.metric is not None:
             reached = best.metric >= lim.target if s.config.maximize else best.metric <= lim.target
             if reached:
                 return f"target {lim.target:g} reached ({best.metric:.6f})"
-        if lim.plateau and s.journal.since_last_keep(s.tag) >= lim.plateau:
+        if lim.plateau and s.journal.since_last_keep(self.tag) >= lim.plateau:
             return f"{lim.plateau} experiments without a keep"
         return ""
 
@@ -117,7 +118,7 @@ class Policy:
             experiments_left=(lim.max_experiments - self.count) if lim.max_experiments else None,
             hours_left=(lim.hours - (time.time() - self.started) / 3600) if lim.hours else None,
             target=lim.target,
-            plateau_left=(lim.plateau - s.journal.since_last_keep(s.tag)) if lim.plateau else None,
+            plateau_left=(lim.plateau - s.journal.since_last_keep(self.tag)) if lim.plateau else None,
         )
 
     def after(self, exp: "Experiment", model_driven: bool, fixes_left: int) -> tuple[Outcome, int]:

@@ -20,6 +20,10 @@ from pathlib import Path
 BRANCH_PREFIX = "autoresearch/"
 REF_PREFIX = "refs/autoresearch/"
 NOTES_REF = "refs/notes/autoresearch"
+# git commands that never move HEAD (the branch cache survives them)
+READ_ONLY_COMMANDS = frozenset({"rev-parse", "cat-file", "diff-tree", "ls-files", "ls-tree",
+                                "for-each-ref", "show", "log", "diff", "merge-base", "status", "hash-object",
+                                "write-tree", "commit-tree", "config"})
 FALLBACK_IDENTITY = ["-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]
 
 
@@ -64,10 +68,13 @@ class Workspace:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
         self._identity: list[str] | None = None
+        self._branch: str | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def git(self, *args: str, check: bool = True, env: dict[str, str] | None = None, input: str | None = None) -> str:
+        if args and args[0] not in READ_ONLY_COMMANDS:
+            self._branch = None  # anything that may move HEAD forgets the cached branch
         full_env = {**os.environ, **(env or {})}
         full_env.setdefault("GIT_TERMINAL_PROMPT", "0")
         proc = subprocess.run(
@@ -107,8 +114,11 @@ class Workspace:
         return self.rev("HEAD")
 
     def current_branch(self) -> str | None:
-        out = self.git("symbolic-ref", "-q", "--short", "HEAD", check=False).strip()
-        return out or None
+        """The checked-out branch, cached until a git command that may move HEAD runs here."""
+        if self._branch is None:
+            branch = self.git("symbolic-ref", "-q", "--short", "HEAD", check=False).strip()
+            self._branch = branch  # set after the call: git() forgets the cache before each command
+        return self._branch or None
 
     def branch_exists(self, name: str) -> bool:
         return self.rev(f"refs/heads/{name}") is not None

@@ -1,34 +1,62 @@
 """The `autoresearch` command: one click group, the commands grouped by what the user is doing.
 
-- task: init, templates, lock, verify, start, knobs
+- task: init, templates, knobs, lock, verify, start
 - experiment: baseline, experiment, noise, repair, rescue (the native loop, by hand)
 - loop: run, stop, quickstart (the autonomous loop)
 - report: results, status, plot, report, watch, review, show, diff, finalize
 
 Exit codes (errors.py): 0 success (an experiment that ran: keep or discard), 1 a problem with
 the task's state or the run, 2 a broken config or bad arguments, 3 an experiment that crashed,
-4 an experiment that was rejected, 130 interrupted. Modules import what they need inside the
-command, so `autoresearch experiment` starts without rich, optuna or matplotlib.
+4 an experiment that was rejected, 130 interrupted. A command's module is imported only when that
+command runs (an agent calls `experiment` hundreds of times a night: it never loads the loop,
+the report, rich, optuna or matplotlib).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
 from .. import __version__
-from . import experiment, loop, report, task
+
+# command name -> the module (in this package) that defines it, and its function's name there
+COMMANDS = {
+    "init": ("task", "init"), "templates": ("task", "templates"), "knobs": ("task", "knobs_command"),
+    "lock": ("task", "lock"), "verify": ("task", "verify_cmd"), "start": ("task", "start_cmd"),
+    "baseline": ("experiment", "baseline_cmd"), "experiment": ("experiment", "experiment_cmd"),
+    "noise": ("experiment", "noise_cmd"), "repair": ("experiment", "repair_cmd"),
+    "rescue": ("experiment", "rescue_cmd"),
+    "run": ("loop", "run_cmd"), "stop": ("loop", "stop_cmd"), "quickstart": ("loop", "quickstart"),
+    "results": ("report", "results"), "status": ("report", "status"), "plot": ("report", "plot_cmd"),
+    "report": ("report", "report_cmd"), "watch": ("report", "watch_cmd"), "review": ("report", "review_cmd"),
+    "show": ("report", "show_cmd"), "diff": ("report", "diff_cmd"), "finalize": ("report", "finalize_cmd"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported when asked for (by name, or by --help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS) + [n for n in self.commands if n not in COMMANDS]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:  # added with add_command (a plugin, a test)
+            return self.commands[name]
+        where = COMMANDS.get(name)
+        if where is None:
+            return None
+        module = importlib.import_module(f".{where[0]}", __name__)
+        command: Any = getattr(module, where[1])
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="autoresearch")
 def cli() -> None:
     """Autonomous research loops on any code: an agent edits, a frozen harness measures,
     git keeps what improved."""
-
-
-for _module in (task, experiment, loop, report):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main() -> None:

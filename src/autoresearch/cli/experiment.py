@@ -115,5 +115,3 @@ def rescue_cmd(tag: str | None) -> None:
             click.echo(f"    files: {s.ws.git('diff', '--name-only', f'{sha}~1', sha).split() or ['(none)']}")
         click.echo("get one back: git checkout <ref> -- <path>   (or see it: git show <ref>)")
 
-
-COMMANDS = [baseline_cmd, experiment_cmd, noise_cmd, repair_cmd, rescue_cmd]

@@ -207,8 +207,6 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
             sys.exit(EXIT_INTERRUPTED)
 
 
-COMMANDS = [run_cmd, stop_cmd, quickstart]
-
 if TYPE_CHECKING:
     from ..loop import LoopResult
     from ..session import Session

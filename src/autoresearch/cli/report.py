@@ -327,5 +327,3 @@ def status(as_json: bool) -> None:
 
 
 
-
-COMMANDS = [results, status, plot_cmd, report_cmd, watch_cmd, review_cmd, show_cmd, diff_cmd, finalize_cmd]

@@ -106,6 +106,4 @@ def _require_extras(template: str) -> None:
              "(or pick another template: autoresearch templates)")
 
 
-from ..proposers.knobs_cli import knobs_command  # noqa: E402
-
-COMMANDS = [init, templates, lock, verify_cmd, start_cmd, knobs_command]
+from ..proposers.knobs_cli import knobs_command  # noqa: E402,F401 - registered by name in cli/__init__
