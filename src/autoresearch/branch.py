@@ -151,7 +151,8 @@ def epochs(session: "Session", tag: str) -> list[dict]:
 
 # -- the task folder ------------------------------------------------------------------------------
 
-def show_best(session: "Session", tag: str, expected: set[str], quarantine: "Path") -> str | None:
+def show_best(session: "Session", tag: str, expected: set[str], quarantine: "Path",
+              best_tree: str | None = None) -> str | None:
     """Make the task folder show the best of TAG, on its branch, without losing anything.
 
     What is on disk is compared with best's tree and with EXPECTED (trees some ref already
@@ -161,7 +162,7 @@ def show_best(session: "Session", tag: str, expected: set[str], quarantine: "Pat
     ws = s.ws
     best = s.best_commit(tag)
     on_disk = ws.snapshot(best, exclude=s.state.preexisting)
-    best_tree = ws.tree_of(best)
+    best_tree = best_tree or ws.tree_of(best)
     rescued = None
     if on_disk != best_tree and on_disk not in expected:
         rescued = ws.rescue(tag, on_disk, best, f"uncommitted work found before resetting to best ({quarantine.name})")

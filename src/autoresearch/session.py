@@ -72,6 +72,7 @@ class Session:
         self.state_path = self.state_dir / "state.json"
         self.state = RunState.load(self.state_path)
         self._lock_fh: object | None = None
+        self._known_commits: set[str] = set()
 
     @classmethod
     def open(cls, start: Path | str = ".") -> "Session":
@@ -114,7 +115,8 @@ class Session:
     def best_commit(self, tag: str | None = None) -> str:
         tag = tag or self.require_tag()
         recorded = self.journal.get_meta(f"best:{tag}")
-        if recorded and self.ws.rev(recorded):
+        if recorded and (recorded in self._known_commits or self.ws.rev(recorded)):
+            self._known_commits.add(recorded)  # a commit, once seen, stays (refs keep it)
             return recorded
         tip = self.ws.rev(f"refs/heads/{branch_name(tag)}")
         if not tip:

@@ -269,7 +269,8 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
     best = s.best_commit(tag)
     oversized = _quarantine_oversized(s)
     tree = s.ws.snapshot(best, exclude=s.state.preexisting)
-    if refuse_no_change and tree == s.ws.tree_of(best) and s.journal.best(tag) is not None:
+    best_tree = s.ws.tree_of(best)
+    if refuse_no_change and tree == best_tree and s.journal.best(tag) is not None:
         from .errors import AutoresearchError
 
         raise AutoresearchError("nothing changed since the best: edit the editable files, then run "
@@ -283,7 +284,9 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
     if verdict is None:
         verdict = trial.run_inline(stop)
     exp = trial.settle(verdict)
-    rescued = show_best(s, tag, {tree}, s.run_dir(exp.seq) / "quarantine")
+    kept = exp.status == "keep"
+    rescued = show_best(s, tag, {tree, best_tree}, s.run_dir(exp.seq) / "quarantine",
+                        best_tree=tree if kept else best_tree)
     checkpoint("folder-reset")
     if rescued:
         exp.details["rescued"] = rescued
