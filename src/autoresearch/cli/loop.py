@@ -95,7 +95,11 @@ def run_loop_cli(session: "Session", quiet: bool) -> "LoopResult":
     with view as live:
         result = run_loop(session, proposer_for, config.loop, executor, on_phase=live.on_phase,
                           on_message=message, agent_name=agent_name)
-    click.echo(f"stopped: {result.stopped_because} ({len(result.experiments)} experiments, {result.keeps} keeps)")
+    n, keeps = len(result.experiments), result.keeps
+    baseline = sum(1 for e in result.experiments if e.is_baseline)
+    # one count everywhere: experiments include a baseline run this time; keeps never count it
+    click.echo(f"stopped: {result.stopped_because} ({n} experiments{' incl. the baseline' if baseline else ''}, "
+               f"{keeps} keep{'s' if keeps != 1 else ''} beyond the baseline)")
     for path in _write_outputs(session):
         click.echo(f"wrote {path}")
     return result
