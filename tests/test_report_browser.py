@@ -79,7 +79,8 @@ def test_report_opens_a_crash_with_its_log(report: Path, tmp_path: Path) -> None
     rejected = re.search(r'<tr class="detail" data-seq="5">(.*?)</tr>', dom, re.DOTALL)
     assert crash and rejected
     assert "SyntaxError" in crash.group(1) and '<span class="add">+x = (' in crash.group(1)
-    assert "never committed" in rejected.group(1)
+    # every attempt is a commit: the rejected one shows its commit and the harness edit it tried
+    assert "rejected (harness-modified)" in rejected.group(1) and "commit " in rejected.group(1)
 
 
 def test_a_report_of_1000_experiments_renders_fast(tmp_path: Path) -> None:
