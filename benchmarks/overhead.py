@@ -69,7 +69,8 @@ import autoresearch.measure as M  # noqa: E402
 import autoresearch.scratch as S  # noqa: E402
 import autoresearch.trial as T  # noqa: E402
 from autoresearch.executors.local import LocalExecutor  # noqa: E402
-from autoresearch.journal import Journal, write_tsv  # noqa: E402
+from autoresearch.journal import Journal  # noqa: E402
+from autoresearch.results import write_tsv  # noqa: E402
 from autoresearch.proposers import Proposal, ProposeContext  # noqa: E402
 from autoresearch.sandbox import bwrap_works  # noqa: E402
 from autoresearch.session import Session  # noqa: E402

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from autoresearch.branch import start
 from autoresearch.executors.local import LocalExecutor
-from autoresearch.journal import throughput
+from autoresearch.results import throughput
 from autoresearch.loop import run_loop
 from autoresearch.proposers import Proposal, ProposeContext
 from autoresearch.scaffold import init_from_template

@@ -20,8 +20,9 @@ import pytest
 from autoresearch.executors import ExecutorError, make_executor
 from autoresearch.executors.local import LocalExecutor, parse_cpus
 from autoresearch.branch import start
-from autoresearch.journal import Journal, render_tsv
-from autoresearch.journal import throughput
+from autoresearch.journal import Journal
+from autoresearch.results import render_tsv
+from autoresearch.results import throughput
 from autoresearch.loop import run_loop as run_parallel
 from autoresearch.workspace import replay_tree, replay_tree_by_patch
 from autoresearch.proposers import Proposal, ProposeContext, ProposerError, get_proposer

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.journal import Journal, render_tsv
+from autoresearch.journal import Journal
+from autoresearch.results import render_tsv
 from autoresearch.trial import STEPS
 
 from conftest import AUTORESEARCH, ar, git, make_task, set_knob

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from .errors import StateError
 from .guard import Lock, read_lock, verify, write_lock
-from .journal import Experiment, sync_tsv
+from .journal import Experiment
+from .results import sync_tsv
 from .workspace import REF_PREFIX, branch_name
 
 if TYPE_CHECKING:

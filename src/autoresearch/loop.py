@@ -34,14 +34,14 @@ from .policy import Outcome, Policy, StopWatcher, stop_path
 from .proposers import Proposal, ProposeContext, Proposer, ProposerError
 from .proposers.brief import build_brief
 from .redact import scrub
+from .sandbox import agent_home
+from .reference import ReferenceWatch
 from .session import Session
 from .task import LoopSection
 from .trial import ProposalInfo, Trial, baseline
 from .verdict import MeasureRequest, Verdict
 from .workspace import Workspace, branch_name
 
-REFERENCE_RUNS = 3  # runs of the best when its reference is re-measured
-RECHECK_EVERY = 20  # without a noise record, the reference is re-measured this often (experiments)
 DRAIN_TIMEOUT_S = 30.0  # after Ctrl-C: how long interrupted runs get to report back
 POLL_S = 0.2
 
@@ -125,8 +125,7 @@ class Loop:
         self.stopping = ""  # why no new proposal starts
         self.hard_stop = False  # user stop, interrupt or failing proposer: no replays either
         self._cancelled = False
-        self._recent: list[float] = []  # screened candidates' metrics since the reference was measured
-        self._since_check = 0
+        self.reference = ReferenceWatch(session, self.stop_event, self.on_phase, self.on_message)
         # Owned by the driver once the slots run (only it moves the best): cached, since every
         # git call saved is ~5 ms of each experiment's overhead.
         self.tag = ""
@@ -378,63 +377,12 @@ class Loop:
         if exp.reason == "interrupted":
             self._interrupt("stopped during an experiment")
             return
-        self._watch_drift(exp)
+        self.reference.after(exp, self.tag, len(self.slots))
         outcome: Outcome
         outcome, slot.fixes_left = self.policy.after(exp, slot.model_driven, slot.fixes_left)
         if outcome.stop:
             self._stop(outcome.stop, outcome.hard)
         slot.fix = outcome.fix
-
-    # -- a drift-proof reference --------------------------------------------------------------
-
-    def _watch_drift(self, exp: Experiment) -> None:
-        """Re-measure the best when the evidence says the machine changed (verdict.drift_suspected:
-        the last k candidates all lost by far more than the recorded noise; without a noise
-        record, every RECHECK_EVERY experiments). The re-measurement is journaled runs of the
-        best (role `reference`), never an experiment; later candidates are compared with it."""
-        from . import verdict as V
-
-        s = self.session
-        if exp.status == "keep" or exp.is_baseline:
-            self._recent, self._since_check = [], 0
-            return
-        if exp.metric is None or exp.status != "discard" or exp.reason.startswith("stale"):
-            return
-        self._recent.append(exp.metric)
-        self._since_check += 1
-        best = s.journal.best(self.tag)
-        if best is None or best.metric is None:
-            return
-        noise = s.journal.latest_noise(self.tag)
-        reference = s.journal.reference(self.tag, best.commit_sha, best.metric) or best.metric
-        if V.drift_suspected(self._recent, reference, noise.std if noise else None, s.config.maximize,
-                             since_check=self._since_check, every=0 if noise else RECHECK_EVERY):
-            self._remeasure_best(best.commit_sha, reference)
-
-    def _remeasure_best(self, commit: str, old: float | None) -> None:
-        from .measure import measure_commit
-        from .verdict import median
-
-        s = self.session
-        self.on_phase("re-measuring", {"seq": 0, "slot": len(self.slots)})
-        values = []
-        base = 20_000_000 + s.journal.count_runs(self.tag) * 7
-        for i in range(REFERENCE_RUNS):
-            m = measure_commit(s, commit, 0, base + i, f"reference-{int(time.time())}-{i}", slot=len(self.slots),
-                               stop=self.stop_event)
-            s.journal.add_run(seq=None, tag=self.tag, role="reference", commit_sha=commit, seed=base + i,
-                              status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric, metrics=m.metrics,
-                              seconds=m.seconds, log_path=str(m.log_path or ""))
-            if m.interrupted:
-                raise KeyboardInterrupt
-            if m.ok and m.metric is not None:
-                values.append(m.metric)
-        self._recent, self._since_check = [], 0
-        if values:
-            value = median(values)
-            s.journal.set_reference(self.tag, commit, value, "drift")
-            self.on_message(f"the best's reference was re-measured: {old if old is not None else '-'} -> {value:.6g} "
-                            f"({len(values)} runs; the last candidates all lost by far more than the noise)")
 
     # -- one experiment, as a generator -------------------------------------------------------
 
@@ -581,19 +529,6 @@ class Loop:
                               log_path=run_dir / "agent.log", seq=exp.seq, best_commit=best,
                               best_metric=exp.best_before, history=history, fix=fix, timeout=config.agent.timeout,
                               task_root=s.root, agent_home=agent_home(s.root))
-
-
-def agent_home(task_root: Path) -> Path:
-    """The agent's private HOME for this task: seeded once from the user's agent config, kept
-    between proposals (sessions, caches), never the user's own. Outside the task folder and
-    outside /tmp (Codex refuses to set up its tools under a temporary folder)."""
-    import hashlib
-
-    import os
-
-    key = hashlib.sha256(str(task_root.resolve()).encode()).hexdigest()[:16]
-    base = os.environ.get("AUTORESEARCH_AGENT_HOMES") or str(Path.home() / ".cache" / "autoresearch" / "agent-homes")
-    return Path(base) / f"{task_root.name}-{key}"
 
 
 def run_loop(session: Session, proposer: ProposerSource, limits: LoopSection | None = None,

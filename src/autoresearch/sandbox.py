@@ -270,3 +270,14 @@ def _needed_under_tmp(cwd: Path, spec: SandboxSpec) -> list[Path]:
         if _within(path, tmp) and path.exists() and not any(_within(path, s) for s in seen):
             seen = [s for s in seen if not _within(s, path)] + [path]
     return seen
+
+
+def agent_home(task_root: Path) -> Path:
+    """The agent's private HOME for this task: seeded once from the user's agent config, kept
+    between proposals (sessions, caches), never the user's own. Outside the task folder and
+    outside /tmp (Codex refuses to set up its tools under a temporary folder)."""
+    import hashlib
+
+    key = hashlib.sha256(str(task_root.resolve()).encode()).hexdigest()[:16]
+    base = os.environ.get("AUTORESEARCH_AGENT_HOMES") or str(Path.home() / ".cache" / "autoresearch" / "agent-homes")
+    return Path(base) / f"{task_root.name}-{key}"

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .guard import check_scope
 from .harness import tail_lines
-from .journal import Experiment, sync_tsv
+from .journal import Experiment
+from .results import sync_tsv
 from .measure import Measurement, measure_commit
 from .verdict import DecisionFlow, MeasureRequest, Verdict, decide_flow
 from .workspace import branch_name, count_lines, experiment_ref

@@ -236,7 +236,7 @@ def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bo
 @_guarded
 def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
     """The experiments of the current run tag."""
-    from ..journal import render_tsv, write_tsv
+    from ..results import render_tsv, write_tsv
     from rich.table import Table
 
     with _open() as s:
@@ -267,7 +267,7 @@ def status(as_json: bool) -> None:
     """Branch, best, last experiment, lock state, noise, epochs, claim mismatches."""
     from ..branch import current_epoch, rescues
     from ..guard import read_lock, verify
-    from ..journal import throughput
+    from ..results import throughput
 
     with _open() as s:
         tag = s.tag

@@ -1,0 +1,77 @@
+"""A drift-proof reference: the best's number is re-measured when the machine changed.
+
+The best was measured once, perhaps on a quiet machine. When the evidence says the machine
+changed (verdict.drift_suspected: the last k screened candidates all lost by far more than the
+recorded noise; without a noise record, every RECHECK_EVERY experiments), the best is run
+REFERENCE_RUNS times again. Those runs are journaled (role `reference`), never experiments, and
+their median becomes the best's reference: later candidates are compared with it (trial.begin).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Callable
+
+from . import verdict as V
+from .measure import measure_commit
+
+if TYPE_CHECKING:
+    from .journal import Experiment
+    from .session import Session
+
+REFERENCE_RUNS = 3  # runs of the best when its reference is re-measured
+RECHECK_EVERY = 20  # without a noise record, the reference is re-measured this often (experiments)
+
+
+class ReferenceWatch:
+    """Follows the loop's finished experiments and re-measures the best when drift is suspected."""
+
+    def __init__(self, session: "Session", stop: threading.Event, on_phase: Callable[[str, dict], None],
+                 on_message: Callable[[str], None]) -> None:
+        self.session = session
+        self.stop = stop
+        self.on_phase = on_phase
+        self.on_message = on_message
+        self.recent: list[float] = []  # screened candidates' metrics since the reference was measured
+        self.since_check = 0
+
+    def after(self, exp: "Experiment", tag: str, slot: int) -> None:
+        """EXP finished; SLOT is a run folder no experiment uses (for the re-measurement)."""
+        s = self.session
+        if exp.status == "keep" or exp.is_baseline:
+            self.recent, self.since_check = [], 0
+            return
+        if exp.metric is None or exp.status != "discard" or exp.reason.startswith("stale"):
+            return
+        self.recent.append(exp.metric)
+        self.since_check += 1
+        best = s.journal.best(tag)
+        if best is None or best.metric is None:
+            return
+        noise = s.journal.latest_noise(tag)
+        reference = s.journal.reference(tag, best.commit_sha, best.metric) or best.metric
+        if V.drift_suspected(self.recent, reference, noise.std if noise else None, s.config.maximize,
+                             since_check=self.since_check, every=0 if noise else RECHECK_EVERY):
+            self.remeasure(tag, best.commit_sha, reference, slot)
+
+    def remeasure(self, tag: str, commit: str, old: float | None, slot: int) -> None:
+        s = self.session
+        self.on_phase("re-measuring", {"seq": 0, "slot": slot})
+        values = []
+        base = 20_000_000 + s.journal.count_runs(tag) * 7
+        for i in range(REFERENCE_RUNS):
+            m = measure_commit(s, commit, 0, base + i, f"reference-{int(time.time())}-{i}", slot=slot, stop=self.stop)
+            s.journal.add_run(seq=None, tag=tag, role="reference", commit_sha=commit, seed=base + i,
+                              status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric, metrics=m.metrics,
+                              seconds=m.seconds, log_path=str(m.log_path or ""))
+            if m.interrupted:
+                raise KeyboardInterrupt
+            if m.ok and m.metric is not None:
+                values.append(m.metric)
+        self.recent, self.since_check = [], 0
+        if values:
+            value = V.median(values)
+            s.journal.set_reference(tag, commit, value, "drift")
+            self.on_message(f"the best's reference was re-measured: {old if old is not None else '-'} -> {value:.6g} "
+                            f"({len(values)} runs; the last candidates all lost by far more than the noise)")
