@@ -215,6 +215,21 @@ def test_report_is_self_contained_and_carries_every_experiment(research: Path) -
     assert positions == sorted(positions)
 
 
+def test_report_inlines_its_css_and_script_from_package_data(tmp_path: Path) -> None:
+    from importlib import resources
+
+    assets = resources.files("autoresearch.report") / "assets"
+    css = (assets / "report.css").read_text(encoding="utf-8")
+    js = (assets / "report.js").read_text(encoding="utf-8")
+    assert "--keep:" in css and "function drawChart()" in js
+    # Pasted into <style>/<script>, they must not close their own element or pull anything in.
+    assert "</style" not in css.lower() and "</script" not in js.lower()
+    assert not re.search(r"url\(|@import", css) and not re.search(r"fetch\(|XMLHttpRequest|import\(", js)
+    exps = fake_journal(tmp_path / "j", 5, seed=3).experiments("t")
+    page = build_report(exps, task="x", tag="t", metric="val_loss", maximize=False, static_chart=False)
+    assert f"<style>\n{css}</style>" in page and f"<script>\n{js}</script>" in page
+
+
 def test_report_shows_noise_and_holdout_once_measured(tmp_path: Path) -> None:
     journal = fake_journal(tmp_path / "j", 20, seed=1)
     from autoresearch.journal import NoiseRecord
