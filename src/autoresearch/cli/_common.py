@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
@@ -59,6 +61,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted: what ran is recorded and the tree is back at best", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except sqlite3.DatabaseError as exc:  # mid-command: a full disk, or a journal broken meanwhile
+            from ..journal import journal_problem
+
+            fail(journal_problem(Path(".autoresearch/journal.db"), exc))
         except OSError as exc:
             if exc.errno == 28:  # ENOSPC: a full disk is the machine's state, not a bug
                 fail(f"the disk is full ({exc}); free some space and run the command again: what was recorded "
