@@ -5,6 +5,7 @@ queue of scripted replies and recording every request it receives.
     with FakeLLMServer() as server:
         server.queue("DESCRIPTION: ...\\n...")          # a text answer
         server.queue_error(500, "overloaded")           # an HTTP error
+        server.queue_drop("body", "DESCRIPTION: ...")   # the connection dies mid-answer
         ...  # point a client at server.openai_base_url or server.anthropic_base_url
         server.requests[0].body["messages"]
 
@@ -32,6 +33,12 @@ class Scripted:
     finish: str = ""  # "" = natural stop; "length" = cut at max_tokens
     omit_usage: bool = False
     delay: float = 0.0  # seconds before answering (timeouts)
+    drop: str = ""  # "" = answer in full; else where the connection is cut (see DROP_STAGES)
+
+
+# Where `queue_drop` cuts the connection: before any byte of the response, right after the
+# headers of a 200 answer, or halfway through its body (Content-Length promises the rest).
+DROP_STAGES = ("request", "headers", "body")
 
 
 @dataclass
@@ -69,7 +76,8 @@ class FakeLLMServer:
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # a short poll interval: shutdown() waits up to one interval, and every test shuts one down
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -82,6 +90,14 @@ class FakeLLMServer:
     def queue_error(self, status: int, message: str) -> None:
         with self.lock:
             self.replies.append(Scripted(status=status, error=message))
+
+    def queue_drop(self, stage: str = "body", text: str = "") -> None:
+        """The next request gets a connection closed at STAGE (one of DROP_STAGES); for "headers"
+        and "body" the promised answer is TEXT, so a half-sent body holds half of a real answer."""
+        if stage not in DROP_STAGES:
+            raise ValueError(f"drop stage {stage!r}: use one of {', '.join(DROP_STAGES)}")
+        with self.lock:
+            self.replies.append(Scripted(text=text, drop=stage))
 
     @property
     def port(self) -> int:
@@ -120,13 +136,29 @@ class FakeLLMServer:
             def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 pass
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
+            def _send(self, status: int, payload: dict[str, Any], drop: str = "") -> None:
                 data = json.dumps(payload).encode()
+                if drop == "request":
+                    self._hang_up()
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if drop == "headers":
+                    self._hang_up()
+                    return
+                if drop == "body":
+                    self.wfile.write(data[: len(data) // 2])
+                    self._hang_up()
+                    return
                 self.wfile.write(data)
+
+            def _hang_up(self) -> None:
+                # Flush what was written, then let the server close the socket: the client sees
+                # the connection end before the response (or its body) is complete.
+                self.wfile.flush()
+                self.close_connection = True
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
@@ -181,7 +213,7 @@ class FakeLLMServer:
                     payload["usage"] = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
                     if reply.cost is not None:
                         payload["usage"]["cost"] = reply.cost
-                self._send(200, payload)
+                self._send(200, payload, reply.drop)
 
             def _anthropic(self, headers: dict[str, str], body: dict[str, Any]) -> None:
                 # Anthropic SDKs before 1.0 send the key as `x-api-key`; later ones as a Bearer token.
@@ -216,6 +248,6 @@ class FakeLLMServer:
                     "model": body["model"], "content": [{"type": "text", "text": reply.text}],
                     "stop_reason": "max_tokens" if reply.finish == "length" else "end_turn",
                     "stop_sequence": None, "usage": usage,
-                })
+                }, reply.drop)
 
         return Handler

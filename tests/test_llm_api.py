@@ -311,6 +311,100 @@ def test_anthropic_overloaded_is_retried(session: Session, server: FakeLLMServer
     assert len(server.requests) == 2 and proposal.description.startswith("double the steps")
 
 
+# -- faults, in both wire formats ----------------------------------------------------------------
+# The SDKs run with max_retries=0, so every retry here is the proposer's own (logged, backed off).
+
+PROVIDERS = ["openai", "anthropic"]
+MODELS = {"openai": "gpt-4o", "anthropic": "claude-haiku-4-5"}
+EDITED = "STEPS = 400  # search: int(50, 2000)"
+
+
+def fault_config(session: Session, server: FakeLLMServer, provider: str) -> TaskConfig:
+    return api_config(session, server, provider=provider, model=MODELS[provider])
+
+
+def task_files(session: Session) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(session.root.glob("*.py"))}
+
+
+def assert_edited_once(session: Session, before: dict[str, bytes]) -> None:
+    """train.py carries exactly the one edit of GOOD; no other task file changed."""
+    after = task_files(session)
+    assert after["train.py"].decode() == before["train.py"].decode().replace(STEPS_LINE, EDITED)
+    assert {k: v for k, v in after.items() if k != "train.py"} == {k: v for k, v in before.items() if k != "train.py"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_http_500_then_success_counts_the_good_answer(session: Session, server: FakeLLMServer, provider: str) -> None:
+    config = fault_config(session, server, provider)
+    before = task_files(session)
+    server.queue_error(500, "internal error, try again")
+    server.queue(GOOD, usage=(1200, 80))
+    ctx = context(session, config)
+    proposal = proposer_for(config).propose(ctx)
+    assert len(server.requests) == 2 and server.requests[0].body == server.requests[1].body
+    assert proposal.description.startswith("double the steps")
+    assert_edited_once(session, before)
+    # the 500 carried no usage: what is recorded is the good answer's, and its price
+    assert (proposal.tokens_in, proposal.tokens_out) == (1200, 80)
+    assert proposal.cost_usd == pytest.approx(estimate_cost(MODELS[provider], 1200, 80))
+    log = ctx.log_path.read_text()
+    assert "HTTP 500" in log and "internal error, try again" in log and "retrying in" in log
+    assert "applied answer 1" in log
+
+
+@pytest.mark.parametrize("stage", ["request", "headers", "body"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_dropped_connection_then_success_applies_the_edit_once(session: Session, server: FakeLLMServer,
+                                                               provider: str, stage: str) -> None:
+    config = fault_config(session, server, provider)
+    before = task_files(session)
+    # the dropped answer is a different edit, so a half-read one would show in the file
+    server.queue_drop(stage, GOOD.replace("STEPS = 400", "STEPS = 999"))
+    server.queue(GOOD, usage=(1300, 70))
+    ctx = context(session, config)
+    proposal = proposer_for(config).propose(ctx)
+    assert len(server.requests) == 2 and server.requests[0].body == server.requests[1].body
+    assert proposal.description.startswith("double the steps")
+    assert_edited_once(session, before)
+    assert "999" not in train_py(session)
+    assert (proposal.tokens_in, proposal.tokens_out) == (1300, 70)  # the cut answer's usage never arrived
+    log = ctx.log_path.read_text()
+    assert "APIConnectionError" in log and "request (attempt 2)" in log
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_only_server_errors_fail_cleanly_and_change_nothing(session: Session, server: FakeLLMServer,
+                                                           provider: str) -> None:
+    config = fault_config(session, server, provider)
+    before = task_files(session)
+    for _ in range(4):
+        server.queue_error(500, "internal error, try again")
+    with pytest.raises(ProposerError) as info:
+        proposer_for(config).propose(context(session, config))
+    assert info.value.reason == "agent-error"
+    assert str(info.value) == f"{provider} API failed 4 times; last: HTTP 500: internal error, try again"
+    assert len(server.requests) == 4  # one request and three retries, no more
+    assert (info.value.tokens_in, info.value.tokens_out) == (None, None)  # type: ignore[attr-defined]
+    assert task_files(session) == before
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_only_dropped_connections_fail_cleanly_and_change_nothing(session: Session, server: FakeLLMServer,
+                                                                 provider: str) -> None:
+    config = fault_config(session, server, provider)
+    before = task_files(session)
+    for _ in range(4):
+        server.queue_drop("body", GOOD)
+    with pytest.raises(ProposerError) as info:
+        proposer_for(config).propose(context(session, config))
+    assert info.value.reason == "agent-error"
+    assert str(info.value).startswith(f"{provider} API failed 4 times; last: APIConnectionError")
+    assert "peer closed connection" in str(info.value)  # the transport's reason, not just "Connection error."
+    assert len(server.requests) == 4
+    assert task_files(session) == before
+
+
 # -- crash repair -------------------------------------------------------------------------------
 
 def test_fix_request_carries_the_crash_log_and_the_crashed_change(session: Session, server: FakeLLMServer) -> None:

@@ -323,6 +323,10 @@ class ApiProposer:
                 problem = f"HTTP {status}: {detail}"
             except sdk.APIConnectionError as exc:  # also the SDK's timeout error
                 problem = f"{type(exc).__name__}: {exc}"
+                if exc.__cause__ is not None and str(exc.__cause__):
+                    # the SDK says only "Connection error."; the transport's reason (refused,
+                    # disconnected, body cut short) is what a user can act on
+                    problem += f" ({exc.__cause__})"
                 log.write(f"--- {problem} after {time.monotonic() - began:.2f} s\n")
                 if deadline - time.monotonic() <= 0:
                     raise ProposerError("agent-timeout", f"no answer from {self.provider} within the agent "
