@@ -219,8 +219,9 @@ def _aa_task(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # 30 real timing experiments with confirmation, on a loaded 2-core machine
 def test_aa_no_keeps_on_the_noisy_timing_template(tmp_path: Path) -> None:
-    """30 changes that change nothing that matters, under confirm = "paired": zero keeps."""
+    """30 changes that change nothing that matters, under the template's confirmation: zero keeps."""
     root = _aa_task(tmp_path)
     solution = root / "solution.py"
     original = solution.read_text()
