@@ -19,7 +19,10 @@ except (OSError, ValueError) as exc:
     print(f"evaluate: no readable weights.json ({exc})")
     sys.exit(1)
 if not isinstance(weights, list) or not 1 <= len(weights) <= DEGREE_MAX + 1 \
-        or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights):
-    print("reject: bad-weights")
+        or not all(isinstance(w, (int, float)) for w in weights):
+    print("reject: bad-weights")  # not what train.py writes: something else wrote this file
+    sys.exit(0)
+if not all(math.isfinite(w) for w in weights):
+    print("val_loss: nan")  # training diverged: a crash (non-finite metric), not a cheat
     sys.exit(0)
 print(f"val_loss: {val_loss([float(w) for w in weights]):.6f}")
