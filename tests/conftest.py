@@ -75,3 +75,18 @@ def set_knob(root: Path, name: str, value: str) -> None:
             comment = f"  #{rest[1]}" if len(rest) > 1 else "\n"
             lines[i] = f"{name} = {value}{comment}"
     path.write_text("".join(lines))
+
+
+def processes_with(token: str) -> list[int]:
+    """Host pids of live processes whose command line carries TOKEN (zombies do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token.encode() in (entry / "cmdline").read_bytes():
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state not in ("Z", "X"):
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 
 import autoresearch
+from conftest import processes_with
+
 from autoresearch.harness import run_command
 from autoresearch.sandbox import (SandboxSpec, agent_hidden, agent_home_env, agent_spec, bwrap_works,
                                   seed_agent_home, wrap_command)
@@ -146,19 +148,6 @@ def test_an_agent_cannot_write_or_read_outside_its_scratch_and_home(world) -> No
                 path.unlink()
 
 
-def _processes_with(token: str) -> list[int]:
-    """Host pids whose command line carries TOKEN (a zombie's is empty, so it does not count)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 @pytest.mark.parametrize("phase", ["agent", "run"])
 def test_no_process_outlives_its_step(world, phase: str) -> None:
     """setsid, a cleared environment (no run marker to sweep by) and a double fork: the
@@ -176,7 +165,7 @@ def test_no_process_outlives_its_step(world, phase: str) -> None:
         assert (where / "started").exists(), "the escapee never ran"
         assert (where / "escapee.pid").read_text().strip().isdigit()
         deadline = time.monotonic() + 10  # SIGKILL is immediate; reaping by the kernel may lag a moment
-        while (leftovers := _processes_with(token)) and time.monotonic() < deadline:
+        while (leftovers := processes_with(token)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert leftovers == [], f"processes of the agent step survived it: {leftovers}"
     finally:
@@ -192,7 +181,7 @@ def test_without_the_sandbox_the_same_escapee_survives(tmp_path: Path) -> None:
     survivors = []
     try:
         deadline = time.monotonic() + 10
-        while not (survivors := _processes_with(token)) and time.monotonic() < deadline:
+        while not (survivors := processes_with(token)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert survivors, "the unsandboxed escapee did not start"
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ar, git, make_task, set_knob
+from conftest import ar, git, make_task, processes_with, set_knob
 
 from autoresearch.sandbox import bwrap_works
 
@@ -256,20 +256,6 @@ def test_a_native_relock_with_a_changed_harness_starts_an_epoch_not_a_keep(task:
     assert rows[0] == (1, "keep")  # the old epoch's record stays as it was
 
 
-def _processes_with(token: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if state not in ("Z", "X"):
-                        found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 @needs_bwrap
 def test_killing_run_leaves_no_agent_behind(task: Path) -> None:
     """SIGKILL of `autoresearch run` while its agent works: the agent and what it started die too."""
@@ -285,13 +271,13 @@ def test_killing_run_leaves_no_agent_behind(task: Path) -> None:
     deadline = time.time() + 60
     while time.time() < deadline and not (log.exists() and "lingering" in log.read_text()):
         time.sleep(0.1)
-    assert _processes_with("linger-child"), "the agent did not start"
+    assert processes_with("linger-child"), "the agent did not start"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 10
-    while time.time() < deadline and (_processes_with("linger-child") or _processes_with(f"agent.py linger {task}")):
+    while time.time() < deadline and (processes_with("linger-child") or processes_with(f"agent.py linger {task}")):
         time.sleep(0.2)
-    assert not _processes_with("linger-child") and not _processes_with(f"agent.py linger {task}")
+    assert not processes_with("linger-child") and not processes_with(f"agent.py linger {task}")
     # and the next command closes the interrupted record
     ar(task, "repair")
     assert last_row(task)["status"] == "crash"
