@@ -53,9 +53,12 @@ class ReferenceWatch:
         reference = s.journal.reference(tag, best.commit_sha, best.metric) or best.metric
         if V.drift_suspected(self.recent, reference, noise.std if noise else None, s.config.maximize,
                              since_check=self.since_check, every=0 if noise else RECHECK_EVERY):
-            self.remeasure(tag, best.commit_sha, reference, slot)
+            # With a noise record only the drift rule applies (every=0); without one, only the schedule.
+            self.remeasure(tag, best.commit_sha, reference, slot, "drift" if noise else "recheck")
 
-    def remeasure(self, tag: str, commit: str, old: float | None, slot: int) -> None:
+    def remeasure(self, tag: str, commit: str, old: float | None, slot: int, why: str = "drift") -> None:
+        """Run COMMIT REFERENCE_RUNS times and make their median its reference; WHY (drift or
+        recheck) is journaled with it so the report can say what triggered it."""
         s = self.session
         self.on_phase("re-measuring", {"seq": 0, "slot": slot})
         values = []
@@ -72,6 +75,8 @@ class ReferenceWatch:
         self.recent, self.since_check = [], 0
         if values:
             value = V.median(values)
-            s.journal.set_reference(tag, commit, value, "drift")
+            s.journal.set_reference(tag, commit, value, why)
+            because = ("the last candidates all lost by far more than the noise" if why == "drift"
+                       else f"scheduled re-check every {RECHECK_EVERY} experiments without a noise record")
             self.on_message(f"the best's reference was re-measured: {old if old is not None else '-'} -> {value:.6g} "
-                            f"({len(values)} runs; the last candidates all lost by far more than the noise)")
+                            f"({len(values)} runs; {because})")

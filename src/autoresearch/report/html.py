@@ -5,7 +5,9 @@ static progress.png as a data URI. The CSS and script are kept as real files in 
 (package data, read once per process) and pasted into each page, so no page links to anything. The headline (summary, noise, throughput, top hits) is plain
 HTML written here; the chart (SVG) and the experiment table are drawn by the script from the
 JSON, and a row's details (diff, log tail, metrics) are only built when the row is opened, so a
-long run still opens at once. `report.html#open=3` opens experiment 3 on load.
+long run still opens at once. `report.html#open=3` opens experiment 3 on load. Re-measurements
+of the best's reference (report/references.py) are drawn on the chart and listed in a section
+of their own, never as rows: they are not experiments.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..journal import Experiment
 from .plot import focus_range, render_png
+from .references import ReferenceEvent, reference_events, references_html
 from .review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,8 +164,13 @@ def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | Non
 
 def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: str, maximize: bool,
                  holdout: str = "", diffs: dict[int, str] | None = None, noise: Any = None,
-                 static_chart: bool = True, generated: float | None = None) -> str:
-    """The report page for these experiments, as one HTML string."""
+                 static_chart: bool = True, generated: float | None = None,
+                 references: list[ReferenceEvent] | None = None) -> str:
+    """The report page for these experiments, as one HTML string.
+
+    REFERENCES (the best's re-measurements) are drawn on the chart and listed in their own
+    section; they are not experiments, so no row, count or rate includes them."""
+    references = references or []
     s = summarize(experiments, maximize, noise)
     rows = [_row(e, maximize) for e in experiments]
     logs = {}
@@ -170,7 +178,7 @@ def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: 
         text = log_tail(e, LOG_LINES)
         if text:
             logs[e.seq] = cap_text(text, LOG_LINES, 8000, f"autoresearch show {e.seq}")
-    focus = focus_range(experiments, maximize)
+    focus = focus_range(experiments, maximize, also=[ev.new for ev in references])
     when = dt.datetime.fromtimestamp(generated or dt.datetime.now().timestamp()).strftime("%Y-%m-%d %H:%M")
     data = {
         "meta": {"task": task, "tag": tag, "metric": metric, "goal": "maximize" if maximize else "minimize",
@@ -179,10 +187,11 @@ def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: 
         "rows": rows,
         "diffs": {str(k): v for k, v in (diffs or {}).items()},
         "logs": {str(k): v for k, v in logs.items()},
+        "refs": [ev.to_json() for ev in references],
     }
     png = ""
     if static_chart:
-        b64 = base64.b64encode(render_png(experiments, metric, maximize, tag)).decode("ascii")
+        b64 = base64.b64encode(render_png(experiments, metric, maximize, tag, references)).decode("ascii")
         png = (f'<details class="static"><summary>static chart (progress.png)</summary>'
                f'<img alt="progress chart" src="data:image/png;base64,{b64}"></details>')
     title = f"{task} · autoresearch/{tag}" if tag else task
@@ -192,7 +201,7 @@ def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: 
 {_warnings_html(experiments)}<section><h2>Summary</h2>{_summary_html(s, metric, holdout)}</section>
 <section><h2>Progress</h2><div id="chart" class="chart"><noscript>The interactive chart needs
 JavaScript; the static chart is below.</noscript></div>{png}</section>
-<section><h2>Top hits</h2>{_top_hits_html(top_hits(experiments, maximize, TOP_HITS), maximize, s['baseline'], metric, holdout)}</section>
+{references_html(references)}<section><h2>Top hits</h2>{_top_hits_html(top_hits(experiments, maximize, TOP_HITS), maximize, s['baseline'], metric, holdout)}</section>
 <section><h2>All experiments</h2>
 <div class="filters"><input id="q" type="search" placeholder="filter: words in description, reason, proposer; or a seq">
 <span id="statuses"></span><span id="shown" class="muted"></span></div>
@@ -213,7 +222,8 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
     page = build_report(experiments, task=config.task.name, tag=tag, metric=config.metric.name,
                         maximize=config.maximize, holdout=config.metric.holdout,
                         diffs=batch_diffs(session.ws, experiments), noise=journal.latest_noise(tag) if tag else None,
-                        static_chart=static_chart)
+                        static_chart=static_chart,
+                        references=reference_events(journal, tag, experiments) if tag else [])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

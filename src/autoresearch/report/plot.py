@@ -3,7 +3,10 @@
 Discarded experiments are faint dots, kept ones green and labelled with what they tried, the
 running best is a step line, crashes and rejections sit as marks along the bottom axis, and the
 y-range is focused between the best and the baseline (points far outside are pinned to the top
-edge as small triangles) so the improvements are readable rather than squashed.
+edge as small triangles) so the improvements are readable rather than squashed. Re-measurements
+of the best's reference (report/references.py) are orange diamonds between the experiments
+they followed, with a dashed step for the bar they set: they explain a run of losses on a
+machine that got slower, and the y-range includes them for that reason.
 
 Matplotlib is used through its object API with the Agg canvas: no pyplot, no global backend.
 """
@@ -12,12 +15,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from ..journal import Experiment, Journal
+from .references import ReferenceEvent, reference_events
 from .review import baseline_of, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from ..session import Session
@@ -32,6 +37,7 @@ DISCARD_COLOR = "#9a9a9a"
 CRASH_COLOR = "#d62728"
 REJECT_COLOR = "#9467bd"
 BEST_COLOR = "#1f77b4"
+REF_COLOR = "#ff7f0e"
 
 
 def shorten(text: str, width: int = LABEL_CHARS) -> str:
@@ -39,8 +45,12 @@ def shorten(text: str, width: int = LABEL_CHARS) -> str:
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
-def focus_range(experiments: list[Experiment], maximize: bool) -> tuple[float, float] | None:
-    """The y-range between the best and the baseline, with a margin; None with nothing measured."""
+def focus_range(experiments: list[Experiment], maximize: bool,
+                also: Iterable[float] = ()) -> tuple[float, float] | None:
+    """The y-range between the best and the baseline, with a margin; None with nothing measured.
+
+    ALSO are levels that must be in view too: the best's re-measured references, which are
+    measurements of a kept commit (not outliers) and show where the machine has moved."""
     measured = [e.metric for e in experiments if e.status in ("keep", "discard") and e.metric is not None]
     if not measured:
         return None
@@ -48,7 +58,8 @@ def focus_range(experiments: list[Experiment], maximize: bool) -> tuple[float, f
     keeps = [e.metric for e in experiments if e.status == "keep" and e.metric is not None]
     ref = base.metric if base is not None and base.metric is not None else measured[0]
     best = (max(keeps) if maximize else min(keeps)) if keeps else (max(measured) if maximize else min(measured))
-    lo, hi = min(ref, best), max(ref, best)
+    levels = [ref, best, *also]
+    lo, hi = min(levels), max(levels)
     span = hi - lo
     if span <= 0:
         # One level only (a baseline-only run): show the spread of what was measured around it.
@@ -71,8 +82,43 @@ def _title(experiments: list[Experiment], metric_name: str, maximize: bool, tag:
     return text
 
 
+def ref_x(event: ReferenceEvent, first_seq: int) -> float:
+    """Where a re-measurement sits on the seq axis: half way after the experiment it followed."""
+    return (event.after_seq if event.after_seq is not None else first_seq - 1) + 0.5
+
+
+def ref_steps(events: list[ReferenceEvent], keep_seqs: list[int], last_seq: int,
+              first_seq: int) -> list[tuple[float, float]]:
+    """For each event, the x-span over which its value was the bar: until the next keep (a new
+    best has its own number), the next re-measurement, or the last experiment."""
+    spans = []
+    for i, ev in enumerate(events):
+        x = ref_x(ev, first_seq)
+        ends = [float(s) for s in keep_seqs if s > x] + [float(last_seq)]
+        if i + 1 < len(events):
+            ends.append(ref_x(events[i + 1], first_seq))
+        spans.append((x, max(x, min(ends))))
+    return spans
+
+
+def _draw_references(ax: "Axes", events: list[ReferenceEvent], keeps: list[Experiment], seqs: list[int],
+                     pin_to: tuple[float, float]) -> None:
+    """Each re-measurement: its runs (hollow), its median (a diamond) and the bar it set (dashed)."""
+    lo, hi = pin_to
+    spans = ref_steps(events, [e.seq for e in keeps], max(seqs), min(seqs))
+    for ev, (x, end) in zip(events, spans):
+        runs = [min(max(v, lo), hi) for v in ev.runs if v is not None]
+        if runs:
+            ax.scatter([x] * len(runs), runs, s=22, facecolors="none", edgecolors=REF_COLOR, linewidths=1.0,
+                       zorder=4, clip_on=False)
+        ys = ([ev.old] if ev.old is not None else []) + [ev.new, ev.new]
+        xs = ([x] if ev.old is not None else []) + [x, end]
+        ax.plot(xs, ys, color=REF_COLOR, linestyle="--", linewidth=1.3, alpha=0.9, zorder=3)
+        ax.scatter([x], [ev.new], s=70, marker="D", color=REF_COLOR, edgecolors="black", linewidths=0.6, zorder=5)
+
+
 def render_figure(experiments: list[Experiment], metric_name: str = "metric", maximize: bool = False,
-                  tag: str = "") -> Figure:
+                  tag: str = "", references: list[ReferenceEvent] | None = None) -> Figure:
     """The progress chart as a matplotlib Figure (not attached to any GUI backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -99,7 +145,8 @@ def render_figure(experiments: list[Experiment], metric_name: str = "metric", ma
     seqs = [e.seq for e in experiments]
     ax.set_xlim(min(seqs) - 1, max(seqs) + 1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    yr = focus_range(experiments, maximize)
+    references = references or []
+    yr = focus_range(experiments, maximize, also=[ev.new for ev in references])
     if yr is not None:
         ax.set_ylim(*yr)
     lo, hi = ax.get_ylim()
@@ -137,6 +184,8 @@ def render_figure(experiments: list[Experiment], metric_name: str = "metric", ma
             ax.annotate(shorten(e.description), (e.seq, e.metric), xytext=(6, 6 if i % 2 == 0 else -12),
                         textcoords="offset points", fontsize=8, color="#1a661a", rotation=25,
                         rotation_mode="anchor", annotation_clip=True, zorder=5)
+    if references:
+        _draw_references(ax, references, keeps, seqs, (lo, hi))
 
     axis = blended_transform_factory(ax.transData, ax.transAxes)
     crashes = [e.seq for e in experiments if e.status == "crash"]
@@ -155,21 +204,27 @@ def render_figure(experiments: list[Experiment], metric_name: str = "metric", ma
         Line2D([], [], marker="x", linestyle="", color=CRASH_COLOR, label="crashed"),
         Line2D([], [], marker="v", linestyle="", color=REJECT_COLOR, label="rejected"),
     ]
+    if references:
+        legend += [
+            Line2D([], [], marker="D", linestyle="", color=REF_COLOR, markeredgecolor="black",
+                   label="reference re-measured"),
+            Line2D([], [], color=REF_COLOR, linestyle="--", label="the best's reference"),
+        ]
     ax.legend(handles=legend, loc="upper right" if not maximize else "lower right", fontsize=9, framealpha=0.85)
     return fig
 
 
 def render_png(experiments: list[Experiment], metric_name: str = "metric", maximize: bool = False,
-               tag: str = "") -> bytes:
+               tag: str = "", references: list[ReferenceEvent] | None = None) -> bytes:
     """The chart as PNG bytes (the report embeds these)."""
-    fig = render_figure(experiments, metric_name, maximize, tag)
+    fig = render_figure(experiments, metric_name, maximize, tag, references)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
 def _source(source: Session | Journal, tag: str | None, metric_name: str | None,
-            maximize: bool | None) -> tuple[list[Experiment], str, str, bool]:
+            maximize: bool | None) -> tuple[list[Experiment], str, str, bool, list[ReferenceEvent]]:
     if isinstance(source, Journal):
         journal = source
         tag = tag or (journal.tags() or [""])[-1]
@@ -180,7 +235,8 @@ def _source(source: Session | Journal, tag: str | None, metric_name: str | None,
         name = metric_name or source.config.metric.name
         goal_max = source.config.maximize if maximize is None else maximize
     experiments = journal.experiments(tag) if tag else []
-    return experiments, tag, name, goal_max
+    references = reference_events(journal, tag, experiments) if tag else []
+    return experiments, tag, name, goal_max, references
 
 
 def write_plot(source: Session | Journal, path: Path | str, *, tag: str | None = None,
@@ -189,13 +245,14 @@ def write_plot(source: Session | Journal, path: Path | str, *, tag: str | None =
 
     SOURCE is a Session (metric name and goal come from its config) or a bare Journal (pass
     metric_name and maximize, else "metric" and minimize)."""
-    experiments, tag, name, goal_max = _source(source, tag, metric_name, maximize)
+    experiments, tag, name, goal_max, references = _source(source, tag, metric_name, maximize)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(render_png(experiments, name, goal_max, tag))
+    tmp.write_bytes(render_png(experiments, name, goal_max, tag, references))
     tmp.replace(path)  # a reader never sees half a PNG
     return path
 
 
-__all__ = ["DPI", "FIGSIZE", "focus_range", "render_figure", "render_png", "shorten", "write_plot"]
+__all__ = ["DPI", "FIGSIZE", "focus_range", "ref_steps", "ref_x", "render_figure", "render_png", "shorten",
+           "write_plot"]

@@ -1,7 +1,7 @@
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("ar-data").textContent);
-  var M = D.meta, ROWS = D.rows, SVGNS = "http://www.w3.org/2000/svg";
+  var M = D.meta, ROWS = D.rows, REFS = D.refs || [], SVGNS = "http://www.w3.org/2000/svg";
   var BY = {}; ROWS.forEach(function (r) { BY[r.s] = r; });
   var STATUSES = ["keep", "discard", "crash", "rejected", "running"];
 
@@ -90,6 +90,7 @@
       }
       if (node) { tip(node, r); node.addEventListener("click", open(r)); }
     });
+    if (REFS.length) drawRefs(svg, keeps, x0, x1, X, Y, y0, y1);
     if (keeps.length <= 40) {
       keeps.forEach(function (r, i) {
         if (r.m < y0 || r.m > y1) return;
@@ -98,6 +99,41 @@
         t.textContent = short(r.ds, 38);
       });
     }
+  }
+
+  // The best's reference re-measurements (not experiments): each sits half way after the
+  // experiment it followed, as a diamond at its median with its runs as rings, and a dashed
+  // step shows the bar it set until the next keep or re-measurement.
+  function drawRefs(svg, keeps, x0, x1, X, Y, y0, y1) {
+    var g = el("g", {"class": "refs"}, svg);
+    function clampY(v) { return Y(Math.min(Math.max(v, y0), y1)); }
+    function xOf(ev) { return (ev.a == null ? x0 : ev.a) + 0.5; }
+    REFS.forEach(function (ev, i) {
+      if (ev.v == null) return;
+      var x = xOf(ev), end = x1 - 1;
+      keeps.forEach(function (k) { if (k.s > x && k.s < end) end = k.s; });
+      if (i + 1 < REFS.length && xOf(REFS[i + 1]) < end) end = xOf(REFS[i + 1]);
+      if (end < x) end = x;
+      var d = "M" + X(x) + "," + (ev.o != null ? clampY(ev.o) + " V" + clampY(ev.v) : clampY(ev.v)) + " H" + X(end);
+      el("path", {d: d, "class": "refline"}, g);
+      (ev.rn || []).forEach(function (v) {
+        if (v != null) el("circle", {cx: X(x), cy: clampY(v), r: 3.2, "class": "ref-run"}, g);
+      });
+      var cx = X(x), cy = clampY(ev.v);
+      var node = el("path", {d: "M" + cx + "," + (cy - 6) + " l6,6 l-6,6 l-6,-6 z", "class": "pt ref",
+                             "data-after": ev.a == null ? "" : ev.a, "data-value": ev.v}, g);
+      var t = el("title", {}, node);
+      t.textContent = "reference re-measured" + (ev.a == null ? "" : " after seq " + ev.a) + " (" + ev.w + ")" +
+        " · " + (ev.o != null ? num(ev.o) + " → " : "") + num(ev.v) + "\nruns: " +
+        (ev.rn || []).map(function (v) { return v == null ? "crash" : num(v); }).join(", ");
+      node.addEventListener("click", function () { location.hash = "references"; });
+    });
+    // A legend for the two marks only this layer draws.
+    var lg = el("g", {"class": "legend"}, svg), lx = X(x1) - 190, ly = 24;
+    el("path", {d: "M" + (lx + 6) + "," + (ly - 6) + " l6,6 l-6,6 l-6,-6 z", "class": "pt ref"}, lg);
+    var a = el("text", {x: lx + 18, y: ly + 4}, lg); a.textContent = "reference re-measured";
+    el("path", {d: "M" + lx + "," + (ly + 18) + " h14", "class": "refline"}, lg);
+    var b = el("text", {x: lx + 18, y: ly + 22}, lg); b.textContent = "the best's reference";
   }
 
   // ---- table ------------------------------------------------------------------------------
