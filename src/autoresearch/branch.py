@@ -153,12 +153,14 @@ def epochs(session: "Session", tag: str) -> list[dict]:
 # -- the task folder ------------------------------------------------------------------------------
 
 def show_best(session: "Session", tag: str, expected: set[str], quarantine: "Path",
-              best_tree: str | None = None) -> str | None:
+              best_tree: str | None = None, adds: dict[str, list[str]] | None = None) -> str | None:
     """Make the task folder show the best of TAG, on its branch, without losing anything.
 
     What is on disk is compared with best's tree and with EXPECTED (trees some ref already
     holds: the candidate just measured, the previous best). Anything else — a hand edit, a
-    file made meanwhile — is first committed as a rescue ref. Returns that ref, if any."""
+    file made meanwhile — is first committed as a rescue ref. Returns that ref, if any.
+    ADDS: for a tree of EXPECTED, the paths it has and best has not (they become untracked
+    files when the folder goes back to best, and are quarantined)."""
     s = session
     ws = s.ws
     best = s.best_commit(tag)
@@ -167,10 +169,11 @@ def show_best(session: "Session", tag: str, expected: set[str], quarantine: "Pat
     rescued = None
     if on_disk != best_tree and on_disk not in expected:
         rescued = ws.rescue(tag, on_disk, best, f"uncommitted work found before resetting to best ({quarantine.name})")
+    ws.drop_snapshot_index()
     if on_disk == best_tree:
         ws.sync_branch(branch_name(tag), best)
     else:
-        ws.restore(branch_name(tag), best, s.state.preexisting, quarantine)
+        ws.restore(branch_name(tag), best, s.state.preexisting, quarantine, untracked=(adds or {}).get(on_disk))
     return rescued
 
 
@@ -216,6 +219,8 @@ def repair(session: "Session", include_own: bool = False) -> list[int]:
             s.ws.add_note(owed.commit_sha, note_text(owed))
         s.journal.noted(seq)
     tag = s.tag
+    if tag:
+        s.prime(tag)
     if tag and s.ws.branch_exists(branch_name(tag)):
         best = s.best_commit(tag)
         tip = s.ws.rev(f"refs/heads/{branch_name(tag)}")

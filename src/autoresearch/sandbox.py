@@ -49,18 +49,60 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)  # set inside the sandbox, over the caller's env
 
 
+# What decides whether bubblewrap can make its namespaces: read into the probe cache's key, so a
+# changed kernel setting, a new bwrap or a reboot probes again.
+USERNS_SETTINGS = ("/proc/sys/kernel/unprivileged_userns_clone", "/proc/sys/user/max_user_namespaces",
+                   "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+                   "/proc/sys/kernel/random/boot_id")
+
+
 @functools.lru_cache(maxsize=1)
 def bwrap_works() -> bool:
-    """Whether bwrap is installed and can create its namespaces here (it can't everywhere)."""
+    """Whether bwrap is installed and can create its namespaces here (it can't everywhere).
+
+    The probe (a bwrap that runs /bin/true, 4-11 ms) is remembered in the user's cache folder
+    under a key made of bwrap's file and the kernel's user-namespace settings, so the native
+    `experiment` an agent calls hundreds of times a night pays for it once per boot."""
     exe = shutil.which("bwrap")
     if not exe:
         return False
+    key, cache = _probe_key(exe), _probe_cache()
+    try:
+        cached = cache.read_text().split("\n")
+        if len(cached) >= 2 and cached[0] == key:
+            return cached[1] == "works"
+    except OSError:
+        pass
     probe = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
              "--unshare-pid", "--unshare-net", "--die-with-parent", "/bin/true"]
     try:
-        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
+        works = subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        works = False
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}")
+        tmp.write_text(f"{key}\n{'works' if works else 'fails'}\n")
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home: probe every time
+    return works
+
+
+def _probe_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "autoresearch" / "bwrap-probe"
+
+
+def _probe_key(exe: str) -> str:
+    st = os.stat(exe)
+    parts = [exe, str(st.st_ino), str(st.st_mtime_ns), str(os.getuid())]
+    for name in USERNS_SETTINGS:
+        try:
+            parts.append(Path(name).read_text().strip())
+        except OSError:
+            parts.append("-")
+    return "|".join(parts)
 
 
 def resolve_kind(kind: str) -> tuple[str, str]:

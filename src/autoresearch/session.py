@@ -107,10 +107,18 @@ class Session:
         agent switched branches, the run this folder last worked on (`start` records it), and
         the experiment puts the run branch back."""
         tag = self.tag or (self.state.tag if native else "")
+        if tag:
+            self.prime(tag)
         if not tag or not self.ws.branch_exists(branch_name(tag)):
             raise SessionError("not on a run branch: `git checkout autoresearch/<tag>` to continue a run, or "
                                "`autoresearch start` (or `autoresearch run`, which starts one)")
         return tag
+
+    def prime(self, tag: str) -> None:
+        """Look up, in one git process, what a command on TAG asks next: the branch, the
+        recorded best and its tree, HEAD (each would be a git process of its own)."""
+        best = self.journal.get_meta(f"best:{tag}") or ""
+        self.ws.resolve(f"refs/heads/{branch_name(tag)}", best, f"{best}^{{tree}}" if best else "", "HEAD")
 
     def best_commit(self, tag: str | None = None) -> str:
         tag = tag or self.require_tag()

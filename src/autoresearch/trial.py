@@ -81,6 +81,7 @@ class Trial:
         self.session = session
         self.exp = exp
         self.on_phase = on_phase
+        self.added: list[str] = []  # paths the candidate adds to its parent (set by commit)
 
     # -- 1. begin ---------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class Trial:
         ws.update_ref(experiment_ref(exp.tag, exp.seq), commit)
         exp.commit_sha = commit
         changes = ws.changes(exp.parent, tree)
+        self.added = [c.path for c in changes if c.status == "A"]
         paths = [c.path for c in changes]
         exp.details["files"] = paths
         exp.lines_delta = self._lines_delta(tree, paths)
@@ -269,25 +271,29 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
     tag = s.require_tag(native=True)
     best = s.best_commit(tag)
     oversized = _quarantine_oversized(s)
-    tree = s.ws.snapshot(best, exclude=s.state.preexisting)
-    best_tree = s.ws.tree_of(best)
-    if refuse_no_change and tree == best_tree and s.journal.best(tag) is not None:
-        from .errors import AutoresearchError
+    try:
+        tree = s.ws.snapshot(best, exclude=s.state.preexisting)
+        best_tree = s.ws.tree_of(best)
+        if refuse_no_change and tree == best_tree and s.journal.best(tag) is not None:
+            from .errors import AutoresearchError
 
-        raise AutoresearchError("nothing changed since the best: edit the editable files, then run "
-                                "`autoresearch experiment` again (no experiment was recorded)")
-    trial = Trial.begin(s, tag=tag, parent=best, description=description, info=info, on_phase=on_phase)
-    trial.on_phase("guarding", {"seq": trial.exp.seq, "description": description})
-    moved = _head_moved(s, best, tag)
-    if moved:
-        trial.exp.details["head_moved"] = moved
-    verdict = trial.commit(tree, [f"{p}: new file over the size cap (quarantined)" for p in oversized])
-    if verdict is None:
-        verdict = trial.run_inline(stop)
-    exp = trial.settle(verdict)
-    kept = exp.status == "keep"
-    rescued = show_best(s, tag, {tree, best_tree}, s.run_dir(exp.seq) / "quarantine",
-                        best_tree=tree if kept else best_tree)
+            raise AutoresearchError("nothing changed since the best: edit the editable files, then run "
+                                    "`autoresearch experiment` again (no experiment was recorded)")
+        trial = Trial.begin(s, tag=tag, parent=best, description=description, info=info, on_phase=on_phase)
+        trial.on_phase("guarding", {"seq": trial.exp.seq, "description": description})
+        moved = _head_moved(s, best, tag)
+        if moved:
+            trial.exp.details["head_moved"] = moved
+        verdict = trial.commit(tree, [f"{p}: new file over the size cap (quarantined)" for p in oversized])
+        if verdict is None:
+            verdict = trial.run_inline(stop)
+        exp = trial.settle(verdict)
+        kept = exp.status == "keep"
+        # show_best's look at the folder reuses the snapshot's index (same base): a cheap second look
+        rescued = show_best(s, tag, {tree, best_tree}, s.run_dir(exp.seq) / "quarantine",
+                            best_tree=tree if kept else best_tree, adds={tree: trial.added})
+    finally:
+        s.ws.drop_snapshot_index()
     checkpoint("folder-reset")
     if rescued:
         exp.details["rescued"] = rescued

@@ -25,6 +25,10 @@ READ_ONLY_COMMANDS = frozenset({"rev-parse", "cat-file", "diff-tree", "ls-files"
                                 "for-each-ref", "show", "log", "diff", "merge-base", "status", "hash-object",
                                 "write-tree", "commit-tree", "config"})
 FALLBACK_IDENTITY = ["-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]
+# git commands that write an author or committer: they learn whether the user has an identity by
+# trying (one process fewer on every experiment than asking `git config` first)
+IDENTITY_COMMANDS = frozenset({"commit", "commit-tree", "notes", "merge", "stash", "tag", "revert",
+                               "cherry-pick", "rebase", "am"})
 
 
 class GitError(AutoresearchError):
@@ -42,6 +46,12 @@ class Change:
     @property
     def is_symlink(self) -> bool:
         return self.new_mode == "120000"
+
+
+def _no_identity(stderr: str) -> bool:
+    text = stderr.lower()
+    return "useconfigonly" in text or "tell me who you are" in text or "empty ident" in text \
+        or "unable to auto-detect email" in text
 
 
 def branch_name(tag: str) -> str:
@@ -67,30 +77,36 @@ class Workspace:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
-        self._identity: list[str] | None = None
+        self._identity: list[str] = []
         self._branch: str | None = None
+        self._revs: dict[str, str | None] = {}  # name -> commit, until something may move a ref
+        # the last snapshot: base, its index file, the tree it gave, the paths it left out
+        self._index: tuple[str, str, str, frozenset[str]] | None = None
+        self._trees: dict[str, str] = {}  # commit sha -> its tree
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def git(self, *args: str, check: bool = True, env: dict[str, str] | None = None, input: str | None = None) -> str:
-        if args and args[0] not in READ_ONLY_COMMANDS:
-            self._branch = None  # anything that may move HEAD forgets the cached branch
+        if args and args[0] not in READ_ONLY_COMMANDS and not (env and "GIT_INDEX_FILE" in env):
+            # anything that may move HEAD or a ref forgets what was read (a temporary index moves neither)
+            self._branch = None
+            self._revs.clear()
         full_env = {**os.environ, **(env or {})}
         full_env.setdefault("GIT_TERMINAL_PROMPT", "0")
+        needs_identity = bool(args) and args[0] in IDENTITY_COMMANDS
+        identity = self._identity or (["-c", "user.useConfigOnly=true"] if needs_identity else [])
         proc = subprocess.run(
-            ["git", *self.identity(), *args], cwd=self.root, env=full_env, input=input,
+            ["git", *identity, *args], cwd=self.root, env=full_env, input=input,
             capture_output=True, text=True, errors="replace",
         )
+        if needs_identity and not self._identity and proc.returncode != 0 and _no_identity(proc.stderr):
+            # No user.email/name configured: git would refuse (or guess from the host name). The
+            # user's identity is used wherever there is one; this one only where there is none.
+            self._identity = FALLBACK_IDENTITY
+            return self.git(*args, check=check, env=env, input=input)
         if check and proc.returncode != 0:
             raise GitError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
         return proc.stdout
-
-    def identity(self) -> list[str]:
-        """Use the user's git identity; fall back to a neutral one where none is configured."""
-        if self._identity is None:
-            proc = subprocess.run(["git", "config", "user.email"], cwd=self.root, capture_output=True, text=True)
-            self._identity = [] if proc.stdout.strip() else FALLBACK_IDENTITY
-        return self._identity
 
     def is_repo(self) -> bool:
         proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=self.root, capture_output=True, text=True)
@@ -107,8 +123,31 @@ class Workspace:
         return bool(self.git("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).strip())
 
     def rev(self, ref: str) -> str | None:
-        out = self.git("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False).strip()
-        return out or None
+        """The commit REF names, or None. Cached until a git command that may move a ref runs."""
+        if ref not in self._revs:
+            out = self.git("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False).strip()
+            self._revs[ref] = out or None  # after the call: git() may clear the cache first
+        return self._revs[ref]
+
+    def resolve(self, *names: str) -> None:
+        """Look up several commits (`X`) and commits' trees (`X^{tree}`) in one git process;
+        `rev` and `tree_of` then answer from their caches."""
+        todo = [n for n in dict.fromkeys(names) if n and n not in self._revs and not
+                (n.endswith("^{tree}") and n[:-7] in self._trees)]
+        if len(todo) < 2:
+            return
+        asked = [n if n.endswith("^{tree}") else f"{n}^{{commit}}" for n in todo]
+        out = self.git("cat-file", "--batch-check=%(objectname) %(objecttype)",
+                       input="".join(f"{a}\n" for a in asked), check=False).splitlines()
+        if len(out) != len(todo):
+            return  # not what was asked for: `rev` and `tree_of` ask one by one
+        for name, line in zip(todo, out):
+            sha, _, kind = line.partition(" ")
+            if name.endswith("^{tree}"):
+                if kind == "tree" and len(name) - 7 >= 40:
+                    self._trees[name[:-7]] = sha
+            else:
+                self._revs[name] = sha if kind == "commit" else None
 
     def head(self) -> str | None:
         return self.rev("HEAD")
@@ -157,7 +196,12 @@ class Workspace:
         return proc.returncode == 0
 
     def tree_of(self, commit: str) -> str:
-        return self.git("rev-parse", f"{commit}^{{tree}}").strip()
+        if commit in self._trees:  # a commit's tree never changes
+            return self._trees[commit]
+        tree = self.git("rev-parse", f"{commit}^{{tree}}").strip()
+        if len(commit) >= 40:
+            self._trees[commit] = tree
+        return tree
 
     # -- snapshot, diff, commit --------------------------------------------------------------
 
@@ -166,21 +210,65 @@ class Workspace:
 
         Built in a temporary index seeded from BASE, so the real index and HEAD are untouched.
         Paths in EXCLUDE (untracked files that were there before the run started) are left out.
+        A second snapshot on the same BASE (the folder after the run, before it is reset) reuses
+        that index: `git add -A --dry-run` against it lists what changed since (nothing, as a
+        rule: one process instead of three). Call `drop_snapshot_index` when done.
         """
-        fd, index = tempfile.mkstemp(prefix="autoresearch-index-")
-        os.close(fd)
-        os.unlink(index)
+        if self._index is not None and self._index[0] != base:
+            self.drop_snapshot_index()
+        left_out = frozenset(exclude or [])
+        if self._index is not None and self._index[3] == left_out:
+            unchanged = self._unchanged_since_snapshot()
+            if unchanged is not None:
+                return unchanged
+        if self._index is None:
+            fd, index = tempfile.mkstemp(prefix="autoresearch-index-")
+            os.close(fd)
+            os.unlink(index)
+            self._index = (base, index, "", left_out)
+            fresh = True
+        else:
+            index, fresh = self._index[1], False
         env = {"GIT_INDEX_FILE": index}
         try:
-            self.git("read-tree", base, env=env)
+            if fresh:
+                self.git("read-tree", base, env=env)
             self.git("add", "-A", "--", ".", env=env)
             if exclude:
                 self.git("rm", "-q", "--cached", "--ignore-unmatch", "--pathspec-from-file=-",
                          "--pathspec-file-nul", env=env, input="\0".join(exclude))
-            return self.git("write-tree", env=env).strip()
-        finally:
-            if os.path.exists(index):
-                os.unlink(index)
+            tree = self.git("write-tree", env=env).strip()
+        except BaseException:
+            self.drop_snapshot_index()
+            raise
+        self._index = (base, index, tree, left_out)
+        return tree
+
+    def _unchanged_since_snapshot(self) -> str | None:
+        """The last snapshot's tree when nothing on disk changed since (besides the paths it left
+        out), else None. `git add --dry-run` prints `add 'path'` / `remove 'path'` per change."""
+        assert self._index is not None
+        _, index, tree, excluded = self._index
+        if not tree:
+            return None
+        try:
+            out = self.git("add", "-A", "--dry-run", "--", ".", env={"GIT_INDEX_FILE": index})
+        except GitError:
+            return None
+        for line in out.splitlines():
+            verb, _, quoted = line.partition(" ")
+            if verb not in ("add", "remove") or not (quoted.startswith("'") and quoted.endswith("'")) \
+                    or quoted[1:-1] not in excluded:
+                return None
+        return tree
+
+    def drop_snapshot_index(self) -> None:
+        if self._index is not None:
+            path = self._index[1]
+            self._index = None
+            for leftover in (path, path + ".lock"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
 
     def changes(self, old_tree: str, new_tree: str) -> list[Change]:
         out = self.git("diff-tree", "-r", "--no-renames", "-z", "--raw", old_tree, new_tree)
@@ -219,16 +307,20 @@ class Workspace:
         out = self.git("status", "--porcelain", "-z", "--untracked-files=no")
         return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
 
-    def restore(self, branch: str, commit: str, keep_untracked: list[str], quarantine: Path | None) -> list[str]:
+    def restore(self, branch: str, commit: str, keep_untracked: list[str], quarantine: Path | None,
+                untracked: list[str] | None = None) -> list[str]:
         """Put the tree back at COMMIT on BRANCH, whatever state the agent or the run left.
 
         Untracked files that were not there before are moved into QUARANTINE (never deleted),
-        so nothing anyone made is lost. Returns the quarantined paths.
-        """
+        so nothing anyone made is lost. Returns the quarantined paths. UNTRACKED: what those
+        files will be, when the caller knows (the folder held a tree whose difference from
+        COMMIT it has); else git lists them."""
         self.git("checkout", "-q", "-f", "-B", branch, commit)  # index and tracked files, all of them
         keep = set(keep_untracked)
         moved: list[str] = []
-        for path in self.untracked():
+        for path in self.untracked() if untracked is None else untracked:
+            if not os.path.lexists(self.root / path):
+                continue
             if path in keep:
                 continue
             src = self.root / path

@@ -9,58 +9,68 @@ Exit codes (errors.py): 0 success (an experiment that ran: keep or discard), 1 a
 the task's state or the run, 2 a broken config or bad arguments, 3 an experiment that crashed,
 4 an experiment that was rejected, 130 interrupted. A command's module is imported only when that
 command runs (an agent calls `experiment` hundreds of times a night: it never loads the loop,
-the report, rich, optuna or matplotlib).
+the report, rich, optuna or matplotlib). The commonest call of all, `experiment -m ...`, does
+not load click either: `main` recognises its plain form and runs the same function the click
+command runs (`_native.native_experiment`); any other form (`--help`, a typo) goes to click.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import click
-
-from .. import __version__
-
-# command name -> the module (in this package) that defines it, and its function's name there
-COMMANDS = {
-    "init": ("task", "init"), "templates": ("task", "templates"), "knobs": ("task", "knobs_command"),
-    "lock": ("task", "lock"), "verify": ("task", "verify_cmd"), "start": ("task", "start_cmd"),
-    "baseline": ("experiment", "baseline_cmd"), "experiment": ("experiment", "experiment_cmd"),
-    "noise": ("experiment", "noise_cmd"), "repair": ("experiment", "repair_cmd"),
-    "rescue": ("experiment", "rescue_cmd"),
-    "run": ("loop", "run_cmd"), "stop": ("loop", "stop_cmd"), "quickstart": ("loop", "quickstart"),
-    "results": ("report", "results"), "status": ("report", "status"), "plot": ("report", "plot_cmd"),
-    "report": ("report", "report_cmd"), "watch": ("report", "watch_cmd"), "review": ("report", "review_cmd"),
-    "show": ("report", "show_cmd"), "diff": ("report", "diff_cmd"), "finalize": ("report", "finalize_cmd"),
-}
+if TYPE_CHECKING:
+    from ._group import cli
 
 
-class LazyGroup(click.Group):
-    """A group whose commands are imported when asked for (by name, or by --help)."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS) + [n for n in self.commands if n not in COMMANDS]
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.commands:  # added with add_command (a plugin, a test)
-            return self.commands[name]
-        where = COMMANDS.get(name)
-        if where is None:
+def native_experiment_args(args: list[str]) -> tuple[str, bool] | None:
+    """(message, --json) when ARGS is exactly `experiment` with -m/--message and maybe --json,
+    as click would read them; None for anything else, which click then parses (and explains)."""
+    if not args or args[0] != "experiment":
+        return None
+    message: str | None = None
+    as_json = False
+    i = 1
+    while i < len(args):
+        arg = args[i]
+        value: str | None = None
+        if arg in ("-m", "--message"):
+            if i + 1 >= len(args):
+                return None
+            value, i = args[i + 1], i + 2
+        elif arg.startswith("--message="):
+            value, i = arg[len("--message="):], i + 1
+        elif arg.startswith("-m") and not arg.startswith("--"):
+            value, i = arg[2:], i + 1
+        elif arg == "--json" and not as_json:
+            as_json, i = True, i + 1
+        else:
             return None
-        module = importlib.import_module(f".{where[0]}", __name__)
-        command: Any = getattr(module, where[1])
-        return command
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="autoresearch")
-def cli() -> None:
-    """Autonomous research loops on any code: an agent edits, a frozen harness measures,
-    git keeps what improved."""
+        if value is not None:
+            if message is not None:
+                return None  # given twice: click's rules (the last wins) are click's to apply
+            message = value
+    return None if message is None else (message, as_json)
 
 
 def main() -> None:
+    fast = native_experiment_args(sys.argv[1:])
+    if fast is not None:
+        from ._native import native_experiment
+
+        native_experiment(*fast)
+        return
+    from ._group import cli
+
     cli(standalone_mode=True)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":  # the click group, built on first use
+        from ._group import cli
+
+        return cli
+    raise AttributeError(name)
 
 
 __all__ = ["cli", "main"]

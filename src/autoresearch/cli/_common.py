@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
-
-import click
 
 from ..errors import (EXIT_CONFIG, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_PROBLEM, EXIT_REJECTED,  # noqa: F401
                       AutoresearchError)
@@ -43,9 +42,30 @@ class _Consoles:
 
 consoles = _Consoles()
 
+COLORS = {"red": 31, "green": 32, "yellow": 33}
+
+
+def style(text: str, fg: str, stream: Any = None) -> str:
+    """TEXT in colour when STREAM (stderr by default) is a terminal and NO_COLOR is unset.
+    Not click's: the native `experiment` prints through here without importing click."""
+    stream = sys.stderr if stream is None else stream
+    tty = getattr(stream, "isatty", lambda: False)()
+    if not tty or os.environ.get("NO_COLOR") or fg not in COLORS:
+        return text
+    return f"\033[{COLORS[fg]}m{text}\033[0m"
+
+
+def echo(message: str, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    try:
+        stream.write(message + "\n")
+        stream.flush()
+    except BrokenPipeError:  # `autoresearch experiment ... | head -1`: the reader left, nothing to say
+        pass
+
 
 def fail(message: str, code: int = EXIT_PROBLEM) -> None:
-    click.echo(click.style("error:", fg="red") + f" {message}", err=True)
+    echo(style("error:", "red") + f" {message}", err=True)
     sys.exit(code)
 
 
@@ -59,7 +79,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except AutoresearchError as exc:
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted: what ran is recorded and the tree is back at best", err=True)
+            echo("interrupted: what ran is recorded and the tree is back at best", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except sqlite3.DatabaseError as exc:  # mid-command: a full disk, or a journal broken meanwhile
             from ..journal import journal_problem
@@ -87,7 +107,7 @@ def warn_unsandboxed(session: "Session") -> None:
 
     _, hint = resolve_kind(session.config.sandbox.kind)
     if hint:
-        click.echo(click.style("warning:", fg="yellow") + f" {hint}", err=True)
+        echo(style("warning:", "yellow") + f" {hint}", err=True)
 
 
 def fmt(value: float | None) -> str:
@@ -120,7 +140,7 @@ def exit_code_for(exp: "Experiment") -> int:
 
 def print_experiment(exp: "Experiment", metric_name: str, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(exp.to_json(), default=str))
+        echo(json.dumps(exp.to_json(), default=str))
     else:
         for line in experiment_lines(exp, metric_name):
-            click.echo(line)
+            echo(line)

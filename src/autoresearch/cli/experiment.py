@@ -30,20 +30,11 @@ def baseline_cmd(as_json: bool) -> None:
 @click.command(name="experiment")
 @click.option("-m", "--message", "description", required=True, help="What this experiment tries.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of two lines.")
-@guarded
 def experiment_cmd(description: str, as_json: bool) -> None:
     """Guard, commit, run, measure, decide, record; then keep or reset to best."""
-    from ..branch import repair
-    from ..trial import experiment
+    from ._native import native_experiment
 
-    refuse_inside_proposal("experiment")
-    with open_session() as s:
-        s.acquire("experiment")
-        warn_unsandboxed(s)
-        repair(s)
-        exp = experiment(s, description, refuse_no_change=True)
-        print_experiment(exp, s.config.metric.name, as_json)
-        sys.exit(exit_code_for(exp))
+    native_experiment(description, as_json)
 
 
 @click.command(name="noise")

@@ -8,24 +8,39 @@ codex, aider, gemini, opencode, command, api, tune) are registered the same way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
-
-from .. import registry
-from ..errors import ConfigError
-from .base import Proposal, ProposeContext, Proposer, ProposerError
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..task import TaskConfig
+    from .base import Proposal, ProposeContext, Proposer, ProposerError
 
-Factory = Callable[["TaskConfig", str], Proposer]
+# The contract's names load on first use: `autoresearch experiment` imports guard_env (this
+# package's lightest module) and must not pay for the proposer contract it never uses.
+_FROM_BASE = ("Proposal", "ProposeContext", "Proposer", "ProposerError")
+
+Factory = Callable[["TaskConfig", str], "Proposer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def available_kinds() -> list[str]:
+    from .. import registry
+
     return registry.kinds(registry.PROPOSERS)
 
 
-def get_proposer(config: "TaskConfig", agent: str) -> Proposer:
+def get_proposer(config: "TaskConfig", agent: str) -> "Proposer":
     """`claude`, `api`, `tune`, `command:./x.sh {brief_file}`, or a plugin's kind."""
+    from .. import registry
+    from ..errors import ConfigError
+    from .base import ProposerError
+
     kind = agent.partition(":")[0]
     try:
         factory: Factory = registry.load(registry.PROPOSERS, kind, "--agent", "agent")

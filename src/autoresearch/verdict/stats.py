@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -128,8 +127,29 @@ def screen(candidate: float, best: float | None, policy: VerdictSection, maximiz
     return Verdict("discard", "not-better" if gain <= 0 else "below-min-delta", details)
 
 
+# The statistics module is not used here: importing it (fractions, decimal) costs every native
+# experiment ~3 ms, and these are the float forms it would compute anyway (fmean is fsum / n).
+
+def fmean(values: list[float]) -> float:
+    values = list(values)
+    if not values:
+        raise ValueError("mean of no values")
+    return math.fsum(values) / len(values)
+
+
+def _stdev(values: list[float]) -> float:
+    """The sample standard deviation (n - 1), from the exact-sum mean."""
+    mean = fmean(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def median(values: list[float]) -> float:
-    return statistics.median(values)
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("median of no values")
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 # -- paired confirmation ------------------------------------------------------------------------
@@ -159,8 +179,8 @@ def _bootstrap_t_bounds(diffs: list[float], alpha: float, seed: int, resamples: 
     A plain percentile bootstrap is far too optimistic with five or ten pairs; the studentized
     version keeps its error rate near the nominal one at these sizes."""
     n = len(diffs)
-    mean = statistics.fmean(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else 0.0
+    mean = fmean(diffs)
+    sd = _stdev(diffs) if n > 1 else 0.0
     se = sd / math.sqrt(n)
     if se == 0.0:
         return mean, mean
@@ -221,7 +241,7 @@ def sequential_bf(diffs: list[float], delta: float | None = None) -> float:
     n = len(diffs)
     if n == 0:
         return 1.0
-    mean = statistics.fmean(diffs)
+    mean = fmean(diffs)
     ss = math.fsum((d - mean) ** 2 for d in diffs)
     if n == 1:
         ss = 0.0  # one difference alone: only its sign is scale-free evidence
@@ -234,7 +254,7 @@ def _sequential_outcome(diffs: list[float], policy: VerdictSection, min_delta: f
     BF <= SEQ_FUTILITY or at the cap. No split of alpha over the looks: the bound holds for all."""
     n = len(diffs)
     alpha = 1.0 - policy.confidence
-    mean = statistics.fmean(diffs) if diffs else 0.0
+    mean = fmean(diffs) if diffs else 0.0
     bf = sequential_bf([d - min_delta for d in diffs])
     max_pairs = max(2, policy.max_runs // 2)
     if n and bf >= 1.0 / alpha:
@@ -267,7 +287,7 @@ def paired_decision(best_runs: list[float], candidate_runs: list[float], policy:
     max_pairs = max(MIN_PAIRS, policy.max_runs // 2)
     looks = max(1, max_pairs - MIN_PAIRS + 1)
     alpha = (1.0 - policy.confidence) / looks
-    mean = statistics.fmean(diffs) if diffs else 0.0
+    mean = fmean(diffs) if diffs else 0.0
     if policy.test == "sign":
         shifted = [d - min_delta for d in diffs]
         wins = sum(1 for d in shifted if d > 0)
@@ -335,11 +355,11 @@ class Spread:
 
 
 def spread(values: list[float]) -> Spread:
-    med = statistics.median(values)
+    med = median(values)
     return Spread(
-        n=len(values), mean=statistics.fmean(values), median=med,
-        std=statistics.stdev(values) if len(values) > 1 else 0.0,
-        mad=statistics.median(abs(v - med) for v in values), min=min(values), max=max(values),
+        n=len(values), mean=fmean(values), median=med,
+        std=_stdev(values) if len(values) > 1 else 0.0,
+        mad=median([abs(v - med) for v in values]), min=min(values), max=max(values),
     )
 
 
