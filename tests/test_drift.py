@@ -61,3 +61,31 @@ def test_a_slower_machine_neither_hides_a_real_gain_nor_keeps_noise(tmp_path: Pa
     references = db.execute("SELECT COUNT(*) FROM runs WHERE role = 'reference'").fetchone()[0]
     assert references >= 3  # journaled runs, not experiments
     assert db.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 7
+
+
+def test_without_a_noise_run_the_baselines_own_runs_tell_far_from_near(tmp_path: Path) -> None:
+    """The quickstart case: nobody runs `noise`, the policy confirms apparent wins (tinylm's
+    `confirm = "sequential"`), and the machine gets busy right after the baseline. The baseline
+    is then measured three times (as carefully as a confirmed candidate), their spread is the
+    noise, and three far losses re-measure the reference long before the 20-experiment re-check:
+    the real gain is kept on the slow machine, the null edits are not."""
+    cache = Path(os.environ["AUTORESEARCH_CACHE"])
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "drift-count").unlink(missing_ok=True)
+    root = make_task(tmp_path, start=False, config_edits={
+        "[agent]": '[sandbox]\nkind = "none"\n\n[verdict]\nconfirm = "sequential"\n\n[agent]'})
+    (root / "train.py").write_text(TRAIN.replace("count > 4", "count > 3"))  # quiet for the baseline's 3 runs
+    git(root, "commit", "-qam", "a drifting task")
+    ar(root, "lock")
+    ar(root, "start", "--tag", "t")
+    ar(root, "baseline")
+    db = sqlite3.connect(root / ".autoresearch" / "journal.db")
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE seq = 1").fetchone()[0] == 3  # the baseline, 3 runs
+    assert db.execute("SELECT COUNT(*) FROM noise").fetchone()[0] == 0  # no `noise` record behind what follows
+    (tmp_path / "agent.py").write_text(AGENT)
+    out = ar(root, "run", "-q", "-n", "6", "--agent", f"command:{sys.executable} {tmp_path / 'agent.py'} {{seq}}")
+    assert "the best's reference was re-measured" in out.stderr, out.stdout + out.stderr
+    assert "lost by far more than the noise" in out.stderr  # the drift rule, not the schedule
+    rows = dict(db.execute("SELECT seq, status FROM experiments WHERE seq > 1"))
+    assert rows[5] == "keep", rows
+    assert [rows[q] for q in (2, 3, 4, 6, 7)] == ["discard"] * 5

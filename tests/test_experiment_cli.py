@@ -316,3 +316,86 @@ def test_json_outputs_parse(tmp_path: Path) -> None:
     rows = json.loads(ar(root, "results", "--json").stdout)
     assert rows[0]["status"] == "keep" and rows[0]["is_baseline"]
     assert sys.executable  # the CLI ran under this interpreter
+
+
+# -- the native fast path: `experiment -m` without click ------------------------------------------
+
+LOADED = ("import atexit, sys\n"
+          "atexit.register(lambda: sys.stderr.write('loaded:' + ''.join(' ' + m for m in ('click', 'rich') "
+          "if m in sys.modules) + '\\n'))\n"
+          "sys.argv = ['autoresearch'] + sys.argv[1:]\n"
+          "from autoresearch.cli import main\n"
+          "main()\n")
+
+
+def _cli_loading(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+    proc = subprocess.run([sys.executable, "-c", LOADED, *args], cwd=root, capture_output=True, text=True, timeout=120)
+    loaded = [line for line in proc.stderr.splitlines() if line.startswith("loaded:")]
+    return proc, loaded[-1] if loaded else ""
+
+
+def test_the_native_experiment_loads_neither_click_nor_rich(tmp_path: Path) -> None:
+    """An agent calls `experiment -m` hundreds of times a night: its plain forms run without the
+    CLI framework, and print and exit exactly as the click command does."""
+    root = make_task(tmp_path)
+    set_knob(root, "LEARNING_RATE", "0.2")
+    fast, loaded = _cli_loading(root, "experiment", "-m", "lr 0.2")
+    assert fast.returncode == 0, fast.stderr
+    assert loaded == "loaded:", loaded
+    assert fast.stdout.startswith("keep: val_loss ") and "| seq 2 commit " in fast.stdout
+    set_knob(root, "LEARNING_RATE", "0.001")
+    as_json, loaded = _cli_loading(root, "experiment", "--json", "--message=lr 0.001")
+    assert loaded == "loaded:" and as_json.returncode == 0
+    assert json.loads(as_json.stdout)["status"] == "discard"
+    again, _ = _cli_loading(root, "experiment", "-mnothing changed")
+    assert again.returncode == 1 and "nothing changed since the best" in again.stderr
+    # Every other form is click's: its help, and its errors (usage, exit 2). The control that
+    # shows the check above can fail.
+    helped, loaded = _cli_loading(root, "experiment", "--help")
+    assert helped.returncode == 0 and "--message" in helped.stdout and loaded == "loaded: click"
+    for bad in (["experiment", "-m"], ["experiment", "--mesage", "x"]):
+        proc, loaded = _cli_loading(root, *bad)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and loaded.startswith("loaded: click"), bad
+    twice, loaded = _cli_loading(root, "experiment", "-m", "a", "-m", "b")  # click's rule: the last one
+    assert twice.returncode == 1 and "nothing changed" in twice.stderr and loaded.startswith("loaded: click")
+
+
+@pytest.mark.parametrize(("args", "parsed"), [
+    (["experiment", "-m", "x y"], ("x y", False)),
+    (["experiment", "--message", "x", "--json"], ("x", True)),
+    (["experiment", "--json", "--message=x=1"], ("x=1", True)),
+    (["experiment", "-mx"], ("x", False)),
+    (["experiment", "-m", "--json"], ("--json", False)),  # click, too, takes the next word as the value
+    (["experiment"], None), (["experiment", "-m"], None), (["experiment", "--json"], None),
+    (["experiment", "-m", "a", "-m", "b"], None), (["experiment", "-m", "x", "--json", "--json"], None),
+    (["experiment", "-m", "x", "extra"], None), (["experiment", "-h"], None), (["baseline"], None), ([], None),
+])
+def test_the_fast_path_takes_only_what_click_would_read_the_same_way(args: list[str], parsed: object) -> None:
+    from autoresearch.cli import native_experiment_args
+
+    assert native_experiment_args(args) == parsed
+
+
+def test_commits_carry_the_users_identity_else_a_neutral_one(tmp_path: Path) -> None:
+    """git is not asked for the identity up front (a process per experiment): a commit is tried
+    with user.useConfigOnly and retried with autoresearch's own identity only where none is set."""
+    root = make_task(tmp_path)
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_", "EMAIL"))}
+    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1"})
+
+    def run(message: str) -> str:
+        proc = subprocess.run([*AUTORESEARCH, "experiment", "-m", message], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        seq = proc.stdout.split("| seq ")[1].split()[0]
+        return subprocess.run(["git", "log", "-1", "--format=%an <%ae>", f"refs/autoresearch/t/{seq}"], cwd=root,
+                              env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    set_knob(root, "LEARNING_RATE", "0.2")
+    assert run("no identity anywhere") == "autoresearch <autoresearch@localhost>"
+    subprocess.run(["git", "config", "user.name", "Ada"], cwd=root, check=True)
+    subprocess.run(["git", "config", "user.email", "ada@example.org"], cwd=root, check=True)
+    set_knob(root, "LEARNING_RATE", "0.3")
+    assert run("the user's identity") == "Ada <ada@example.org>"

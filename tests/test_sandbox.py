@@ -351,3 +351,47 @@ def test_run_command_with_the_agent_spec_leaves_nothing_behind(world) -> None:
     assert result.exit_code != 0  # the journal is not there to read
     assert (world["scratch"] / "train.py").read_text() == "edited\n"
     assert JOURNAL_TEXT not in log.read_text()
+
+
+def test_a_run_that_ended_itself_left_no_process_the_moment_it_returns(tmp_path: Path) -> None:
+    """After a sandboxed run that exits by itself the harness skips its /proc sweep: the kernel
+    empties the run's PID namespace before its init is reaped, so nothing can be left. The attack:
+    a double-forked, setsid, marker-free escapee, checked at once (no grace period to lag into)."""
+    token = f"escapee-{uuid.uuid4().hex}"
+    out = tmp_path / "out"
+    command = (f"env -i setsid sh -c '( touch {out}/started; sleep 300; : {token} ) &' < /dev/null > /dev/null 2>&1; "
+               f"while [ ! -f {out}/started ]; do sleep 0.01; done; echo 'val: 1'")
+    leftovers: list[int] = []
+    try:
+        result = run_command(command, cwd=tmp_path, env=dict(os.environ), timeout=60, log_path=tmp_path / "run.log",
+                             sandbox=SandboxSpec(writable=[out]))
+        leftovers = processes_with(token)
+        assert result.ok and result.metrics == {"val": 1.0}
+        assert (out / "started").exists(), "the escapee never ran"
+        assert leftovers == [], f"a process outlived its run: {leftovers}"
+    finally:
+        for pid in leftovers:
+            os.kill(pid, 9)
+
+
+def test_the_bwrap_probe_is_remembered_per_boot_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe (a bwrap start) is cached under a key of bwrap's file and the kernel's
+    user-namespace settings: a stale or foreign entry is probed again, a matching one is used."""
+    from autoresearch import sandbox
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = tmp_path / "autoresearch" / "bwrap-probe"
+    sandbox.bwrap_works.cache_clear()
+    try:
+        assert sandbox.bwrap_works() is True  # probed: nothing cached yet
+        key = cache.read_text().split("\n")[0]
+        assert key == sandbox._probe_key(shutil.which("bwrap") or "") and "|" in key
+        cache.write_text(f"{key}\nfails\n")  # a matching entry is believed (no probe)
+        sandbox.bwrap_works.cache_clear()
+        assert sandbox.bwrap_works() is False
+        cache.write_text("another boot|or another bwrap\nfails\n")  # a stale entry is probed again
+        sandbox.bwrap_works.cache_clear()
+        assert sandbox.bwrap_works() is True
+        assert cache.read_text() == f"{key}\nworks\n"
+    finally:
+        sandbox.bwrap_works.cache_clear()

@@ -171,3 +171,45 @@ def test_stop_without_a_loop_says_so(tmp_path: Path) -> None:
     out = ar(root, "stop", check=False)
     assert out.returncode == 1 and "no loop is running" in out.stderr
     assert not (root / ".autoresearch" / "stop").exists()
+
+
+def test_an_edit_made_while_a_native_run_runs_is_rescued(tmp_path: Path) -> None:
+    """The folder is looked at twice: before the run (the candidate) and before it is reset to
+    best. The second look is a cheap `git add --dry-run` on the first look's index; an edit made
+    in between (a person saving a file, a tool writing one) must still be seen and rescued."""
+    late = tmp_path / "late-edit.sh"
+    armed = tmp_path / "armed"  # not during the baseline
+    late.write_text(f"#!/bin/sh\n[ -f {armed} ] || exit 0\n"
+                    f"echo '# edited during the run' >> {tmp_path / 'task' / 'train.py'}\n"
+                    f"echo 'made during the run' > {tmp_path / 'task' / 'late.txt'}\n")
+    late.chmod(0o755)
+    root = make_task(tmp_path, config_edits={'run = "python train.py"': f'run = "python train.py && {late}"',
+                                             "[agent]": '[sandbox]\nkind = "none"\n\n[agent]'})
+    set_knob(root, "LEARNING_RATE", "0.001")  # a discard: the folder goes back to best
+    armed.touch()
+    out = ar(root, "experiment", "-m", "worse lr", check=False)
+    assert out.returncode == 0, out.stderr
+    candidate = git(root, "show", "refs/autoresearch/t/2:train.py")
+    assert "LEARNING_RATE = 0.001" in candidate and "edited during the run" not in candidate
+    rescued = git(root, "for-each-ref", "--format=%(refname)", "refs/autoresearch/t/rescue/").split()
+    assert rescued, f"the late edit was not rescued: {out.stdout}{out.stderr}"
+    assert "# edited during the run" in git(root, "show", f"{rescued[0]}:train.py")
+    assert git(root, "show", f"{rescued[0]}:late.txt") == "made during the run\n"
+    assert "edited during the run" not in (root / "train.py").read_text()  # the folder shows best
+
+
+def test_a_discarded_new_file_goes_to_quarantine_and_the_folder_to_best(tmp_path: Path) -> None:
+    """After a discard the files the candidate added are moved aside (never deleted) without a
+    git listing of untracked files: the experiment knows what it added."""
+    root = make_task(tmp_path)
+    set_knob(root, "LEARNING_RATE", "0.001")
+    (root / "helper_notes.md").write_text("ideas\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "data.txt").write_text("1 2 3\n")
+    out = ar(root, "experiment", "-m", "worse, with new files", check=False)
+    assert "discard" in out.stdout or "rejected" in out.stdout, out.stdout + out.stderr
+    assert not (root / "helper_notes.md").exists() and not (root / "sub").exists()
+    moved = sorted(p.relative_to(root / ".autoresearch" / "runs" / "2" / "quarantine").as_posix()
+                   for p in (root / ".autoresearch" / "runs" / "2" / "quarantine").rglob("*") if p.is_file())
+    assert moved == ["helper_notes.md", "sub/data.txt"]
+    assert git(root, "status", "--porcelain") == ""

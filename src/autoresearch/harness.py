@@ -27,6 +27,7 @@ METRIC_LINE = re.compile(rb"^([A-Za-z_][\w.\-]*):[ \t]*(\S+)[ \t]*\r?$")
 REJECT_KEY = "reject"
 TERM_GRACE_S = 3.0
 POLL_S = 0.05  # how often a run's timeout and the stop request are checked
+NAMESPACE_END_S = 5.0  # the longest wait for a sandboxed run's PID namespace to empty
 TAIL_LINES = 50
 
 
@@ -187,6 +188,39 @@ class _ExitWait:
             self.fd = None
 
 
+def _await_namespace_end(status_r: int, limit: float = NAMESPACE_END_S) -> None:
+    """Wait until the sandbox's PID-namespace init (bwrap's `child-pid` status line, read from
+    STATUS_R, which is closed here) has exited, LIMIT seconds at most."""
+    deadline = time.monotonic() + limit
+    chunks: list[bytes] = []
+    try:  # bwrap has exited, so the pipe is at its end (unless something inside still holds it)
+        waiter = select.poll()
+        waiter.register(status_r, select.POLLIN)
+        while waiter.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            chunk = os.read(status_r, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return
+    finally:
+        os.close(status_r)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    match = re.search(r'"child-pid"\s*:\s*(\d+)', text)
+    if not match:
+        return
+    try:
+        fd = os.pidfd_open(int(match.group(1)))
+    except (AttributeError, OSError):  # gone already (ESRCH), or no pidfds here
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(max(0, int((deadline - time.monotonic()) * 1000)))
+    finally:
+        os.close(fd)
+
+
 def sweep_marked(run_id: str) -> int:
     """Kill every process whose environment carries this run's marker. Returns how many."""
     marker = f"AUTORESEARCH_RUN_ID={run_id}".encode()
@@ -286,18 +320,29 @@ def run_command(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     run_id = os.urandom(16).hex()  # not uuid: it imports platform, ~3 ms of every command
     env = {**env, "AUTORESEARCH_RUN_ID": run_id}
-    argv = wrap_command(command, cwd=cwd, spec=sandbox) if sandbox else ["/bin/sh", "-c", command]
+    status_r = status_w = -1
+    if sandbox:
+        status_r, status_w = os.pipe()
+        argv = wrap_command(command, cwd=cwd, spec=sandbox, status_fd=status_w)
+    else:
+        argv = ["/bin/sh", "-c", command]
     log = _CappedLog(log_path, log_max_bytes)
     log.write(f"$ {command}\n".encode())
     parser = MetricParser()
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(status_w,) if sandbox else ())
     except OSError as exc:
         log.write(f"autoresearch: could not start the command: {exc}\n".encode())
         log.close()
+        if status_r >= 0:
+            os.close(status_r)
         return RunResult(exit_code=127, seconds=0.0, log_path=log_path)
+    finally:
+        if status_w >= 0:
+            os.close(status_w)
     if on_start:
         on_start(proc.pid)
 
@@ -333,10 +378,13 @@ def run_command(
             while proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
         _kill_group(proc.pid, signal.SIGKILL)  # leftovers in the group, even after a clean exit
+        if sandbox is not None:
+            # Every process the run started lives in the sandbox's PID namespace, which the
+            # kernel empties when its init dies; bwrap exits before that has finished, so wait
+            # for the init: when it is gone, so is everything the run left. The /proc scan
+            # (10-30 ms on a busy machine) is then needed only after a kill.
+            _await_namespace_end(status_r)
         if sandbox is None or not ended_itself:
-            # In the sandbox's PID namespace, a run that ended by itself took every process it
-            # started with it (the kernel empties a namespace before its init is reaped), so the
-            # /proc scan (10-30 ms on a busy machine) is needed only after a kill.
             sweep_marked(run_id)
         try:
             proc.wait(timeout=5)

@@ -389,6 +389,16 @@ class Journal:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return [dict(r) for r in self.db.execute(f"SELECT * FROM runs {where} ORDER BY id", args)]
 
+    def replicates(self, tag: str, limit: int = 200) -> list[list[float]]:
+        """The metrics of TAG's last LIMIT successful runs, grouped by commit (a fixed window:
+        the cost does not grow with history)."""
+        groups: dict[str, list[float]] = {}
+        for commit, metric in self.db.execute(
+                "SELECT commit_sha, metric FROM runs WHERE tag = ? AND status = 'ok' AND metric IS NOT NULL "
+                "ORDER BY id DESC LIMIT ?", (tag, limit)):
+            groups.setdefault(commit, []).append(metric)
+        return list(groups.values())
+
     def count_runs(self, tag: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM runs WHERE tag = ?", (tag,)).fetchone()[0])
 

@@ -2,7 +2,8 @@
 
 The best was measured once, perhaps on a quiet machine. When the evidence says the machine
 changed (verdict.drift_suspected: the last k screened candidates all lost by far more than the
-recorded noise; without a noise record, every RECHECK_EVERY experiments), the best is run
+noise, as `noise` recorded it or as replicate runs show it (the baseline runs BASELINE_RUNS times
+under a confirming policy); without either, every RECHECK_EVERY experiments), the best is run
 REFERENCE_RUNS times again. Those runs are journaled (role `reference`), never experiments, and
 their median becomes the best's reference: later candidates are compared with it (trial.begin).
 """
@@ -50,11 +51,14 @@ class ReferenceWatch:
         if best is None or best.metric is None:
             return
         noise = s.journal.latest_noise(tag)
+        # the run-to-run sd: `noise`'s record, else what replicate runs tell (the baseline's own
+        # runs under a confirming policy, confirmation and reference runs)
+        sd = noise.std if noise else V.pooled_sd(s.journal.replicates(tag))
         reference = s.journal.reference(tag, best.commit_sha, best.metric) or best.metric
-        if V.drift_suspected(self.recent, reference, noise.std if noise else None, s.config.maximize,
-                             since_check=self.since_check, every=0 if noise else RECHECK_EVERY):
-            # With a noise record only the drift rule applies (every=0); without one, only the schedule.
-            self.remeasure(tag, best.commit_sha, reference, slot, "drift" if noise else "recheck")
+        if V.drift_suspected(self.recent, reference, sd, s.config.maximize,
+                             since_check=self.since_check, every=0 if sd else RECHECK_EVERY):
+            # With a noise sd only the drift rule applies (every=0); without one, only the schedule.
+            self.remeasure(tag, best.commit_sha, reference, slot, "drift" if sd else "recheck")
 
     def remeasure(self, tag: str, commit: str, old: float | None, slot: int, why: str = "drift") -> None:
         """Run COMMIT REFERENCE_RUNS times and make their median its reference; WHY (drift or

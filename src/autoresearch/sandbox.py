@@ -246,8 +246,9 @@ def agent_spec(scratch: Path, home: Path, hidden: list[Path], *, visible: list[P
                        network=True, home_dir=home, env=agent_home_env(home, environ))
 
 
-def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
+def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec, status_fd: int | None = None) -> list[str]:
     """The bwrap argv that runs COMMAND (through /bin/sh) in CWD under SPEC, for every phase.
+    STATUS_FD: where bwrap writes its JSON status lines (the PID namespace's init as `child-pid`).
 
     Mounts in order, later ones on top: the root read-only, a fresh /dev and /proc, an empty
     /tmp, what the run needs from under /tmp read-only, the hidden paths emptied, the
@@ -258,6 +259,8 @@ def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec) -> list[str]:
             "--unshare-pid", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-uts"]
     if not spec.network:
         argv.append("--unshare-net")
+    if status_fd is not None:
+        argv += ["--json-status-fd", str(status_fd)]
     for path in _needed_under_tmp(cwd, spec):
         argv += ["--ro-bind", str(path), str(path)]
     argv += _hide(spec.hidden)

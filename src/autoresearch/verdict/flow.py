@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..task import TaskConfig
 
 PhaseCallback = Callable[[str, dict], None]
+BASELINE_RUNS = 3  # runs of the baseline when apparent wins are confirmed (confirm != "none")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,11 @@ def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
     values: list[float] = []
     total = 0.0
     last: Measurement | None = None
-    for i in range(policy.repeats):
+    # The baseline is measured as carefully as the candidates it is compared with: under a
+    # confirming policy an apparent win gets several runs, so the first best gets BASELINE_RUNS
+    # (their spread is also the noise drift detection needs when nobody ran `noise`).
+    screening = max(policy.repeats, BASELINE_RUNS) if exp.is_baseline and policy.confirm != "none" else policy.repeats
+    for i in range(screening):
         m = yield MeasureRequest(exp.commit_sha, "run" if i == 0 else f"repeat-{i}", run_seed(exp.seq, i))
         total += m.seconds
         exp.log_path = str(m.log_path or "")

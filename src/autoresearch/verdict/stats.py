@@ -420,6 +420,20 @@ DRIFT_SDS = 3.0  # "far": each loss beyond this many noise sds of one run
 RECHECK_EVERY = 0  # a scheduled re-measurement every N experiments; 0: only on evidence
 
 
+def pooled_sd(groups: list[list[float]]) -> float | None:
+    """The run-to-run sd from replicate runs of several commits (each group: one commit's runs),
+    pooled over their within-commit spread; None without a commit measured twice. What drift
+    detection uses when nobody ran `noise`: the baseline's runs, confirmation and reference runs."""
+    ss = 0.0
+    df = 0
+    for values in groups:
+        if len(values) >= 2:
+            mean = fmean(values)
+            ss += math.fsum((v - mean) ** 2 for v in values)
+            df += len(values) - 1
+    return math.sqrt(ss / df) if df else None
+
+
 def drift_suspected(recent_candidates: list[float], best_reference: float, noise_sd: float | None,
                     maximize: bool, k: int = DRIFT_K, *, since_check: int = 0,
                     every: int = RECHECK_EVERY) -> bool:
@@ -430,8 +444,8 @@ def drift_suspected(recent_candidates: list[float], best_reference: float, noise
     are each far worse is rare (real regressions happen, but the cost of a false alarm is only
     a re-measurement), while a machine that got slower produces exactly this; or (b) EVERY > 0
     and SINCE_CHECK experiments have passed since the last measurement of the reference.
-    Without a recorded noise sd (noise_sd None or 0) rule (a) cannot tell far from near and
-    only (b) applies. A faster machine (candidates all "win") is left to confirmation, which
+    Without a noise sd (none recorded by `noise` and no commit measured twice: see pooled_sd)
+    rule (a) cannot tell far from near and only (b) applies. A faster machine (candidates all "win") is left to confirmation, which
     re-measures the best beside the candidate anyway."""
     if every > 0 and since_check >= every:
         return True
