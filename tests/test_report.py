@@ -204,6 +204,10 @@ def test_report_is_self_contained_and_carries_every_experiment(research: Path) -
     summary = page[page.index('id="summary"'):page.index('id="chart"')]
     assert f"{base:.6f}" in summary and f"{best:.6f}" in summary
     assert f"{100 * (base - best) / base:.2f}% better" in summary
+    # no re-measurement: the same card as before gains.py, best minus baseline, and no note
+    assert ('<div class="label">improvement</div><div class="value">0.032326</div>'
+            '<div class="note">78.00% better</div>') in summary
+    assert 'id="gain-note"' not in page and "like-for-like" not in page
     assert "4 keep · 1 discard · 1 crash · 1 rejected" in summary
     assert "50.0%" in summary  # 3 keeps out of 6 experiments after the baseline
     # Top hits are ranked by improvement: seq 2, then 7, then 6.

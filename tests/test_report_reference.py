@@ -8,6 +8,8 @@ real `report` / `plot` commands draw them. They are not experiments: no row, no 
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import sqlite3
@@ -152,3 +154,72 @@ def test_the_chart_draws_reference_markers_in_a_browser(drifted: Path, tmp_path:
     assert dom.count('class="refline"') == 3  # two steps and the legend's sample
     assert "reference re-measured" in dom and "the best's reference" in dom
     assert rows(dom) == list(range(1, 8))  # the table still lists experiments only
+
+
+# -- the session's gain when the bar moved (autoresearch/gains.py) ---------------------------------
+# The drifted run: baseline 10.01 on the quiet machine, the bar re-measured at 15.01 after the
+# slowdown, one real keep (LEVEL 10 -> 9) at 14.02 against it. Best minus baseline reads 4.01
+# worse (-40.06%); the session's real gain is 0.99 (+9.89% of the baseline).
+GAIN = "improved by 0.99, +9.89%"
+RAW = "raw best vs baseline (14.02 vs 10.01, worse by 4.01, -40.06%) is not a like-for-like comparison"
+
+
+def test_review_leads_with_the_keeps_gain_and_says_why_best_minus_baseline_is_not_it(drifted: Path) -> None:
+    out = rep(drifted, "review").stdout
+    assert "baseline 10.010000 -> best 14.020000 as measured (not like-for-like), at seq 5" in out
+    assert f"gain: {GAIN}, the keeps summed" in out
+    assert "the baseline was measured before the machine changed" in out and RAW in out
+    assert "% better" not in out.replace("9.89%", "")  # no "-40.06% better" anywhere
+    s = json.loads(rep(drifted, "review", "--json").stdout)["summary"]
+    assert s["remeasured"] is True
+    assert s["improvement"] == pytest.approx(0.99) and s["improvement_pct"] == pytest.approx(9.89, abs=0.01)
+    assert s["raw_improvement"] == pytest.approx(-4.01) and s["raw_improvement_pct"] == pytest.approx(-40.06, abs=0.01)
+    assert s["noise"]["improvement_in_std"] > 0  # judged on the real gain, not the drifted difference
+
+
+def test_report_headline_shows_the_keeps_gain_the_raw_figure_and_the_note(drifted: Path) -> None:
+    rep(drifted, "report")
+    page = (drifted / "report.html").read_text()
+    summary = page[page.index('id="summary"'):page.index('id="chart"')]
+    assert ('<div class="label">improvement (sum of keeps)</div><div class="value">0.99</div>'
+            '<div class="note">9.89% better · each keep vs the bar of its time</div>') in summary
+    assert ('<div class="label">raw best vs baseline</div><div class="value">-4.01</div>'
+            '<div class="note">40.06% worse · not like-for-like</div>') in summary
+    assert "40.06% better" not in summary
+    assert 'id="gain-note"' in summary and RAW in summary
+
+
+def test_status_states_the_keeps_gain_with_the_note(drifted: Path) -> None:
+    out = ar(drifted, "status").stdout
+    assert f"gain     {GAIN}: 1 keep, each against the bar of its time" in out
+    assert "note     the baseline was measured before the machine changed" in out and RAW in out
+    gain = json.loads(ar(drifted, "status", "--json").stdout)["gain"]
+    assert gain["remeasured"] is True and gain["headline"] == pytest.approx(0.99)
+    assert gain["raw"] == pytest.approx(-4.01) and gain["shift"] == pytest.approx(-5.0)
+    assert [(s["seq"], s["bar"], s["metric"]) for s in gain["steps"]] == [(5, 15.01, 14.02)]
+
+
+def test_quickstart_plot_and_live_view_summaries_agree(drifted: Path) -> None:
+    # quickstart's closing lines, progress.png's title and the live panel's head, from the
+    # same journal (quickstart itself runs tune on its own template)
+    from rich.console import Console
+
+    from autoresearch.gains import session_gain, summary_lines
+    from autoresearch.report.live import render_state, state_from_journal
+    from autoresearch.report.plot import _title
+    from autoresearch.session import Session
+
+    with Session.open(drifted) as s:
+        exps = s.journal.experiments("t")
+        state = state_from_journal(s)
+    lines = summary_lines(session_gain(exps, maximize=False))
+    assert lines[0] == "baseline 10.010000 -> best 14.020000 (+4.010000): as measured, not like-for-like"
+    assert lines[1] == f"gain: {GAIN}, the sum of 1 keep each against the bar of its time"
+    assert RAW in lines[2]
+    title = _title(exps, "val_loss", False, "t")
+    assert "baseline 10.01 → best 14.02 (not like-for-like)" in title
+    assert "keeps gained 0.99 (9.89% better) against the bar of their time" in title
+    console = Console(width=240, record=True, file=io.StringIO())
+    console.print(render_state(state))
+    head = console.export_text()
+    assert "9.89% better (sum of keeps: the bar was re-measured" in head and "40.06%" not in head

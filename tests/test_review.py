@@ -78,3 +78,23 @@ def test_show_text_and_diff(research: Path) -> None:
     assert rejected.returncode == 0 and "+# the agent was here" in rejected.stdout
     missing = rep(research, "show", "99", check=False)
     assert missing.returncode == 1 and "no experiment 99" in missing.stderr
+
+
+def test_without_a_re_measurement_every_headline_is_best_minus_baseline(research: Path) -> None:
+    # No re-measurement in this run: the chain of keeps telescopes, and review, status and the
+    # JSON state the same figures as before gains.py existed (a regression changes these digits).
+    s = json.loads(rep(research, "review", "--json").stdout)["summary"]
+    base, best = s["baseline"], s["best"]
+    assert (base, best) == (0.041446, 0.00912)  # the example task is deterministic
+    assert s["remeasured"] is False and s["gain_note"] == ""
+    assert s["improvement"] == s["raw_improvement"] == base - best
+    assert s["improvement_pct"] == 100.0 * (base - best) / abs(base)
+    out = rep(research, "review").stdout
+    pct = 100.0 * (base - best) / base
+    assert (f"val_loss (lower is better): baseline {base:.6f} -> best {best:.6f} "
+            f"(improved by {base - best:.6g}, {pct:+.2f}%) at seq 7") in out
+    assert "baseline 0.041446 -> best 0.009120 (improved by 0.032326, +78.00%) at seq 7" in out  # as before
+    assert "like-for-like" not in out and "note:" not in out
+    status = rep(research, "status").stdout
+    assert f"gain     improved by {base - best:.6g}, {pct:+.2f}% vs the baseline {base:.6f} (seq 1)" in status
+    assert "note " not in status

@@ -179,6 +179,7 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
     optimizer (no network, no keys), then show the results, the plot and the report."""
     from rich.table import Table
 
+    from ..gains import session_gain, summary_lines
     from ..session import Session
     from ..task import load_config, with_overrides
 
@@ -200,10 +201,9 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         for e in exps:
             table.add_row(str(e.seq), e.short_commit, fmt(e.metric), e.status, e.description)
         consoles.out.print(table)
-        best = s.journal.best(s.tag)
-        base = next((e for e in exps if e.is_baseline and e.status == "keep"), None)
-        if best and base and best.metric is not None and base.metric is not None:
-            click.echo(f"baseline {base.metric:.6f} -> best {best.metric:.6f} ({best.metric - base.metric:+.6f})")
+        # best vs baseline, and the keeps' own gain when the machine changed in between
+        for line in summary_lines(session_gain(exps, config.maximize)):
+            click.echo(line)
         click.echo(_honest_summary(exps, config.verdict.confirm != "none"))
         click.echo(f"task folder: {s.root}  (results.tsv, progress.png, report.html; "
                    f"continue with: cd {directory} && autoresearch run --agent tune)")

@@ -260,6 +260,21 @@ def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
             consoles.out.print(table)
 
 
+def _gain_lines(g: Any) -> list[str]:
+    """status's gain: best vs baseline; when the bar was re-measured in between, the keeps' own
+    gains summed and a note on why the raw difference is not the gain (gains.py)."""
+    from ..gains import change_words, raw_note
+
+    if g.headline is None or g.best_seq == g.baseline_seq:
+        return []
+    if not g.remeasured:
+        return [f"gain     {change_words(g.raw, g.raw_pct)} vs the baseline {fmt(g.baseline)} (seq {g.baseline_seq})"]
+    keeps = sum(1 for step in g.steps if step.bar is not None)
+    return [f"gain     {change_words(g.chain, g.chain_pct)}: {keeps} keep{'s' if keeps != 1 else ''}, each against "
+            "the bar of its time",
+            f"note     {raw_note(g)}"]
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @_guarded
@@ -267,6 +282,7 @@ def status(as_json: bool) -> None:
     """Branch, best, last experiment, lock state, noise, epochs, claim mismatches."""
     from ..branch import current_epoch, rescues
     from ..guard import read_lock, verify
+    from ..gains import session_gain
     from ..results import throughput
 
     with _open() as s:
@@ -281,12 +297,14 @@ def status(as_json: bool) -> None:
         if tag and s.ws.branch_exists(s.branch):
             best = s.journal.best(tag)
             last = s.journal.last(tag)
+            gain = session_gain(s.journal.experiments(tag), s.config.maximize)
             noise = s.journal.latest_noise(tag)
             info.update({
                 "best": best.to_json() if best else None,
                 "best_commit": s.best_commit(tag),
                 "last": last.to_json() if last else None,
                 "counts": s.journal.counts(tag),
+                "gain": gain.to_json(),
                 "throughput": throughput(s.journal, tag),
                 "noise": None if noise is None else {k: getattr(noise, k) for k in
                                                       ("n", "median", "std", "mad", "min", "max", "suggested_min_delta")},
@@ -305,6 +323,8 @@ def status(as_json: bool) -> None:
             metric = s.config.metric.name
             click.echo(f"best     {fmt(best['metric']) if best else '-'} {metric} at {info['best_commit'][:7]}"
                        + (f" (seq {best['seq']})" if best else " (no baseline yet: autoresearch baseline)"))
+            for line in _gain_lines(gain):
+                click.echo(line)
             if last:
                 click.echo(f"last     seq {last['seq']} {last['status']} {last['reason']}: {last['description']}")
             click.echo("counts   " + ", ".join(f"{k} {v}" for k, v in counts.items()))

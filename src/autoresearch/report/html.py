@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..gains import pct_words
 from ..journal import Experiment
 from .plot import focus_range, render_png
 from .references import ReferenceEvent, reference_events, references_html
@@ -113,8 +114,14 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
         _card("best", _fmt(s["best"]), f"seq {s['best_seq']}" if s["best_seq"] else ""),
     ]
     if s["improvement"] is not None:
-        pct = "" if s["improvement_pct"] is None else f"{s['improvement_pct']:.2f}% better"
-        cards.append(_card("improvement", f"{s['improvement']:.6g}", pct))
+        pct = "" if s["improvement_pct"] is None else pct_words(s["improvement_pct"])
+        if s["remeasured"]:  # the bar moved: the keeps' own gains lead, the raw difference follows
+            cards.append(_card("improvement (sum of keeps)", f"{s['improvement']:.6g}",
+                               f"{pct} · each keep vs the bar of its time" if pct else "each keep vs the bar of its time"))
+            raw_pct = "" if s["raw_improvement_pct"] is None else f"{pct_words(s['raw_improvement_pct'])} · "
+            cards.append(_card("raw best vs baseline", f"{s['raw_improvement']:.6g}", f"{raw_pct}not like-for-like"))
+        else:
+            cards.append(_card("improvement", f"{s['improvement']:.6g}", pct))
     if holdout:
         cards.append(_card(f"{holdout} (held out)", _fmt(s["best_holdout"]),
                            f"baseline {_fmt(s['baseline_holdout'])}"))
@@ -142,7 +149,8 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
         if n["improvement_in_std"] is not None:
             note += f" · improvement = {n['improvement_in_std']:.1f} std"
         cards.append(_card("noise (std)", f"{n['std']:.3g}", note))
-    return '<div class="cards" id="summary">' + "".join(cards) + "</div>"
+    note = f'<p class="muted" id="gain-note">Note: {html.escape(s["gain_note"])}.</p>' if s["gain_note"] else ""
+    return '<div class="cards" id="summary">' + "".join(cards) + "</div>" + note
 
 
 def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | None, metric: str, holdout: str) -> str:

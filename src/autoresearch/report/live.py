@@ -24,6 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ..gains import SessionGain, pct_words, session_gain
 from ..journal import Experiment
 from .review import DONE, fmt_delta, fmt_num
 
@@ -59,6 +60,7 @@ class ViewState:
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     began: float = field(default_factory=time.time)
     finished: int = 0  # verdicts seen since the view began (for the rate)
+    keeps: list = field(default_factory=list)  # the kept experiments, baseline first (for the gain)
 
     def record(self, exp: Experiment) -> None:
         """Take in one finished experiment."""
@@ -68,6 +70,7 @@ class ViewState:
             # Without a config, the metric's name is the printed metric whose value is the metric.
             self.metric = next((k for k, v in exp.metrics.items() if v == exp.metric), "")
         if exp.status == "keep" and exp.metric is not None:
+            self.keeps.append(exp)
             if exp.is_baseline and self.baseline is None:
                 self.baseline = exp.metric
             if self.best is not None and exp.metric != self.best and self.maximize is None:
@@ -75,11 +78,16 @@ class ViewState:
             self.best, self.best_seq = exp.metric, exp.seq
         self.recent.append(exp)
 
-    def improvement_pct(self) -> float | None:
+    def gain(self) -> SessionGain | None:
+        """The session's gain as every other view states it (gains.py): best vs baseline, or the
+        keeps' own gains summed when the bar was re-measured in between."""
         if self.best is None or not self.baseline or self.maximize is None:
             return None
-        change = (self.best - self.baseline) if self.maximize else (self.baseline - self.best)
-        return 100.0 * change / abs(self.baseline)
+        return session_gain(self.keeps, self.maximize)
+
+    def improvement_pct(self) -> float | None:
+        g = self.gain()
+        return g.headline_pct if g is not None else None
 
 
 def failure_message(exp: Experiment, limit: int = FAILURE_CHARS) -> str:
@@ -131,9 +139,12 @@ def render_state(state: ViewState, now: float | None = None, width: int = 40) ->
         head.append(f" {metric}" + (f" (seq {state.best_seq})" if state.best_seq is not None else ""))
         if state.baseline is not None:
             head.append(f" · baseline {state.baseline:.6f}", style="dim")
-        pct = state.improvement_pct()
-        if pct is not None:
-            head.append(f" · {pct:.2f}% better", style="green")
+        g = state.gain()
+        if g is not None and g.headline_pct is not None:
+            head.append(f" · {pct_words(g.headline_pct)}", style="green" if g.headline_pct >= 0 else "red")
+            if g.remeasured:
+                head.append(" (sum of keeps: the bar was re-measured, best vs baseline is not like-for-like)",
+                            style="dim")
     else:
         head.append("no best yet", style="dim")
 
@@ -207,6 +218,7 @@ def _seed_from_session(state: ViewState, session: Session, history_rate: bool = 
             state.baseline = e.metric
         if e.status == "keep" and e.metric is not None:
             state.best, state.best_seq = e.metric, e.seq
+            state.keeps.append(e)
     keep = state.recent.maxlen or 0
     state.recent = deque(done[-keep:] if keep else [], maxlen=keep)
     if history_rate and experiments:

@@ -17,9 +17,10 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from ..gains import baseline_of, pct_words
 from ..journal import Experiment, Journal
 from .references import ReferenceEvent, reference_events
-from .review import baseline_of, summarize
+from .review import summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -77,7 +78,10 @@ def _title(experiments: list[Experiment], metric_name: str, maximize: bool, tag:
     text = (f"{head}{s['experiments']} experiments, {c['keep']} kept, {c['discard']} discarded, "
             f"{c['crash']} crashed, {c['rejected']} rejected")
     if s["best"] is not None and s["baseline"] is not None:
-        pct = "" if s["improvement_pct"] is None else f" ({s['improvement_pct']:.2f}% better)"
+        pct = "" if s["improvement_pct"] is None else f" ({pct_words(s['improvement_pct'])})"
+        if s["remeasured"]:  # best vs baseline spans a re-measured bar: say what the keeps gained
+            pct = (f" (not like-for-like)\nthe bar was re-measured: keeps gained {s['improvement']:.6g}{pct} "
+                   "against the bar of their time")
         text += f"\n{metric_name}: baseline {s['baseline']:.6g} → best {s['best']:.6g}{pct}"
     return text
 
@@ -129,8 +133,10 @@ def render_figure(experiments: list[Experiment], metric_name: str = "metric", ma
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.09)
-    ax.set_title(_title(experiments, metric_name, maximize, tag), fontsize=12)
+    title = _title(experiments, metric_name, maximize, tag)
+    # a third title line (the re-measured bar's note) needs room above the axes
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.9 - 0.03 * max(0, title.count("\n") - 1), bottom=0.09)
+    ax.set_title(title, fontsize=12)
     ax.set_xlabel("experiment (seq)")
     ax.set_ylabel(f"{metric_name} ({'higher' if maximize else 'lower'} is better)")
     ax.grid(True, alpha=0.25)

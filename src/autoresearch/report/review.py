@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..gains import baseline_of, best_of as _best_of, change_words, raw_note, session_gain
 from ..harness import tail_lines
 from ..journal import Experiment, Journal, NoiseRecord
 from ..workspace import GitError, Workspace, experiment_ref
@@ -34,21 +35,9 @@ def gain(exp: Experiment, maximize: bool) -> float | None:
     return delta if maximize else -delta
 
 
-def baseline_of(experiments: list[Experiment]) -> Experiment | None:
-    """The run's reference point: its first kept baseline (else the first measured experiment)."""
-    for exp in experiments:
-        if exp.is_baseline and exp.status == "keep" and exp.metric is not None:
-            return exp
-    for exp in experiments:
-        if exp.status in ("keep", "discard") and exp.metric is not None:
-            return exp
-    return None
-
-
 def best_of(experiments: list[Experiment], maximize: bool) -> Experiment | None:
     """The last keep: keeps only ever improve, so it is the branch tip's record."""
-    keeps = [e for e in experiments if e.status == "keep" and e.metric is not None]
-    return keeps[-1] if keeps else None
+    return _best_of(experiments)
 
 
 def _hours(start: float | None, end: float | None) -> float:
@@ -64,10 +53,10 @@ def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord 
     counts["running"] = sum(1 for e in experiments if e.status == "running")
     base = baseline_of(experiments)
     best = best_of(experiments, maximize)
-    improvement = pct = None
-    if base is not None and best is not None and base.metric is not None and best.metric is not None:
-        improvement = (best.metric - base.metric) if maximize else (base.metric - best.metric)
-        pct = 100.0 * improvement / abs(base.metric) if base.metric else None
+    # The headline gain: best vs baseline, unless the bar was re-measured in between (the machine
+    # changed); then the keeps' own gains, summed (gains.py). The raw figure stays beside it.
+    g = session_gain(experiments, maximize)
+    improvement, pct = (g.headline, g.headline_pct) if best is not None else (None, None)
     trials = [e for e in done if not e.is_baseline]
     kept = sum(1 for e in trials if e.status == "keep")
     starts = [e.started_at for e in experiments if e.started_at]
@@ -96,6 +85,10 @@ def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord 
         "baseline_holdout": base.holdout if base else None,
         "improvement": improvement,
         "improvement_pct": pct,
+        "remeasured": g.remeasured,
+        "raw_improvement": g.raw if best is not None else None,
+        "raw_improvement_pct": g.raw_pct if best is not None else None,
+        "gain_note": raw_note(g),
         "keep_rate": kept / len(trials) if trials else None,
         "wall_hours": wall,
         "per_hour": len(done) / wall if wall > 0 else None,
@@ -319,9 +312,13 @@ def render_review(review: Review, console: Console) -> None:
         console.print("no baseline measured yet: `autoresearch baseline`")
     else:
         line = f"{m} ({direction} is better): baseline {fmt_num(s['baseline'])} -> best {fmt_num(s['best'])}"
-        if s["improvement"] is not None:
-            pct = "" if s["improvement_pct"] is None else f", {s['improvement_pct']:+.2f}%"
-            line += f" (improved by {s['improvement']:.6g}{pct}) at seq {s['best_seq']}"
+        if s["improvement"] is not None and s["remeasured"]:
+            # the bar moved in between: the raw difference is not the gain, the keeps' sum is
+            line += f" as measured (not like-for-like), at seq {s['best_seq']}"
+            line += (f"\ngain: {change_words(s['improvement'], s['improvement_pct'])}, the keeps summed, each "
+                     f"against the bar of its time\nnote: {s['gain_note']}")
+        elif s["improvement"] is not None:
+            line += f" ({change_words(s['improvement'], s['improvement_pct'])}) at seq {s['best_seq']}"
         console.print(line, soft_wrap=True)
     if review.holdout and s["best_holdout"] is not None:
         console.print(f"{review.holdout} (held-out data): baseline {fmt_num(s['baseline_holdout'])} -> best "
