@@ -103,3 +103,12 @@ def test_ten_million_short_lines_keep_the_orchestrator_small(tmp_path: Path) -> 
     assert value == "1.5" and int(names) <= 1001
     assert int(rss_kb) < 150 * 1024, f"the orchestrator grew to {int(rss_kb) // 1024} MB"
     assert (tmp_path / "run.log").stat().st_size < 2 << 20  # the log keeps its tail
+
+
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_a_quickstart_without_experiments_is_refused_not_endless(tmp_path: Path, count: str) -> None:
+    """`-n 0` meant "no limit" to the loop underneath, so the demo never stopped."""
+    out = ar(tmp_path, "quickstart", "-n", count, str(tmp_path / "demo"), check=False, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "-n" in out.stderr and "1" in out.stderr
+    assert not (tmp_path / "demo").exists()  # refused before anything was made

@@ -170,7 +170,8 @@ def _quickstart_template() -> str:
 @click.command()
 @click.argument("directory", default="autoresearch-quickstart", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--template", "-t", help="Template to use (default: tinylm when torch is installed, else example).")
-@click.option("--experiments", "-n", type=int, default=5, show_default=True, help="Experiments after the baseline.")
+@click.option("--experiments", "-n", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Experiments after the baseline (at least 1: the demo stops on its own; `run` is the open loop).")
 @click.option("--budget", type=float, help="Override the template's seconds per experiment.")
 @click.option("--quiet", "-q", is_flag=True)
 @guarded
