@@ -9,7 +9,8 @@ tests read them with real git and SQLite:
 
 - before the experiment starts (the disk is already full);
 - during the run: its output floods the log past the space left;
-- after the run: the run's own output file takes the last byte, so the journal write fails.
+- after the run: the run's own output file takes the last byte, so the journal write fails;
+- in the loop: the agent fills the disk from its scratch copy while it proposes.
 
 Invariants: a one-line error that says the disk is full, names the folder and the way out, no
 traceback; the journal passes `PRAGMA integrity_check` and `git fsck` is clean at once; the
@@ -60,6 +61,7 @@ SCRIPT_TAIL = r"""
 snap failed
 rm -f "$DISK/ballast"
 rm -rf .autoresearch/runs/*/out/big.bin
+if [ -n "${FREE_SLOTS:-}" ]; then rm -rf .autoresearch/slots; fi
 run repair ar repair
 run status ar status
 # the runs that filled the disk would fill it again: start the next edit from the best (theirs is in
@@ -154,8 +156,8 @@ def edit_kept(root: Path) -> bool:
 def assert_disk_full_message(code: int, err: str) -> None:
     assert code == 1, err
     assert "Traceback" not in err and "Exception in thread" not in err, err
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
-    assert len(lines) == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
     assert "the disk holding" in err and "is full" in err and "free some space" in err, err
     assert "/task" in err, "the message names the folder whose disk is full: " + err
     assert "journal cannot be read" not in err, "a full disk is not a broken journal: " + err
@@ -248,3 +250,31 @@ def test_disk_full_when_the_run_is_recorded(source_task: Path, tmp_path: Path) -
     assert edit_kept(failed)
     assert_sound_after(obs)
     assert (2, "crash", "interrupted") in statuses(obs / "final")
+
+
+AGENT = r"""from pathlib import Path
+train = Path("train.py")
+train.write_text(train.read_text().replace("LEARNING_RATE = 0.05", "LEARNING_RATE = 0.2"))
+try:  # the agent's scratch copy is on the task's disk: it takes every byte left
+    with open("junk.bin", "wb") as fh:
+        while True:
+            fh.write(b"\0" * 65536)
+except OSError:
+    pass
+print("summary: lr 0.2")
+"""
+
+
+@pytest.mark.slow
+def test_disk_full_when_the_agent_fills_it_in_the_loop(source_task: Path, tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    body = 'FREE_SLOTS=1\nrun exp ar run -q --agent "command:$PY $OBS/../agent.py" -n 1\n'
+    obs = scenario(tmp_path, source_task, body)
+    code, _, err = step(obs, "exp")
+    assert_disk_full_message(code, err)
+    assert ".autoresearch/slots" in err, "the message points at what agents left: " + err
+    failed = obs / "failed"
+    assert integrity(failed) == "ok"
+    fsck_clean(failed)
+    assert edit_kept(failed)
+    assert_sound_after(obs)

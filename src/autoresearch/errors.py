@@ -33,8 +33,8 @@ class StateError(AutoresearchError):
     """A problem with the state of the task (no run branch, a busy task, a broken journal)."""
 
 
-# Below this many free bytes, an I/O error from SQLite or git is taken for a full disk: SQLite on
-# some filesystems (tmpfs) reports a failed write as "disk I/O error", not "database or disk is full".
+# Below this many free bytes, a SQLite or git failure is taken for a full disk: SQLite on some
+# filesystems (tmpfs) reports a failed write as "disk I/O error", not "database or disk is full".
 NEARLY_FULL_BYTES = 1 << 20
 
 
@@ -52,16 +52,18 @@ def is_disk_full(exc: BaseException, folder: str | os.PathLike[str]) -> bool:
     text = str(exc).lower()
     if getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in text or "disk is full" in text:
         return True
+    if isinstance(exc, OSError):  # its errno says it all
+        return False
     free = free_bytes(folder)
-    return "i/o error" in text and free is not None and free < NEARLY_FULL_BYTES
+    return free is not None and free < NEARLY_FULL_BYTES
 
 
 def disk_full_message(folder: str | os.PathLike[str], detail: object) -> str:
     """The one message for a full disk: where, why, and the way out."""
     free = free_bytes(folder)
     left = "" if free is None else f", {free // 1024} KiB free"
-    return (f"the disk holding {folder} is full ({detail}{left}); free some space (`du -sh .autoresearch/runs/*` "
-            "in the task folder shows what runs left behind) and run the command again: nothing recorded so far "
+    return (f"the disk holding {folder} is full ({detail}{left}); free some space (`du -sh .autoresearch/runs/* .autoresearch/slots/*` "
+            "in the task folder shows what runs and agents left behind) and run the command again: nothing recorded so far "
             "is lost, and the next command closes an interrupted experiment as `crash: interrupted`")
 
 

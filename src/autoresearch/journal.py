@@ -276,7 +276,8 @@ class Journal:
                 self._set_meta("unnoted", json.dumps(sorted(set(owed) | {exp.seq})))
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite already rolled back after a full disk: keep its error
+                self.db.execute("ROLLBACK")
             raise
 
     def begin(self, tag: str, description: str, proposer: str, parent: str, **extra: Any) -> Experiment:
@@ -295,7 +296,8 @@ class Journal:
                             [exp.seq, *values[1:]])
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite already rolled back after a full disk: keep its error
+                self.db.execute("ROLLBACK")
             raise
         return exp
 
