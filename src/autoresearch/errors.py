@@ -7,6 +7,9 @@ the CLI is a bug in autoresearch, and shows as one.
 
 from __future__ import annotations
 
+import errno
+import os
+
 EXIT_PROBLEM = 1  # the task's state, the machine, or a run that could not be made
 EXIT_CONFIG = 2  # a broken autoresearch.toml or bad arguments
 EXIT_CRASH = 3  # an experiment that crashed
@@ -30,5 +33,39 @@ class StateError(AutoresearchError):
     """A problem with the state of the task (no run branch, a busy task, a broken journal)."""
 
 
-__all__ = ["AutoresearchError", "ConfigError", "StateError", "EXIT_PROBLEM", "EXIT_CONFIG", "EXIT_CRASH",
+# Below this many free bytes, a SQLite or git failure is taken for a full disk: SQLite on some
+# filesystems (tmpfs) reports a failed write as "disk I/O error", not "database or disk is full".
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Bytes an unprivileged writer may still use on FOLDER's filesystem (None if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def is_disk_full(exc: BaseException, folder: str | os.PathLike[str]) -> bool:
+    """Whether EXC (an OSError, a SQLite or git failure) means FOLDER's disk is full."""
+    text = str(exc).lower()
+    if getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in text or "disk is full" in text:
+        return True
+    if isinstance(exc, OSError):  # its errno says it all
+        return False
+    free = free_bytes(folder)
+    return free is not None and free < NEARLY_FULL_BYTES
+
+
+def disk_full_message(folder: str | os.PathLike[str], detail: object) -> str:
+    """The one message for a full disk: where, why, and the way out."""
+    free = free_bytes(folder)
+    left = "" if free is None else f", {free // 1024} KiB free"
+    return (f"the disk holding {folder} is full ({detail}{left}); free some space (`du -sh .autoresearch/runs/* .autoresearch/slots/*` "
+            "in the task folder shows what runs and agents left behind) and run the command again: nothing recorded so far "
+            "is lost, and the next command closes an interrupted experiment as `crash: interrupted`")
+
+
+__all__ = ["free_bytes", "is_disk_full", "disk_full_message", "AutoresearchError", "ConfigError", "StateError", "EXIT_PROBLEM", "EXIT_CONFIG", "EXIT_CRASH",
            "EXIT_REJECTED", "EXIT_INTERRUPTED"]

@@ -42,6 +42,7 @@ class RunResult:
     timed_out: bool = False
     interrupted: bool = False
     log_path: Path | None = None
+    log_problem: str = ""  # the log could not be written (a full disk): the run's result still counts
 
     @property
     def ok(self) -> bool:
@@ -58,7 +59,15 @@ class RunResult:
 
 
 class _CappedLog:
-    """A log file that keeps its tail once it grows past max_bytes."""
+    """A log file that keeps its tail once it grows past max_bytes.
+
+    A write that fails (a full disk) must not stop the run: the reader thread that calls
+    `write` is what drains the run's pipe, so an exception there would leave the run blocked
+    on a full pipe until the hard timeout. Instead the log gives its space back (it keeps only
+    a short tail and a line that says why), takes no more output, and `problem` says what
+    happened; the output is still read and parsed."""
+
+    SHORT_TAIL = 16 * 1024  # what is kept of a log that could not be written
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.path = path
@@ -66,12 +75,18 @@ class _CappedLog:
         self.fh = open(path, "ab")
         self.size = self.fh.tell()
         self.cut = 0
+        self.problem = ""
 
     def write(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.size += len(data)
-        if self.size > self.max_bytes:
-            self._keep_tail()
+        if self.problem:
+            return
+        try:
+            self.fh.write(data)
+            self.size += len(data)
+            if self.size > self.max_bytes:
+                self._keep_tail()
+        except OSError as exc:
+            self._give_up(exc)
 
     def _keep_tail(self) -> None:
         self.fh.flush()
@@ -87,9 +102,31 @@ class _CappedLog:
         self.fh = open(self.path, "ab")
         self.size = len(marker) + len(tail)
 
+    def _give_up(self, exc: OSError) -> None:
+        self.problem = f"the log could not be written ({exc}); later output was not kept"
+        try:
+            self.fh.close()  # may fail again flushing what it holds: that part is lost anyway
+        except OSError:
+            pass
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - self.SHORT_TAIL))
+                tail = fh.read()
+            with open(self.path, "wb") as fh:  # truncating first gives the space back
+                fh.write(b"[autoresearch: earlier output was cut to free space]\n" + tail
+                         + f"\n[autoresearch: {self.problem}]\n".encode())
+        except OSError:
+            pass
+
     def close(self) -> None:
-        self.fh.flush()
-        self.fh.close()
+        if self.problem:
+            return
+        try:
+            self.fh.flush()
+            self.fh.close()
+        except OSError as exc:
+            self._give_up(exc)
 
 
 MAX_NAMES = 1000  # distinct metric names kept from one run: output size never grows memory
@@ -399,10 +436,14 @@ def run_command(
     log.close()
     secrets = session_secrets()
     if secrets:  # a run (or an agent) that prints a key leaves no key in the log
-        redact_file(log_path, secrets)
+        try:
+            redact_file(log_path, secrets)
+        except OSError as exc:  # no room for the redacted copy: no log rather than a log with a key
+            log_path.unlink(missing_ok=True)
+            log.problem = f"the log could not be redacted ({exc}) and was removed"
     metrics, texts = parser.metrics, parser.texts
     return RunResult(exit_code=proc.returncode, seconds=seconds, metrics=metrics, texts=texts,
-                     timed_out=timed_out, interrupted=interrupted, log_path=log_path)
+                     timed_out=timed_out, interrupted=interrupted, log_path=log_path, log_problem=log.problem)
 
 
 def stop_processes_in(folder: Path, grace: float = 3.0) -> int:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StateError
+from .errors import StateError, disk_full_message, is_disk_full
 from .redact import scrub
 
 SCHEMA_VERSION = 1
@@ -29,9 +29,9 @@ class JournalError(StateError):
 def journal_problem(path: Path, exc: BaseException) -> str:
     """One message with the way out, for every way SQLite can fail us."""
     text = str(exc)
-    if "full" in text or getattr(exc, "errno", None) == 28:
-        return (f"{path}: the disk is full ({text}); free some space and run the command again: "
-                "nothing recorded so far is lost, and `autoresearch repair` closes the interrupted experiment")
+    if is_disk_full(exc, path.parent if path.parent.is_dir() else "."):
+        # never "move the journal aside": it is sound, there is only no room to write to it
+        return f"{path}: " + disk_full_message(path.parent.parent.resolve(), text)
     return (f"{path}: the journal cannot be read ({text}); move it aside and rebuild it from git "
             f"(every experiment is recorded beside its commit): `mv {path} {path}.broken && autoresearch repair`")
 STATUSES = ("keep", "discard", "crash", "rejected")
@@ -276,7 +276,8 @@ class Journal:
                 self._set_meta("unnoted", json.dumps(sorted(set(owed) | {exp.seq})))
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite already rolled back after a full disk: keep its error
+                self.db.execute("ROLLBACK")
             raise
 
     def begin(self, tag: str, description: str, proposer: str, parent: str, **extra: Any) -> Experiment:
@@ -295,7 +296,8 @@ class Journal:
                             [exp.seq, *values[1:]])
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite already rolled back after a full disk: keep its error
+                self.db.execute("ROLLBACK")
             raise
         return exp
 

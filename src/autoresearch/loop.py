@@ -434,6 +434,7 @@ class Loop:
                                   config.budget.max_new_file_bytes)
         if got.quarantined:
             exp.details["quarantined"] = got.quarantined
+            exp.details["quarantine"] = got.details(config.budget.max_new_file_bytes)
         verdict = trial.commit(got.tree, got.violations)
         if verdict is not None:
             return trial.settle(verdict)

@@ -91,7 +91,20 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
             on_phase: PhaseCallback = _quiet, on_start: Callable[[int], None] | None = None) -> Measurement:
     """Run the task once in WORKDIR, which holds exactly the commit under test (an export).
 
-    SESSION needs only config, root, state_dir and run_dir(seq): a Ray worker passes its own."""
+    SESSION needs only config, root, state_dir and run_dir(seq): a Ray worker passes its own.
+    A log that could not be written (a full disk) does not change the result; it is recorded
+    in the experiment's details as `log_problem`."""
+    log_problems: list[str] = []
+    m = _measure(session, workdir, seq, seed, label, stop=stop, devices=devices, on_phase=on_phase,
+                 on_start=on_start, log_problems=log_problems)
+    if log_problems:
+        m.flags["log_problem"] = "; ".join(log_problems)
+    return m
+
+
+def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, stop: threading.Event | None,
+             devices: str | None, on_phase: PhaseCallback, on_start: Callable[[int], None] | None,
+             log_problems: list[str]) -> Measurement:
     config = session.config
     run_dir = session.run_dir(seq)
     out_dir = run_dir / (f"out-{label}" if label != "run" else "out")
@@ -105,6 +118,8 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
     result = run_command(config.task.run, cwd=workdir, env=env, timeout=config.budget.hard_timeout,
                          log_path=log_path, log_max_bytes=config.budget.log_max_bytes, sandbox=run_spec, stop=stop,
                          on_start=on_start)
+    if result.log_problem:
+        log_problems.append(f"{log_path.name}: {result.log_problem}")
     seconds = result.seconds
     if result.ok and seconds > config.budget.seconds + config.budget.allowance:
         # The editable code decides when to stop training; the harness decides what counts.
@@ -141,6 +156,8 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
                                  timeout=config.budget.hard_evaluate_timeout, log_path=eval_log,
                                  log_max_bytes=config.budget.log_max_bytes, sandbox=eval_spec, stop=stop,
                                  on_start=on_start)
+        if evaluation.log_problem:
+            log_problems.append(f"{eval_log.name}: {evaluation.log_problem}")
         seconds += evaluation.seconds
         final_log = eval_log
         if evaluation.texts.get("reject"):

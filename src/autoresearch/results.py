@@ -37,14 +37,14 @@ def _number(value: float, places: int) -> str:
 
 
 def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: float) -> None:
-    """Append one row (header first if the file is new) and flush it to disk."""
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", encoding="utf-8") as fh:
-        if new:
-            fh.write(tsv_header(metric_name))
-        fh.write(tsv_row(exp, resource_scale))
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Add one row (header first if the file is new). The file is rewritten beside itself and
+    renamed over, never appended in place: on a full disk a half-written row would stay in the
+    file; this way the old file stays whole and the next command regenerates it."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = ""
+    _replace(path, (old or tsv_header(metric_name)) + tsv_row(exp, resource_scale))
 
 
 def render_tsv(experiments: Iterator[Experiment] | list[Experiment], metric_name: str, resource_scale: float) -> str:
@@ -54,9 +54,22 @@ def render_tsv(experiments: Iterator[Experiment] | list[Experiment], metric_name
 
 def write_tsv(path: Path, experiments: list[Experiment], metric_name: str, resource_scale: float) -> None:
     """Regenerate results.tsv from the journal (atomic rename, so a reader never sees half a file)."""
+    _replace(path, render_tsv(experiments, metric_name, resource_scale))
+
+
+def _replace(path: Path, text: str) -> None:
+    """PATH holds TEXT, or (a full disk, a kill) its old content: written to a temporary file,
+    flushed to disk, renamed over. A temporary file that could not be finished is removed."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_tsv(experiments, metric_name, resource_scale), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _content_hash(path: Path) -> str:

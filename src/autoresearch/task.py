@@ -64,7 +64,8 @@ class BudgetSection:
     log_max_bytes: int = 4 * 1024 * 1024  # run.log keeps its tail beyond this
     grace: float = -1.0  # start-up allowance: a run phase longer than seconds + grace is over-budget
     keep_outputs: int = 5  # run output folders kept besides the best's (older ones are pruned)
-    max_new_file_bytes: int = 50 * 1024 * 1024  # a bigger new file is quarantined, never committed
+    max_new_file_bytes: int = 50 * 1024 * 1024  # a bigger new file is quarantined, never committed; also caps
+    # one experiment's quarantine copies (scratch.collect)
 
     @property
     def allowance(self) -> float:

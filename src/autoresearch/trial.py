@@ -237,8 +237,11 @@ def note_text(exp: Experiment) -> str:
 
 
 def prune_outputs(session: "Session", seq: int) -> None:
-    """Run output folders are kept for the best and the last `[budget] keep_outputs`
-    experiments; older ones go (logs, records and commits stay)."""
+    """Run output folders, and the copies of agent files in the quarantine, are kept for the
+    best and the last `[budget] keep_outputs` experiments; older ones go (logs, records, the
+    quarantine's listing and commits stay)."""
+    from .scratch import prune_copies
+
     keep = session.config.budget.keep_outputs
     old = seq - keep - 1
     if old < 1:
@@ -251,6 +254,10 @@ def prune_outputs(session: "Session", seq: int) -> None:
     if run_dir.is_dir():
         for out in run_dir.glob("out*"):
             shutil.rmtree(out, ignore_errors=True)
+        pruned = session.journal.get(old)
+        copies = (pruned.details.get("quarantine") or {}).get("kept") if pruned is not None else None
+        if copies:
+            prune_copies(run_dir / "quarantine", list(copies))
 
 
 # -- the ways an experiment starts ----------------------------------------------------------------

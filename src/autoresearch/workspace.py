@@ -7,7 +7,7 @@ simply "the tree on disk versus best", and the commit that records it is always 
 
 from __future__ import annotations
 
-from .errors import AutoresearchError
+from .errors import AutoresearchError, disk_full_message
 
 import fnmatch
 import os
@@ -105,6 +105,8 @@ class Workspace:
             self._identity = FALLBACK_IDENTITY
             return self.git(*args, check=check, env=env, input=input)
         if check and proc.returncode != 0:
+            if "No space left on device" in proc.stderr:  # the way out, not git's words alone
+                raise GitError(disk_full_message(self.root, f"git: {' '.join(proc.stderr.split())}"))
             raise GitError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
         return proc.stdout
 

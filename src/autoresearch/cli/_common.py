@@ -86,9 +86,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             fail(journal_problem(Path(".autoresearch/journal.db"), exc))
         except OSError as exc:
-            if exc.errno == 28:  # ENOSPC: a full disk is the machine's state, not a bug
-                fail(f"the disk is full ({exc}); free some space and run the command again: what was recorded "
-                     "is kept, and the next command repairs an interrupted experiment")
+            from ..errors import disk_full_message, is_disk_full
+
+            if is_disk_full(exc, "."):  # a full disk is the machine's state, not a bug
+                fail(disk_full_message(Path.cwd(), exc))
             raise
 
     return wrapper
