@@ -16,6 +16,7 @@ Two modes:
     .venv/bin/python benchmarks/false_keeps.py --real     # end to end, all policies (slow)
     .venv/bin/python benchmarks/false_keeps.py --real greedy sequential   # some of them
     .venv/bin/python benchmarks/false_keeps.py --sim 50 --experiments 3 --real greedy   # a quick check
+    .venv/bin/python benchmarks/false_keeps.py --bound    # what an idealised reference policy could do
 """
 
 from __future__ import annotations
@@ -186,6 +187,143 @@ def sim_main() -> None:
               f"{p2 * 100:>8.1f}% {r2:>8.2f}", flush=True)
 
 
+# -- confirm = "reference", through the real decision flow ---------------------------------------
+
+def flow_cell(policy, effect: float, seed: int, experiments: int, p_gain: float = 1.0) -> tuple[float, float, float]:  # noqa: ANN001
+    """Keeps per experiment among the edits that are gains (or all, when every edit is one: the
+    false-keep and power cells above), false keeps among null edits, and runs per experiment,
+    with verdict.decide_flow itself deciding and the journal's bookkeeping done as trial.py does:
+    the best's reference runs (a new best's own runs), other commits' replicates for the sd, the
+    baseline measured as the policy says (its runs counted too). P_GAIN < 1: a session where only
+    that share of edits is a real EFFECT-sd gain."""
+    import random
+    from types import SimpleNamespace
+
+    from autoresearch import verdict as V
+    from autoresearch.journal import Experiment
+    from autoresearch.measure import Measurement
+
+    rng = random.Random(seed)
+    config = SimpleNamespace(verdict=policy, maximize=False, resource=SimpleNamespace(name=""),
+                             metric=SimpleNamespace(holdout="", constraints=[]))
+    runs = done = gains = gain_keeps = nulls = false_keeps = 0
+    seq = 0
+
+    def drive(exp: Experiment, levels: dict[str, float], log: list[tuple[str, float]]) -> V.Verdict:
+        nonlocal runs
+        history = [(c, v) for c, v in log[-200:]]
+        groups: dict[str, list[float]] = {}
+        for c, v in history:
+            if c not in (exp.parent, exp.commit_sha):
+                groups.setdefault(c, []).append(v)
+        ss = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups.values() if len(g) > 1)
+        df = sum(len(g) - 1 for g in groups.values() if len(g) > 1)
+        ref_runs = [v for c, v in log if c == exp.parent]
+        flow = V.decide_flow(config, exp, 0.0, reference=V.Reference(ref_runs[-64:], ss, df) if ref_runs else None)
+        try:
+            request = next(flow)
+            while True:
+                value = levels[request.commit] + rng.gauss(0.0, 1.0)
+                runs += 1
+                log.append((request.commit, value))
+                request = flow.send(Measurement(ok=True, metric=value, metrics={"val_loss": value}))
+        except StopIteration as stop:
+            return stop.value
+
+    while done < experiments:
+        log: list[tuple[str, float]] = []
+        seq += 1
+        levels = {f"b{seq}": 100.0}
+        base = Experiment(seq=seq, tag="t", status="running", started_at=0.0, commit_sha=f"b{seq}", parent="", is_baseline=True)
+        drive(base, levels, log)
+        best, best_metric = f"b{seq}", base.metric
+        for _ in range(min(CHAIN * 2, experiments - done)):
+            seq += 1
+            gain = rng.random() < p_gain
+            commit = f"c{seq}"
+            levels[commit] = levels[best] - (effect if gain else 0.0)
+            exp = Experiment(seq=seq, tag="t", status="running", started_at=0.0, commit_sha=commit, parent=best,
+                             best_before=best_metric)
+            verdict = drive(exp, levels, log)
+            kept = verdict.status == "keep"
+            gains, gain_keeps = gains + gain, gain_keeps + (gain and kept)
+            nulls, false_keeps = nulls + (not gain), false_keeps + (kept and not gain)
+            if kept:
+                best, best_metric = commit, exp.metric
+            done += 1
+    keep_rate = gain_keeps / gains if gains else 0.0
+    return keep_rate, (100 * false_keeps / nulls if nulls else 0.0), runs / done
+
+
+def reference_main(experiments: int) -> None:
+    policy = sim_policy('confirm = "reference"')
+    print(f'confirm = "reference" through verdict.decide_flow ({experiments} experiments per cell; baseline runs counted; '
+          f"confidence {policy.confidence}, reference_runs {policy.reference_runs}, max_runs {policy.max_runs})")
+    _, aa, aa_runs = flow_cell(policy, 0.0, 11, experiments, p_gain=0.0)
+    p1, _, r1 = flow_cell(policy, 1.0, 12, experiments)
+    p2, _, r2 = flow_cell(policy, 2.0, 13, experiments)
+    print(f"{'reference':18s} {aa:>10.1f}/100 {aa_runs:>8.2f} {p1 * 100:>8.1f}% {r1:>8.2f} {p2 * 100:>8.1f}% {r2:>8.2f}"
+          "   (every edit a gain in the power cells)")
+    for share in (0.15, 0.3):
+        pm, fk, rm = flow_cell(policy, 2.0, 14, experiments, p_gain=share)
+        print(f"  a session where {share:.0%} of edits are 2-sd gains: false keeps {fk:.2f} per 100 null edits, "
+              f"power {pm * 100:.1f}%, {rm:.2f} runs per experiment")
+
+
+# -- --bound: what a reference of the best could do (not a shipped policy) -------------------------
+
+def bound_cell(effect: float, p_gain: float, alpha: float, ref_runs: int, seed: int, experiments: int = 20_000,
+               chain: int = 40, delta: float = 2.0, futility: float = 0.1, cap: int = 12) -> tuple[float, float, float]:
+    """An idealised policy: the run sd is KNOWN (1), the best keeps a reference of REF_RUNS runs
+    (a new best's own confirmation runs, topped up), and a candidate that screens better is run
+    again until a z-test likelihood ratio (design gain DELTA sds) passes 1/ALPHA or falls to
+    FUTILITY. Each experiment is a real EFFECT-sd gain with probability P_GAIN (1.0: every one, as
+    in the power cells above), else a null edit. Returns false keeps per 100 null edits, power on
+    the gains (%), runs per experiment (top-ups included)."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    runs = nulls = false_keeps = gains = true_keeps = done = 0
+    while done < experiments:
+        level = 100.0
+        ref = [level + rng.gauss(0, 1) for _ in range(ref_runs)]
+        runs += ref_runs
+        for _ in range(chain):
+            gain = rng.random() < p_gain
+            cand_level = level - (effect if gain else 0.0)
+            cand = [cand_level + rng.gauss(0, 1)]
+            runs, done = runs + 1, done + 1
+            kept = False
+            if cand[0] < statistics.fmean(ref):  # the one-run screen (minimize)
+                while True:
+                    se = math.sqrt(1 / len(cand) + 1 / len(ref))
+                    z = (statistics.fmean(ref) - statistics.fmean(cand)) / se
+                    lr = math.exp(delta / se * z - (delta / se) ** 2 / 2)
+                    if lr >= 1 / alpha or lr <= futility or len(cand) >= cap:
+                        kept = lr >= 1 / alpha
+                        break
+                    cand.append(cand_level + rng.gauss(0, 1))
+                    runs += 1
+            gains, true_keeps = gains + gain, true_keeps + (gain and kept)
+            nulls, false_keeps = nulls + (not gain), false_keeps + (kept and not gain)
+            if kept:
+                level, ref = cand_level, list(cand)
+                while len(ref) < ref_runs:
+                    ref.append(level + rng.gauss(0, 1))
+                    runs += 1
+    return (100 * false_keeps / nulls if nulls else 0.0), (100 * true_keeps / gains if gains else 0.0), runs / done
+
+
+def bound_main() -> None:
+    print("an idealised reference policy (known sd, the best's reference reused; not a shipped policy):")
+    print(f"{'cell':44s} {'false keeps':>12s} {'power':>7s} {'runs/exp':>9s}")
+    for p_gain, alpha, ref_runs in ((1.0, 0.01, 4), (1.0, 0.05, 8), (0.15, 0.01, 8), (0.15, 0.05, 8), (0.15, 0.05, 12)):
+        fk, power, runs = bound_cell(2.0, p_gain, alpha, ref_runs, seed=5)
+        cell = f"2-sd gains {p_gain:.0%} of edits, alpha {alpha}, reference {ref_runs} runs"
+        print(f"{cell:44s} {fk:>8.2f}/100 {power:>6.1f}% {runs:>9.2f}")
+
+
 def take_count(flag: str, default: int) -> int:
     """`FLAG N` from the command line (removed from argv), else DEFAULT."""
     if flag not in sys.argv:
@@ -205,5 +343,10 @@ if __name__ == "__main__":
     SLOW = {k: min(v, SIM_EXPERIMENTS) for k, v in SLOW.items()}
     if "--real" in sys.argv:
         real_main(sys.argv[sys.argv.index("--real") + 1:])
+    elif "--bound" in sys.argv:
+        bound_main()
+    elif "--reference" in sys.argv:
+        reference_main(SIM_EXPERIMENTS)
     else:
         sim_main()
+        reference_main(SIM_EXPERIMENTS)

@@ -9,6 +9,7 @@ real improvement (LEVEL 10 -> 9) would be discarded; the test fails then.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -89,3 +90,69 @@ def test_without_a_noise_run_the_baselines_own_runs_tell_far_from_near(tmp_path:
     rows = dict(db.execute("SELECT seq, status FROM experiments WHERE seq > 1"))
     assert rows[5] == "keep", rows
     assert [rows[q] for q in (2, 3, 4, 6, 7)] == ["discard"] * 5
+
+
+FAST_TRAIN = '''import os, random
+from pathlib import Path
+LEVEL = 10.0
+counter = Path(os.environ["AUTORESEARCH_CACHE"]) / "drift-count"
+count = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(count))
+fast = -5.0 if count > 12 else 0.0  # the machine gets faster after the baseline's 12 runs
+noise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0.0, 0.05)
+print(f"val_loss: {LEVEL + fast + noise:.6f}")
+'''
+
+# seq 2, 3: null edits; seq 4: the real gain; seq 5: a null edit again
+FAST_AGENT = AGENT.replace("seq == 5", "seq == 4")
+
+
+def test_reference_confirmation_is_not_fooled_by_a_faster_machine(tmp_path: Path) -> None:
+    """`confirm = "reference"` compares a candidate with the best's stored runs instead of
+    re-running the best beside it, so a machine that got faster makes every null edit look like a
+    gain. Its guard (one fresh run of the best before a keep) must catch that: the null edit is
+    not kept, the reference is re-measured, and a real gain afterwards is still kept."""
+    cache = Path(os.environ["AUTORESEARCH_CACHE"])
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "drift-count").unlink(missing_ok=True)
+    root = make_task(tmp_path, start=False, config_edits={
+        "[agent]": '[sandbox]\nkind = "none"\n\n[verdict]\nconfirm = "reference"\n\n[agent]'})
+    (root / "train.py").write_text(FAST_TRAIN)
+    git(root, "commit", "-qam", "a task on a machine that gets faster")
+    ar(root, "lock")
+    ar(root, "start", "--tag", "t")
+    ar(root, "baseline")
+    db = sqlite3.connect(root / ".autoresearch" / "journal.db")
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE seq = 1").fetchone()[0] == 12  # the reference, 12 runs
+    (tmp_path / "agent.py").write_text(FAST_AGENT)
+    out = ar(root, "run", "-q", "-n", "4", "--agent", f"command:{sys.executable} {tmp_path / 'agent.py'} {{seq}}")
+    rows = dict(db.execute("SELECT seq, status FROM experiments WHERE seq > 1"))
+    assert rows[2] == "discard" and rows[3] == "discard" and rows[5] == "discard", (rows, out.stderr)
+    assert rows[4] == "keep", (rows, out.stderr)
+    details = json.loads(db.execute("SELECT details_json FROM experiments WHERE seq = 2").fetchone()[0])
+    assert details.get("reference_moved") is not None, details  # the guard saw it
+    assert "the best's reference was re-measured" in out.stderr
+    kept = json.loads(db.execute("SELECT details_json FROM experiments WHERE seq = 4").fetchone()[0])["confirm"]
+    assert kept["test"] == "reference" and len(kept["candidate_runs"]) == 12  # the new best's own reference
+
+
+def test_the_native_experiment_re_measures_a_stale_reference_at_once(tmp_path: Path) -> None:
+    """The same faster machine, by hand: the guard's finding re-measures the best right away, so
+    the person's next experiment meets a current reference."""
+    cache = Path(os.environ["AUTORESEARCH_CACHE"])
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "drift-count").unlink(missing_ok=True)
+    root = make_task(tmp_path, start=False, config_edits={
+        "[agent]": '[sandbox]\nkind = "none"\n\n[verdict]\nconfirm = "reference"\nreference_runs = 4\n\n[agent]'})
+    (root / "train.py").write_text(FAST_TRAIN.replace("count > 12", "count > 4"))
+    git(root, "commit", "-qam", "a task on a machine that gets faster")
+    ar(root, "lock")
+    ar(root, "start", "--tag", "t")
+    ar(root, "baseline")
+    (root / "train.py").write_text((root / "train.py").read_text() + "# a comment\n")
+    out = ar(root, "experiment", "-m", "a null edit", check=False)
+    assert out.stdout.startswith("discard: "), out.stdout + out.stderr
+    db = sqlite3.connect(root / ".autoresearch" / "journal.db")
+    events = json.loads(db.execute("SELECT value FROM meta WHERE key = 'references:t'").fetchone()[0])
+    assert [e["why"] for e in events] == ["drift"] and events[0]["value"] < 6.0  # the fast machine's level
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE role = 'reference'").fetchone()[0] == 4

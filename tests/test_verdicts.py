@@ -433,3 +433,68 @@ def test_drift_rule() -> None:
     assert not V.drift_suspected([1.60, 1.75, 1.58], 1.50, None, False, 3)  # no noise: no judgement
     assert V.drift_suspected([], 1.50, None, False, 3, since_check=10, every=10)
     assert not V.drift_suspected([], 1.50, None, False, 3, since_check=9, every=10)
+
+
+# -- confirm = "reference" -------------------------------------------------------------------------
+
+REFERENCE_POLICY = VerdictSection(confirm="reference", confidence=0.99, max_runs=12)
+
+
+def _reference_trial(gain: float, rng, ref_runs: int = 12, min_delta: float = 0.0) -> tuple[str, int]:  # noqa: ANN001
+    """One confirmation against a fresh reference of REF_RUNS runs (sd 1, minimize): candidate runs
+    until the test decides. Returns the decision and how many candidate runs it took."""
+    ref = V.Reference([10.0 + rng.gauss(0, 1) for _ in range(ref_runs)])
+    cand = [10.0 - gain + rng.gauss(0, 1)]
+    while True:
+        outcome = V.reference_decision(ref, cand, REFERENCE_POLICY, False, min_delta)
+        if outcome.decision != "continue":
+            return outcome.decision, len(cand)
+        cand.append(10.0 - gain + rng.gauss(0, 1))
+
+
+def test_reference_test_holds_its_bound_under_optional_stopping() -> None:
+    """2000 null candidates, each tested after every run for up to 12: keeps stay under
+    1 - confidence (0.01), a worse one is kept even less, and min_delta is a margin."""
+    import random
+
+    rng = random.Random(7)
+    keeps = sum(_reference_trial(0.0, rng)[0] == "better" for _ in range(2000))
+    assert keeps <= 20, keeps
+    assert sum(_reference_trial(-0.5, rng)[0] == "better" for _ in range(1000)) <= 5
+    assert sum(_reference_trial(0.5, rng, min_delta=0.5)[0] == "better" for _ in range(1000)) <= 10
+
+
+def test_reference_test_keeps_real_gains_in_a_few_runs() -> None:
+    import random
+
+    rng = random.Random(8)
+    results = [_reference_trial(3.0, rng) for _ in range(300)]
+    assert sum(d == "better" for d, _ in results) >= 285  # a 3-sd gain, against 12 reference runs
+    assert sorted(n for d, n in results if d == "better")[150] <= 3  # median runs to a keep
+    # no give-up before REF_FUTILITY_RUNS runs: one unlucky first run does not end a real gain
+    unlucky = V.reference_decision(V.Reference([10.0] * 6 + [10.5] * 6), [10.4], REFERENCE_POLICY, False, 0.0)
+    assert unlucky.decision == "continue"
+
+
+def test_a_fresh_run_of_the_best_says_when_its_reference_went_stale() -> None:
+    ref = V.Reference([10.0, 10.1, 9.9, 10.05, 9.95, 10.0])
+    assert V.reference_moved(ref, 8.0, 0.1, maximize=False)  # much better than its own reference
+    assert not V.reference_moved(ref, 9.8, 0.1, maximize=False)  # within the noise
+    assert not V.reference_moved(ref, 12.0, 0.1, maximize=False)  # slower: drift_suspected's side
+    assert V.reference_moved(ref, 12.0, 0.1, maximize=True)
+
+
+def test_reference_config_shapes_and_errors(tmp_path: Path) -> None:
+    root = tmp_path / "ok"
+    ar(tmp_path, "init", str(root), "--template", "example")
+    config = root / "autoresearch.toml"
+    base = config.read_text()
+    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "reference"\n\n[agent]'))
+    v = load_config(root).verdict
+    assert (v.confirm, v.confidence, v.max_runs, v.reference_runs) == ("reference", 0.99, 12, 12)
+    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "reference"\nconfidence = 0.95\nreference_runs = 8\n\n[agent]'))
+    v = load_config(root).verdict
+    assert (v.confidence, v.reference_runs) == (0.95, 8)
+    assert "[verdict] test:" in _bad_verdict_config(tmp_path / "a", 'confirm = "reference"\ntest = "sign"')
+    message = _bad_verdict_config(tmp_path / "b", 'confirm = "reference"\nreference_runs = 2')
+    assert "[verdict] reference_runs: must be at least 3" in message

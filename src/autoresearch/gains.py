@@ -114,7 +114,8 @@ def session_gain(experiments: Iterable[Experiment], maximize: bool) -> SessionGa
     for e in experiments:
         if e.seq <= base.seq or e.status != "keep" or e.metric is None:
             continue
-        confirmed = isinstance(e.details.get("confirm"), dict) and "pairs" in e.details["confirm"]
+        confirm = e.details.get("confirm")
+        confirmed = isinstance(confirm, dict) and ("pairs" in confirm or confirm.get("test") == "reference")
         if e.is_baseline or e.best_before is None:
             # A new epoch's baseline (the harness changed): compared with nothing, it gains
             # nothing; its distance from the old best is the measurement's change.

@@ -240,17 +240,29 @@ class Journal:
     def unnoted(self) -> list[int]:
         return list(json.loads(self.get_meta("unnoted", "[]") or "[]"))
 
-    def set_reference(self, tag: str, commit: str, value: float, why: str) -> None:
+    def set_reference(self, tag: str, commit: str, value: float, why: str, from_run: int = 0) -> None:
         """The best's metric as re-measured now (by `noise`, or on suspected drift): candidates
-        are compared with it instead of the best's own, older measurement."""
+        are compared with it instead of the best's own, older measurement. FROM_RUN: the id of
+        the first run of that re-measurement (older runs of the commit no longer count)."""
         events = json.loads(self.get_meta(f"references:{tag}", "[]") or "[]")
-        events.append({"commit": commit, "value": value, "why": why, "at": time.time()})
+        events.append({"commit": commit, "value": value, "why": why, "at": time.time(), "from_run": from_run})
         self.set_meta(f"references:{tag}", json.dumps(events[-50:]))
 
     def reference(self, tag: str, commit: str, default: float | None) -> float | None:
         events = json.loads(self.get_meta(f"references:{tag}", "[]") or "[]")
         latest = next((e for e in reversed(events) if e["commit"] == commit), None)
         return float(latest["value"]) if latest else default
+
+    def reference_runs(self, tag: str, commit: str, limit: int = 64) -> list[float]:
+        """The metrics of COMMIT's successful runs since its reference was last measured (all of
+        them when never re-measured), newest LIMIT: what `confirm = "reference"` compares with."""
+        events = json.loads(self.get_meta(f"references:{tag}", "[]") or "[]")
+        latest = next((e for e in reversed(events) if e["commit"] == commit), None)
+        since = int(latest.get("from_run", 0)) if latest else 0
+        rows = self.db.execute(
+            "SELECT metric FROM runs WHERE tag = ? AND commit_sha = ? AND status = 'ok' AND metric IS NOT NULL "
+            "AND id >= ? ORDER BY id DESC LIMIT ?", (tag, commit, since, limit)).fetchall()
+        return [float(r[0]) for r in reversed(rows)]
 
     def references(self, tag: str) -> list[dict]:
         return list(json.loads(self.get_meta(f"references:{tag}", "[]") or "[]"))
@@ -370,14 +382,15 @@ class Journal:
 
     def add_run(self, *, seq: int | None, tag: str, role: str, commit_sha: str, seed: int, status: str,
                 reason: str = "", metric: float | None = None, metrics: dict[str, float] | None = None,
-                seconds: float | None = None, log_path: str = "") -> None:
+                seconds: float | None = None, log_path: str = "") -> int:
         metrics = {k: v for k, v in (metrics or {}).items() if math.isfinite(v)}
-        self.db.execute(
+        cursor = self.db.execute(
             "INSERT INTO runs(seq, tag, role, commit_sha, seed, status, reason, metric, metrics_json, seconds, "
             "log_path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, tag, role, commit_sha, seed, status, reason, _finite_or_none(metric), json.dumps(metrics),
              seconds, log_path, time.time()),
         )
+        return int(cursor.lastrowid or 0)
 
     def runs(self, seq: int | None = None, role: str | None = None) -> list[dict[str, Any]]:
         clauses: list[str] = []
@@ -391,14 +404,15 @@ class Journal:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return [dict(r) for r in self.db.execute(f"SELECT * FROM runs {where} ORDER BY id", args)]
 
-    def replicates(self, tag: str, limit: int = 200) -> list[list[float]]:
-        """The metrics of TAG's last LIMIT successful runs, grouped by commit (a fixed window:
-        the cost does not grow with history)."""
+    def replicates(self, tag: str, limit: int = 200, exclude: tuple[str, ...] = ()) -> list[list[float]]:
+        """The metrics of TAG's last LIMIT successful runs, grouped by commit, leaving out the
+        commits in EXCLUDE (a fixed window: the cost does not grow with history)."""
         groups: dict[str, list[float]] = {}
         for commit, metric in self.db.execute(
                 "SELECT commit_sha, metric FROM runs WHERE tag = ? AND status = 'ok' AND metric IS NOT NULL "
                 "ORDER BY id DESC LIMIT ?", (tag, limit)):
-            groups.setdefault(commit, []).append(metric)
+            if commit not in exclude:
+                groups.setdefault(commit, []).append(metric)
         return list(groups.values())
 
     def count_runs(self, tag: str) -> int:

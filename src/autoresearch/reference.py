@@ -43,6 +43,11 @@ class ReferenceWatch:
         if exp.status == "keep" or exp.is_baseline:
             self.recent, self.since_check = [], 0
             return
+        if exp.details.get("reference_moved") is not None:  # a fresh run of the best beat its reference by far
+            best = s.journal.best(tag)
+            if best is not None:
+                self.remeasure(tag, best.commit_sha, s.journal.reference(tag, best.commit_sha, best.metric), slot)
+            return
         if exp.metric is None or exp.status != "discard" or exp.reason.startswith("stale"):
             return
         self.recent.append(exp.metric)
@@ -66,12 +71,17 @@ class ReferenceWatch:
         s = self.session
         self.on_phase("re-measuring", {"seq": 0, "slot": slot})
         values = []
+        first = 0
         base = 20_000_000 + s.journal.count_runs(tag) * 7
-        for i in range(REFERENCE_RUNS):
+        policy = s.config.verdict
+        # a reference the verdict uses run by run (confirm = "reference") is measured in full
+        count = policy.reference_runs if policy.confirm == "reference" else REFERENCE_RUNS
+        for i in range(count):
             m = measure_commit(s, commit, 0, base + i, f"reference-{int(time.time())}-{i}", slot=slot, stop=self.stop)
-            s.journal.add_run(seq=None, tag=tag, role="reference", commit_sha=commit, seed=base + i,
-                              status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric, metrics=m.metrics,
-                              seconds=m.seconds, log_path=str(m.log_path or ""))
+            run_id = s.journal.add_run(seq=None, tag=tag, role="reference", commit_sha=commit, seed=base + i,
+                                       status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
+                                       metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
+            first = first or run_id
             if m.interrupted:
                 raise KeyboardInterrupt
             if m.ok and m.metric is not None:
@@ -79,7 +89,7 @@ class ReferenceWatch:
         self.recent, self.since_check = [], 0
         if values:
             value = V.median(values)
-            s.journal.set_reference(tag, commit, value, why)
+            s.journal.set_reference(tag, commit, value, why, from_run=first)
             because = ("the last candidates all lost by far more than the noise" if why == "drift"
                        else f"scheduled re-check every {RECHECK_EVERY} experiments without a noise record")
             self.on_message(f"the best's reference was re-measured: {old if old is not None else '-'} -> {value:.6g} "

@@ -88,13 +88,15 @@ class VerdictSection:
     min_delta: float = 0.0
     relative: bool = False  # min_delta is a fraction of |best| instead of absolute
     repeats: int = 1  # run a candidate k times and compare medians
-    # "sequential" is shorthand for confirm = "paired" + test = "sequential" (normalized on load)
-    confirm: Literal["none", "paired", "sequential"] = "none"
+    # "sequential" is shorthand for confirm = "paired" + test = "sequential" (normalized on load);
+    # "reference": candidate runs only, against the best's multi-run reference (verdict.stats)
+    confirm: Literal["none", "paired", "sequential", "reference"] = "none"
     test: Literal["bootstrap", "sign", "sequential"] = "bootstrap"
     confidence: float = 0.95
     max_runs: int = 12  # cap on confirmation runs per side in paired mode
     seed: int = 0  # seeds the bootstrap so verdicts are reproducible
     simplicity: bool = False  # keep a not-worse change that removes lines
+    reference_runs: int = 12  # confirm = "reference": runs of each best kept as its reference
 
 
 @dataclass(frozen=True)
@@ -281,18 +283,29 @@ def parse_config(data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
 
 
 SEQUENTIAL_MAX_RUNS = 20  # the sequential test stops nulls early, so a higher cap costs little
+# confirm = "reference" defaults: 1 false keep in 100 at most (its runs are cheap, so the bar is
+# high), at most 12 runs of a candidate (benchmarks/false_keeps.py picked both)
+REFERENCE_CONFIDENCE = 0.99
+REFERENCE_MAX_RUNS = 12
 
 
 def _normalize_verdict(path: Path, table: dict[str, Any], v: VerdictSection) -> VerdictSection:
     """`confirm = "sequential"` is the short spelling of paired confirmation by the sequential
     test (with max_runs = 20 unless written); after loading, the rest of the code sees only
-    confirm = "none" | "paired"."""
+    confirm = "none" | "paired" | "reference" (the last with confidence 0.99 and max_runs 12
+    unless written)."""
     if v.confirm == "sequential":
         if "test" in table and v.test != "sequential":
             raise ConfigError(f'{path}: [verdict] test: {v.test!r} contradicts confirm = "sequential" '
                               f'(write confirm = "paired" to use test = {v.test!r}, or drop the test key)')
         max_runs = v.max_runs if "max_runs" in table else SEQUENTIAL_MAX_RUNS
         return dataclasses.replace(v, confirm="paired", test="sequential", max_runs=max_runs)
+    if v.confirm == "reference":
+        if "test" in table:
+            raise ConfigError(f'{path}: [verdict] test: confirm = "reference" has its own test '
+                              f'(drop the test key, or write confirm = "paired" to use test = {v.test!r})')
+        return dataclasses.replace(v, confidence=v.confidence if "confidence" in table else REFERENCE_CONFIDENCE,
+                                   max_runs=v.max_runs if "max_runs" in table else REFERENCE_MAX_RUNS)
     if v.test == "sequential" and v.confirm == "none":
         raise ConfigError(f'{path}: [verdict] test: "sequential" is a confirmation test, but confirm = "none" '
                           f'(write confirm = "sequential", or confirm = "paired" with this test)')
@@ -331,6 +344,8 @@ def _check_semantics(config: TaskConfig) -> None:
         raise ConfigError(f"{path}: [verdict] confidence: must be in [0.5, 1), got {v.confidence}")
     if v.max_runs < 2:
         raise ConfigError(f"{path}: [verdict] max_runs: must be at least 2, got {v.max_runs}")
+    if v.reference_runs < 3:
+        raise ConfigError(f"{path}: [verdict] reference_runs: must be at least 3, got {v.reference_runs}")
     if config.executor.slots < 1:
         raise ConfigError(f"{path}: [executor] slots: must be at least 1, got {config.executor.slots}")
     if config.agent.max_failures < 1:

@@ -36,6 +36,7 @@ from .harness import tail_lines
 from .journal import Experiment
 from .results import sync_tsv
 from .measure import Measurement, measure_commit
+from . import verdict as V
 from .verdict import DecisionFlow, MeasureRequest, Verdict, decide_flow
 from .workspace import branch_name, count_lines, experiment_ref
 
@@ -165,7 +166,25 @@ class Trial:
     def flow(self, is_stale: Callable[[], bool] | None = None) -> DecisionFlow:
         noise = self.session.journal.latest_noise(self.exp.tag)
         band = noise.suggested_min_delta if noise else 0.0
-        return decide_flow(self.session.config, self.exp, band, is_stale=is_stale, on_phase=self.on_phase)
+        return decide_flow(self.session.config, self.exp, band, is_stale=is_stale, on_phase=self.on_phase,
+                           reference=self._reference())
+
+    def _reference(self) -> "V.Reference | None":
+        """For `confirm = "reference"`: the parent's runs since its reference was last measured,
+        and the other commits' replicate runs (their within-commit spread sharpens the sd)."""
+        exp, journal = self.exp, self.session.journal
+        if self.session.config.verdict.confirm != "reference" or exp.is_baseline:
+            return None
+        runs = journal.reference_runs(exp.tag, exp.parent)
+        if not runs:
+            return None  # an older journal: the flow falls back to the recorded number
+        ss, df = 0.0, 0
+        for group in journal.replicates(exp.tag, exclude=(exp.parent, exp.commit_sha)):
+            if len(group) >= 2:
+                mean = sum(group) / len(group)
+                ss += sum((v - mean) ** 2 for v in group)
+                df += len(group) - 1
+        return V.Reference(runs, ss, df)
 
     def record_run(self, request: MeasureRequest, m: Measurement) -> None:
         exp = self.exp
@@ -302,6 +321,13 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
     finally:
         s.ws.drop_snapshot_index()
     checkpoint("folder-reset")
+    if exp.details.get("reference_moved") is not None:
+        # the guard run beat the best's reference by far: re-measure it now (the loop's
+        # ReferenceWatch does the same), so the next candidate meets a current reference
+        from .reference import ReferenceWatch
+
+        ReferenceWatch(s, stop or threading.Event(), on_phase, lambda message: None).remeasure(
+            tag, best, exp.best_before, 0)
     if rescued:
         exp.details["rescued"] = rescued
         s.journal.update(exp)
@@ -350,13 +376,15 @@ def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = _quiet,
     tag = s.require_tag()
     best = s.best_commit(tag)
     values: list[float] = []
+    first = 0
     base = 10_000_000 + s.journal.count_runs(tag) * 7
     for i in range(n):
         label = f"noise-{int(time.time())}-{i}"
         m = measure_commit(s, best, 0, base + i, label, slot=0, stop=stop, on_phase=on_phase)
-        s.journal.add_run(seq=None, tag=tag, role="noise", commit_sha=best, seed=base + i,
-                          status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
-                          metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
+        run_id = s.journal.add_run(seq=None, tag=tag, role="noise", commit_sha=best, seed=base + i,
+                                   status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
+                                   metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
+        first = first or run_id
         if m.interrupted:
             raise KeyboardInterrupt
         if not m.ok:
@@ -368,7 +396,7 @@ def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = _quiet,
                          suggested_min_delta=sp.suggested_min_delta(s.config.verdict.repeats), values=values,
                          created_at=time.time())
     s.journal.add_noise(record)
-    s.journal.set_reference(tag, best, sp.median, "noise")  # the best's bar, measured now
+    s.journal.set_reference(tag, best, sp.median, "noise", from_run=first)  # the best's bar, measured now
     return record
 
 

@@ -138,15 +138,15 @@ def stop_cmd(now: bool) -> None:
         click.echo("stop requested: the loop stops " + ("now" if now else "after the current experiment"))
 
 
-def _honest_summary(exps: list, confirmed: bool) -> str:
-    """One plain sentence: which gains were confirmed by paired re-runs and which looked like
-    gains in one run but were noise."""
+def _honest_summary(exps: list, confirmed: bool, how: str = "paired re-runs beside the best") -> str:
+    """One plain sentence: which gains were confirmed (HOW) and which looked like gains in one
+    run but were noise."""
     keeps = [e for e in exps if e.status == "keep" and not e.is_baseline]
     noise = [e for e in exps if e.reason == "unconfirmed"]
     if not keeps:
         said = "no change beat the baseline"
     elif confirmed:
-        said = f"{len(keeps)} gain{'s' if len(keeps) != 1 else ''} confirmed by paired re-runs beside the best"
+        said = f"{len(keeps)} gain{'s' if len(keeps) != 1 else ''} confirmed by {how}"
     else:
         said = (f"{len(keeps)} keep{'s' if len(keeps) != 1 else ''} from single runs, NOT confirmed "
                 "(this task's [verdict] confirm = \"none\"; `autoresearch noise` shows how large its noise is)")
@@ -205,7 +205,9 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         # best vs baseline, and the keeps' own gain when the machine changed in between
         for line in summary_lines(session_gain(exps, config.maximize)):
             click.echo(line)
-        click.echo(_honest_summary(exps, config.verdict.confirm != "none"))
+        how = ("re-runs against the best's reference runs" if config.verdict.confirm == "reference"
+               else "paired re-runs beside the best")
+        click.echo(_honest_summary(exps, config.verdict.confirm != "none", how))
         click.echo(f"task folder: {s.root}  (results.tsv, progress.png, report.html; "
                    f"continue with: cd {directory} && autoresearch run --agent tune)")
         if result.stopped_because == "interrupted":

@@ -6,8 +6,10 @@ happen (in-process for a native experiment, on an executor slot in the loop), so
 decision procedure for every way an experiment is run.
 
 Steps: the screening run(s) (`repeats`), constraints, the screen against the best with the
-noise band, then (on an apparent win with `confirm = "paired"`) paired ABBA confirmation runs
-of the parent and the candidate with fresh seeds until the sequential test is decisive.
+noise band, then on an apparent win either paired ABBA confirmation runs of the parent and the
+candidate with fresh seeds until the paired test is decisive (`confirm = "paired"`), or runs
+of the candidate alone against the best's reference runs, a guard run of the best, and the
+new best's own reference runs after a keep (`confirm = "reference"`).
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ def run_seed(seq: int, index: int) -> int:
 
 
 def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
-                is_stale: Callable[[], bool] | None = None, on_phase: PhaseCallback = _quiet) -> DecisionFlow:
+                is_stale: Callable[[], bool] | None = None, on_phase: PhaseCallback = _quiet,
+                reference: V.Reference | None = None) -> DecisionFlow:
     """The verdict of a committed candidate. Fills in exp's metric fields and returns the Verdict.
 
     BAND is the noise band (the last `noise` measurement's suggestion, 0 without one). A failed
     screening run returns crash/rejected (details: interrupted when it was). IS_STALE, when
-    given, is asked before a keep: True returns Verdict("stale") so the caller can replay."""
+    given, is asked before a keep: True returns Verdict("stale") so the caller can replay.
+    REFERENCE: the best's reference runs, for `confirm = "reference"`."""
     policy = config.verdict
     values: list[float] = []
     total = 0.0
@@ -62,7 +66,8 @@ def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
     # The baseline is measured as carefully as the candidates it is compared with: under a
     # confirming policy an apparent win gets several runs, so the first best gets BASELINE_RUNS
     # (their spread is also the noise drift detection needs when nobody ran `noise`).
-    screening = max(policy.repeats, BASELINE_RUNS) if exp.is_baseline and policy.confirm != "none" else policy.repeats
+    careful = policy.reference_runs if policy.confirm == "reference" else BASELINE_RUNS
+    screening = max(policy.repeats, careful) if exp.is_baseline and policy.confirm != "none" else policy.repeats
     for i in range(screening):
         m = yield MeasureRequest(exp.commit_sha, "run" if i == 0 else f"repeat-{i}", run_seed(exp.seq, i))
         total += m.seconds
@@ -91,11 +96,81 @@ def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
     exp.details.update(decision.details)
     if decision.status == "keep" and is_stale is not None and is_stale():
         return V.Verdict("stale")
-    if decision.status == "keep" and not exp.is_baseline and policy.confirm == "paired":
-        decision = yield from _confirm_flow(config, exp, decision, on_phase)
+    if decision.status == "keep" and not exp.is_baseline and policy.confirm in ("paired", "reference"):
+        if policy.confirm == "paired":
+            decision = yield from _confirm_flow(config, exp, decision, on_phase)
+        else:
+            ref = reference or V.Reference([exp.best_before if exp.best_before is not None else exp.metric])
+            decision = yield from _reference_flow(config, exp, decision, values, ref, on_phase)
         if decision.status == "keep" and is_stale is not None and is_stale():
             return V.Verdict("stale")
     return decision
+
+
+def _failed(m: "Measurement", role: str) -> V.Verdict:
+    """The verdict when a confirmation run fails: the candidate's failure is its own (flaky)."""
+    if m.interrupted:
+        return V.Verdict("crash", "interrupted", {"interrupted": True})
+    if role == "candidate":
+        return V.Verdict("crash", "flaky-" + m.reason)
+    return V.Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
+
+
+def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict, screening: list[float],
+                    reference: V.Reference, on_phase: PhaseCallback) -> DecisionFlow:
+    """`confirm = "reference"`: re-run only the candidate until the test against the best's
+    reference runs decides; before a keep, one fresh run of the best guards against a reference
+    that went stale in the candidate's favour (a faster machine); after a keep, the candidate is
+    run up to `reference_runs` times, which become its own reference as the new best."""
+    policy, maximize = config.verdict, config.maximize
+    needed = V.threshold(exp.best_before or 0.0, policy)
+    if screened.reason == "simpler":
+        needed = -max(needed, screened.details.get("band", 0.0))  # not worse beyond the band
+    cand = list(screening)
+    on_phase("confirming", {"seq": exp.seq})
+    info: dict[str, Any] = {"test": "reference", "reference_runs": list(reference.runs)}
+    exp.details["confirm"] = info
+    outcome = V.reference_decision(reference, cand, policy, maximize, needed)
+    guarded = False
+    while True:
+        while outcome.decision == "continue":
+            m = yield MeasureRequest(exp.commit_sha, f"confirm-{len(cand)}-candidate", run_seed(exp.seq, 100 + len(cand)))
+            if not m.ok:
+                info.update(failed_run=len(cand), role="candidate", reason=m.reason)
+                return _failed(m, "candidate")
+            cand.append(m.metric)  # type: ignore[arg-type]
+            outcome = V.reference_decision(reference, cand, policy, maximize, needed)
+        if outcome.decision != "better" or guarded:
+            break
+        # The guard: one fresh run of the best. It joins the reference (it is a run of the best
+        # like the others: the test goes on if it makes the evidence short of a keep), unless it
+        # beat the reference by far, which says the reference is stale (a faster machine).
+        m = yield MeasureRequest(exp.parent, "guard-best", run_seed(exp.seq, 99), "best")
+        if not m.ok:
+            info.update(failed_run=len(cand), role="best", reason=m.reason)
+            return _failed(m, "best")
+        guarded = True
+        info["guard"] = m.metric
+        if V.reference_moved(reference, m.metric, V.pooled(reference, cand), maximize):  # type: ignore[arg-type]
+            exp.details["reference_moved"] = m.metric
+            return V.Verdict("discard", "unconfirmed")
+        reference = V.Reference([*reference.runs, m.metric], reference.other_ss, reference.other_df)  # type: ignore[list-item]
+        outcome = V.reference_decision(reference, cand, policy, maximize, needed)
+    info.update(runs=len(cand), mean_improvement=outcome.mean_improvement, bound=outcome.bound,
+                alpha=outcome.alpha, candidate_runs=list(cand))
+    if outcome.decision != "better":
+        return V.Verdict("discard", "unconfirmed")
+    while len(cand) < policy.reference_runs:  # the new best's reference
+        m = yield MeasureRequest(exp.commit_sha, f"reference-{len(cand)}", run_seed(exp.seq, 200 + len(cand)))
+        if not m.ok:
+            info.update(failed_run=len(cand), role="candidate", reason=m.reason)
+            return _failed(m, "candidate")
+        cand.append(m.metric)  # type: ignore[arg-type]
+    info["candidate_runs"] = list(cand)
+    if len(set(cand)) == 1 and len(set(reference.runs)) > 1:
+        return V.Verdict("discard", "ignores-seed")  # the same number for every seed: it pinned its own
+    exp.metric = V.median(cand)
+    return V.Verdict("keep", screened.reason)
 
 
 def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict,
@@ -114,11 +189,7 @@ def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict,
         m = yield MeasureRequest(commit, f"confirm-{i}-{role}", run_seed(exp.seq, 100 + i), role)
         if not m.ok:
             exp.details["confirm"] = {"failed_run": i, "role": role, "reason": m.reason}
-            if m.interrupted:
-                return V.Verdict("crash", "interrupted", {"interrupted": True})
-            if role == "candidate":
-                return V.Verdict("crash", "flaky-" + m.reason)
-            return V.Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
+            return _failed(m, role)
         runs[role].append(m.metric)  # type: ignore[arg-type]
         if len(runs["best"]) == len(runs["candidate"]):
             outcome = V.paired_decision(runs["best"], runs["candidate"], policy, config.maximize, needed)

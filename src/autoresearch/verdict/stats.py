@@ -67,6 +67,13 @@ MIN_PAIRS = 5  # bootstrap and sign: no keep before this many pairs (tiny sample
 # worse: 1.0 needs more pairs for every keep, 2.0 loses power on 1-2 sd gains).
 SEQ_DELTA = 1.4
 SEQ_FUTILITY = 0.2  # stop "not-better" once the BF falls to this (evidence for "no gain")
+# confirm = "reference": the design gain in run sds (the contrast's own sd shrinks with the runs on
+# both sides, so it is a plain 2-sd gain here; benchmarks/false_keeps.py --bound picked it)
+REF_DELTA = 2.0
+# ... and it gives up on a candidate (never a false keep) at BF <= REF_FUTILITY, but not before
+# REF_FUTILITY_RUNS runs: one unlucky first run of a real gain must not end it
+REF_FUTILITY = 0.05
+REF_FUTILITY_RUNS = 3
 
 
 @dataclass
@@ -307,6 +314,60 @@ def paired_decision(best_runs: list[float], candidate_runs: list[float], policy:
     if n >= max_pairs or upper <= min_delta:
         return PairedOutcome("not-better", n, mean, lower, alpha)
     return PairedOutcome("continue", n, mean, lower, alpha)
+
+
+# -- the reference test ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reference:
+    """What `confirm = "reference"` compares a candidate with: the best's reference RUNS (since
+    its reference was last measured), and the spread of other commits' replicate runs (SS, DF)
+    that sharpen the estimate of the run-to-run sd."""
+
+    runs: list[float]
+    other_ss: float = 0.0
+    other_df: int = 0
+
+
+def reference_decision(ref: Reference, cand_runs: list[float], policy: VerdictSection, maximize: bool,
+                       min_delta: float) -> PairedOutcome:
+    """The sequential t-test of H0 "the candidate's mean is at most min_delta better than the
+    reference's", with only the candidate re-run.
+
+    The contrast is the two-sample t: (mean of the candidate's runs vs mean of the reference's)
+    over a pooled sd whose degrees of freedom come from the reference, the candidate and other
+    commits' replicates. Its likelihood ratio (noncentrality REF_DELTA run sds over the contrast's
+    scale) is the group-invariant Bayes factor again, now for per-commit locations and one common
+    scale, so Ville's bound holds under optional stopping as for the paired test. Keep at
+    BF >= 1/alpha; drop at BF <= REF_FUTILITY (from REF_FUTILITY_RUNS runs on) or at max_runs."""
+    alpha = 1.0 - policy.confidence
+    n, m = len(cand_runs), len(ref.runs)
+    mean_c, mean_r = fmean(cand_runs), fmean(ref.runs)
+    gain = improvement(mean_c, mean_r, maximize)
+    ss = ref.other_ss + math.fsum((v - mean_r) ** 2 for v in ref.runs) + math.fsum((v - mean_c) ** 2 for v in cand_runs)
+    nu = ref.other_df + (m - 1) + (n - 1)
+    scale = math.sqrt(1.0 / n + 1.0 / m)
+    bf = _t_bf((gain - min_delta) / scale, ss, nu, REF_DELTA / scale) if nu >= 1 else 1.0
+    if bf >= 1.0 / alpha:
+        return PairedOutcome("better", n, gain, bf, alpha)
+    if n >= policy.max_runs or (bf <= REF_FUTILITY and n >= REF_FUTILITY_RUNS):
+        return PairedOutcome("not-better", n, gain, bf, alpha)
+    return PairedOutcome("continue", n, gain, bf, alpha)
+
+
+def reference_moved(ref: Reference, fresh: float, sd: float, maximize: bool) -> bool:
+    """Whether a fresh run of the best says its reference is stale in the candidate's favour (the
+    machine got faster): better than the reference's mean by more than DRIFT_SDS sds of the
+    difference. The slower direction is drift_suspected's; this is the one it leaves open."""
+    m = len(ref.runs)
+    return improvement(fresh, fmean(ref.runs), maximize) > DRIFT_SDS * sd * math.sqrt(1.0 + 1.0 / m)
+
+
+def pooled(ref: Reference, cand_runs: list[float]) -> float:
+    """The pooled run sd of the reference, the candidate and the other replicates (0 without df)."""
+    groups_ss = ref.other_ss + sum(math.fsum((v - fmean(g)) ** 2 for v in g) for g in (ref.runs, cand_runs) if g)
+    df = ref.other_df + max(0, len(ref.runs) - 1) + max(0, len(cand_runs) - 1)
+    return math.sqrt(groups_ss / df) if df else 0.0
 
 
 # -- noise ------------------------------------------------------------------------------------
