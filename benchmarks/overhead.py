@@ -24,7 +24,7 @@ What it does, top to bottom:
      Steps go round robin over the cells (so a burst of load elsewhere hits all alike). Edits
      alternate keep and discard. Overhead = step time - `measure.run_command` (in-process) or
      the runs' recorded seconds (cli).
-  3. Floors: the bare run command, one git call, python start, `import autoresearch.cli`.
+  3. Floors: the bare run command, one git call, python start, the modules `experiment` loads.
   4. For the longest history: where the in-process overhead goes (self time per part: git
      subprocesses, exports, scratch, SQLite journal, results.tsv, harness hashes), which git
      subcommands an experiment spawns and from where, and a cProfile of native experiments.
@@ -94,6 +94,8 @@ RUN = "sed -n 's/^# bench //p' train.py"  # the no-op run: prints `val_loss: X` 
 CLI = [sys.executable, "-m", "autoresearch"]
 SWEEP = "run_command: /proc sweep"
 BYTECODE_CACHE = True  # CLI subprocesses use cached bytecode, as an installed package does
+# what `autoresearch experiment -m` loads (cli._native, trial and branch pull in the rest)
+NATIVE_IMPORTS = "import autoresearch.cli._native, autoresearch.trial, autoresearch.branch"
 
 
 def ms(seconds: float) -> float:
@@ -536,10 +538,10 @@ class Cell:
 
 
 def floor_step(cwd: Path, samples: dict[str, list[float]]) -> None:
-    """One sample each of: bare interpreter start, interpreter + `import autoresearch.cli`,
+    """One sample each of: bare interpreter start, interpreter + the modules `experiment` loads,
     `autoresearch --version` (timed in the same rounds as the CLI experiments)."""
     for label, argv in (("python start", [sys.executable, "-c", "pass"]),
-                        ("python + import autoresearch.cli", [sys.executable, "-c", "import autoresearch.cli"]),
+                        ("python + the experiment's modules", [sys.executable, "-c", NATIVE_IMPORTS]),
                         ("autoresearch --version", [*CLI, "--version"])):
         t = time.perf_counter()
         subprocess.run(argv, cwd=cwd, capture_output=True, env=cli_env())
@@ -547,8 +549,8 @@ def floor_step(cwd: Path, samples: dict[str, list[float]]) -> None:
 
 
 def import_costs(cwd: Path, top: int) -> list[tuple[str, float]]:
-    """The top-level packages `import autoresearch.cli` spends its time in (-X importtime)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import autoresearch.cli"], cwd=cwd,
+    """The top-level packages the native experiment's imports spend their time in (-X importtime)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", NATIVE_IMPORTS], cwd=cwd,
                           capture_output=True, text=True, env=cli_env())
     own: dict[str, float] = defaultdict(float)
     for line in proc.stderr.splitlines():
@@ -618,7 +620,7 @@ def main() -> None:
         for cell in cells:
             if cell.mode == "loop":
                 cell.finish_loop()
-        floor_import = med(floors["python + import autoresearch.cli"])
+        floor_import = med(floors["python + the experiment's modules"])
 
         print()
         print(f"{'history':>7s}  {'sandbox':7s} {'mode':7s} {'total':>8s} {'run cmd':>8s} {'overhead':>8s}  "
