@@ -40,17 +40,24 @@ print(f"summary: {'lower level' if seq == 5 else 'a comment'} ({seq})")
 '''
 
 
-def test_a_slower_machine_neither_hides_a_real_gain_nor_keeps_noise(tmp_path: Path) -> None:
+def drifting_task(tmp_path: Path, train: str, verdict: str) -> Path:
+    """A started task whose run is TRAIN (it counts its runs in $AUTORESEARCH_CACHE/drift-count,
+    reset here), sandbox off (the runs share that counter), [verdict] VERDICT, baseline measured."""
     cache = Path(os.environ["AUTORESEARCH_CACHE"])
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "drift-count").unlink(missing_ok=True)
-    # the slowdown is simulated with a counter the runs share, so they must be able to write it
-    root = make_task(tmp_path, start=False, config_edits={"[agent]": '[sandbox]\nkind = "none"\n\n[verdict]\nmin_delta = 0.05\n\n[agent]'})
-    (root / "train.py").write_text(TRAIN)
-    git(root, "commit", "-qam", "a drifting task")
+    root = make_task(tmp_path, start=False,
+                     config_edits={"[agent]": f'[sandbox]\nkind = "none"\n\n[verdict]\n{verdict}\n\n[agent]'})
+    (root / "train.py").write_text(train)
+    git(root, "commit", "-qam", "a task on a machine whose speed changes")
     ar(root, "lock")
     ar(root, "start", "--tag", "t")
     ar(root, "baseline")
+    return root
+
+
+def test_a_slower_machine_neither_hides_a_real_gain_nor_keeps_noise(tmp_path: Path) -> None:
+    root = drifting_task(tmp_path, TRAIN, 'min_delta = 0.05')
     ar(root, "noise", "-n", "3")  # quiet: sd about 0.01 (min_delta 0.05 is about what it suggests)
     (tmp_path / "agent.py").write_text(AGENT)
     out = ar(root, "run", "-q", "-n", "6", "--agent", f"command:{sys.executable} {tmp_path / 'agent.py'} {{seq}}")
@@ -70,16 +77,8 @@ def test_without_a_noise_run_the_baselines_own_runs_tell_far_from_near(tmp_path:
     is then measured three times (as carefully as a confirmed candidate), their spread is the
     noise, and three far losses re-measure the reference long before the 20-experiment re-check:
     the real gain is kept on the slow machine, the null edits are not."""
-    cache = Path(os.environ["AUTORESEARCH_CACHE"])
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache / "drift-count").unlink(missing_ok=True)
-    root = make_task(tmp_path, start=False, config_edits={
-        "[agent]": '[sandbox]\nkind = "none"\n\n[verdict]\nconfirm = "sequential"\n\n[agent]'})
-    (root / "train.py").write_text(TRAIN.replace("count > 4", "count > 3"))  # quiet for the baseline's 3 runs
-    git(root, "commit", "-qam", "a drifting task")
-    ar(root, "lock")
-    ar(root, "start", "--tag", "t")
-    ar(root, "baseline")
+    # quiet for the baseline's 3 runs
+    root = drifting_task(tmp_path, TRAIN.replace("count > 4", "count > 3"), 'confirm = "sequential"')
     db = sqlite3.connect(root / ".autoresearch" / "journal.db")
     assert db.execute("SELECT COUNT(*) FROM runs WHERE seq = 1").fetchone()[0] == 3  # the baseline, 3 runs
     assert db.execute("SELECT COUNT(*) FROM noise").fetchone()[0] == 0  # no `noise` record behind what follows
@@ -112,16 +111,7 @@ def test_reference_confirmation_is_not_fooled_by_a_faster_machine(tmp_path: Path
     re-running the best beside it, so a machine that got faster makes every null edit look like a
     gain. Its guard (one fresh run of the best before a keep) must catch that: the null edit is
     not kept, the reference is re-measured, and a real gain afterwards is still kept."""
-    cache = Path(os.environ["AUTORESEARCH_CACHE"])
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache / "drift-count").unlink(missing_ok=True)
-    root = make_task(tmp_path, start=False, config_edits={
-        "[agent]": '[sandbox]\nkind = "none"\n\n[verdict]\nconfirm = "reference"\n\n[agent]'})
-    (root / "train.py").write_text(FAST_TRAIN)
-    git(root, "commit", "-qam", "a task on a machine that gets faster")
-    ar(root, "lock")
-    ar(root, "start", "--tag", "t")
-    ar(root, "baseline")
+    root = drifting_task(tmp_path, FAST_TRAIN, 'confirm = "reference"')
     db = sqlite3.connect(root / ".autoresearch" / "journal.db")
     assert db.execute("SELECT COUNT(*) FROM runs WHERE seq = 1").fetchone()[0] == 12  # the reference, 12 runs
     (tmp_path / "agent.py").write_text(FAST_AGENT)
@@ -139,16 +129,7 @@ def test_reference_confirmation_is_not_fooled_by_a_faster_machine(tmp_path: Path
 def test_the_native_experiment_re_measures_a_stale_reference_at_once(tmp_path: Path) -> None:
     """The same faster machine, by hand: the guard's finding re-measures the best right away, so
     the person's next experiment meets a current reference."""
-    cache = Path(os.environ["AUTORESEARCH_CACHE"])
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache / "drift-count").unlink(missing_ok=True)
-    root = make_task(tmp_path, start=False, config_edits={
-        "[agent]": '[sandbox]\nkind = "none"\n\n[verdict]\nconfirm = "reference"\nreference_runs = 4\n\n[agent]'})
-    (root / "train.py").write_text(FAST_TRAIN.replace("count > 12", "count > 4"))
-    git(root, "commit", "-qam", "a task on a machine that gets faster")
-    ar(root, "lock")
-    ar(root, "start", "--tag", "t")
-    ar(root, "baseline")
+    root = drifting_task(tmp_path, FAST_TRAIN.replace("count > 12", "count > 4"), 'confirm = "reference"\nreference_runs = 4')
     (root / "train.py").write_text((root / "train.py").read_text() + "# a comment\n")
     out = ar(root, "experiment", "-m", "a null edit", check=False)
     assert out.stdout.startswith("discard: "), out.stdout + out.stderr

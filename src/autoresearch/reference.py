@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from . import verdict as V
-from .measure import measure_commit
+from .trial import journaled_run
 
 if TYPE_CHECKING:
     from .journal import Experiment
@@ -77,13 +77,9 @@ class ReferenceWatch:
         # a reference the verdict uses run by run (confirm = "reference") is measured in full
         count = policy.reference_runs if policy.confirm == "reference" else REFERENCE_RUNS
         for i in range(count):
-            m = measure_commit(s, commit, 0, base + i, f"reference-{int(time.time())}-{i}", slot=slot, stop=self.stop)
-            run_id = s.journal.add_run(seq=None, tag=tag, role="reference", commit_sha=commit, seed=base + i,
-                                       status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
-                                       metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
+            m, run_id = journaled_run(s, tag, commit, "reference", base + i, f"reference-{int(time.time())}-{i}",
+                                      slot=slot, stop=self.stop)
             first = first or run_id
-            if m.interrupted:
-                raise KeyboardInterrupt
             if m.ok and m.metric is not None:
                 values.append(m.metric)
         self.recent, self.since_check = [], 0

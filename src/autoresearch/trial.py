@@ -363,13 +363,25 @@ def baseline(session: "Session", *, stop: threading.Event | None = None, on_phas
     return exp
 
 
+def journaled_run(session: "Session", tag: str, commit: str, role: str, seed: int, label: str, *, slot: int = 0,
+                  stop: threading.Event | None = None, on_phase: PhaseCallback = _quiet) -> tuple[Measurement, int]:
+    """One run of COMMIT outside any experiment (`noise`, a reference re-measurement), journaled
+    with ROLE; returns it and its run id. An interrupted run raises KeyboardInterrupt."""
+    m = measure_commit(session, commit, 0, seed, label, slot=slot, stop=stop, on_phase=on_phase)
+    run_id = session.journal.add_run(seq=None, tag=tag, role=role, commit_sha=commit, seed=seed,
+                                     status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
+                                     metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
+    if m.interrupted:
+        raise KeyboardInterrupt
+    return m, run_id
+
+
 def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = _quiet,
                   stop: threading.Event | None = None) -> "NoiseRecord":
     """Run the current best N times with fresh seeds (from exports: the folder is untouched)
     and store the spread."""
     from .errors import StateError
     from .journal import NoiseRecord
-    from .measure import measure_commit
     from .verdict import spread
 
     s = session
@@ -379,14 +391,9 @@ def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = _quiet,
     first = 0
     base = 10_000_000 + s.journal.count_runs(tag) * 7
     for i in range(n):
-        label = f"noise-{int(time.time())}-{i}"
-        m = measure_commit(s, best, 0, base + i, label, slot=0, stop=stop, on_phase=on_phase)
-        run_id = s.journal.add_run(seq=None, tag=tag, role="noise", commit_sha=best, seed=base + i,
-                                   status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
-                                   metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
+        m, run_id = journaled_run(s, tag, best, "noise", base + i, f"noise-{int(time.time())}-{i}", stop=stop,
+                                  on_phase=on_phase)
         first = first or run_id
-        if m.interrupted:
-            raise KeyboardInterrupt
         if not m.ok:
             raise StateError(f"noise run {i + 1} of the best crashed ({m.reason}); see {m.log_path}")
         values.append(m.metric)  # type: ignore[arg-type]
