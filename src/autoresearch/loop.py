@@ -391,6 +391,7 @@ class Loop:
 
     def _proposal_flow(self, slot: _Slot, fix: Experiment | None) -> Flow:
         s, config = self.session, self.session.config
+        s.ws.forget()  # a night-long process: refs are read afresh for each experiment
         best = self.best
         base = best
         if fix is not None:

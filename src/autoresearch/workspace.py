@@ -88,9 +88,7 @@ class Workspace:
 
     def git(self, *args: str, check: bool = True, env: dict[str, str] | None = None, input: str | None = None) -> str:
         if args and args[0] not in READ_ONLY_COMMANDS and not (env and "GIT_INDEX_FILE" in env):
-            # anything that may move HEAD or a ref forgets what was read (a temporary index moves neither)
-            self._branch = None
-            self._revs.clear()
+            self.forget()  # anything that may move HEAD or a ref (a temporary index moves neither)
         full_env = {**os.environ, **(env or {})}
         full_env.setdefault("GIT_TERMINAL_PROMPT", "0")
         needs_identity = bool(args) and args[0] in IDENTITY_COMMANDS
@@ -130,6 +128,13 @@ class Workspace:
             out = self.git("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False).strip()
             self._revs[ref] = out or None  # after the call: git() may clear the cache first
         return self._revs[ref]
+
+    def forget(self) -> None:
+        """Drop what was read of HEAD and the refs (trees stay: a commit's tree never changes).
+        A command's caches live as long as the command; a loop forgets them per experiment, in
+        case someone moved a ref by hand meanwhile."""
+        self._branch = None
+        self._revs.clear()
 
     def resolve(self, *names: str) -> None:
         """Look up several commits (`X`) and commits' trees (`X^{tree}`) in one git process;
