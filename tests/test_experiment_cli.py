@@ -399,3 +399,16 @@ def test_commits_carry_the_users_identity_else_a_neutral_one(tmp_path: Path) -> 
     subprocess.run(["git", "config", "user.email", "ada@example.org"], cwd=root, check=True)
     set_knob(root, "LEARNING_RATE", "0.3")
     assert run("the user's identity") == "Ada <ada@example.org>"
+
+
+def test_a_diverged_run_is_a_crash_not_a_claim_mismatch(tmp_path: Path) -> None:
+    """With the evaluate phase owning the metric, a run that diverges says nan and the evaluation
+    says nan too: that is one failure (crash: non-finite-metric), not a run claiming a number
+    the evaluation did not confirm (nan != nan made it one, and `status` warned of cheating)."""
+    root = make_task(tmp_path, harness_owned=True)
+    for name, value in (("DEGREE", "8"), ("LEARNING_RATE", "0.213"), ("STEPS", "1322")):
+        set_knob(root, name, value)
+    out = experiment(root, "diverges")
+    assert out.returncode == 3 and out.stdout.startswith("crash: non-finite-metric"), out.stdout + out.stderr
+    assert "run_phase_claimed" not in json.loads(journal_rows(root)[-1]["details_json"])
+    assert "CLAIM MISMATCH" not in ar(root, "status").stdout

@@ -52,6 +52,14 @@ class Measurement:
     interrupted: bool = False
 
 
+def _same_number(claimed: float, measured: float) -> bool:
+    """Whether the run's claim is the evaluation's number. A diverged run that says nan (or inf)
+    and an evaluation that says the same make no mismatch: both say the run failed (a crash)."""
+    if not (math.isfinite(claimed) and math.isfinite(measured)):
+        return (math.isnan(claimed) and math.isnan(measured)) or claimed == measured
+    return math.isclose(claimed, measured, rel_tol=1e-3, abs_tol=1e-9)
+
+
 def _sandbox_specs(session: Any, out_dir: Path, env: dict[str, str]) -> tuple[SandboxSpec | None, SandboxSpec | None]:
     kind, _ = resolve_kind(session.config.sandbox.kind)
     if kind == "none":
@@ -168,7 +176,7 @@ def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, st
                                seconds=seconds, log_path=eval_log, interrupted=evaluation.interrupted)
         claimed = metrics.get(config.metric.name)
         measured = evaluation.metrics.get(config.metric.name)
-        if claimed is not None and measured is not None and not math.isclose(claimed, measured, rel_tol=1e-3, abs_tol=1e-9):
+        if claimed is not None and measured is not None and not _same_number(claimed, measured):
             # The run printed a number the evaluation did not confirm: shown as a claim mismatch.
             flags["run_phase_claimed"] = claimed
         # Both phases' numbers are kept (the run's resource figures, say), the evaluate phase's
