@@ -48,8 +48,12 @@ def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: fl
 
 
 def render_tsv(experiments: Iterator[Experiment] | list[Experiment], metric_name: str, resource_scale: float) -> str:
-    rows = [tsv_row(e, resource_scale) for e in experiments if e.status != "running"]
-    return tsv_header(metric_name) + "".join(rows)
+    """results.tsv as the journal says it should be: one row per finished experiment, in the order
+    they finished (the order rows are appended in, with several slots not the seq order), so a
+    regenerated file reads like the one it replaces."""
+    settled = [e for e in experiments if e.status != "running"]
+    settled.sort(key=lambda e: (e.finished_at is None, e.finished_at or 0.0, e.seq))
+    return tsv_header(metric_name) + "".join(tsv_row(e, resource_scale) for e in settled)
 
 
 def write_tsv(path: Path, experiments: list[Experiment], metric_name: str, resource_scale: float) -> None:
