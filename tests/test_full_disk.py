@@ -163,6 +163,14 @@ def assert_disk_full_message(code: int, err: str) -> None:
     assert "journal cannot be read" not in err, "a full disk is not a broken journal: " + err
 
 
+def sound_at_failure(obs: Path) -> Path:
+    """The task as the failed command left it (journal intact, repository clean); its folder."""
+    failed = obs / "failed"
+    assert integrity(failed) == "ok"
+    fsck_clean(failed)
+    return failed
+
+
 def assert_sound_after(obs: Path) -> None:
     """What the commands after the freed disk must find and leave."""
     for name in ("repair", "status", "next", "status2"):
@@ -186,9 +194,7 @@ def test_disk_full_before_the_experiment(source_task: Path, tmp_path: Path) -> N
     obs = scenario(tmp_path, source_task, 'fill 0\nrun exp ar experiment -m "lr 0.2"\n')
     code, _, err = step(obs, "exp")
     assert_disk_full_message(code, err)
-    failed = obs / "failed"
-    assert integrity(failed) == "ok"
-    fsck_clean(failed)
+    failed = sound_at_failure(obs)
     assert EDIT in (failed / "train.py").read_text(), "the edit is still on disk"
     assert_sound_after(obs)
 
@@ -214,9 +220,7 @@ def test_disk_full_while_the_run_floods_its_log(source_task: Path, tmp_path: Pat
     code, out, err = step(obs, "exp")
     assert "Traceback" not in err and "Exception in thread" not in err, err
     assert code == 0 and out.startswith("keep:"), (out, err)
-    failed = obs / "failed"
-    assert integrity(failed) == "ok"
-    fsck_clean(failed)
+    failed = sound_at_failure(obs)
     assert statuses(failed)[-1][1] == "keep"
     assert "log_problem" in details(failed, 2), "the record says its log is incomplete"
     log = (failed / ".autoresearch" / "runs" / "2" / "run.log").read_text()
@@ -244,9 +248,7 @@ def test_disk_full_when_the_run_is_recorded(source_task: Path, tmp_path: Path) -
     code, _, err = step(obs, "exp")
     assert_disk_full_message(code, err)
     assert ".autoresearch/runs" in err, "the message points at what the runs left: " + err
-    failed = obs / "failed"
-    assert integrity(failed) == "ok"
-    fsck_clean(failed)
+    failed = sound_at_failure(obs)
     assert edit_kept(failed)
     assert_sound_after(obs)
     assert (2, "crash", "interrupted") in statuses(obs / "final")
@@ -273,8 +275,6 @@ def test_disk_full_when_the_agent_fills_it_in_the_loop(source_task: Path, tmp_pa
     code, _, err = step(obs, "exp")
     assert_disk_full_message(code, err)
     assert ".autoresearch/slots" in err, "the message points at what agents left: " + err
-    failed = obs / "failed"
-    assert integrity(failed) == "ok"
-    fsck_clean(failed)
+    failed = sound_at_failure(obs)
     assert edit_kept(failed)
     assert_sound_after(obs)

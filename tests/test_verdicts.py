@@ -360,18 +360,26 @@ def _bad_verdict_config(tmp_path: Path, verdict: str) -> str:
     return str(info.value)
 
 
-def test_sequential_config_shapes_and_errors(tmp_path: Path) -> None:
+def _verdict_loader(tmp_path: Path):  # noqa: ANN202 - a function VERDICT text -> loaded VerdictSection
+    """One `example` task whose [verdict] table each call replaces, loaded as autoresearch does."""
     root = tmp_path / "ok"
     ar(tmp_path, "init", str(root), "--template", "example")
     config = root / "autoresearch.toml"
     base = config.read_text()
-    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "sequential"\n\n[agent]'))
-    v = load_config(root).verdict
+
+    def load(verdict: str) -> VerdictSection:
+        config.write_text(base.replace("[agent]", f"[verdict]\n{verdict}\n\n[agent]"))
+        return load_config(root).verdict
+    return load
+
+
+def test_sequential_config_shapes_and_errors(tmp_path: Path) -> None:
+    load = _verdict_loader(tmp_path)
+    v = load('confirm = "sequential"')
     assert (v.confirm, v.test, v.max_runs) == ("paired", "sequential", 20)  # the shorthand, normalized
-    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "sequential"\nmax_runs = 8\n\n[agent]'))
-    assert load_config(root).verdict.max_runs == 8
-    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "paired"\ntest = "sequential"\n\n[agent]'))
-    assert (load_config(root).verdict.test, load_config(root).verdict.max_runs) == ("sequential", 12)
+    assert load('confirm = "sequential"\nmax_runs = 8').max_runs == 8
+    v = load('confirm = "paired"\ntest = "sequential"')
+    assert (v.test, v.max_runs) == ("sequential", 12)
 
     message = _bad_verdict_config(tmp_path / "a", 'test = "sequential"')
     assert "autoresearch.toml: [verdict] test:" in message and 'confirm = "sequential"' in message
@@ -485,15 +493,10 @@ def test_a_fresh_run_of_the_best_says_when_its_reference_went_stale() -> None:
 
 
 def test_reference_config_shapes_and_errors(tmp_path: Path) -> None:
-    root = tmp_path / "ok"
-    ar(tmp_path, "init", str(root), "--template", "example")
-    config = root / "autoresearch.toml"
-    base = config.read_text()
-    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "reference"\n\n[agent]'))
-    v = load_config(root).verdict
+    load = _verdict_loader(tmp_path)
+    v = load('confirm = "reference"')
     assert (v.confirm, v.confidence, v.max_runs, v.reference_runs) == ("reference", 0.99, 12, 12)
-    config.write_text(base.replace("[agent]", '[verdict]\nconfirm = "reference"\nconfidence = 0.95\nreference_runs = 8\n\n[agent]'))
-    v = load_config(root).verdict
+    v = load('confirm = "reference"\nconfidence = 0.95\nreference_runs = 8')
     assert (v.confidence, v.reference_runs) == (0.95, 8)
     assert "[verdict] test:" in _bad_verdict_config(tmp_path / "a", 'confirm = "reference"\ntest = "sign"')
     message = _bad_verdict_config(tmp_path / "b", 'confirm = "reference"\nreference_runs = 2')

@@ -248,16 +248,18 @@ class Journal:
         events.append({"commit": commit, "value": value, "why": why, "at": time.time(), "from_run": from_run})
         self.set_meta(f"references:{tag}", json.dumps(events[-50:]))
 
-    def reference(self, tag: str, commit: str, default: float | None) -> float | None:
+    def _latest_reference(self, tag: str, commit: str) -> dict | None:
         events = json.loads(self.get_meta(f"references:{tag}", "[]") or "[]")
-        latest = next((e for e in reversed(events) if e["commit"] == commit), None)
+        return next((e for e in reversed(events) if e["commit"] == commit), None)
+
+    def reference(self, tag: str, commit: str, default: float | None) -> float | None:
+        latest = self._latest_reference(tag, commit)
         return float(latest["value"]) if latest else default
 
     def reference_runs(self, tag: str, commit: str, limit: int = 64) -> list[float]:
         """The metrics of COMMIT's successful runs since its reference was last measured (all of
         them when never re-measured), newest LIMIT: what `confirm = "reference"` compares with."""
-        events = json.loads(self.get_meta(f"references:{tag}", "[]") or "[]")
-        latest = next((e for e in reversed(events) if e["commit"] == commit), None)
+        latest = self._latest_reference(tag, commit)
         since = int(latest.get("from_run", 0)) if latest else 0
         rows = self.db.execute(
             "SELECT metric FROM runs WHERE tag = ? AND commit_sha = ? AND status = 'ok' AND metric IS NOT NULL "

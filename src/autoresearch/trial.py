@@ -178,12 +178,7 @@ class Trial:
         runs = journal.reference_runs(exp.tag, exp.parent)
         if not runs:
             return None  # an older journal: the flow falls back to the recorded number
-        ss, df = 0.0, 0
-        for group in journal.replicates(exp.tag, exclude=(exp.parent, exp.commit_sha)):
-            if len(group) >= 2:
-                mean = sum(group) / len(group)
-                ss += sum((v - mean) ** 2 for v in group)
-                df += len(group) - 1
+        ss, df = V.spread_parts(journal.replicates(exp.tag, exclude=(exp.parent, exp.commit_sha)))
         return V.Reference(runs, ss, df)
 
     def record_run(self, request: MeasureRequest, m: Measurement) -> None:

@@ -138,9 +138,11 @@ def stop_cmd(now: bool) -> None:
         click.echo("stop requested: the loop stops " + ("now" if now else "after the current experiment"))
 
 
-def _honest_summary(exps: list, confirmed: bool, how: str = "paired re-runs beside the best") -> str:
-    """One plain sentence: which gains were confirmed (HOW) and which looked like gains in one
-    run but were noise."""
+def _honest_summary(exps: list, confirm: str) -> str:
+    """One plain sentence: which gains were confirmed (and how, by the task's CONFIRM policy)
+    and which looked like gains in one run but were noise."""
+    confirmed = confirm != "none"
+    how = "re-runs against the best's reference runs" if confirm == "reference" else "paired re-runs beside the best"
     keeps = [e for e in exps if e.status == "keep" and not e.is_baseline]
     noise = [e for e in exps if e.reason == "unconfirmed"]
     if not keeps:
@@ -205,9 +207,7 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         # best vs baseline, and the keeps' own gain when the machine changed in between
         for line in summary_lines(session_gain(exps, config.maximize)):
             click.echo(line)
-        how = ("re-runs against the best's reference runs" if config.verdict.confirm == "reference"
-               else "paired re-runs beside the best")
-        click.echo(_honest_summary(exps, config.verdict.confirm != "none", how))
+        click.echo(_honest_summary(exps, config.verdict.confirm))
         click.echo(f"task folder: {s.root}  (results.tsv, progress.png, report.html; "
                    f"continue with: cd {directory} && autoresearch run --agent tune)")
         if result.stopped_because == "interrupted":

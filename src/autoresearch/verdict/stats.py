@@ -318,6 +318,18 @@ def paired_decision(best_runs: list[float], candidate_runs: list[float], policy:
 
 # -- the reference test ---------------------------------------------------------------------------
 
+def spread_parts(groups: list[list[float]]) -> tuple[float, int]:
+    """The within-group sum of squares of GROUPS (each one commit's runs) and its degrees of
+    freedom: what a pooled run sd is made of."""
+    ss, df = 0.0, 0
+    for values in groups:
+        if len(values) >= 2:
+            mean = fmean(values)
+            ss += math.fsum((v - mean) ** 2 for v in values)
+            df += len(values) - 1
+    return ss, df
+
+
 @dataclass(frozen=True)
 class Reference:
     """What `confirm = "reference"` compares a candidate with: the best's reference RUNS (since
@@ -327,6 +339,11 @@ class Reference:
     runs: list[float]
     other_ss: float = 0.0
     other_df: int = 0
+
+    def spread(self, cand_runs: list[float]) -> tuple[float, int]:
+        """The pooled sum of squares and degrees of freedom with CAND_RUNS as one more group."""
+        ss, df = spread_parts([self.runs, cand_runs])
+        return self.other_ss + ss, self.other_df + df
 
 
 def reference_decision(ref: Reference, cand_runs: list[float], policy: VerdictSection, maximize: bool,
@@ -344,8 +361,7 @@ def reference_decision(ref: Reference, cand_runs: list[float], policy: VerdictSe
     n, m = len(cand_runs), len(ref.runs)
     mean_c, mean_r = fmean(cand_runs), fmean(ref.runs)
     gain = improvement(mean_c, mean_r, maximize)
-    ss = ref.other_ss + math.fsum((v - mean_r) ** 2 for v in ref.runs) + math.fsum((v - mean_c) ** 2 for v in cand_runs)
-    nu = ref.other_df + (m - 1) + (n - 1)
+    ss, nu = ref.spread(cand_runs)
     scale = math.sqrt(1.0 / n + 1.0 / m)
     bf = _t_bf((gain - min_delta) / scale, ss, nu, REF_DELTA / scale) if nu >= 1 else 1.0
     if bf >= 1.0 / alpha:
@@ -365,9 +381,8 @@ def reference_moved(ref: Reference, fresh: float, sd: float, maximize: bool) -> 
 
 def pooled(ref: Reference, cand_runs: list[float]) -> float:
     """The pooled run sd of the reference, the candidate and the other replicates (0 without df)."""
-    groups_ss = ref.other_ss + sum(math.fsum((v - fmean(g)) ** 2 for v in g) for g in (ref.runs, cand_runs) if g)
-    df = ref.other_df + max(0, len(ref.runs) - 1) + max(0, len(cand_runs) - 1)
-    return math.sqrt(groups_ss / df) if df else 0.0
+    ss, df = ref.spread(cand_runs)
+    return math.sqrt(ss / df) if df else 0.0
 
 
 # -- noise ------------------------------------------------------------------------------------
@@ -485,13 +500,7 @@ def pooled_sd(groups: list[list[float]]) -> float | None:
     """The run-to-run sd from replicate runs of several commits (each group: one commit's runs),
     pooled over their within-commit spread; None without a commit measured twice. What drift
     detection uses when nobody ran `noise`: the baseline's runs, confirmation and reference runs."""
-    ss = 0.0
-    df = 0
-    for values in groups:
-        if len(values) >= 2:
-            mean = fmean(values)
-            ss += math.fsum((v - mean) ** 2 for v in values)
-            df += len(values) - 1
+    ss, df = spread_parts(groups)
     return math.sqrt(ss / df) if df else None
 
 
