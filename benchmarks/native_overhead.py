@@ -120,46 +120,149 @@ def build(work: Path, sandbox: str, env: dict[str, str]) -> tuple[Path, Path]:
     (hand / ".gitignore").write_text("run.log\nhand_loop.sh\n")
     run_checked(["git", "add", ".gitignore"], hand, git_env)
     run_checked(["git", "commit", "-qm", "ignore the loop's own files"], hand, git_env)
-    for args in (["lock"], ["start", "--tag", "bench"], ["baseline"]):
-        run_checked([*cli_argv(), *args], task, env)
-    return task, hand
+    served = work / "served"
+    shutil.copytree(task, served, symlinks=True)  # S: the same task, its own `autoresearch serve`
+    for folder in (task, served):
+        for args in (["lock"], ["start", "--tag", "bench"], ["baseline"]):
+            run_checked([*cli_argv(), *args], folder, env)
+    return task, hand, served
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds (user + sys of the process and its reaped children, from
-    wait4) and the exit status of one whole process."""
+def start_server(served: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`autoresearch serve` for the S side, up when its socket is."""
+    if GROUPS is not None:
+        GROUPS.enter("served")  # the server, its copies and their runs count against S
+    proc = subprocess.Popen([*cli_argv(), "serve", "--idle", "0"], cwd=served, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sock = served / ".autoresearch" / "serve.sock"
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"`autoresearch serve` did not start: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.05)
+    return proc
+
+
+def served_cpu(served: Path) -> float:
+    """The server's CPU for the last request, from its log: the forked copy (with everything it
+    waited for) plus the server process's own share. (Used without cgroups only.)"""
+    last = (served / ".autoresearch" / "serve.log").read_text().splitlines()[-1].split("\t")
+    return float(last[4]) + float(last[5])
+
+
+class CpuGroups:
+    """CPU seconds of everything a side starts, from a cgroup per side (cpuacct.usage, v1; else
+    cpu.stat, v2), when this process may make cgroups.
+
+    Why not wait4 alone: a sandboxed run's processes are reaped by bubblewrap's init inside the
+    run's PID namespace, and that CPU never reaches the caller's rusage (measured here: a Python
+    run of 45 ms CPU shows 1.6 ms through bwrap). A cgroup counts every process in it, whatever
+    namespace it lives in; children stay in their parent's group, so the server's copies and
+    their runs count against S."""
+
+    def __init__(self) -> None:
+        self.base: Path | None = None
+        self.groups: dict[str, Path] = {}
+        for base, usage in ((Path("/sys/fs/cgroup/cpuacct"), "cpuacct.usage"), (Path("/sys/fs/cgroup"), "cpu.stat")):
+            probe = base / f"autoresearch-bench-{os.getpid()}"
+            try:
+                probe.mkdir()
+            except OSError:
+                continue
+            if (probe / usage).exists():
+                self.base, self.usage_file = base, usage
+                self.groups["probe"] = probe
+                break
+            probe.rmdir()
+
+    @property
+    def ok(self) -> bool:
+        return self.base is not None
+
+    def enter(self, side: str) -> None:
+        """Move this process into SIDE's group: what it starts next is born there. (Not a
+        preexec_fn: that forces Popen's slow fork path, which would add the same milliseconds to
+        every side and flatter the ratios.)"""
+        if self.base is None:
+            return
+        group = self.groups.get(side)
+        if group is None:
+            group = self.groups[side] = self.base / f"autoresearch-bench-{os.getpid()}-{side}"
+            group.mkdir(exist_ok=True)
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def seconds(self, side: str) -> float:
+        group = self.groups.get(side)
+        if group is None:
+            return 0.0
+        text = (group / self.usage_file).read_text()
+        if self.usage_file == "cpuacct.usage":
+            return int(text) / 1e9
+        return int(dict(line.split() for line in text.splitlines())["usage_usec"]) / 1e6
+
+    def close(self) -> None:
+        if self.base is not None:  # back where this process came from, so the groups can go
+            (self.base / "cgroup.procs").write_text(str(os.getpid()))
+        for group in self.groups.values():
+            try:
+                group.rmdir()
+            except OSError:
+                pass
+
+
+GROUPS: CpuGroups | None = None
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str], side: str = "") -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and the exit status of one whole process. CPU: with cgroups,
+    everything SIDE's group used meanwhile (a sandboxed run and a server's copy included); else
+    user + sys of the process and its reaped children (wait4), which misses a sandboxed run."""
+    groups = GROUPS if GROUPS is not None and GROUPS.ok and side else None
+    if groups:
+        groups.enter(side)
+    before = groups.seconds(side) if groups else 0.0
     t = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return wall, usage.ru_utime + usage.ru_stime, proc.returncode
+    cpu = groups.seconds(side) - before if groups else usage.ru_utime + usage.ru_stime
+    return wall, cpu, proc.returncode
 
 
-def measure(task: Path, hand: Path, env: dict[str, str], pairs: int) -> dict[str, dict[str, list[float]]]:
+def measure(task: Path, hand: Path, served: Path, env: dict[str, str], pairs: int) -> dict[str, dict[str, list[float]]]:
     git_env = {**env, **GIT_ENV}
     native_text, hand_text = (task / "train.py").read_text(), (hand / "train.py").read_text()
-    results: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in ("native", "hand", "python", "stdlib", "import")}
+    results: dict[str, dict[str, list[float]]] = {
+        k: defaultdict(list) for k in ("native", "hand", "served", "python", "stdlib", "import")}
     codes: Counter = Counter()
     for i in range(WARMUP + pairs):
         x = 1 + i % 2  # a real change every time: the best has X = 0
         (task / "train.py").write_text(with_x(native_text, x))
-        wall_a, cpu_a, code_a = timed([*cli_argv(), "experiment", "-m", f"X = {x}"], task, env)
+        wall_a, cpu_a, code_a = timed([*cli_argv(), "experiment", "-m", f"X = {x}"], task, env, "native")
         (hand / "train.py").write_text(with_x(hand_text, x))
-        wall_b, cpu_b, code_b = timed(["./hand_loop.sh", f"X = {x}"], hand, git_env)
+        wall_b, cpu_b, code_b = timed(["./hand_loop.sh", f"X = {x}"], hand, git_env, "hand")
         if code_b != 0 or code_a not in (0, 3, 4):
             raise SystemExit(f"pair {i}: native exit {code_a}, hand loop exit {code_b}; see {task} and {hand}")
         if with_x((task / "train.py").read_text(), 0) != (task / "train.py").read_text() \
                 or (hand / "train.py").read_text() != hand_text:
             raise SystemExit(f"pair {i}: a folder was not reset to the best ({task}, {hand})")
         codes[code_a] += 1
+        (served / "train.py").write_text(with_x(native_text, x))
+        wall_c, cpu_c, code_c = timed([*cli_argv(), "experiment", "-m", f"X = {x}"], served, env, "served")
+        if code_c != code_a or with_x((served / "train.py").read_text(), 0) != (served / "train.py").read_text():
+            raise SystemExit(f"pair {i}: the served experiment exited {code_c} (cold: {code_a}) or left "
+                             f"the folder off the best; see {served}")
+        if GROUPS is None or not GROUPS.ok:
+            cpu_c += served_cpu(served)  # the server is not this process's child: its log says
         # Floors, in the same rounds: what any Python CLI pays, and what importing ours adds.
-        wall_p, cpu_p, _ = timed([sys.executable, "-c", "pass"], task, env)
-        wall_s, cpu_s, _ = timed([sys.executable, "-c", STDLIB], task, env)
-        wall_i, cpu_i, _ = timed([sys.executable, "-c", OURS], task, env)
+        wall_p, cpu_p, _ = timed([sys.executable, "-c", "pass"], task, env, "floor")
+        wall_s, cpu_s, _ = timed([sys.executable, "-c", STDLIB], task, env, "floor")
+        wall_i, cpu_i, _ = timed([sys.executable, "-c", OURS], task, env, "floor")
         if i < WARMUP:
             continue
-        for side, wall, cpu in (("native", wall_a, cpu_a), ("hand", wall_b, cpu_b), ("python", wall_p, cpu_p),
+        for side, wall, cpu in (("native", wall_a, cpu_a), ("hand", wall_b, cpu_b), ("served", wall_c, cpu_c),
+                                ("python", wall_p, cpu_p),
                                 ("stdlib", wall_s, cpu_s), ("import", wall_i, cpu_i)):
             results[side]["wall"].append(wall)
             results[side]["cpu"].append(cpu)
@@ -171,6 +274,10 @@ def report(results: dict[str, dict[str, list[float]]], pairs: int, sandbox: str)
     a, b = results["native"], results["hand"]
     print(f"\n{pairs} pairs (A B alternating, after {WARMUP} warm-up pairs); run `{RUN}`; sandbox {sandbox}; "
           f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
+    how = ("a cgroup per side: every process, the sandboxed run and the server's copies included"
+           if GROUPS is not None and GROUPS.ok else
+           "wait4 (no cgroups here): a sandboxed run's CPU is NOT counted, so A and S read low")
+    print(f"cpu: {how}")
     print(f"{'side':34s} {'wall ms':>8s} {'cpu ms':>8s}   (medians; min-max wall)")
     for name, side in (("A  autoresearch experiment -m", a), ("B  hand loop (commit run grep reset)", b)):
         print(f"{name:34s} {1000 * med(side['wall']):8.1f} {1000 * med(side['cpu']):8.1f}   "
@@ -179,6 +286,13 @@ def report(results: dict[str, dict[str, list[float]]], pairs: int, sandbox: str)
     ratio_cpu = med(a["cpu"]) / med(b["cpu"])
     print(f"{'ratio A / B':34s} {ratio_wall:7.2f}x {ratio_cpu:7.2f}x   goal <= {GOAL_RATIO:.1f}x: "
           f"{'met' if max(ratio_wall, ratio_cpu) <= GOAL_RATIO else 'NOT met'}")
+    c = results["served"]
+    name = "S  the same, `autoresearch serve` up"
+    print(f"{name:34s} {1000 * med(c['wall']):8.1f} {1000 * med(c['cpu']):8.1f}   "
+          f"({1000 * min(c['wall']):.0f}-{1000 * max(c['wall']):.0f})")
+    served_wall, served_cpu = med(c["wall"]) / med(b["wall"]), med(c["cpu"]) / med(b["cpu"])
+    print(f"{'ratio S / B':34s} {served_wall:7.2f}x {served_cpu:7.2f}x   goal <= {GOAL_RATIO:.1f}x: "
+          f"{'met' if max(served_wall, served_cpu) <= GOAL_RATIO else 'NOT met'}")
     print(f"A's exit codes: {dict(Counter(int(c) for c in a['exit codes']))} (0 keep/discard, 3 crash, 4 rejected)")
     p, sl, i = results["python"], results["stdlib"], results["import"]
     print(f"floors (same rounds, wall / cpu ms): `python -c pass` {1000 * med(p['wall']):.1f} / {1000 * med(p['cpu']):.1f}; "
@@ -327,15 +441,23 @@ def main() -> None:
     args = parser.parse_args()
     global RUN
     RUN = RUNS[args.run]
+    global GROUPS
+    GROUPS = CpuGroups()
     work = Path(tempfile.mkdtemp(prefix="autoresearch-native-overhead-"))
     env = cli_env(work)
     started = time.time()
     try:
-        task, hand = build(work, args.sandbox, env)
+        task, hand, served = build(work, args.sandbox, env)
         print(f"no-op run `{RUN}`; A = `{' '.join(Path(a).name for a in cli_argv())} experiment -m ...` "
               f"(python {sys.version.split()[0]}, bytecode cached); B = hand_loop.sh")
         if not args.no_timing:
-            report(measure(task, hand, env, args.pairs), args.pairs, args.sandbox)
+            server = start_server(served, env)
+            try:
+                results = measure(task, hand, served, env, args.pairs)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+            report(results, args.pairs, args.sandbox)
         if args.profile:
             counter = [0]
             import_profile(task, env, counter)
@@ -344,6 +466,7 @@ def main() -> None:
             cprofile(task, env, counter)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        GROUPS.close()
     print(f"\ndone in {time.time() - started:.0f} s")
 
 

@@ -412,3 +412,22 @@ def test_a_diverged_run_is_a_crash_not_a_claim_mismatch(tmp_path: Path) -> None:
     assert out.returncode == 3 and out.stdout.startswith("crash: non-finite-metric"), out.stdout + out.stderr
     assert "run_phase_claimed" not in json.loads(journal_rows(root)[-1]["details_json"])
     assert "CLAIM MISMATCH" not in ar(root, "status").stdout
+
+
+def test_the_branch_read_from_head_is_the_one_git_names(tmp_path: Path) -> None:
+    """current_branch reads .git/HEAD itself (a git process fewer per command); wherever it
+    cannot be sure it asks git, so it never names another branch than git would."""
+    from autoresearch.workspace import Workspace
+
+    root = make_task(tmp_path, baseline=False)
+
+    def git_says(cwd: Path) -> str | None:
+        return git(cwd, "symbolic-ref", "-q", "--short", "HEAD").strip() or None
+
+    assert Workspace(root)._head_file() == git_says(root) == "autoresearch/t"
+    git(root, "checkout", "-q", "--detach")
+    assert Workspace(root)._head_file() == "" and Workspace(root).current_branch() is None
+    git(root, "checkout", "-q", "autoresearch/t")
+    git(root, "worktree", "add", "-q", "-b", "side", str(tmp_path / "wt"))
+    side = Workspace(tmp_path / "wt")
+    assert side._head_file() is None and side.current_branch() == "side"  # a worktree: git says

@@ -162,9 +162,27 @@ class Workspace:
     def current_branch(self) -> str | None:
         """The checked-out branch, cached until a git command that may move HEAD runs here."""
         if self._branch is None:
-            branch = self.git("symbolic-ref", "-q", "--short", "HEAD", check=False).strip()
+            branch = self._head_file()
+            if branch is None:
+                branch = self.git("symbolic-ref", "-q", "--short", "HEAD", check=False).strip()
             self._branch = branch  # set after the call: git() forgets the cache before each command
         return self._branch or None
+
+    def _head_file(self) -> str | None:
+        """The branch HEAD names, read from .git/HEAD ("" when detached), or None when only git
+        can say (a worktree's .git file, GIT_DIR set, a symref outside refs/heads). One process
+        fewer per command: HEAD is always a plain file in these forms."""
+        if "GIT_DIR" in os.environ or "GIT_WORK_TREE" in os.environ:
+            return None
+        try:
+            text = (self.root / ".git" / "HEAD").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # no .git folder here (a worktree, a sub-folder task)
+            return None
+        if text.startswith("ref: refs/heads/") and text.endswith("\n") and text.count("\n") == 1:
+            return text[len("ref: refs/heads/"):-1].strip() or None
+        if len(text.strip()) in (40, 64) and all(c in "0123456789abcdef" for c in text.strip()):
+            return ""  # detached
+        return None
 
     def branch_exists(self, name: str) -> bool:
         return self.rev(f"refs/heads/{name}") is not None

@@ -17,9 +17,11 @@ command runs (`_native.native_experiment`); any other form (`--help`, a typo) go
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's (see autoresearch/__init__.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._group import cli
 
 
@@ -56,6 +58,15 @@ def native_experiment_args(args: list[str]) -> tuple[str, bool] | None:
 def main() -> None:
     fast = native_experiment_args(sys.argv[1:])
     if fast is not None:
+        from ._warm_client import run_served
+
+        try:
+            code = run_served(sys.argv)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            sys.exit(130)
+        if code is not None:  # `autoresearch serve` ran it, warm
+            sys.exit(code)
         from ._native import native_experiment
 
         native_experiment(*fast)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-from ._common import (EXIT_INTERRUPTED, consoles, exit_code_for, fail, fmt, guarded, open_session,  # noqa: F401
+from ._common import (EXIT_CONFIG, EXIT_INTERRUPTED, consoles, exit_code_for, fail, fmt, guarded, open_session,  # noqa: F401
                       print_experiment, refuse_inside_proposal, warn_unsandboxed)
 
 @click.command(name="baseline")
@@ -106,3 +107,29 @@ def rescue_cmd(tag: str | None) -> None:
             click.echo(f"    files: {s.ws.git('diff', '--name-only', f'{sha}~1', sha).split() or ['(none)']}")
         click.echo("get one back: git checkout <ref> -- <path>   (or see it: git show <ref>)")
 
+
+
+@click.command(name="serve")
+@click.option("--idle", type=click.FloatRange(min=0), default=3600, show_default=True,
+              help="Leave after this many seconds without a request (0: never).")
+@click.option("--stop", "stop_it", is_flag=True, help="Stop this task's server (it finishes running experiments).")
+@guarded
+def serve_cmd(idle: float, stop_it: bool) -> None:
+    """Keep the native experiment warm: `experiment -m ...` in this task then skips the
+    interpreter's start-up (about 3x cheaper on a no-op task). Runs in the foreground until
+    Ctrl-C, `serve --stop`, or --idle seconds without a request."""
+    from .. import serve
+    from ..task import CONFIG_NAME, find_root
+
+    root = find_root(".")
+    if stop_it:
+        pid = serve.stop(root)
+        click.echo(f"stopped the server (pid {pid})" if pid else "no server runs for this task")
+        return
+    if not (root / CONFIG_NAME).exists():
+        fail(f"no {CONFIG_NAME} here or above: run `autoresearch serve` inside a task "
+             "(`autoresearch init` makes one)", EXIT_CONFIG)
+    server = serve.Server(root, idle=idle)
+    click.echo(f"serving native experiments for {root} (pid {os.getpid()}); "
+               "stop with Ctrl-C or `autoresearch serve --stop`", err=True)
+    server.serve()

@@ -1,0 +1,214 @@
+"""`autoresearch serve`: a warm server must change nothing but speed.
+
+Each test attacks one promise of serve.py's docstring: the served experiment is the command
+itself (output, exit code, record, working folder), Ctrl-C and SIGTERM and a dead caller end
+the experiment as they end the command, a stopping or killed or stale server never loses a
+request (the caller runs it itself), and nobody else can use the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import AUTORESEARCH, ar, git, make_task, processes_with
+
+SLOW_RUN = ('if __name__ == "__main__":', 'if __name__ == "__main__":\n    import time\n    print("started", flush=True)\n'
+            '    time.sleep(60)\n')
+
+
+def slow_task(tmp_path: Path) -> tuple[Path, str]:
+    """A task whose next run sleeps; its run command carries a token to find its processes by."""
+    token = f"serve-test-{tmp_path.name}"
+    root = make_task(tmp_path, config_edits={'run = "python train.py"': f'run = "python train.py {token}"'})
+    train = root / "train.py"
+    train.write_text(train.read_text().replace(*SLOW_RUN))
+    return root, token
+
+
+def serve(root: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start `autoresearch serve` in ROOT; return once its socket is up."""
+    proc = subprocess.Popen([*AUTORESEARCH, "serve", *args], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    log = root / ".autoresearch" / "serve.log"
+    deadline = time.time() + 60
+    while not (log.exists() and f"start\tpid {proc.pid}" in log.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the server did not start"
+        time.sleep(0.05)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def served_lines(root: Path) -> list[list[str]]:
+    """serve.log's request lines (caller pid, exit code, ...)."""
+    path = root / ".autoresearch" / "serve.log"
+    return [line.split("\t")[1:] for line in path.read_text().splitlines() if line.count("\t") >= 5]
+
+
+def rows(root: Path) -> list[dict]:
+    with sqlite3.connect(root / ".autoresearch" / "journal.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM experiments ORDER BY seq")]
+
+
+def improve(root: Path, factor: str = "0.5") -> None:
+    train = root / "train.py"
+    train.write_text(train.read_text() + f"\n# edit {factor}\n")
+
+
+def wait_for(predicate, seconds: float = 60, what: str = "") -> None:  # noqa: ANN001
+    deadline = time.time() + seconds
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_served_experiment_is_the_command_itself(tmp_path: Path) -> None:
+    root = make_task(tmp_path)
+    (root / "sub").mkdir()
+    server = serve(root, "--idle", "0")
+    try:
+        improve(root)
+        # -X importtime: the caller's imports go to its stderr; a served caller loads no journal,
+        # no git layer, no verdict: proof that the server, not this process, ran the experiment
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "autoresearch", "experiment", "-m", "served",
+                               "--json"], cwd=root / "sub", capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert "autoresearch.cli._warm_client" in imported
+        assert not imported & {"sqlite3", "autoresearch.trial", "autoresearch.journal", "autoresearch.workspace"}
+        record = json.loads(proc.stdout)
+        assert record["description"] == "served" and record["status"] in ("keep", "discard")
+        assert [r["description"] for r in rows(root)][-1] == "served"
+        assert served_lines(root)[-1][1] == "0"  # the server's record of it: exit code 0
+        assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+        # exit codes pass through: nothing changed is a message and exit 1, no row
+        before = len(rows(root))
+        again = ar(root, "experiment", "-m", "nothing", check=False)
+        assert again.returncode == 1 and "nothing changed" in again.stderr
+        assert len(rows(root)) == before and served_lines(root)[-1][1] == "1"
+    finally:
+        stop(server)
+    assert not (root / ".autoresearch" / "serve.sock").exists()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "caller-killed"])
+def test_ending_the_caller_ends_its_experiment(tmp_path: Path, how: str) -> None:
+    root, token = slow_task(tmp_path)
+    server = serve(root, "--idle", "0")
+    try:
+        caller = subprocess.Popen([*AUTORESEARCH, "experiment", "-m", "slow"], cwd=root, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: bool(processes_with(token)), what="the run to start")
+        time.sleep(0.5)
+        caller.send_signal({"ctrl-c": signal.SIGINT, "sigterm": signal.SIGTERM, "caller-killed": signal.SIGKILL}[how])
+        out, err = caller.communicate(timeout=60)
+        if how != "caller-killed":
+            assert caller.returncode == 130, out + err
+            assert "interrupted" in err
+        # the experiment ends as the command's would: recorded, run gone, folder at best
+        wait_for(lambda: rows(root)[-1]["status"] != "running", what="the record to settle")
+        last = rows(root)[-1]
+        assert last["status"] == "crash" and last["reason"] == "interrupted", last
+        wait_for(lambda: not processes_with(token), seconds=20, what="the run to end")
+        wait_for(lambda: served_lines(root) and served_lines(root)[-1][1] == "130", seconds=20,
+                 what="the server to reap the copy")
+        assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+        assert server.poll() is None  # the server outlives its callers
+    finally:
+        stop(server)
+
+
+def test_stopping_the_server_mid_experiment_interrupts_it_and_loses_nothing(tmp_path: Path) -> None:
+    root, token = slow_task(tmp_path)
+    server = serve(root, "--idle", "0")
+    caller = subprocess.Popen([*AUTORESEARCH, "experiment", "-m", "slow"], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: bool(processes_with(token)), what="the run to start")
+    time.sleep(0.5)
+    stopped = ar(root, "serve", "--stop")
+    assert f"pid {server.pid}" in stopped.stdout
+    out, err = caller.communicate(timeout=60)
+    assert caller.returncode == 130, out + err
+    server.communicate(timeout=60)
+    assert server.returncode == 0
+    assert rows(root)[-1]["status"] == "crash" and rows(root)[-1]["reason"] == "interrupted"
+    assert not (root / ".autoresearch" / "serve.sock").exists()
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+    assert not processes_with(token)
+    assert "no server runs" in ar(root, "serve", "--stop").stdout
+
+
+def test_a_killed_server_leaves_a_socket_that_callers_step_over(tmp_path: Path) -> None:
+    root = make_task(tmp_path)
+    server = serve(root, "--idle", "0")
+    server.send_signal(signal.SIGKILL)
+    server.communicate(timeout=30)
+    assert (root / ".autoresearch" / "serve.sock").exists()  # the kill left it
+    improve(root)
+    out = ar(root, "experiment", "-m", "after the kill")  # runs in this process instead
+    assert out.stdout.split(":")[0] in ("keep", "discard")
+    assert rows(root)[-1]["description"] == "after the kill"
+    again = serve(root, "--idle", "0")  # a new server replaces the dead one's socket
+    try:
+        second = ar(root, "serve", check=False, timeout=60)
+        assert second.returncode == 1 and "already runs" in second.stderr and "serve --stop" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        stop(again)
+
+
+def test_the_socket_is_private_and_the_server_leaves_when_idle(tmp_path: Path) -> None:
+    root = make_task(tmp_path)
+    server = serve(root, "--idle", "1")
+    mode = stat.S_IMODE((root / ".autoresearch" / "serve.sock").stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    server.communicate(timeout=30)  # nobody calls: it leaves by itself
+    assert server.returncode == 0
+    assert not (root / ".autoresearch" / "serve.sock").exists()
+    assert "idle" in (root / ".autoresearch" / "serve.log").read_text()
+
+
+def test_a_server_whose_code_changed_hands_the_request_back(tmp_path: Path) -> None:
+    """An upgrade (or an edit) of the package under a running server: the request runs in the
+    caller with the new code, and the stale server leaves."""
+    import autoresearch
+
+    copy = tmp_path / "lib"
+    shutil.copytree(Path(autoresearch.__file__).parent, copy / "autoresearch",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(copy)}
+    root = make_task(tmp_path)
+    server = serve(root, "--idle", "0", env=env)
+    try:
+        errors = copy / "autoresearch" / "errors.py"
+        errors.write_text(errors.read_text() + "\n# upgraded\n")
+        improve(root)
+        out = ar(root, "experiment", "-m", "after the upgrade", env=env)
+        assert out.stdout.split(":")[0] in ("keep", "discard")
+        assert rows(root)[-1]["description"] == "after the upgrade"
+        server.communicate(timeout=30)
+        assert "stale" in (root / ".autoresearch" / "serve.log").read_text()
+        assert not served_lines(root)  # it ran nothing
+    finally:
+        stop(server)
+
+
+def test_serve_outside_a_task_is_a_clear_error(tmp_path: Path) -> None:
+    out = subprocess.run([*AUTORESEARCH, "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "autoresearch.toml" in out.stderr and "Traceback" not in out.stderr
