@@ -168,7 +168,7 @@ def test_review_leads_with_the_keeps_gain_and_says_why_best_minus_baseline_is_no
     out = rep(drifted, "review").stdout
     assert "baseline 10.010000 -> best 14.020000 as measured (not like-for-like), at seq 5" in out
     assert f"gain: {GAIN}, the keeps summed" in out
-    assert "the baseline was measured before the machine changed" in out and RAW in out
+    assert "the best was re-measured after the baseline" in out and RAW in out
     assert "% better" not in out.replace("9.89%", "")  # no "-40.06% better" anywhere
     s = json.loads(rep(drifted, "review", "--json").stdout)["summary"]
     assert s["remeasured"] is True
@@ -192,7 +192,7 @@ def test_report_headline_shows_the_keeps_gain_the_raw_figure_and_the_note(drifte
 def test_status_states_the_keeps_gain_with_the_note(drifted: Path) -> None:
     out = ar(drifted, "status").stdout
     assert f"gain     {GAIN}: 1 keep, each against the bar of its time" in out
-    assert "note     the baseline was measured before the machine changed" in out and RAW in out
+    assert "note     the best was re-measured after the baseline" in out and RAW in out
     gain = json.loads(ar(drifted, "status", "--json").stdout)["gain"]
     assert gain["remeasured"] is True and gain["headline"] == pytest.approx(0.99)
     assert gain["raw"] == pytest.approx(-4.01) and gain["shift"] == pytest.approx(-5.0)

@@ -159,7 +159,9 @@ def raw_note(g: SessionGain, digits: str = ".6g") -> str:
     if not g.remeasured or g.raw is None or g.baseline is None or g.best is None:
         return ""
     moved = "worse" if g.shift < 0 else "better"
-    return (f"the baseline was measured before the machine changed (the bar was re-measured and came out "
+    # Not "the machine changed": a re-measurement within the noise moves the bar too, and this
+    # sentence must be true either way.
+    return (f"the best was re-measured after the baseline (the bar came out "
             f"{abs(g.shift):{digits}} {moved}): raw best vs baseline ({g.best:{digits}} vs {g.baseline:{digits}}, "
             f"{change_words(g.raw, g.raw_pct, digits)}) is not a like-for-like comparison; the gain is the sum of "
             f"each keep against the bar of its time")
