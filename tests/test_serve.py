@@ -212,3 +212,22 @@ def test_a_server_whose_code_changed_hands_the_request_back(tmp_path: Path) -> N
 def test_serve_outside_a_task_is_a_clear_error(tmp_path: Path) -> None:
     out = subprocess.run([*AUTORESEARCH, "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "autoresearch.toml" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_two_served_experiments_at_once_meet_the_same_lock(tmp_path: Path) -> None:
+    """Two callers at once are two copies: the task's lock refuses the second, as it refuses a
+    second command."""
+    root, token = slow_task(tmp_path)
+    server = serve(root, "--idle", "0")
+    try:
+        first = subprocess.Popen([*AUTORESEARCH, "experiment", "-m", "first"], cwd=root, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: bool(processes_with(token)), what="the first run to start")
+        second = ar(root, "experiment", "-m", "second", check=False)
+        assert second.returncode == 1 and "busy" in second.stderr, second.stderr
+        assert served_lines(root)[-1][1] == "1"  # the server ran it (and its copy met the lock)
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+        assert [r["description"] for r in rows(root)] == ["baseline", "first"]
+    finally:
+        stop(server)
