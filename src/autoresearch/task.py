@@ -96,7 +96,9 @@ class VerdictSection:
     max_runs: int = 12  # cap on confirmation runs per side in paired mode
     seed: int = 0  # seeds the bootstrap so verdicts are reproducible
     simplicity: bool = False  # keep a not-worse change that removes lines
-    reference_runs: int = 12  # confirm = "reference": runs of each best kept as its reference
+    # confirm = "reference": runs of the baseline and of a new best (its confirmation runs count)
+    # before it is the reference; later candidates add runs of the best where they need them
+    reference_runs: int = 10
 
 
 @dataclass(frozen=True)

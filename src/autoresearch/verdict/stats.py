@@ -371,6 +371,21 @@ def reference_decision(ref: Reference, cand_runs: list[float], policy: VerdictSe
     return PairedOutcome("continue", n, gain, bf, alpha)
 
 
+def reference_arm(n_candidate: int, n_reference: int) -> str:
+    """Which side `confirm = "reference"` runs next: the one whose run shrinks the standard error
+    of the difference of means, sd * sqrt(1/n + 1/m), the most, i.e. the side with fewer runs. A
+    tie goes to the best: its runs stay in its reference for every later candidate, the
+    candidate's are spent on this one. The choice (like the flow's guard run before a keep) is
+    made from what is known before the run, a predictable design: each run's likelihood ratio
+    is then its conditional density ratio given the past, the design cancels, and the product
+    stays a martingale under H0 (Ville's bound holds as for a fixed design)."""
+    if n_reference < n_candidate:
+        return "best"
+    if n_reference > n_candidate:
+        return "candidate"
+    return "best"
+
+
 def reference_moved(ref: Reference, fresh: float, sd: float, maximize: bool) -> bool:
     """Whether a fresh run of the best says its reference is stale in the candidate's favour (the
     machine got faster): better than the reference's mean by more than DRIFT_SDS sds of the
@@ -523,3 +538,4 @@ def drift_suspected(recent_candidates: list[float], best_reference: float, noise
         return False
     far = DRIFT_SDS * noise_sd
     return all(improvement(c, best_reference, maximize) < -far for c in recent_candidates[-k:])
+
