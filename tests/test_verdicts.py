@@ -495,7 +495,7 @@ def test_a_fresh_run_of_the_best_says_when_its_reference_went_stale() -> None:
 def test_reference_config_shapes_and_errors(tmp_path: Path) -> None:
     load = _verdict_loader(tmp_path)
     v = load('confirm = "reference"')
-    assert (v.confirm, v.confidence, v.max_runs, v.reference_runs) == ("reference", 0.99, 12, 10)
+    assert (v.confirm, v.confidence, v.max_runs, v.reference_runs) == ("reference", 0.99, 20, 4)
     v = load('confirm = "reference"\nconfidence = 0.95\nreference_runs = 8')
     assert (v.confidence, v.reference_runs) == (0.95, 8)
     assert "[verdict] test:" in _bad_verdict_config(tmp_path / "a", 'confirm = "reference"\ntest = "sign"')
@@ -514,7 +514,7 @@ def test_the_side_with_fewer_runs_runs_next_and_a_tie_grows_the_reference() -> N
 def _flow_config(**verdict: object):  # noqa: ANN202 - what decide_flow reads of a TaskConfig
     from types import SimpleNamespace
 
-    policy = VerdictSection(confirm="reference", confidence=0.99, max_runs=12, **verdict)  # type: ignore[arg-type]
+    policy = VerdictSection(confirm="reference", confidence=0.99, max_runs=20, **verdict)  # type: ignore[arg-type]
     return SimpleNamespace(verdict=policy, maximize=False, resource=SimpleNamespace(name=""),
                            metric=SimpleNamespace(holdout="", constraints=[]))
 
@@ -621,9 +621,9 @@ def test_reference_sessions_through_decide_flow_keep_gains_and_not_noise() -> No
         if kept:
             best, best_metric = exp.commit_sha, exp.metric
     assert false_keeps <= 2, (false_keeps, nulls)  # ~200 null edits at alpha 0.01
-    assert true_keeps >= 0.8 * gains, (true_keeps, gains)
-    # 5.46 runs per experiment here; the old design (candidate runs only, a 12-run top-up of every
-    # new best) costs 5.88 on this very session
-    assert len(log) / 300 < 5.7
+    assert true_keeps >= 0.85 * gains, (true_keeps, gains)
+    # 4.09 runs per experiment here (91 of 95 gains kept, 1 of 205 null edits); the old design
+    # (candidate runs only, a 12-run top-up of every new best) costs 5.88 on this session
+    assert len(log) / 300 < 4.6
     assert no_best_runs > 150  # most experiments use the stored reference as it is
     assert statistics.fmean(v for c, v in log if c == "b1") > 99.0  # sanity: the baseline's level

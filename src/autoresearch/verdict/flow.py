@@ -93,7 +93,14 @@ def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
     if broken:
         exp.details["constraints"] = broken
         return V.Verdict("discard", "constraint")
-    decision = V.screen(exp.metric, exp.best_before, policy, config.maximize, exp.lines_delta or 0, band)
+    bar = exp.best_before
+    if policy.confirm == "reference" and reference is not None and reference.runs and not exp.is_baseline:
+        # The screen asks the test's own question: better than the reference's mean? The best's
+        # recorded metric is the median of the runs that made it pass (chosen by the stopping
+        # rule, so better than its truth); the reference also holds the runs of it made since.
+        bar = V.fmean(reference.runs)
+        exp.details["screen_bar"] = bar
+    decision = V.screen(exp.metric, bar, policy, config.maximize, exp.lines_delta or 0, band)
     exp.details.update(decision.details)
     if decision.status == "keep" and is_stale is not None and is_stale():
         return V.Verdict("stale")

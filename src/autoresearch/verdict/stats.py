@@ -70,10 +70,11 @@ SEQ_FUTILITY = 0.2  # stop "not-better" once the BF falls to this (evidence for 
 # confirm = "reference": the design gain in run sds (the contrast's own sd shrinks with the runs on
 # both sides, so it is a plain 2-sd gain here; benchmarks/false_keeps.py --bound picked it)
 REF_DELTA = 2.0
-# ... and it gives up on a candidate (never a false keep) at BF <= REF_FUTILITY, but not before
-# REF_FUTILITY_RUNS runs: one unlucky first run of a real gain must not end it
-REF_FUTILITY = 0.05
-REF_FUTILITY_RUNS = 3
+# ... and it gives up on a candidate (never a false keep) at BF <= REF_FUTILITY: a gain of REF_DELTA
+# is dropped so with probability <= 0.1 (1/BF is a martingale under that alternative), spent on
+# ending null edits sooner; not before REF_FUTILITY_RUNS runs (the screen's run and one more)
+REF_FUTILITY = 0.1
+REF_FUTILITY_RUNS = 2
 
 
 @dataclass
