@@ -134,7 +134,12 @@ def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict
     one) checks that the reference did not go stale in the candidate's favour (a faster machine).
     After a keep the candidate is run up to `reference_runs` times: its confirmation runs were
     chosen by the stopping rule (they are the runs that made it pass, better than its truth), and
-    fresh runs dilute that bias before they become its reference as the new best."""
+    fresh runs dilute that bias before they become its reference as the new best.
+
+    Reusing the best's runs across candidates selects them a little: a candidate is dropped more
+    often when the best's runs came out good, and those runs stay. That makes the reference look
+    better than its truth, so keeps get rarer, never easier (benchmarks/false_keeps.py measures
+    the false keeps through this very flow)."""
     policy, maximize = config.verdict, config.maximize
     needed = V.threshold(exp.best_before or 0.0, policy)
     if screened.reason == "simpler":

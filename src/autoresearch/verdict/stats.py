@@ -350,7 +350,8 @@ class Reference:
 def reference_decision(ref: Reference, cand_runs: list[float], policy: VerdictSection, maximize: bool,
                        min_delta: float) -> PairedOutcome:
     """The sequential t-test of H0 "the candidate's mean is at most min_delta better than the
-    reference's", with only the candidate re-run.
+    reference's", over the candidate's runs and the best's reference runs (flow.py decides which
+    side runs next: reference_arm).
 
     The contrast is the two-sample t: (mean of the candidate's runs vs mean of the reference's)
     over a pooled sd whose degrees of freedom come from the reference, the candidate and other
