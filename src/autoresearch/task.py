@@ -89,7 +89,7 @@ class VerdictSection:
     relative: bool = False  # min_delta is a fraction of |best| instead of absolute
     repeats: int = 1  # run a candidate k times and compare medians
     # "sequential" is shorthand for confirm = "paired" + test = "sequential" (normalized on load);
-    # "reference": candidate runs only, against the best's multi-run reference (verdict.stats)
+    # "reference": against the best's stored runs, re-running the side with fewer runs (verdict.flow)
     confirm: Literal["none", "paired", "sequential", "reference"] = "none"
     test: Literal["bootstrap", "sign", "sequential"] = "bootstrap"
     confidence: float = 0.95
