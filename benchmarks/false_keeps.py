@@ -193,8 +193,9 @@ def flow_cell(policy, effect: float, seed: int, experiments: int, p_gain: float 
     """Keeps per experiment among the edits that are gains (or all, when every edit is one: the
     false-keep and power cells above), false keeps among null edits, and runs per experiment,
     with verdict.decide_flow itself deciding and the journal's bookkeeping done as trial.py does:
-    the best's reference runs (a new best's own runs), other commits' replicates for the sd, the
-    baseline measured as the policy says (its runs counted too). P_GAIN < 1: a session where only
+    the best's reference = every run of it (a new best's own runs, and the runs of it that later
+    confirmations made where its reference was the thinner side), other commits' replicates for
+    the sd, the baseline measured as the policy says (its runs counted too). P_GAIN < 1: a session where only
     that share of edits is a real EFFECT-sd gain."""
     import random
     from types import SimpleNamespace

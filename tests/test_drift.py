@@ -97,7 +97,7 @@ LEVEL = 10.0
 counter = Path(os.environ["AUTORESEARCH_CACHE"]) / "drift-count"
 count = int(counter.read_text()) + 1 if counter.exists() else 1
 counter.write_text(str(count))
-fast = -5.0 if count > 12 else 0.0  # the machine gets faster after the baseline's 12 runs
+fast = -5.0 if count > 4 else 0.0  # the machine gets faster after the baseline's 4 runs
 noise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0.0, 0.05)
 print(f"val_loss: {LEVEL + fast + noise:.6f}")
 '''
@@ -113,7 +113,7 @@ def test_reference_confirmation_is_not_fooled_by_a_faster_machine(tmp_path: Path
     not kept, the reference is re-measured, and a real gain afterwards is still kept."""
     root = drifting_task(tmp_path, FAST_TRAIN, 'confirm = "reference"')
     db = sqlite3.connect(root / ".autoresearch" / "journal.db")
-    assert db.execute("SELECT COUNT(*) FROM runs WHERE seq = 1").fetchone()[0] == 12  # the reference, 12 runs
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE seq = 1").fetchone()[0] == 4  # the reference, 4 runs
     (tmp_path / "agent.py").write_text(FAST_AGENT)
     out = ar(root, "run", "-q", "-n", "4", "--agent", f"command:{sys.executable} {tmp_path / 'agent.py'} {{seq}}")
     rows = dict(db.execute("SELECT seq, status FROM experiments WHERE seq > 1"))
@@ -123,13 +123,13 @@ def test_reference_confirmation_is_not_fooled_by_a_faster_machine(tmp_path: Path
     assert details.get("reference_moved") is not None, details  # the guard saw it
     assert "the best's reference was re-measured" in out.stderr
     kept = json.loads(db.execute("SELECT details_json FROM experiments WHERE seq = 4").fetchone()[0])["confirm"]
-    assert kept["test"] == "reference" and len(kept["candidate_runs"]) == 12  # the new best's own reference
+    assert kept["test"] == "reference" and len(kept["candidate_runs"]) >= 4  # the new best's own reference
 
 
 def test_the_native_experiment_re_measures_a_stale_reference_at_once(tmp_path: Path) -> None:
     """The same faster machine, by hand: the guard's finding re-measures the best right away, so
     the person's next experiment meets a current reference."""
-    root = drifting_task(tmp_path, FAST_TRAIN.replace("count > 12", "count > 4"), 'confirm = "reference"\nreference_runs = 4')
+    root = drifting_task(tmp_path, FAST_TRAIN, 'confirm = "reference"\nreference_runs = 4')
     (root / "train.py").write_text((root / "train.py").read_text() + "# a comment\n")
     out = ar(root, "experiment", "-m", "a null edit", check=False)
     assert out.stdout.startswith("discard: "), out.stdout + out.stderr

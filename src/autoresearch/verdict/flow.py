@@ -8,8 +8,9 @@ decision procedure for every way an experiment is run.
 Steps: the screening run(s) (`repeats`), constraints, the screen against the best with the
 noise band, then on an apparent win either paired ABBA confirmation runs of the parent and the
 candidate with fresh seeds until the paired test is decisive (`confirm = "paired"`), or runs
-of the candidate alone against the best's reference runs, a guard run of the best, and the
-new best's own reference runs after a keep (`confirm = "reference"`).
+of the candidate, and of the best where its reference is the thinner side, against the best's
+reference runs, with a guard run of the best before a keep and the new best's own reference
+runs after one (`confirm = "reference"`).
 """
 
 from __future__ import annotations
@@ -92,7 +93,14 @@ def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
     if broken:
         exp.details["constraints"] = broken
         return V.Verdict("discard", "constraint")
-    decision = V.screen(exp.metric, exp.best_before, policy, config.maximize, exp.lines_delta or 0, band)
+    bar = exp.best_before
+    if policy.confirm == "reference" and reference is not None and reference.runs and not exp.is_baseline:
+        # The screen asks the test's own question: better than the reference's mean? The best's
+        # recorded metric is the median of the runs that made it pass (chosen by the stopping
+        # rule, so better than its truth); the reference also holds the runs of it made since.
+        bar = V.fmean(reference.runs)
+        exp.details["screen_bar"] = bar
+    decision = V.screen(exp.metric, bar, policy, config.maximize, exp.lines_delta or 0, band)
     exp.details.update(decision.details)
     if decision.status == "keep" and is_stale is not None and is_stale():
         return V.Verdict("stale")
@@ -118,52 +126,62 @@ def _failed(m: "Measurement", role: str) -> V.Verdict:
 
 def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict, screening: list[float],
                     reference: V.Reference, on_phase: PhaseCallback) -> DecisionFlow:
-    """`confirm = "reference"`: re-run only the candidate until the test against the best's
-    reference runs decides; before a keep, one fresh run of the best guards against a reference
-    that went stale in the candidate's favour (a faster machine); after a keep, the candidate is
-    run up to `reference_runs` times, which become its own reference as the new best."""
+    """`confirm = "reference"`: the test of the candidate's runs against the best's reference runs,
+    re-running whichever side makes the comparison sharper (V.reference_arm: the side with fewer
+    runs) until it decides. The best's runs made here are journaled runs of the best, so they
+    join its reference for every later candidate: the reference grows where a candidate needs it
+    and is reused after. Before a keep, at least one fresh run of the best (the guard: the first
+    one) checks that the reference did not go stale in the candidate's favour (a faster machine).
+    After a keep the candidate is run up to `reference_runs` times: its confirmation runs were
+    chosen by the stopping rule (they are the runs that made it pass, better than its truth), and
+    fresh runs dilute that bias before they become its reference as the new best.
+
+    Reusing the best's runs across candidates selects them a little: a candidate is dropped more
+    often when the best's runs came out good, and those runs stay. That makes the reference look
+    better than its truth, so keeps get rarer, never easier (benchmarks/false_keeps.py measures
+    the false keeps through this very flow)."""
     policy, maximize = config.verdict, config.maximize
     needed = V.threshold(exp.best_before or 0.0, policy)
     if screened.reason == "simpler":
         needed = -max(needed, screened.details.get("band", 0.0))  # not worse beyond the band
     cand = list(screening)
+    fresh: list[float] = []  # this experiment's runs of the best
     on_phase("confirming", {"seq": exp.seq})
     info: dict[str, Any] = {"test": "reference", "reference_runs": list(reference.runs)}
     exp.details["confirm"] = info
     outcome = V.reference_decision(reference, cand, policy, maximize, needed)
-    guarded = False
-    while True:
-        while outcome.decision == "continue":
+    while outcome.decision == "continue" or (outcome.decision == "better" and not fresh):
+        # a keep waits for the guard; otherwise the side whose run sharpens the test more
+        if outcome.decision == "better" or V.reference_arm(len(cand), len(reference.runs)) == "best":
+            m = yield MeasureRequest(exp.parent, f"confirm-{len(fresh)}-best", run_seed(exp.seq, 300 + len(fresh)), "best")
+            if not m.ok:
+                info.update(failed_run=len(cand) + len(fresh), role="best", reason=m.reason)
+                return _failed(m, "best")
+            if not fresh:
+                # The guard: the first fresh run of the best. It joins the reference like any
+                # run of the best, unless it beat the reference by far, which says the reference is
+                # stale (a faster machine): then nothing is kept and the best is re-measured.
+                info["guard"] = m.metric
+                if V.reference_moved(reference, m.metric, V.pooled(reference, cand), maximize):  # type: ignore[arg-type]
+                    exp.details["reference_moved"] = m.metric
+                    return V.Verdict("discard", "unconfirmed")
+            fresh.append(m.metric)  # type: ignore[arg-type]
+            reference = V.Reference([*reference.runs, m.metric], reference.other_ss, reference.other_df)  # type: ignore[list-item]
+        else:
             m = yield MeasureRequest(exp.commit_sha, f"confirm-{len(cand)}-candidate", run_seed(exp.seq, 100 + len(cand)))
             if not m.ok:
-                info.update(failed_run=len(cand), role="candidate", reason=m.reason)
+                info.update(failed_run=len(cand) + len(fresh), role="candidate", reason=m.reason)
                 return _failed(m, "candidate")
             cand.append(m.metric)  # type: ignore[arg-type]
-            outcome = V.reference_decision(reference, cand, policy, maximize, needed)
-        if outcome.decision != "better" or guarded:
-            break
-        # The guard: one fresh run of the best. It joins the reference (it is a run of the best
-        # like the others: the test goes on if it makes the evidence short of a keep), unless it
-        # beat the reference by far, which says the reference is stale (a faster machine).
-        m = yield MeasureRequest(exp.parent, "guard-best", run_seed(exp.seq, 99), "best")
-        if not m.ok:
-            info.update(failed_run=len(cand), role="best", reason=m.reason)
-            return _failed(m, "best")
-        guarded = True
-        info["guard"] = m.metric
-        if V.reference_moved(reference, m.metric, V.pooled(reference, cand), maximize):  # type: ignore[arg-type]
-            exp.details["reference_moved"] = m.metric
-            return V.Verdict("discard", "unconfirmed")
-        reference = V.Reference([*reference.runs, m.metric], reference.other_ss, reference.other_df)  # type: ignore[list-item]
         outcome = V.reference_decision(reference, cand, policy, maximize, needed)
-    info.update(runs=len(cand), mean_improvement=outcome.mean_improvement, bound=outcome.bound,
+    info.update(runs=len(cand), best_runs=fresh, mean_improvement=outcome.mean_improvement, bound=outcome.bound,
                 alpha=outcome.alpha, candidate_runs=list(cand))
     if outcome.decision != "better":
         return V.Verdict("discard", "unconfirmed")
-    while len(cand) < policy.reference_runs:  # the new best's reference
+    while len(cand) < policy.reference_runs:  # the new best's reference (see the docstring)
         m = yield MeasureRequest(exp.commit_sha, f"reference-{len(cand)}", run_seed(exp.seq, 200 + len(cand)))
         if not m.ok:
-            info.update(failed_run=len(cand), role="candidate", reason=m.reason)
+            info.update(failed_run=len(cand) + len(fresh), role="candidate", reason=m.reason)
             return _failed(m, "candidate")
         cand.append(m.metric)  # type: ignore[arg-type]
     info["candidate_runs"] = list(cand)

@@ -70,10 +70,11 @@ SEQ_FUTILITY = 0.2  # stop "not-better" once the BF falls to this (evidence for 
 # confirm = "reference": the design gain in run sds (the contrast's own sd shrinks with the runs on
 # both sides, so it is a plain 2-sd gain here; benchmarks/false_keeps.py --bound picked it)
 REF_DELTA = 2.0
-# ... and it gives up on a candidate (never a false keep) at BF <= REF_FUTILITY, but not before
-# REF_FUTILITY_RUNS runs: one unlucky first run of a real gain must not end it
-REF_FUTILITY = 0.05
-REF_FUTILITY_RUNS = 3
+# ... and it gives up on a candidate (never a false keep) at BF <= REF_FUTILITY: a gain of REF_DELTA
+# is dropped so with probability <= 0.1 (1/BF is a martingale under that alternative), spent on
+# ending null edits sooner; not before REF_FUTILITY_RUNS runs (the screen's run and one more)
+REF_FUTILITY = 0.1
+REF_FUTILITY_RUNS = 2
 
 
 @dataclass
@@ -349,7 +350,8 @@ class Reference:
 def reference_decision(ref: Reference, cand_runs: list[float], policy: VerdictSection, maximize: bool,
                        min_delta: float) -> PairedOutcome:
     """The sequential t-test of H0 "the candidate's mean is at most min_delta better than the
-    reference's", with only the candidate re-run.
+    reference's", over the candidate's runs and the best's reference runs (flow.py decides which
+    side runs next: reference_arm).
 
     The contrast is the two-sample t: (mean of the candidate's runs vs mean of the reference's)
     over a pooled sd whose degrees of freedom come from the reference, the candidate and other
@@ -369,6 +371,21 @@ def reference_decision(ref: Reference, cand_runs: list[float], policy: VerdictSe
     if n >= policy.max_runs or (bf <= REF_FUTILITY and n >= REF_FUTILITY_RUNS):
         return PairedOutcome("not-better", n, gain, bf, alpha)
     return PairedOutcome("continue", n, gain, bf, alpha)
+
+
+def reference_arm(n_candidate: int, n_reference: int) -> str:
+    """Which side `confirm = "reference"` runs next: the one whose run shrinks the standard error
+    of the difference of means, sd * sqrt(1/n + 1/m), the most, i.e. the side with fewer runs. A
+    tie goes to the best: its runs stay in its reference for every later candidate, the
+    candidate's are spent on this one. The choice (like the flow's guard run before a keep) is
+    made from what is known before the run, a predictable design: each run's likelihood ratio
+    is then its conditional density ratio given the past, the design cancels, and the product
+    stays a martingale under H0 (Ville's bound holds as for a fixed design)."""
+    if n_reference < n_candidate:
+        return "best"
+    if n_reference > n_candidate:
+        return "candidate"
+    return "best"
 
 
 def reference_moved(ref: Reference, fresh: float, sd: float, maximize: bool) -> bool:
@@ -523,3 +540,4 @@ def drift_suspected(recent_candidates: list[float], best_reference: float, noise
         return False
     far = DRIFT_SDS * noise_sd
     return all(improvement(c, best_reference, maximize) < -far for c in recent_candidates[-k:])
+
