@@ -220,6 +220,9 @@ def _child(listener: socket.socket, conn: socket.socket, lock_fd: int, fds: list
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        # A copy lives for one experiment: the collector's passes would only touch (and so copy)
+        # the server's pages; what a cycle holds is freed when the copy exits.
+        gc.disable()
         cwd, umask, argv, env = _parse(payload)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)

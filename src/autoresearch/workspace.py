@@ -11,7 +11,9 @@ from .errors import AutoresearchError, disk_full_message
 
 import fnmatch
 import os
+import select
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -62,6 +64,80 @@ def experiment_ref(tag: str, seq: int) -> str:
     return f"{REF_PREFIX}{tag}/{seq}"
 
 
+def _spawn(argv: list[str], env: dict[str, str], input: str | None) -> tuple[int, str, str]:
+    """Run ARGV (an absolute executable first) and return its exit status, stdout and stderr.
+
+    os.posix_spawn and one poll loop over the pipes rather than subprocess.run: the same
+    semantics (input fed while both outputs are read, so no side can block the other; the
+    child killed if this process is interrupted), at ~0.25 ms less Python per call, and a native
+    experiment makes a dozen of these. Output is decoded as UTF-8 without newline translation
+    (paths in -z listings keep a carriage return). stdin is /dev/null unless INPUT is given."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if input is not None else (-1, -1)
+    if min(out_w, err_w, *([in_r] if input is not None else [])) < 3:  # a closed std stream here
+        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        proc = subprocess.run(argv, env=env, input=input, capture_output=True, text=True, errors="replace")
+        return proc.returncode, proc.stdout, proc.stderr
+    stdin_action = ((os.POSIX_SPAWN_DUP2, in_r, 0) if input is not None
+                    else (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
+    try:
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
+            stdin_action, (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    except OSError:
+        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    for fd in (out_w, err_w, in_r):  # the child's ends (the pipes are close-on-exec for it)
+        if fd >= 0:
+            os.close(fd)
+    outputs: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    reading = {out_r, err_r}
+    pending = memoryview(input.encode("utf-8") if input is not None else b"")
+    poller = select.poll()
+    for fd in reading:
+        poller.register(fd, select.POLLIN)
+    if in_w >= 0:
+        poller.register(in_w, select.POLLOUT)
+    try:
+        while reading or in_w >= 0:
+            for fd, _ in poller.poll():
+                if fd == in_w:
+                    try:  # at most PIPE_BUF once POLLOUT is set: never blocks
+                        pending = pending[os.write(in_w, pending[:select.PIPE_BUF]):]
+                    except BrokenPipeError:  # it stopped reading: the rest is not wanted
+                        pending = pending[:0]
+                    if not pending:  # all fed: its end of input
+                        poller.unregister(in_w)
+                        os.close(in_w)
+                        in_w = -1
+                elif fd in reading:
+                    data = os.read(fd, 65536)
+                    if data:
+                        outputs[fd].append(data)
+                    else:
+                        poller.unregister(fd)
+                        reading.discard(fd)
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # interrupted: the child goes too, as subprocess.run does it
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+    out = b"".join(outputs[out_r]).decode("utf-8", "replace")
+    err = b"".join(outputs[err_r]).decode("utf-8", "replace")
+    return os.waitstatus_to_exitcode(status), out, err
+
+
 def matches_any(path: str, patterns: list[str]) -> bool:
     """Glob match of a repository path against the config's patterns (`**` spans folders)."""
     for pattern in patterns:
@@ -83,6 +159,7 @@ class Workspace:
         # the last snapshot: base, its index file, the tree it gave, the paths it left out
         self._index: tuple[str, str, str, frozenset[str]] | None = None
         self._trees: dict[str, str] = {}  # commit sha -> its tree
+        self._git_exe: str | None = None  # git's path, looked up once
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -93,20 +170,19 @@ class Workspace:
         full_env.setdefault("GIT_TERMINAL_PROMPT", "0")
         needs_identity = bool(args) and args[0] in IDENTITY_COMMANDS
         identity = self._identity or (["-c", "user.useConfigOnly=true"] if needs_identity else [])
-        proc = subprocess.run(
-            ["git", *identity, *args], cwd=self.root, env=full_env, input=input,
-            capture_output=True, text=True, errors="replace",
-        )
-        if needs_identity and not self._identity and proc.returncode != 0 and _no_identity(proc.stderr):
+        if self._git_exe is None:
+            self._git_exe = shutil.which("git") or "git"
+        code, stdout, stderr = _spawn([self._git_exe, "-C", str(self.root), *identity, *args], full_env, input)
+        if needs_identity and not self._identity and code != 0 and _no_identity(stderr):
             # No user.email/name configured: git would refuse (or guess from the host name). The
             # user's identity is used wherever there is one; this one only where there is none.
             self._identity = FALLBACK_IDENTITY
             return self.git(*args, check=check, env=env, input=input)
-        if check and proc.returncode != 0:
-            if "No space left on device" in proc.stderr:  # the way out, not git's words alone
-                raise GitError(disk_full_message(self.root, f"git: {' '.join(proc.stderr.split())}"))
-            raise GitError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
-        return proc.stdout
+        if check and code != 0:
+            if "No space left on device" in stderr:  # the way out, not git's words alone
+                raise GitError(disk_full_message(self.root, f"git: {' '.join(stderr.split())}"))
+            raise GitError(f"git {' '.join(args)} failed ({code}): {stderr.strip() or stdout.strip()}")
+        return stdout
 
     def is_repo(self) -> bool:
         proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=self.root, capture_output=True, text=True)
