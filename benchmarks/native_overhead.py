@@ -378,20 +378,32 @@ def git_sites(task: Path, env: dict[str, str], counter: list[int]) -> None:
     autoresearch function that asked for it, in order."""
     next_edit(task, counter)
     code = r'''
-import subprocess, sys, time, traceback
-original = subprocess.run
+import os, subprocess, sys, time, traceback
+import autoresearch.workspace as W
 calls = []
-def run(args, *a, **kw):
-    t = time.perf_counter()
-    try:
-        return original(args, *a, **kw)
-    finally:
-        if isinstance(args, (list, tuple)) and args and args[0] == "git":
-            sub = next((x for x in args[1:] if not x.startswith("-") and "=" not in x), "?")
-            site = [f for f in traceback.extract_stack()[:-1] if "autoresearch" in f.filename]
-            where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1][:-3]}.{f.name}" for f in site[-1:-4:-1])
-            calls.append((time.perf_counter() - t, sub, where))
-subprocess.run = run
+def subcommand(argv):
+    i = 1
+    while i < len(argv):
+        if argv[i] in ("-C", "-c"):
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return "?"
+def counted(original):
+    def call(args, *a, **kw):
+        t = time.perf_counter()
+        try:
+            return original(args, *a, **kw)
+        finally:
+            if isinstance(args, (list, tuple)) and args and os.path.basename(str(args[0])) == "git":
+                site = [f for f in traceback.extract_stack()[:-1] if "autoresearch" in f.filename]
+                where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1][:-3]}.{f.name}" for f in site[-1:-4:-1])
+                calls.append((time.perf_counter() - t, subcommand(args), where))
+    return call
+subprocess.run = counted(subprocess.run)  # git outside Workspace.git
+W._spawn = counted(W._spawn)  # Workspace.git
 import runpy, atexit
 def dump():
     total = sum(c[0] for c in calls)

@@ -68,6 +68,7 @@ import autoresearch.loop as L  # noqa: E402
 import autoresearch.measure as M  # noqa: E402
 import autoresearch.scratch as S  # noqa: E402
 import autoresearch.trial as T  # noqa: E402
+import autoresearch.workspace as W  # noqa: E402
 from autoresearch.executors.local import LocalExecutor  # noqa: E402
 from autoresearch.journal import Journal  # noqa: E402
 from autoresearch.results import write_tsv  # noqa: E402
@@ -117,6 +118,19 @@ def cli_env() -> dict[str, str]:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = os.environ["AUTORESEARCH_BENCH_PYCACHE"]
     return env
+
+
+def git_subcommand(argv: list[str]) -> str:
+    """The git subcommand in ARGV, past `-C DIR` and `-c KEY=VALUE`."""
+    i = 1
+    while i < len(argv):
+        if argv[i] in ("-C", "-c"):
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return "?"
 
 
 def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -318,28 +332,31 @@ class Timers:
         for name in ("begin", "update", "best", "latest_noise", "add_run", "get_meta", "set_meta", "settle",
                      "noted", "experiments", "get", "next_seq"):
             self._wrap(Journal, name, "sqlite journal")
-        # Every git call goes through subprocess.run.
-        original_run = subprocess.run
+        # Git runs through workspace._spawn (Workspace.git) or subprocess.run (everything else).
         timers = self
 
-        def run(args, *a, **kw):
-            is_git = isinstance(args, (list, tuple)) and args and args[0] == "git"
-            if not is_git:
-                return original_run(args, *a, **kw)
-            timers._enter()
-            t = time.perf_counter()
-            try:
-                return original_run(args, *a, **kw)
-            finally:
-                elapsed = timers._leave("git subprocesses", t)
-                sub = next((x for x in args[1:] if not x.startswith("-") and "=" not in x), "?")
-                site = call_site(sub)
-                with timers._lock:
-                    timers.git_seconds[sub] += elapsed
-                    timers.git_calls[sub] += 1
-                    timers.sites[site] += 1
-        subprocess.run = run
-        self._undo.append((subprocess, "run", original_run))
+        def counted(original):  # noqa: ANN001, ANN202
+            def call(args, *a, **kw):
+                is_git = isinstance(args, (list, tuple)) and args and Path(str(args[0])).name == "git"
+                if not is_git:
+                    return original(args, *a, **kw)
+                timers._enter()
+                t = time.perf_counter()
+                try:
+                    return original(args, *a, **kw)
+                finally:
+                    elapsed = timers._leave("git subprocesses", t)
+                    sub = git_subcommand(args)
+                    site = call_site(sub)
+                    with timers._lock:
+                        timers.git_seconds[sub] += elapsed
+                        timers.git_calls[sub] += 1
+                        timers.sites[site] += 1
+            return call
+        for owner, name in ((subprocess, "run"), (W, "_spawn")):
+            original = getattr(owner, name)
+            setattr(owner, name, counted(original))
+            self._undo.append((owner, name, original))
         return self
 
     def uninstall(self) -> None:
