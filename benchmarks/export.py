@@ -1,6 +1,5 @@
 """What the "Sealed" isolation adds per experiment: the copy (a scratch checkout of best for the
-agent), the clean export of the commit under test for the run, the harness files rewritten from
-their locked content, and cleaning both up; plus redacting a full-size run log.
+agent), the clean export of the commit under test for the run, and cleaning both up; plus redacting a full-size run log.
 
 What it does:
   1. Makes an `example` task with the real CLI and gives it a history of HISTORIES commits
@@ -11,8 +10,7 @@ What it does:
        checkout-index   read-tree into a throwaway index, then checkout-index (two git calls)
        archive|tar      git archive | tar -x (not exact: applies export-ignore/export-subst)
        copy+export      what one experiment adds: export best into a scratch folder, export the
-                        candidate into a run folder, write_locked_files from the lock commit,
-                        remove both folders
+                        candidate into a run folder, remove both folders
   3. Redaction of a 4 MB log holding one secret, with 20 secret values known.
 
 How to read it: medians in milliseconds. The goal ("Sealed" issue) is copy+export under GOAL_MS,
@@ -36,12 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from autoresearch.redact import redact_file  # noqa: E402
-from autoresearch.workspace import Workspace, write_locked_files  # noqa: E402
+from autoresearch.workspace import Workspace  # noqa: E402
 
 HISTORIES = [10, 1000]
 REPEATS = 21
 GOAL_MS = 100.0
-HARNESS = ["prepare.py", "autoresearch.toml", "program.md"]
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 
@@ -103,25 +100,23 @@ def timed_export(method, ws: Workspace, commit: str, scratch: Path) -> None:
     shutil.rmtree(dest)
 
 
-def one_experiment(ws: Workspace, commit: str, scratch: Path, lock: str) -> None:
-    """Copy (the agent's checkout of best) + export (the run's folder) + locked harness + cleanup."""
+def one_experiment(ws: Workspace, commit: str, scratch: Path) -> None:
+    """Copy (the agent's checkout of best) + export (the run's folder) + cleanup."""
     agent = Path(tempfile.mkdtemp(dir=scratch))
     run = Path(tempfile.mkdtemp(dir=scratch))
     ws.export(commit, agent)
     ws.export(commit, run)
-    write_locked_files(run, ws.read_blobs(lock, HARNESS), executable=ws.executable_paths(lock, HARNESS))
     shutil.rmtree(agent)
     shutil.rmtree(run)
 
 
 def measure(ws: Workspace, scratch: Path) -> dict[str, float]:
     commit = ws.head() or ""
-    lock = git(ws.root, "rev-list", "--max-parents=0", "HEAD").split()[0]
     cells = {
         "checkout": lambda: timed_export(Workspace.export, ws, commit, scratch),
         "checkout-index": lambda: timed_export(export_checkout_index, ws, commit, scratch),
         "archive|tar": lambda: timed_export(export_archive, ws, commit, scratch),
-        "copy+export": lambda: one_experiment(ws, commit, scratch, lock),
+        "copy+export": lambda: one_experiment(ws, commit, scratch),
     }
     for fn in cells.values():  # warm-up: page cache, git's packs
         fn()

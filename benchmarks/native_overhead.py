@@ -379,7 +379,7 @@ def git_sites(task: Path, env: dict[str, str], counter: list[int]) -> None:
     next_edit(task, counter)
     code = r'''
 import os, subprocess, sys, time, traceback
-import autoresearch.workspace as W
+import autoresearch.spawn as SP
 calls = []
 def subcommand(argv):
     i = 1
@@ -403,7 +403,7 @@ def counted(original):
                 calls.append((time.perf_counter() - t, subcommand(args), where))
     return call
 subprocess.run = counted(subprocess.run)  # git outside Workspace.git
-W._spawn = counted(W._spawn)  # Workspace.git
+SP.capture = counted(SP.capture)  # Workspace.git
 import runpy, atexit
 def dump():
     total = sum(c[0] for c in calls)

@@ -68,7 +68,7 @@ import autoresearch.loop as L  # noqa: E402
 import autoresearch.measure as M  # noqa: E402
 import autoresearch.scratch as S  # noqa: E402
 import autoresearch.trial as T  # noqa: E402
-import autoresearch.workspace as W  # noqa: E402
+import autoresearch.spawn as SP  # noqa: E402
 from autoresearch.executors.local import LocalExecutor  # noqa: E402
 from autoresearch.journal import Journal  # noqa: E402
 from autoresearch.results import write_tsv  # noqa: E402
@@ -332,7 +332,7 @@ class Timers:
         for name in ("begin", "update", "best", "latest_noise", "add_run", "get_meta", "set_meta", "settle",
                      "noted", "experiments", "get", "next_seq"):
             self._wrap(Journal, name, "sqlite journal")
-        # Git runs through workspace._spawn (Workspace.git) or subprocess.run (everything else).
+        # Git runs through spawn.capture (Workspace.git) or subprocess.run (everything else).
         timers = self
 
         def counted(original):  # noqa: ANN001, ANN202
@@ -353,7 +353,7 @@ class Timers:
                         timers.git_calls[sub] += 1
                         timers.sites[site] += 1
             return call
-        for owner, name in ((subprocess, "run"), (W, "_spawn")):
+        for owner, name in ((subprocess, "run"), (SP, "capture")):
             original = getattr(owner, name)
             setattr(owner, name, counted(original))
             self._undo.append((owner, name, original))

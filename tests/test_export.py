@@ -18,7 +18,7 @@ import pytest
 from conftest import git
 
 from autoresearch.harness import task_env
-from autoresearch.workspace import GitError, Workspace, write_locked_files
+from autoresearch.workspace import GitError, Workspace
 
 REAL = "print('helper: real')\n"
 FAKE = "print('helper: FAKE')\n"  # same length: the planted cache must look valid for the real source
@@ -161,36 +161,3 @@ def test_export_runs_no_hook(repo: Workspace, tmp_path: Path) -> None:
     assert (tmp_path / "export" / "helper.py").exists() and not (tmp_path / "hook-ran").exists()
 
 
-def test_locked_files_come_from_the_lock_commit(repo: Workspace, tmp_path: Path) -> None:
-    lock = repo.head()
-    (repo.root / "helper.py").write_text(FAKE)  # swapped on disk after the lock
-    git(repo.root, "commit", "-qam", "swap")
-    dest = tmp_path / "export"
-    repo.export("HEAD", dest)
-    harness = ["helper.py", "run.sh", "missing.py"]
-    blobs = repo.read_blobs(lock, harness)
-    assert blobs == {"helper.py": REAL.encode(), "run.sh": b"#!/bin/sh\necho run\n"}
-    write_locked_files(dest, blobs, executable=repo.executable_paths(lock, harness))
-    assert (dest / "helper.py").read_text() == REAL
-    assert oct((dest / "helper.py").stat().st_mode & 0o777) == "0o444"
-    assert oct((dest / "run.sh").stat().st_mode & 0o777) == "0o555"
-
-
-def test_a_locked_file_replaces_a_symlink_instead_of_writing_through_it(tmp_path: Path) -> None:
-    victim = tmp_path / "victim.txt"
-    victim.write_text("untouched")
-    dest = tmp_path / "export"
-    dest.mkdir()
-    (dest / "evaluate.py").symlink_to(victim)
-    (dest / "prepare.py").mkdir()
-    write_locked_files(dest, {"evaluate.py": b"locked", "prepare.py": b"locked too", "sub/new.py": b"n"})
-    assert victim.read_text() == "untouched"
-    assert not (dest / "evaluate.py").is_symlink() and (dest / "evaluate.py").read_text() == "locked"
-    assert (dest / "prepare.py").read_text() == "locked too" and (dest / "sub" / "new.py").read_text() == "n"
-
-
-@pytest.mark.parametrize("bad", ["../escape.py", "/etc/evil", "sub/../../escape.py"])
-def test_a_locked_path_outside_the_export_is_refused(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(GitError, match="not a path inside"):
-        write_locked_files(tmp_path / "export", {bad: b"x"})
-    assert not (tmp_path / "escape.py").exists()

@@ -24,7 +24,7 @@ from autoresearch.journal import Journal
 from autoresearch.results import render_tsv
 from autoresearch.results import throughput
 from autoresearch.loop import run_loop as run_parallel
-from autoresearch.workspace import replay_tree, replay_tree_by_patch
+from autoresearch.replay import replay_tree, replay_tree_by_patch
 from autoresearch.proposers import Proposal, ProposeContext, ProposerError, get_proposer
 from autoresearch.sandbox import bwrap_works
 from autoresearch.session import Session

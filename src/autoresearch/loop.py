@@ -502,7 +502,7 @@ class Loop:
         return result
 
     def _replay_tree(self, commit: str, onto: str) -> str | None:
-        from .workspace import replay_tree
+        from .replay import replay_tree
 
         return replay_tree(self.session.ws, commit, onto)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .verdict import Verdict
-from .workspace import replay_tree
+from .replay import replay_tree
 
 if TYPE_CHECKING:
     from .journal import Experiment

@@ -38,7 +38,7 @@ from .results import sync_tsv
 from .measure import Measurement, measure_commit
 from . import verdict as V
 from .verdict import DecisionFlow, MeasureRequest, Verdict, decide_flow
-from .workspace import branch_name, count_lines, experiment_ref
+from .workspace import branch_name, experiment_ref
 
 if TYPE_CHECKING:
     from .session import Session
@@ -436,3 +436,8 @@ def _quarantine_oversized(session: "Session") -> list[str]:
 
 if TYPE_CHECKING:
     from .journal import NoiseRecord
+
+
+def count_lines(text: str | None) -> int:
+    """Non-blank lines: the simplicity rule's measure of code size."""
+    return sum(1 for line in (text or "").splitlines() if line.strip())

@@ -7,13 +7,12 @@ simply "the tree on disk versus best", and the commit that records it is always 
 
 from __future__ import annotations
 
+from . import spawn
 from .errors import AutoresearchError, disk_full_message
 
 import fnmatch
 import os
-import select
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -64,80 +63,6 @@ def experiment_ref(tag: str, seq: int) -> str:
     return f"{REF_PREFIX}{tag}/{seq}"
 
 
-def _spawn(argv: list[str], env: dict[str, str], input: str | None) -> tuple[int, str, str]:
-    """Run ARGV (an absolute executable first) and return its exit status, stdout and stderr.
-
-    os.posix_spawn and one poll loop over the pipes rather than subprocess.run: the same
-    semantics (input fed while both outputs are read, so no side can block the other; the
-    child killed if this process is interrupted), at ~0.25 ms less Python per call, and a native
-    experiment makes a dozen of these. Output is decoded as UTF-8 without newline translation
-    (paths in -z listings keep a carriage return). stdin is /dev/null unless INPUT is given."""
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    in_r, in_w = os.pipe() if input is not None else (-1, -1)
-    if min(out_w, err_w, *([in_r] if input is not None else [])) < 3:  # a closed std stream here
-        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
-            if fd >= 0:
-                os.close(fd)
-        proc = subprocess.run(argv, env=env, input=input, capture_output=True, text=True, errors="replace")
-        return proc.returncode, proc.stdout, proc.stderr
-    stdin_action = ((os.POSIX_SPAWN_DUP2, in_r, 0) if input is not None
-                    else (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
-    try:
-        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
-            stdin_action, (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
-    except OSError:
-        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
-            if fd >= 0:
-                os.close(fd)
-        raise
-    for fd in (out_w, err_w, in_r):  # the child's ends (the pipes are close-on-exec for it)
-        if fd >= 0:
-            os.close(fd)
-    outputs: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    reading = {out_r, err_r}
-    pending = memoryview(input.encode("utf-8") if input is not None else b"")
-    poller = select.poll()
-    for fd in reading:
-        poller.register(fd, select.POLLIN)
-    if in_w >= 0:
-        poller.register(in_w, select.POLLOUT)
-    try:
-        while reading or in_w >= 0:
-            for fd, _ in poller.poll():
-                if fd == in_w:
-                    try:  # at most PIPE_BUF once POLLOUT is set: never blocks
-                        pending = pending[os.write(in_w, pending[:select.PIPE_BUF]):]
-                    except BrokenPipeError:  # it stopped reading: the rest is not wanted
-                        pending = pending[:0]
-                    if not pending:  # all fed: its end of input
-                        poller.unregister(in_w)
-                        os.close(in_w)
-                        in_w = -1
-                elif fd in reading:
-                    data = os.read(fd, 65536)
-                    if data:
-                        outputs[fd].append(data)
-                    else:
-                        poller.unregister(fd)
-                        reading.discard(fd)
-        _, status = os.waitpid(pid, 0)
-    except BaseException:  # interrupted: the child goes too, as subprocess.run does it
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        for fd in (out_r, err_r, in_w):
-            if fd >= 0:
-                os.close(fd)
-    out = b"".join(outputs[out_r]).decode("utf-8", "replace")
-    err = b"".join(outputs[err_r]).decode("utf-8", "replace")
-    return os.waitstatus_to_exitcode(status), out, err
-
-
 def matches_any(path: str, patterns: list[str]) -> bool:
     """Glob match of a repository path against the config's patterns (`**` spans folders)."""
     for pattern in patterns:
@@ -172,7 +97,7 @@ class Workspace:
         identity = self._identity or (["-c", "user.useConfigOnly=true"] if needs_identity else [])
         if self._git_exe is None:
             self._git_exe = shutil.which("git") or "git"
-        code, stdout, stderr = _spawn([self._git_exe, "-C", str(self.root), *identity, *args], full_env, input)
+        code, stdout, stderr = spawn.capture([self._git_exe, "-C", str(self.root), *identity, *args], full_env, input)
         if needs_identity and not self._identity and code != 0 and _no_identity(stderr):
             # No user.email/name configured: git would refuse (or guess from the host name). The
             # user's identity is used wherever there is one; this one only where there is none.
@@ -488,35 +413,6 @@ class Workspace:
             if os.path.exists(index):
                 os.unlink(index)
 
-    def read_blobs(self, commit: str, paths: list[str]) -> dict[str, bytes]:
-        """The content of PATHS as committed in COMMIT (the lock commit, say), in one git call.
-        A path missing from COMMIT is left out."""
-        if not paths:
-            return {}
-        request = "".join(f"{commit}:{path}\n" for path in paths).encode()
-        proc = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, input=request, capture_output=True)
-        if proc.returncode != 0:
-            raise GitError(f"git cat-file --batch failed: {proc.stderr.decode(errors='replace').strip()}")
-        out, pos, found = proc.stdout, 0, {}
-        for path in paths:
-            header_end = out.index(b"\n", pos)
-            header = out[pos:header_end].split()
-            pos = header_end + 1
-            if len(header) < 3 or header[-1] == b"missing":
-                continue
-            size = int(header[2])
-            found[path] = out[pos:pos + size]
-            pos += size + 1  # the blob, then a newline
-        return found
-
-    def executable_paths(self, commit: str, paths: list[str]) -> set[str]:
-        """Which of PATHS are committed with the executable bit (mode 100755) in COMMIT."""
-        if not paths:
-            return set()
-        out = self.git("ls-tree", "-z", "--full-tree", commit, "--", *paths)
-        entries = (entry.split("\t", 1) for entry in out.split("\0") if "\t" in entry)
-        return {path for meta, path in entries if meta.split()[0] == "100755"}
-
     # -- rescue, notes, blobs ------------------------------------------------------------------
 
     def rescue(self, tag: str, tree: str, parent: str, why: str) -> str:
@@ -595,44 +491,6 @@ class Workspace:
         self.git("read-tree", commit)
 
 
-def replay_tree(ws: "Workspace", commit: str, onto: str) -> str | None:
-    """The tree of ONTO plus the change COMMIT made to its parent, or None when it conflicts.
-
-    A three-way merge with the merge base as ancestor (git merge-tree, git >= 2.38); older gits
-    apply the diff as a patch instead. Changes on the same or adjacent lines conflict, as in git.
-    """
-    out = ws.git("merge-tree", "--write-tree", "--no-messages", onto, commit, check=False).split()
-    if len(out) == 1 and len(out[0]) >= 40:
-        return out[0]
-    if out:  # a tree with conflict markers, then the conflicted paths
-        return None
-    return replay_tree_by_patch(ws, commit, onto)
-
-
-def replay_tree_by_patch(ws: "Workspace", commit: str, onto: str) -> str | None:
-    """The same as replay_tree through `git diff | git apply --cached --3way` in a scratch
-    index (gits too old for --3way with --cached apply the plain patch, which is stricter)."""
-    patch = ws.git("diff", "--binary", "--full-index", f"{commit}~1", commit)
-    if not patch.strip():
-        return ws.tree_of(onto)
-    fd, index = tempfile.mkstemp(prefix="autoresearch-replay-index-")
-    os.close(fd)
-    env = {"GIT_INDEX_FILE": index}
-    try:
-        for mode in (["--3way"], []):
-            os.unlink(index)
-            ws.git("read-tree", onto, env=env)
-            try:
-                ws.git("apply", "--cached", *mode, "--whitespace=nowarn", env=env, input=patch)
-            except GitError:
-                continue
-            return ws.git("write-tree", env=env).strip()
-        return None
-    finally:
-        if os.path.exists(index):
-            os.unlink(index)
-
-
 def clear_dir(path: Path) -> None:
     """Remove PATH (an export or a scratch copy) even where a run made it read-only."""
     if path.exists() or path.is_symlink():
@@ -651,29 +509,3 @@ def _make_writable(path: Path) -> None:
                 os.chmod(os.path.join(root, d), 0o755)
             except OSError:
                 pass
-
-
-def write_locked_files(dest: Path, files: dict[str, bytes], executable: set[str] | None = None) -> None:
-    """Write the harness files into an export from their locked content (Workspace.read_blobs
-    and executable_paths on the lock commit), so what runs is what was locked, whatever is on
-    disk elsewhere. Whatever sits at a path (a file, a symlink, a folder) is replaced, never
-    written through; the files are left read-only (0444, or 0555 for those in EXECUTABLE)."""
-    root = Path(dest).resolve()
-    for rel, data in files.items():
-        target = root / rel
-        if Path(rel).is_absolute() or ".." in Path(rel).parts or root not in target.parents:
-            raise GitError(f"locked file {rel!r} is not a path inside the task")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.is_dir():
-            shutil.rmtree(target)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(target, 0o555 if rel in (executable or set()) else 0o444)
-
-
-def count_lines(text: str | None) -> int:
-    """Non-blank lines: the simplicity rule's measure of code size."""
-    return sum(1 for line in (text or "").splitlines() if line.strip())
