@@ -12,7 +12,7 @@ import math
 import os
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,8 @@ def _row_to_experiment(row: sqlite3.Row) -> Experiment:
 
 
 def _experiment_values(exp: Experiment) -> list[Any]:
-    data = asdict(exp)
+    # shallow, not asdict: asdict deep-copies details and metrics, which become JSON just below
+    data = {f.name: getattr(exp, f.name) for f in fields(exp)}
     data["metrics_json"] = json.dumps({k: v for k, v in exp.metrics.items() if math.isfinite(v)})
     data["details_json"] = scrub(json.dumps(exp.details, default=str))
     for key in ("description", "log_tail", "reason"):  # no secret value is ever recorded

@@ -13,9 +13,10 @@ import os
 import select
 import signal
 import subprocess
+from typing import Mapping
 
 
-def capture(argv: list[str], env: dict[str, str], input: str | None) -> tuple[int, str, str]:
+def capture(argv: list[str], env: Mapping[str, str] | Mapping[bytes, bytes], input: str | None) -> tuple[int, str, str]:
     """Run ARGV (an absolute executable first) and return its exit status, stdout and stderr.
 
     Output is decoded as UTF-8 without newline translation (paths in -z listings keep a

@@ -85,14 +85,20 @@ class Workspace:
         self._index: tuple[str, str, str, frozenset[str]] | None = None
         self._trees: dict[str, str] = {}  # commit sha -> its tree
         self._git_exe: str | None = None  # git's path, looked up once
+        # The environment git runs with, as bytes, taken once: copying os.environ (a decode and
+        # an encode per variable) for each of a dozen calls was a tenth of a served experiment's
+        # Python. A Workspace lives for one command (or one experiment's copy), whose
+        # environment does not change under it.
+        self._env: dict[bytes, bytes] | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def git(self, *args: str, check: bool = True, env: dict[str, str] | None = None, input: str | None = None) -> str:
         if args and args[0] not in READ_ONLY_COMMANDS and not (env and "GIT_INDEX_FILE" in env):
             self.forget()  # anything that may move HEAD or a ref (a temporary index moves neither)
-        full_env = {**os.environ, **(env or {})}
-        full_env.setdefault("GIT_TERMINAL_PROMPT", "0")
+        if self._env is None:
+            self._env = {b"GIT_TERMINAL_PROMPT": b"0", **os.environb}
+        full_env = {**self._env, **{os.fsencode(k): os.fsencode(v) for k, v in env.items()}} if env else self._env
         needs_identity = bool(args) and args[0] in IDENTITY_COMMANDS
         identity = self._identity or (["-c", "user.useConfigOnly=true"] if needs_identity else [])
         if self._git_exe is None:
