@@ -231,3 +231,30 @@ def test_two_served_experiments_at_once_meet_the_same_lock(tmp_path: Path) -> No
         assert [r["description"] for r in rows(root)] == ["baseline", "first"]
     finally:
         stop(server)
+
+
+def test_a_malformed_request_is_dropped_and_the_server_goes_on(tmp_path: Path) -> None:
+    """Bytes that are not a request (no header, no descriptors) get the connection closed; the
+    server neither crashes nor runs anything, and serves the next caller."""
+    import socket as sk
+
+    root = make_task(tmp_path)
+    server = serve(root, "--idle", "0")
+    try:
+        here = os.getcwd()
+        os.chdir(root / ".autoresearch")  # the socket's path may be too long to name whole
+        try:
+            for payload in (b"garbage", b"ARW1" + (10**9).to_bytes(4, "little"), b""):
+                with sk.socket(sk.AF_UNIX, sk.SOCK_STREAM) as raw:
+                    raw.connect("serve.sock")
+                    raw.sendall(payload)
+                    raw.shutdown(sk.SHUT_WR)
+                    assert raw.recv(16) == b""  # closed without an answer
+        finally:
+            os.chdir(here)
+        assert server.poll() is None and not served_lines(root)
+        improve(root)
+        assert ar(root, "experiment", "-m", "after the garbage").returncode == 0
+        assert served_lines(root)[-1][1] == "0"
+    finally:
+        stop(server)

@@ -176,6 +176,11 @@ def _read_request(conn: socket.socket) -> tuple[list[int], bytes] | None:
         for level, kind, raw in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += [int.from_bytes(raw[i:i + 4], sys.byteorder) for i in range(0, len(raw) - len(raw) % 4, 4)]
+        while 0 < len(data) < 8:  # a stream may split even a short header
+            chunk = conn.recv(8 - len(data))
+            if not chunk:
+                break
+            data += chunk
         if len(data) < 8 or data[:4] != MAGIC or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
