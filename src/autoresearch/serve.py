@@ -311,8 +311,11 @@ class Server:
                     break
                 for fd, _ in self.poll.poll(1000):
                     if fd == self.listener.fileno():
-                        if self._accept() == "stale":
-                            self.stopping = True
+                        try:
+                            if self._accept() == "stale":
+                                self.stopping = True
+                        except OSError as exc:  # one caller's broken connection ends nothing else
+                            self._log(f"refused a connection: {exc}")
                     elif fd in self.requests:
                         self._finish(self.requests[fd])
                         last = time.monotonic()

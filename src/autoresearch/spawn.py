@@ -26,9 +26,7 @@ def capture(argv: list[str], env: Mapping[str, str] | Mapping[bytes, bytes], inp
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe() if input is not None else (-1, -1)
     if min(out_w, err_w, *([in_r] if input is not None else [])) < 3:  # a closed std stream here
-        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
-            if fd >= 0:
-                os.close(fd)
+        _close(out_r, out_w, err_r, err_w, in_r, in_w)
         proc = subprocess.run(argv, env=env, input=input, capture_output=True, text=True, errors="replace")
         return proc.returncode, proc.stdout, proc.stderr
     stdin_action = ((os.POSIX_SPAWN_DUP2, in_r, 0) if input is not None
@@ -37,13 +35,9 @@ def capture(argv: list[str], env: Mapping[str, str] | Mapping[bytes, bytes], inp
         pid = os.posix_spawn(argv[0], argv, env, file_actions=[
             stdin_action, (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
     except OSError:
-        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
-            if fd >= 0:
-                os.close(fd)
+        _close(out_r, out_w, err_r, err_w, in_r, in_w)
         raise
-    for fd in (out_w, err_w, in_r):  # the child's ends (the pipes are close-on-exec for it)
-        if fd >= 0:
-            os.close(fd)
+    _close(out_w, err_w, in_r)  # the child's ends (the pipes are close-on-exec for it)
     outputs: dict[int, list[bytes]] = {out_r: [], err_r: []}
     reading = {out_r, err_r}
     pending = memoryview(input.encode("utf-8") if input is not None else b"")
@@ -80,9 +74,13 @@ def capture(argv: list[str], env: Mapping[str, str] | Mapping[bytes, bytes], inp
         os.waitpid(pid, 0)
         raise
     finally:
-        for fd in (out_r, err_r, in_w):
-            if fd >= 0:
-                os.close(fd)
+        _close(out_r, err_r, in_w)
     out = b"".join(outputs[out_r]).decode("utf-8", "replace")
     err = b"".join(outputs[err_r]).decode("utf-8", "replace")
     return os.waitstatus_to_exitcode(status), out, err
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
