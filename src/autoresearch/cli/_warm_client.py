@@ -10,8 +10,8 @@ The forked copy runs exactly what this process would have run (`_native.native_e
 with this process's argv, working folder, environment, umask and standard streams (passed as
 file descriptors, so output goes straight to this terminal or pipe). Kill semantics are the
 command's own: Ctrl-C here is Ctrl-C there (the experiment records `interrupted` and exits
-130); SIGTERM here is SIGTERM there; if this process dies (SIGKILL), the server sends the copy
-SIGTERM, as the kernel would have ended the command. Any doubt (no socket, a dead server, a
+130); SIGTERM here is SIGTERM there (which the experiment treats as Ctrl-C); if this process
+dies (SIGKILL), the server sends the copy SIGTERM, so nothing runs on unwatched. Any doubt (no socket, a dead server, a
 server whose code has changed) and the command runs in this process instead: the server is a
 speed-up, never a requirement.
 
