@@ -379,18 +379,10 @@ def git_sites(task: Path, env: dict[str, str], counter: list[int]) -> None:
     next_edit(task, counter)
     code = r'''
 import os, subprocess, sys, time, traceback
+sys.path.insert(0, BENCHMARKS)
+from _gitcalls import git_subcommand as subcommand
 import autoresearch.spawn as SP
 calls = []
-def subcommand(argv):
-    i = 1
-    while i < len(argv):
-        if argv[i] in ("-C", "-c"):
-            i += 2
-        elif argv[i].startswith("-"):
-            i += 1
-        else:
-            return argv[i]
-    return "?"
 def counted(original):
     def call(args, *a, **kw):
         t = time.perf_counter()
@@ -414,6 +406,7 @@ atexit.register(dump)
 sys.argv = ["autoresearch", "experiment", "-m", "sites"]
 runpy.run_module("autoresearch", run_name="__main__")
 '''
+    code = code.replace("BENCHMARKS", repr(str(Path(__file__).resolve().parent)), 1)
     proc = subprocess.run([sys.executable, "-c", code], cwd=task, env=env, capture_output=True, text=True)
     lines = [line[3:] for line in proc.stderr.splitlines() if line.startswith("@@ ")]
     print("\n== git calls of one `experiment`, in order (ms, subcommand, caller <- its callers):")

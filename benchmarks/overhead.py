@@ -63,6 +63,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from _gitcalls import git_subcommand  # noqa: E402 - beside this script
+
 import autoresearch.harness as H  # noqa: E402
 import autoresearch.loop as L  # noqa: E402
 import autoresearch.measure as M  # noqa: E402
@@ -118,19 +120,6 @@ def cli_env() -> dict[str, str]:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = os.environ["AUTORESEARCH_BENCH_PYCACHE"]
     return env
-
-
-def git_subcommand(argv: list[str]) -> str:
-    """The git subcommand in ARGV, past `-C DIR` and `-c KEY=VALUE`."""
-    i = 1
-    while i < len(argv):
-        if argv[i] in ("-C", "-c"):
-            i += 2
-        elif argv[i].startswith("-"):
-            i += 1
-        else:
-            return argv[i]
-    return "?"
 
 
 def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -54,6 +54,14 @@ def stop(proc: subprocess.Popen) -> None:
         proc.communicate(timeout=60)
 
 
+def start_slow(root: Path, token: str, message: str) -> subprocess.Popen:
+    """`experiment -m MESSAGE` in the background; returns once its run (found by TOKEN) is going."""
+    caller = subprocess.Popen([*AUTORESEARCH, "experiment", "-m", message], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: bool(processes_with(token)), what="the run to start")
+    return caller
+
+
 def served_lines(root: Path) -> list[list[str]]:
     """serve.log's request lines (caller pid, exit code, ...)."""
     path = root / ".autoresearch" / "serve.log"
@@ -112,9 +120,7 @@ def test_ending_the_caller_ends_its_experiment(tmp_path: Path, how: str) -> None
     root, token = slow_task(tmp_path)
     server = serve(root, "--idle", "0")
     try:
-        caller = subprocess.Popen([*AUTORESEARCH, "experiment", "-m", "slow"], cwd=root, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: bool(processes_with(token)), what="the run to start")
+        caller = start_slow(root, token, "slow")
         time.sleep(0.5)
         caller.send_signal({"ctrl-c": signal.SIGINT, "sigterm": signal.SIGTERM, "caller-killed": signal.SIGKILL}[how])
         out, err = caller.communicate(timeout=60)
@@ -137,9 +143,7 @@ def test_ending_the_caller_ends_its_experiment(tmp_path: Path, how: str) -> None
 def test_stopping_the_server_mid_experiment_interrupts_it_and_loses_nothing(tmp_path: Path) -> None:
     root, token = slow_task(tmp_path)
     server = serve(root, "--idle", "0")
-    caller = subprocess.Popen([*AUTORESEARCH, "experiment", "-m", "slow"], cwd=root, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: bool(processes_with(token)), what="the run to start")
+    caller = start_slow(root, token, "slow")
     time.sleep(0.5)
     stopped = ar(root, "serve", "--stop")
     assert f"pid {server.pid}" in stopped.stdout
@@ -220,9 +224,7 @@ def test_two_served_experiments_at_once_meet_the_same_lock(tmp_path: Path) -> No
     root, token = slow_task(tmp_path)
     server = serve(root, "--idle", "0")
     try:
-        first = subprocess.Popen([*AUTORESEARCH, "experiment", "-m", "first"], cwd=root, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: bool(processes_with(token)), what="the first run to start")
+        first = start_slow(root, token, "first")
         second = ar(root, "experiment", "-m", "second", check=False)
         assert second.returncode == 1 and "busy" in second.stderr, second.stderr
         assert served_lines(root)[-1][1] == "1"  # the server ran it (and its copy met the lock)

@@ -28,6 +28,7 @@ so `benchmarks/native_overhead.py` counts the server's CPU against the command.
 
 from __future__ import annotations
 
+import _socket
 import gc
 import os
 import resource
@@ -40,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli._warm_client import MAGIC, MAX_PATH, RUNNING, SOCKET, STALE
+from .cli._warm_client import MAGIC, MAX_PATH, RUNNING, SOCKET, STALE, connect
 from .errors import StateError
 
 # What a native experiment imports (cli._native's and trial's lazy imports included), loaded
@@ -48,7 +49,7 @@ from .errors import StateError
 PRELOAD = ("autoresearch.cli._native", "autoresearch.branch", "autoresearch.trial", "autoresearch.session",
            "autoresearch.task", "autoresearch.journal", "autoresearch.workspace", "autoresearch.harness",
            "autoresearch.sandbox", "autoresearch.measure", "autoresearch.verdict", "autoresearch.results",
-           "autoresearch.reference", "autoresearch.errors")
+           "autoresearch.reference", "autoresearch.scratch")
 IDLE = 3600.0  # seconds without a request before the server leaves
 MAX_REQUEST = 1 << 20  # bytes: argv and environment; more is not a command line
 LOG = "serve.log"
@@ -137,7 +138,7 @@ def _lock(folder: Path) -> int:
     return fd
 
 
-def _peer(sock: socket.socket) -> tuple[int, int]:
+def _peer(sock: _socket.socket) -> tuple[int, int]:
     """(pid, uid) of the process at the other end (SO_PEERCRED)."""
     import struct
 
@@ -148,18 +149,14 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
 def stop(root: Path) -> int | None:
     """SIGTERM the server of the task at ROOT; its pid, or None when none runs."""
     path = socket_path(root)
-    if not path.exists():
+    sock = connect(str(path)) if path.exists() else None  # the client's own way in
+    if sock is None:
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    here = os.getcwd()
     try:
-        os.chdir(path.parent)
-        sock.connect(path.name)
         pid, uid = _peer(sock)
     except OSError:
         return None
     finally:
-        os.chdir(here)
         sock.close()
     if uid != os.getuid():
         return None
@@ -328,11 +325,10 @@ class Server:
 
     def _warm(self) -> None:
         """The read-only first steps of an experiment, once, here: the config's parse, the
-        journal's schema check, the sandbox probe and the patterns they compile are then
-        inherited by every copy. Nothing stays open across the fork (SQLite connections are
-        not fork-safe); a problem is left for the request to report."""
+        journal's schema check and the sandbox probe are then inherited by every copy. Nothing
+        stays open across the fork (SQLite connections are not fork-safe); a problem is left for
+        the request to report."""
         from .errors import AutoresearchError
-        from .harness import MetricParser
         from .sandbox import resolve_kind
         from .session import Session
         from .task import load_config
@@ -342,7 +338,6 @@ class Server:
             resolve_kind(config.sandbox.kind)
             with Session(config) as session:
                 session.journal.tags()
-            MetricParser().feed(b"warm: 1.0\n")
         except (AutoresearchError, OSError, sqlite3.Error):
             pass
 
