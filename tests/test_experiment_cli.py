@@ -135,6 +135,26 @@ def test_rejected_harness_edit_is_restored(tmp_path: Path) -> None:
     assert (root / "results.tsv").read_text().splitlines()[-1].split("\t")[3] == "rejected"
 
 
+def test_a_new_file_over_the_cap_never_enters_git(tmp_path: Path) -> None:
+    """The size check lists untracked files with git only when some file in the folder is over
+    the cap at all (a cheap walk says so): an untracked big file is still found and moved aside,
+    and an ignored big one is left where it is."""
+    root = make_task(tmp_path, config_edits={"timeout = 60": "timeout = 60\nmax_new_file_bytes = 4096"})
+    set_knob(root, "LEARNING_RATE", "0.2")
+    (root / "__pycache__").mkdir(exist_ok=True)
+    (root / "__pycache__" / "big.pyc").write_bytes(b"i" * 10_000)  # ignored: not git's business
+    (root / "big.bin").write_bytes(b"b" * 10_000)
+    out = experiment(root, "with a big new file")
+    assert out.returncode == 4 and "out-of-scope" in out.stdout, out.stdout + out.stderr
+    assert not (root / "big.bin").exists()
+    moved = root / ".autoresearch" / "quarantine" / "oversized" / "big.bin"
+    assert moved.read_bytes() == b"b" * 10_000  # moved aside, whole
+    assert (root / "__pycache__" / "big.pyc").exists()
+    commit = journal_rows(root)[-1]["commit_sha"]
+    assert "big.bin" not in git(root, "ls-tree", "-r", "--name-only", commit)
+    assert "big.bin: new file over the size cap" in journal_rows(root)[-1]["details_json"]
+
+
 def test_rejected_out_of_scope_files(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     (root / "helper.py").write_text("X = 1\n")

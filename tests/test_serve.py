@@ -177,6 +177,37 @@ def test_a_killed_server_leaves_a_socket_that_callers_step_over(tmp_path: Path) 
         stop(again)
 
 
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_the_journal_keeper_keeps_the_log_and_leaves_with_the_server(tmp_path: Path) -> None:
+    """The keeper holds a connection so a copy's close is never the last one (the write-ahead log
+    then stays, instead of being folded, deleted and re-created and synced per experiment). It
+    must lose nothing, and must not outlive the server, even one killed outright."""
+    root = make_task(tmp_path)
+    server = serve(root, "--idle", "0")
+    log = (root / ".autoresearch" / "serve.log").read_text()
+    keeper = int(log.split("keeper\tpid ")[1].split()[0])
+    assert alive(keeper)
+    wal = root / ".autoresearch" / "journal.db-wal"
+    for i in range(2):
+        improve(root, str(i))
+        ar(root, "experiment", "-m", f"served {i}")
+        assert wal.exists()  # left in place by the copy's close
+    server.send_signal(signal.SIGKILL)
+    server.communicate(timeout=30)
+    wait_for(lambda: not alive(keeper), seconds=30, what="the keeper to leave")
+    assert not wal.exists() or wal.stat().st_size == 0  # the keeper closed last: the log is folded in
+    with sqlite3.connect(root / ".autoresearch" / "journal.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert [r["description"] for r in rows(root)][-2:] == ["served 0", "served 1"]
+
+
 def test_the_socket_is_private_and_the_server_leaves_when_idle(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     server = serve(root, "--idle", "1")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StateError
-from .task import CONFIG_NAME, STATE_DIR, TaskConfig
+from .task import CONFIG_NAME, STATE_DIR, TaskConfig, file_identity
 from .workspace import Change, matches_any
 
 LOCK_NAME = "lock.json"
@@ -59,16 +59,27 @@ def write_lock(config: TaskConfig, root: Path | None = None) -> Lock:
     return lock
 
 
+# Locks already read by this process (a command reads it three times; a served copy inherits
+# the server's), by the file's identity: a new lock is a new file (write_lock renames one in).
+_READ: dict[tuple, Lock] = {}
+
+
 def read_lock(root: Path) -> Lock | None:
     path = lock_path(root)
-    if not path.exists():
+    key = (str(path), file_identity(path))
+    if key[1] is None:
         return None
+    if key in _READ:
+        return _READ[key]
     try:
         data = json.loads(path.read_text())
-        return Lock(files={str(k): str(v) for k, v in dict(data["files"]).items()}, locked_at=float(data["locked_at"]))
+        lock = Lock(files={str(k): str(v) for k, v in dict(data["files"]).items()}, locked_at=float(data["locked_at"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{path}: cannot be read ({exc}); check the harness by hand (`git diff`), then "
                          "write the lock again with `autoresearch lock`") from None
+    if file_identity(path) == key[1]:  # unchanged while it was read
+        _READ[key] = lock
+    return lock
 
 
 def verify(lock: Lock, root: Path) -> list[str]:

@@ -24,6 +24,7 @@ from .redact import redact_file, session_secrets
 from .sandbox import SandboxSpec, wrap_command
 
 METRIC_LINE = re.compile(rb"^([A-Za-z_][\w.\-]*):[ \t]*(\S+)[ \t]*\r?$")
+_CHILD_PID = re.compile(r'"child-pid"\s*:\s*(\d+)')  # compiled on import: a served copy starts with it
 REJECT_KEY = "reject"
 TERM_GRACE_S = 3.0
 POLL_S = 0.05  # how often a run's timeout and the stop request are checked
@@ -243,7 +244,7 @@ def _await_namespace_end(status_r: int, limit: float = NAMESPACE_END_S) -> None:
     finally:
         os.close(status_r)
     text = b"".join(chunks).decode("utf-8", "replace")
-    match = re.search(r'"child-pid"\s*:\s*(\d+)', text)
+    match = _CHILD_PID.search(text)
     if not match:
         return
     try:

@@ -207,11 +207,19 @@ class Journal:
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                            (str(SCHEMA_VERSION),))
+            self.db.execute("PRAGMA synchronous=NORMAL")  # per connection
+            # A journal this version set up says so in its header (user_version) and keeps WAL
+            # (a property of the file): then the schema script, a write, is skipped. An agent
+            # calls `experiment` hundreds of times a night, and that script was a tenth of the
+            # command's own Python.
+            ready = self.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION \
+                and self.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            if not ready:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(_SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                                (str(SCHEMA_VERSION),))
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise JournalError(journal_problem(self.path, exc)) from None
@@ -447,6 +455,18 @@ class Journal:
 
     def set_meta(self, key: str, value: str) -> None:
         self._set_meta(key, value)
+
+    def set_metas(self, values: dict[str, str]) -> None:
+        """Several meta keys in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for key, value in values.items():
+                self._set_meta(key, value)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def _set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -15,6 +15,7 @@ however good its number.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import threading
 import time
@@ -198,9 +199,12 @@ def _planted_bytecode(tree: Path) -> list[str]:
     """Remove bytecode caches a run left in its export (only possible without the sandbox,
     which mounts the export read-only), so the evaluate phase loads the committed sources."""
     found = []
-    for path in list(tree.rglob("*.pyc")) + list(tree.rglob("__pycache__")):
-        found.append(str(path.relative_to(tree)))
-        clear_dir(path)
+    for folder, dirs, files in os.walk(tree):  # one pass (pathlib's rglob compiled a pattern per call)
+        rel = os.path.relpath(folder, tree)
+        for name in [d for d in dirs if d == "__pycache__"] + [f for f in files if f.endswith(".pyc")]:
+            found.append(name if rel == "." else os.path.join(rel, name))
+            clear_dir(Path(folder) / name)
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
     return found
 
 

@@ -36,7 +36,7 @@ def _number(value: float, places: int) -> str:
     return f"{value:.{places}f}" if abs(value) < 1e15 else f"{value:.{places}e}"
 
 
-def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: float) -> None:
+def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: float) -> str:
     """Add one row (header first if the file is new). The file is rewritten beside itself and
     renamed over, never appended in place: on a full disk a half-written row would stay in the
     file; this way the old file stays whole and the next command regenerates it."""
@@ -44,7 +44,7 @@ def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: fl
         old = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         old = ""
-    _replace(path, (old or tsv_header(metric_name)) + tsv_row(exp, resource_scale))
+    return _replace(path, (old or tsv_header(metric_name)) + tsv_row(exp, resource_scale))
 
 
 def render_tsv(experiments: Iterator[Experiment] | list[Experiment], metric_name: str, resource_scale: float) -> str:
@@ -56,12 +56,13 @@ def render_tsv(experiments: Iterator[Experiment] | list[Experiment], metric_name
     return tsv_header(metric_name) + "".join(tsv_row(e, resource_scale) for e in settled)
 
 
-def write_tsv(path: Path, experiments: list[Experiment], metric_name: str, resource_scale: float) -> None:
-    """Regenerate results.tsv from the journal (atomic rename, so a reader never sees half a file)."""
-    _replace(path, render_tsv(experiments, metric_name, resource_scale))
+def write_tsv(path: Path, experiments: list[Experiment], metric_name: str, resource_scale: float) -> str:
+    """Regenerate results.tsv from the journal (atomic rename, so a reader never sees half a file).
+    Returns the new content's hash."""
+    return _replace(path, render_tsv(experiments, metric_name, resource_scale))
 
 
-def _replace(path: Path, text: str) -> None:
+def _replace(path: Path, text: str) -> str:
     """PATH holds TEXT, or (a full disk, a kill) its old content: written to a temporary file,
     flushed to disk, renamed over. A temporary file that could not be finished is removed."""
     tmp = path.with_name(path.name + ".tmp")
@@ -74,6 +75,7 @@ def _replace(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()  # what _content_hash now reads
 
 
 def _content_hash(path: Path) -> str:
@@ -96,15 +98,13 @@ def sync_tsv(journal: Journal, path: Path, tag: str, metric_name: str, resource_
     regenerated = False
     if finished is not None and recorded == f"pending:{finished.seq}" \
             and journal.get_meta(f"tsv-before:{tag}") == current:
-        append_tsv(path, metric_name, finished, resource_scale)
+        new_hash = append_tsv(path, metric_name, finished, resource_scale)
     elif recorded != current:
-        write_tsv(path, journal.experiments(tag), metric_name, resource_scale)
+        new_hash = write_tsv(path, journal.experiments(tag), metric_name, resource_scale)
         regenerated = True
     else:
         return False
-    new_hash = _content_hash(path)
-    journal.set_meta(f"tsv:{tag}", new_hash)
-    journal.set_meta(f"tsv-before:{tag}", new_hash)
+    journal.set_metas({f"tsv:{tag}": new_hash, f"tsv-before:{tag}": new_hash})
     return regenerated
 
 

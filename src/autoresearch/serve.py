@@ -36,6 +36,7 @@ import select
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,20 @@ PRELOAD = ("autoresearch.cli._native", "autoresearch.branch", "autoresearch.tria
            "autoresearch.sandbox", "autoresearch.measure", "autoresearch.verdict", "autoresearch.results",
            "autoresearch.reference", "autoresearch.scratch")
 IDLE = 3600.0  # seconds without a request before the server leaves
+# The journal's keeper: a connection held open beside the server, in a process of its own
+# (SQLite connections are not fork-safe, so never one the copies inherit). When the last
+# connection to a database in WAL mode closes, SQLite folds the log into the database and
+# deletes it, and the next write creates and syncs a new one and its folder: four fdatasyncs per
+# served experiment. While the keeper's connection is open a copy's close is never the last,
+# so the log stays (SQLite's own auto-checkpoint still folds it every 1000 pages). The keeper
+# leaves when its stdin closes, however the server ends, and closes last, which folds the log.
+KEEPER = ("import signal, sqlite3, sys\n"
+          "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+          "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+          "db.execute('SELECT count(*) FROM sqlite_master').fetchone()\n"
+          "print('ready', flush=True)\n"
+          "sys.stdin.buffer.read()\n"
+          "db.close()\n")
 MAX_REQUEST = 1 << 20  # bytes: argv and environment; more is not a command line
 LOG = "serve.log"
 LOCK = "serve.lock"
@@ -210,14 +225,15 @@ def _parse(payload: bytes) -> tuple[str, int, list[str], dict[bytes, bytes]]:
     return cwd, umask, argv, env
 
 
-def _child(listener: socket.socket, conn: socket.socket, lock_fd: int, fds: list[int], payload: bytes,
+def _child(listener: socket.socket, conn: socket.socket, server_fds: list[int], fds: list[int], payload: bytes,
            blocked: set[signal.Signals]) -> None:
     """In the forked copy: become the caller's process, run its experiment, exit with its code."""
     code = 1
     try:
         listener.close()
         conn.close()  # the server answers the caller; the copy only does the work
-        os.close(lock_fd)  # the server's lock is the server's: a copy left running must not hold it
+        for fd in server_fds:  # its lock (a copy left running must not hold it), the keeper's pipe
+            os.close(fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -282,6 +298,41 @@ class Server:
         self.stopping = False
         self.lock_fd = _lock(self.path.parent)
         self.log = open(self.path.parent / LOG, "a", encoding="utf-8")
+        self.keeper: subprocess.Popen | None = None
+
+    def _own_fds(self) -> list[int]:
+        """What a copy must not keep of the server's: its lock, the keeper's pipe."""
+        keeper = [self.keeper.stdin.fileno()] if self.keeper and self.keeper.stdin else []
+        return [self.lock_fd, *keeper]
+
+    def _start_keeper(self) -> None:
+        journal = self.path.parent / "journal.db"
+        if not journal.exists():
+            return
+        try:
+            self.keeper = subprocess.Popen([sys.executable, "-c", KEEPER, str(journal)], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+            ready = self.keeper.stdout.readline() if self.keeper.stdout else b""
+        except OSError as exc:
+            self._log(f"no journal keeper: {exc}")
+            return
+        if ready.strip() != b"ready":  # a journal it cannot read: the copies will say what is wrong
+            self._stop_keeper()
+            return
+        self._log(f"keeper\tpid {self.keeper.pid}")
+
+    def _stop_keeper(self) -> None:
+        if self.keeper is None:
+            return
+        keeper, self.keeper = self.keeper, None
+        for stream in (keeper.stdin, keeper.stdout):
+            if stream:
+                stream.close()
+        try:
+            keeper.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            keeper.kill()
+            keeper.wait()
 
     def serve(self) -> None:
         import importlib
@@ -289,6 +340,7 @@ class Server:
         for name in PRELOAD:
             importlib.import_module(name)
         self._warm()
+        self._start_keeper()
         # Everything loaded so far goes to the collector's permanent generation: a copy's
         # collections then leave those objects (and their pages, shared with the server) alone.
         gc.collect()
@@ -324,17 +376,23 @@ class Server:
                 signal.signal(s, handler)
 
     def _warm(self) -> None:
-        """The read-only first steps of an experiment, once, here: the config's parse, the
-        journal's schema check and the sandbox probe are then inherited by every copy. Nothing
+        """The read-only first steps of an experiment, once, here: the config and the lock as
+        read (cached while their files are unchanged), the journal's schema check, the sandbox
+        probe and the temporary folder are then inherited by every copy. Nothing
         stays open across the fork (SQLite connections are not fork-safe); a problem is left for
         the request to report."""
+        import tempfile
+
         from .errors import AutoresearchError
+        from .guard import read_lock
         from .sandbox import resolve_kind
         from .session import Session
         from .task import load_config
 
         try:
-            config = load_config(self.root)
+            config = load_config(self.root)  # cached for the copies while the file is unchanged
+            read_lock(self.root)  # the same
+            tempfile.gettempdir()  # found once (it probes the candidates by writing a file)
             resolve_kind(config.sandbox.kind)
             with Session(config) as session:
                 session.journal.tags()
@@ -372,7 +430,7 @@ class Server:
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         child = os.fork()
         if child == 0:
-            _child(self.listener, conn, self.lock_fd, fds, payload, stops)
+            _child(self.listener, conn, self._own_fds(), fds, payload, stops)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         for fd in fds:
             os.close(fd)
@@ -443,6 +501,7 @@ class Server:
             self._finish(request)
         if self.listener.fileno() >= 0:
             self._unlisten()
+        self._stop_keeper()
         self._log(f"stop\tpid {os.getpid()}")
         self.log.close()
         os.close(self.lock_fd)

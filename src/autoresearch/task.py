@@ -12,6 +12,7 @@ import math
 import hashlib
 import json
 import glob
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -436,10 +437,30 @@ def _is_locked(config: TaskConfig) -> bool:
         return False
 
 
+# Locked configs already read by this process (and, forked from `autoresearch serve`, by its
+# copies), by the identity of the config file and the lock: a TaskConfig is frozen, and a locked
+# config's checks depend on those two files only (see _validate).
+_LOCKED: dict[tuple, TaskConfig] = {}
+
+
+def file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes whenever a file does (inode, size, mtime and ctime in ns), for caches of
+    what was read from it; None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def load_config(root: Path | str = ".") -> TaskConfig:
     """Read ROOT/autoresearch.toml. Raises ConfigError with the file and key on any problem."""
     root = Path(root).resolve()
     path = root / CONFIG_NAME
+    key = (str(root), file_identity(path), file_identity(root / STATE_DIR / "lock.json"))
+    cached = _LOCKED.get(key) if key[1] and key[2] else None
+    if cached is not None:
+        return cached
     if not path.exists():
         raise ConfigError(f"{path}: not found (run `autoresearch init` first, or cd into a task folder)")
     try:
@@ -448,7 +469,10 @@ def load_config(root: Path | str = ".") -> TaskConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8: {exc}") from None
-    return parse_config(data, path, root)
+    config = parse_config(data, path, root)
+    if key[1] and key[2] and _is_locked(config) and key == (str(root), file_identity(path), file_identity(root / STATE_DIR / "lock.json")):
+        _LOCKED[key] = config  # unchanged while it was read: the key names what was parsed
+    return config
 
 
 def find_root(start: Path | str = ".") -> Path:

@@ -133,11 +133,9 @@ class Trial:
         commit = ws.commit_tree(tree, exp.parent, message)
         ws.update_ref(experiment_ref(exp.tag, exp.seq), commit)
         exp.commit_sha = commit
-        changes = ws.changes(exp.parent, tree)
+        changes, exp.lines_delta = ws.changes_and_lines(exp.parent, tree)
         self.added = [c.path for c in changes if c.status == "A"]
-        paths = [c.path for c in changes]
-        exp.details["files"] = paths
-        exp.lines_delta = self._lines_delta(tree, paths)
+        exp.details["files"] = [c.path for c in changes]
         s.journal.update(exp)
         checkpoint("committed")
         found = list(violations or []) + check_scope(changes, s.config, s.lock())
@@ -151,15 +149,6 @@ class Trial:
         if not changes and not exp.is_baseline:
             return Verdict("crash", "no-change")
         return None
-
-    def _lines_delta(self, tree: str, paths: list[str]) -> int:
-        """Non-blank lines added minus removed over the changed files (the simplicity rule's
-        measure), computed the same way for every experiment in one git call."""
-        if not paths:
-            return 0
-        names = [f"{tree}:{p}" for p in paths] + [f"{self.exp.parent}:{p}" for p in paths]
-        blobs = self.session.ws.read_texts(names)
-        return sum(count_lines(blobs[f"{tree}:{p}"]) - count_lines(blobs[f"{self.exp.parent}:{p}"]) for p in paths)
 
     # -- 3. runs ----------------------------------------------------------------------------
 
@@ -266,7 +255,9 @@ def prune_outputs(session: "Session", seq: int) -> None:
         return
     run_dir = session.run_dir(old)
     if run_dir.is_dir():
-        for out in run_dir.glob("out*"):
+        with os.scandir(run_dir) as entries:  # not Path.glob: it compiles a pattern per call
+            outs = [e.path for e in entries if e.name.startswith("out")]
+        for out in outs:
             shutil.rmtree(out, ignore_errors=True)
         pruned = session.journal.get(old)
         copies = (pruned.details.get("quarantine") or {}).get("kept") if pruned is not None else None
@@ -417,7 +408,9 @@ def _quarantine_oversized(session: "Session") -> list[str]:
     """New untracked files bigger than the cap go to quarantine before the snapshot, so they
     never enter `.git` (a 300 MB file the agent wrote would otherwise land there twice)."""
     cap = session.config.budget.max_new_file_bytes
-    moved = []
+    moved: list[str] = []
+    if not _may_hold_files_over(session.root, cap):  # as a rule: then git need not list the untracked files
+        return moved
     for path in session.ws.untracked():
         if path in session.state.preexisting:
             continue
@@ -434,10 +427,35 @@ def _quarantine_oversized(session: "Session") -> list[str]:
     return moved
 
 
+# A walk of the task folder that finds no file over the size cap stops being cheaper than asking
+# git for the untracked files past this many entries.
+WALK_LIMIT = 5000
+
+
+def _may_hold_files_over(root: Path, cap: int) -> bool:
+    """Whether any file of the task (outside .git) may be bigger than CAP bytes: False only when
+    a walk of at most WALK_LIMIT entries found none, so that no untracked one can be (then git
+    need not list them: one process fewer per experiment). Links are not followed."""
+    seen = 0
+    todo = [str(root)]
+    while todo:
+        folder = todo.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > WALK_LIMIT:
+                        return True
+                    if entry.is_dir(follow_symlinks=False):
+                        if folder != str(root) or entry.name != ".git":
+                            todo.append(entry.path)
+                    elif entry.stat(follow_symlinks=False).st_size > cap:
+                        return True
+        except OSError:  # unreadable: git knows what it can add
+            return True
+    return False
+
+
 if TYPE_CHECKING:
     from .journal import NoiseRecord
 
-
-def count_lines(text: str | None) -> int:
-    """Non-blank lines: the simplicity rule's measure of code size."""
-    return sum(1 for line in (text or "").splitlines() if line.strip())

@@ -7,7 +7,7 @@ simply "the tree on disk versus best", and the commit that records it is always 
 
 from __future__ import annotations
 
-from . import spawn
+from . import gitdata, gitindex, spawn
 from .errors import AutoresearchError, disk_full_message
 
 import fnmatch
@@ -90,6 +90,40 @@ class Workspace:
         # Python. A Workspace lives for one command (or one experiment's copy), whose
         # environment does not change under it.
         self._env: dict[bytes, bytes] | None = None
+        self._git_dir: Path | None | bool = False  # gitdata.plain_git_dir, asked once
+        self._writable: bool | None = None  # may objects be written here as git writes them by default
+        self._snapshot_files: tuple[str, list[gitindex.Entry]] | None = None  # last tree written from an index
+        self._base_files: tuple[str, list[gitindex.Entry]] | None = None  # a snapshot base's entries (its seed)
+
+    def _plain_git_dir(self) -> Path | None:
+        """.git, when its refs and objects may be read (and written) as files (gitdata)."""
+        if self._git_dir is False:
+            self._git_dir = gitdata.plain_git_dir(self.root)
+        return self._git_dir if isinstance(self._git_dir, Path) else None
+
+    def _write_tree(self, index: str) -> str | None:
+        """The snapshot index's tree, written without git (gitindex), or None: then git writes
+        it. Not where the repository asks for more than git's default way of writing loose
+        objects (shared permissions, fsync, another hash): its config says so."""
+        git_dir = self._plain_git_dir()
+        if git_dir is None:
+            return None
+        if self._writable is None:
+            try:
+                config = (git_dir / "config").read_text(encoding="utf-8", errors="replace").lower()
+            except OSError:
+                config = "include"
+            self._writable = not any(word in config for word in ("sharedrepository", "fsync", "include",
+                                                                  "objectformat", "compression"))
+        entries = gitindex.read_index(index) if self._writable else None
+        tree = gitindex.write_tree(git_dir, entries) if entries is not None else None
+        self._snapshot_files = (tree, entries) if tree and entries is not None else None
+        return tree
+
+    def _from_files(self, names: list[str]) -> dict[str, str] | None:
+        """NAMES answered from .git's files (gitdata), or None: then git is asked."""
+        git_dir = self._plain_git_dir()
+        return gitdata.resolve(git_dir, names) if git_dir is not None else None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -132,6 +166,10 @@ class Workspace:
     def rev(self, ref: str) -> str | None:
         """The commit REF names, or None. Cached until a git command that may move a ref runs."""
         if ref not in self._revs:
+            answers = self._from_files([ref])
+            if answers is not None:
+                self._revs[ref] = answers[ref]
+                return answers[ref]
             out = self.git("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False).strip()
             self._revs[ref] = out or None  # after the call: git() may clear the cache first
         return self._revs[ref]
@@ -148,6 +186,17 @@ class Workspace:
         `rev` and `tree_of` then answer from their caches."""
         todo = [n for n in dict.fromkeys(names) if n and n not in self._revs and not
                 (n.endswith("^{tree}") and n[:-7] in self._trees)]
+        if not todo:
+            return
+        answers = self._from_files(todo)
+        if answers is not None:  # all of them from .git's files: no process
+            for name, sha in answers.items():
+                if name.endswith("^{tree}"):
+                    if len(name) - 7 >= 40:
+                        self._trees[name[:-7]] = sha
+                else:
+                    self._revs[name] = sha
+            return
         if len(todo) < 2:
             return
         asked = [n if n.endswith("^{tree}") else f"{n}^{{commit}}" for n in todo]
@@ -230,7 +279,8 @@ class Workspace:
     def tree_of(self, commit: str) -> str:
         if commit in self._trees:  # a commit's tree never changes
             return self._trees[commit]
-        tree = self.git("rev-parse", f"{commit}^{{tree}}").strip()
+        answers = self._from_files([f"{commit}^{{tree}}"])
+        tree = answers[f"{commit}^{{tree}}"] if answers else self.git("rev-parse", f"{commit}^{{tree}}").strip()
         if len(commit) >= 40:
             self._trees[commit] = tree
         return tree
@@ -263,18 +313,62 @@ class Workspace:
             index, fresh = self._index[1], False
         env = {"GIT_INDEX_FILE": index}
         try:
-            if fresh:
+            if fresh and not self._seed_index(base, index):
                 self.git("read-tree", base, env=env)
+                entries = gitindex.read_index(index)
+                self._base_files = (base, entries) if entries is not None else None
+                self._keep_seed(base, index)
             self.git("add", "-A", "--", ".", env=env)
             if exclude:
                 self.git("rm", "-q", "--cached", "--ignore-unmatch", "--pathspec-from-file=-",
                          "--pathspec-file-nul", env=env, input="\0".join(exclude))
-            tree = self.git("write-tree", env=env).strip()
+            tree = self._write_tree(index) or self.git("write-tree", env=env).strip()
         except BaseException:
             self.drop_snapshot_index()
             raise
         self._index = (base, index, tree, left_out)
         return tree
+
+    # `git read-tree BASE` into an empty index writes the same bytes every time (entries
+    # without stat data, the cache tree), so the last one is kept and copied: a snapshot on the
+    # same best (every discard in a row) then starts without that git process. In the task's
+    # state folder, which git ignores and sandboxes hide; named by the commit it was read from.
+    SEED_PREFIX = "snapshot-seed-"
+
+    def _seed_path(self, base: str) -> Path | None:
+        state = self.root / ".autoresearch"
+        return state / f"{self.SEED_PREFIX}{base}.index" if len(base) == 40 and state.is_dir() else None
+
+    def _seed_index(self, base: str, index: str) -> bool:
+        """Copy the kept seed of BASE to INDEX when its entries are exactly BASE's tree (they
+        hash to it: a seed edited by anyone is not used, and goes)."""
+        seed = self._seed_path(base)
+        if seed is None:
+            return False
+        entries = gitindex.read_index(seed)
+        if entries is None or gitindex.write_tree(None, entries) != self.tree_of(base):
+            seed.unlink(missing_ok=True)
+            return False
+        try:
+            shutil.copyfile(seed, index)
+        except OSError:
+            return False
+        self._base_files = (base, entries)
+        return True
+
+    def _keep_seed(self, base: str, index: str) -> None:
+        seed = self._seed_path(base)
+        if seed is None:
+            return
+        partial = seed.with_name(seed.name + f".{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(index, partial)
+            os.replace(partial, seed)  # whole or not at all: a kill leaves no half index to copy
+            for old in seed.parent.glob(f"{self.SEED_PREFIX}*"):
+                if old != seed:
+                    old.unlink(missing_ok=True)
+        except OSError:  # a full disk, say: the next snapshot reads the tree again
+            partial.unlink(missing_ok=True)
 
     def _unchanged_since_snapshot(self) -> str | None:
         """The last snapshot's tree when nothing on disk changed since (besides the paths it left
@@ -304,20 +398,49 @@ class Workspace:
 
     def changes(self, old_tree: str, new_tree: str) -> list[Change]:
         out = self.git("diff-tree", "-r", "--no-renames", "-z", "--raw", old_tree, new_tree)
-        parts = out.split("\0")
-        changes: list[Change] = []
-        i = 0
-        while i + 1 < len(parts):
-            meta, path = parts[i], parts[i + 1]
-            i += 2
-            if not meta.startswith(":"):
-                continue
-            fields = meta[1:].split()
-            changes.append(Change(status=fields[4][0], path=path, new_mode=fields[1]))
-        return changes
+        return gitdata.raw_changes(out.split("\0"))[0]
+
+    def changes_and_lines(self, old_tree: str, new_tree: str) -> tuple[list[Change], int]:
+        """The changed paths and the non-blank lines added minus removed over them (the
+        simplicity rule's measure), from one git process: the raw listing and a patch without
+        context. Every file is diffed as text (--text: a NUL byte, a `-diff` or `binary`
+        attribute cannot make a file's lines vanish from the count), without textconv or an
+        external diff; submodules count no lines. Lines are what git splits on (newlines)."""
+        fast = self._changes_from_files(old_tree, new_tree)
+        if fast is not None:
+            return fast
+        out = self.git("diff-tree", "-r", "--no-renames", "-z", "--raw", "-p", "-U0", "--inter-hunk-context=0",
+                       "--text", "--no-color", "--no-ext-diff", "--no-textconv", old_tree, new_tree)
+        changes, patch = gitdata.raw_changes(out.split("\0"))
+        return changes, gitdata.patch_lines_delta("\0".join(patch))
+
+    def _changes_from_files(self, old: str, new: str) -> tuple[list[Change], int] | None:
+        """changes_and_lines without git, for the snapshot just written against its base: both
+        sides' entries are at hand (the seed, the snapshot index) and the changed blobs are loose
+        objects (`add` just wrote the new ones). The lines are the same count as the patch's:
+        unchanged lines cancel out of whole files just as they are left out of a patch."""
+        base, files, git_dir = self._base_files, self._snapshot_files, self._plain_git_dir()
+        if base is None or files is None or base[0] != old or files[0] != new or git_dir is None:
+            return None
+        changes, delta = [], 0
+        for status, a, b in gitindex.diff(base[1], files[1]):
+            entry = b if b is not None else a
+            assert entry is not None
+            changes.append(Change(status=status, path=entry.path.decode("utf-8", "replace"),
+                                  new_mode=f"{b.mode:06o}" if b is not None else "000000"))
+            for side, sign in ((a, -1), (b, 1)):
+                if side is None or side.mode == 0o160000:  # a submodule counts no lines
+                    continue
+                data = gitindex.read_blob(git_dir, side.sha)
+                if data is None:
+                    return None  # packed, say: git diffs it
+                delta += sign * gitindex.nonblank_lines(data)
+        return changes, delta
 
     def commit_tree(self, tree: str, parent: str, message: str) -> str:
-        return self.git("commit-tree", tree, "-p", parent, "-m", message).strip()
+        commit = self.git("commit-tree", tree, "-p", parent, "-m", message).strip()
+        self._trees[commit] = tree  # git just wrote it so
+        return commit
 
     def point_branch_at(self, branch: str, commit: str, also: dict[str, str] | None = None,
                         on_branch: bool = False) -> None:
@@ -409,6 +532,14 @@ class Workspace:
         if dest.exists() and any(dest.iterdir()):
             raise GitError(f"export of {commit[:12]} into {dest}: the folder is not empty")
         dest.mkdir(parents=True, exist_ok=True)
+        files = self._snapshot_files
+        if files is not None and self._trees.get(commit) == files[0]:
+            # COMMIT is the snapshot just written: its files are the ones `add` just read here,
+            # copied and checked blob by blob (gitindex.export); any doubt, and git does it
+            if gitindex.export(self.root, files[1], dest):
+                return
+            clear_dir(dest)
+            dest.mkdir(parents=True)
         fd, index = tempfile.mkstemp(prefix="autoresearch-export-index-")
         os.close(fd)
         os.unlink(index)
