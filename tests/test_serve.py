@@ -177,6 +177,42 @@ def test_a_killed_server_leaves_a_socket_that_callers_step_over(tmp_path: Path) 
         stop(again)
 
 
+def test_one_copy_runs_request_after_request_and_carries_nothing_over(tmp_path: Path) -> None:
+    """A copy stays for the next request (its pages stay its own: no copy-on-write per request),
+    but each request starts as the caller's own process: its environment, folder and streams,
+    nothing of the request before. An idle copy that dies is replaced, and one that was
+    interrupted is not reused."""
+    root = make_task(tmp_path)
+    (root / "sub").mkdir()
+    train = root / "train.py"
+    train.write_text(train.read_text().replace('if __name__ == "__main__":', 'if __name__ == "__main__":\n'
+                     '    import os\n    print("leak:", os.environ.get("AUTORESEARCH_LEAK"), os.getcwd().endswith("tree"))\n', 1))
+    git(root, "commit", "-qam", "print the environment")  # part of best: every run prints it
+    ar(root, "start", "--tag", "u")
+    ar(root, "baseline")
+    server = serve(root, "--idle", "0")
+    try:
+        improve(root, "1")
+        first = ar(root, "experiment", "-m", "with a variable", env={"AUTORESEARCH_LEAK": "yes"})
+        improve(root, "2")
+        second = subprocess.run([*AUTORESEARCH, "experiment", "-m", "without", "--json"], cwd=root / "sub",
+                                capture_output=True, text=True, timeout=120,
+                                env={k: v for k, v in os.environ.items() if k != "AUTORESEARCH_LEAK"})
+        assert second.returncode == 0, second.stderr
+        logs = [Path(line.split("log: ")[1].strip()) for line in first.stdout.splitlines() if line.startswith("log: ")]
+        assert "leak: yes True" in logs[0].read_text()
+        assert "leak: None True" in Path(json.loads(second.stdout)["log_path"]).read_text()  # nothing carried over
+        workers = [line[-1] for line in served_lines(root)]
+        assert workers[-1] == workers[-2]  # the same copy ran both
+        os.kill(int(workers[-1]), signal.SIGKILL)  # the waiting copy dies
+        improve(root, "3")
+        third = ar(root, "experiment", "-m", "after the copy died")
+        assert third.stdout.split(":")[0] in ("keep", "discard")
+        assert served_lines(root)[-1][-1] != workers[-1]  # a fresh copy
+    finally:
+        stop(server)
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

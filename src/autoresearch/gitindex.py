@@ -140,6 +140,17 @@ def write_tree(git_dir: Path | None, entries: list[Entry]) -> str | None:
     return tree(root).hex()
 
 
+def writes_like_git(git_dir: Path) -> bool:
+    """Whether loose objects written here as git writes them by default are what this
+    repository wants: not when its config asks for shared permissions, fsync, another hash or
+    compression, or includes other files (which could)."""
+    try:
+        config = (git_dir / "config").read_text(encoding="utf-8", errors="replace").lower()
+    except OSError:
+        return False
+    return not any(word in config for word in ("sharedrepository", "fsync", "include", "objectformat", "compression"))
+
+
 def write_object(git_dir: Path, kind: bytes, content: bytes) -> bytes:
     """Store one object as git does a loose one (zlib, read-only, under its SHA-1, written to a
     temporary file and linked into place); its 20-byte id."""

@@ -36,8 +36,10 @@ import select
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +69,20 @@ KEEPER = ("import signal, sqlite3, sys\n"
           "sys.stdin.buffer.read()\n"
           "db.close()\n")
 MAX_REQUEST = 1 << 20  # bytes: argv and environment; more is not a command line
+MAX_SERVED = 500  # requests one copy runs before it leaves (what it caches stays bounded)
+DONE = b"DONE"  # copy -> server: a request ended; then its exit code (4 bytes) and CPU seconds (8)
 LOG = "serve.log"
 LOCK = "serve.lock"
+
+
+@dataclass
+class Worker:
+    """A forked copy of the server that runs requests one after another (see _work)."""
+
+    pid: int
+    pidfd: int
+    chan: socket.socket  # the server's end of the pair the copy reads its requests from
+    request: "Request | None" = None
 
 
 @dataclass
@@ -76,11 +90,10 @@ class Request:
     """One caller's experiment: its connection and the copy running it."""
 
     conn: socket.socket
-    pid: int
-    pidfd: int
+    worker: Worker
     caller: int
     started: float = field(default_factory=time.monotonic)
-    cpu_self: float = 0.0  # the server's own CPU seconds at fork
+    cpu_self: float = 0.0  # the server's own CPU seconds when it was handed over
 
 
 def socket_path(root: Path) -> Path:
@@ -179,9 +192,10 @@ def stop(root: Path) -> int | None:
     return pid
 
 
-def _read_request(conn: socket.socket) -> tuple[list[int], bytes] | None:
-    """The fds and payload of one request; None for anything malformed."""
-    conn.settimeout(5.0)  # a caller sends its request at once; a silent one is not waited for
+def _read_request(conn: socket.socket, timeout: float | None = 5.0) -> tuple[list[int], bytes] | None:
+    """The fds and payload of one request; None for anything malformed. TIMEOUT: a caller sends
+    its request at once, and a silent one is not waited for (a copy waits for the server)."""
+    conn.settimeout(timeout)
     try:
         data, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(3 * 4))
         fds: list[int] = []
@@ -225,22 +239,47 @@ def _parse(payload: bytes) -> tuple[str, int, list[str], dict[bytes, bytes]]:
     return cwd, umask, argv, env
 
 
-def _child(listener: socket.socket, conn: socket.socket, server_fds: list[int], fds: list[int], payload: bytes,
-           blocked: set[signal.Signals]) -> None:
-    """In the forked copy: become the caller's process, run its experiment, exit with its code."""
-    code = 1
+def _work(chan: socket.socket, fds: list[int], payload: bytes, blocked: set[signal.Signals]) -> None:
+    """In a forked copy: run the request, then (as a rule) the next ones the server hands over on
+    CHAN, each as the caller's own process; never returns.
+
+    Why one copy for many requests: a fresh fork writes to ~1,400 pages it shares with the
+    server (reference counts, the allocator), and each first write copies a page, ~7 us on a
+    2-core VM: ~18 ms of CPU per experiment, a third of the command's own cost (issue 13). A copy
+    that stays has its pages. It stays only while it is as clean as a fresh one: no thread left,
+    the same open files as after its first request, an experiment that ended by itself (an
+    interrupted one, a crash of this code, MAX_SERVED requests: it exits instead, and the
+    server forks the next request a fresh copy)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+    baseline = _open_fds() - set(fds)
+    served = 0
+    while True:
+        before = _cpu_with_children()
+        code, clean = _run_request(fds, payload)
+        served += 1
+        cpu = _cpu_with_children() - before
+        _release_streams()
+        if not clean or code == 130 or served >= MAX_SERVED or threading.active_count() > 1 \
+                or _open_fds() != baseline:
+            os._exit(code)  # the server sees the copy end and answers the caller from its status
+        try:
+            chan.sendall(DONE + code.to_bytes(4, "little", signed=True) + struct.pack("<d", cpu))
+            received = _read_request(chan, timeout=None)  # the next request, or the server's end
+        except BaseException:  # noqa: BLE001 - told to go (a signal, the server gone): nothing runs
+            os._exit(0)
+        if received is None:
+            os._exit(0)
+        fds, payload = received
+
+
+def _run_request(fds: list[int], payload: bytes) -> tuple[int, bool]:
+    """Become the caller's process (its streams, folder, umask, environment, argv) and run its
+    experiment: (exit code, whether it ended by itself)."""
+    code, clean = 1, False
     try:
-        listener.close()
-        conn.close()  # the server answers the caller; the copy only does the work
-        for fd in server_fds:  # its lock (a copy left running must not hold it), the keeper's pipe
-            os.close(fd)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-        # A copy lives for one experiment: the collector's passes would only touch (and so copy)
-        # the server's pages; what a cycle holds is freed when the copy exits.
-        gc.disable()
         cwd, umask, argv, env = _parse(payload)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -264,10 +303,12 @@ def _child(listener: socket.socket, conn: socket.socket, server_fds: list[int], 
         else:
             native_experiment(*fast)
             code = 0
+        clean = True
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             sys.stderr.write(exc.code + "\n")
+        clean = True
     except KeyboardInterrupt:
         code = 130
     except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the caller, as it would have
@@ -275,13 +316,36 @@ def _child(listener: socket.socket, conn: socket.socket, server_fds: list[int], 
 
         traceback.print_exc()
         code = 1
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
-                pass
-        os._exit(code)
+    return code, clean
+
+
+def _release_streams() -> None:
+    """Flush what the caller is owed, then let go of its streams (its pipe must see its end)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
+            pass
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(null, target)
+    os.close(null)
+
+
+def _open_fds() -> set[int]:
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))  # the listing's own descriptor is closed by now
+        except OSError:
+            continue
+        found.add(int(name))
+    return found - {0, 1, 2}
+
+
+def _cpu_with_children() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 class Server:
@@ -293,17 +357,32 @@ class Server:
         self.path = socket_path(root)
         self.path.parent.mkdir(exist_ok=True)
         self.fingerprint = package_fingerprint()
-        self.requests: dict[int, Request] = {}  # by pidfd
+        self.workers: dict[int, Worker] = {}  # by pidfd
+        self.by_chan: dict[int, Worker] = {}  # by the server's end of their pair
         self.by_conn: dict[int, Request] = {}  # by connection fd
         self.stopping = False
         self.lock_fd = _lock(self.path.parent)
         self.log = open(self.path.parent / LOG, "a", encoding="utf-8")
         self.keeper: subprocess.Popen | None = None
 
-    def _own_fds(self) -> list[int]:
-        """What a copy must not keep of the server's: its lock, the keeper's pipe."""
-        keeper = [self.keeper.stdin.fileno()] if self.keeper and self.keeper.stdin else []
-        return [self.lock_fd, *keeper]
+    def _forget(self, conn: socket.socket) -> None:
+        """In a new copy: close what is the server's (its lock, which a copy left running must
+        not hold; the keeper's pipe; the socket; every other caller's connection and copy)."""
+        self.listener.close()
+        conn.close()  # the server answers the caller; the copy only does the work
+        fds = [self.lock_fd]
+        if self.keeper is not None:
+            fds += [stream.fileno() for stream in (self.keeper.stdin, self.keeper.stdout) if stream]
+        for worker in self.workers.values():
+            worker.chan.close()
+            fds.append(worker.pidfd)
+        for request in self.by_conn.values():
+            request.conn.close()
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _start_keeper(self) -> None:
         journal = self.path.parent / "journal.db"
@@ -352,10 +431,10 @@ class Server:
         self._log(f"start\tpid {os.getpid()}")
         last = time.monotonic()
         try:
-            while not (self.stopping and not self.requests):
+            while not (self.stopping and not self.by_conn):
                 if self.stopping and self.listener.fileno() >= 0:
                     self._unlisten()  # callers from now on run their command themselves
-                if self.idle and not self.requests and time.monotonic() - last > self.idle:
+                if self.idle and not self.by_conn and time.monotonic() - last > self.idle:
                     self._log("idle: leaving")
                     break
                 for fd, _ in self.poll.poll(1000):
@@ -365,8 +444,11 @@ class Server:
                                 self.stopping = True
                         except OSError as exc:  # one caller's broken connection ends nothing else
                             self._log(f"refused a connection: {exc}")
-                    elif fd in self.requests:
-                        self._finish(self.requests[fd])
+                    elif fd in self.by_chan:
+                        self._from_worker(self.by_chan[fd])
+                        last = time.monotonic()
+                    elif fd in self.workers:
+                        self._worker_ended(self.workers[fd])
                         last = time.monotonic()
                     elif fd in self.by_conn:
                         self._from_caller(self.by_conn[fd])
@@ -402,8 +484,8 @@ class Server:
     def _on_stop(self, signum: int, frame: object) -> None:
         """Stop accepting; interrupt running copies (they record `interrupted`), then leave."""
         self.stopping = True
-        for request in list(self.requests.values()):
-            _signal_pid(request.pid, signal.SIGINT)
+        for request in list(self.by_conn.values()):
+            _signal_pid(request.worker.pid, signal.SIGINT)
 
     def _accept(self) -> str:
         conn, _ = self.listener.accept()
@@ -424,26 +506,58 @@ class Server:
             self._log("stale: the package's files changed; leaving")
             return "stale"
         cpu = _self_cpu()
-        # Blocked across the fork: a signal must not reach the copy while it still has the
-        # server's handlers (which would interrupt the other requests' copies).
-        stops = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
-        child = os.fork()
-        if child == 0:
-            _child(self.listener, conn, self._own_fds(), fds, payload, stops)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+        worker = self._idle_worker(fds, payload) or self._fork(conn, fds, payload)
         for fd in fds:
             os.close(fd)
         try:
             conn.sendall(RUNNING)  # from here on the caller waits for the exit code
         except OSError:
             pass  # the caller is gone already: the copy gets SIGTERM at the next poll
-        request = Request(conn=conn, pid=child, pidfd=os.pidfd_open(child), caller=pid, cpu_self=cpu)
-        self.requests[request.pidfd] = request
+        request = Request(conn=conn, worker=worker, caller=pid, cpu_self=cpu)
+        worker.request = request
         self.by_conn[conn.fileno()] = request
-        self.poll.register(request.pidfd, select.POLLIN)
         self.poll.register(conn.fileno(), select.POLLIN)
         return "started"
+
+    def _idle_worker(self, fds: list[int], payload: bytes) -> Worker | None:
+        """The copy that waits for a request, handed this one (its streams and payload, as the
+        caller sent them); None when none waits (or it cannot take it: it is retired)."""
+        for worker in self.workers.values():
+            if worker.request is None and worker.chan.fileno() >= 0:
+                frame = MAGIC + len(payload).to_bytes(4, "little") + payload
+                try:
+                    sent = worker.chan.sendmsg([frame[:4096]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_bytes(fds))])
+                    worker.chan.sendall(frame[sent:])
+                except OSError:
+                    self._retire(worker)
+                    return None
+                return worker
+        return None
+
+    def _fork(self, conn: socket.socket, fds: list[int], payload: bytes) -> Worker:
+        """A new copy for this request (it then waits for more: _work)."""
+        mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Blocked across the fork: a signal must not reach the copy while it still has the
+        # server's handlers (which would interrupt the other requests' copies).
+        stops = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        child = os.fork()
+        if child == 0:
+            try:
+                mine.close()
+                self._forget(conn)
+                gc.enable()  # a copy may live for many requests: its cycles are collected
+                _work(its, fds, payload, stops)
+            finally:
+                os._exit(1)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+        its.close()
+        worker = Worker(pid=child, pidfd=os.pidfd_open(child), chan=mine)
+        self.workers[worker.pidfd] = worker
+        self.by_chan[mine.fileno()] = worker
+        self.poll.register(worker.pidfd, select.POLLIN)
+        self.poll.register(mine.fileno(), select.POLLIN)
+        return worker
 
     def _from_caller(self, request: Request) -> None:
         """A signal byte from the caller, or its end: the same signal to the copy."""
@@ -454,29 +568,70 @@ class Server:
         if not data:  # the caller died: as the kernel would have ended the command
             self.poll.unregister(request.conn.fileno())
             del self.by_conn[request.conn.fileno()]
-            _signal_pid(request.pid, signal.SIGTERM)
+            request.conn.close()
+            _signal_pid(request.worker.pid, signal.SIGTERM)
             return
         for byte in data:
             if byte == ord("I"):
-                _signal_pid(request.pid, signal.SIGINT)
+                _signal_pid(request.worker.pid, signal.SIGINT)
             elif byte == ord("T"):
-                _signal_pid(request.pid, signal.SIGTERM)
+                _signal_pid(request.worker.pid, signal.SIGTERM)
 
-    def _finish(self, request: Request) -> None:
-        _, status, usage = os.wait4(request.pid, 0)
+    def _from_worker(self, worker: Worker) -> None:
+        """A copy says its request ended (and waits for the next), or its pair closed."""
+        data = b""
+        try:
+            data = worker.chan.recv(16)
+            while data and len(data) < 16:  # sent at once; a stream may still split it
+                chunk = worker.chan.recv(16 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        if len(data) < 16 or not data.startswith(DONE) or worker.request is None:
+            self._retire(worker)  # its end (a crash, a kill) comes through its pidfd
+            return
+        request, worker.request = worker.request, None
+        self._complete(request, int.from_bytes(data[4:8], "little", signed=True), struct.unpack("<d", data[8:])[0],
+                       worker.pid)
+        idle = [w for w in self.workers.values() if w.request is None and w.chan.fileno() >= 0]
+        if self.stopping or len(idle) > 1:
+            self._retire(worker)  # one waiting copy is enough
+
+    def _worker_ended(self, worker: Worker) -> None:
+        """A copy's process ended: reaped; its request, if it had one, answered from what it
+        said last (a stop can come just after its request ended) or else from its status."""
+        if worker.request is not None and worker.chan.fileno() >= 0:
+            worker.chan.setblocking(False)
+            self._from_worker(worker)
+        _, status, usage = os.wait4(worker.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code  # killed by a signal: the shell's convention
-        self.poll.unregister(request.pidfd)
-        os.close(request.pidfd)
-        del self.requests[request.pidfd]
+        self.poll.unregister(worker.pidfd)
+        os.close(worker.pidfd)
+        del self.workers[worker.pidfd]
+        self._retire(worker)
+        if worker.request is not None:
+            request, worker.request = worker.request, None
+            self._complete(request, code, usage.ru_utime + usage.ru_stime, worker.pid)
+
+    def _retire(self, worker: Worker) -> None:
+        """Close the server's end of a copy's pair: a waiting copy leaves (its pidfd says when)."""
+        fileno = worker.chan.fileno()
+        if fileno >= 0:
+            self.poll.unregister(fileno)
+            del self.by_chan[fileno]
+            worker.chan.close()
+
+    def _complete(self, request: Request, code: int, cpu: float, worker: int) -> None:
         fileno = request.conn.fileno()
         if fileno in self.by_conn:
             self.poll.unregister(fileno)
             del self.by_conn[fileno]
         wall = time.monotonic() - request.started
         # logged before the reply: whoever reads the log once the caller has its code finds the line
-        self._log(f"{request.caller}\t{code}\t{wall:.6f}\t{usage.ru_utime + usage.ru_stime:.6f}\t"
-                  f"{_self_cpu() - request.cpu_self:.6f}")
+        self._log(f"{request.caller}\t{code}\t{wall:.6f}\t{cpu:.6f}\t{_self_cpu() - request.cpu_self:.6f}\t{worker}")
         try:
             request.conn.sendall(code.to_bytes(4, "little", signed=True))
         except OSError:
@@ -496,15 +651,22 @@ class Server:
         self.log.flush()
 
     def _close(self) -> None:
-        for request in list(self.requests.values()):  # leaving with copies still running
-            _signal_pid(request.pid, signal.SIGINT)
-            self._finish(request)
+        for request in list(self.by_conn.values()):  # leaving with copies still running
+            _signal_pid(request.worker.pid, signal.SIGINT)
+        for worker in list(self.workers.values()):  # the waiting ones leave when their pair closes
+            if worker.request is None:
+                self._retire(worker)
+            self._worker_ended(worker)
         if self.listener.fileno() >= 0:
             self._unlisten()
         self._stop_keeper()
         self._log(f"stop\tpid {os.getpid()}")
         self.log.close()
         os.close(self.lock_fd)
+
+
+def _fd_bytes(fds: list[int]) -> bytes:
+    return b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
 
 
 def _signal_pid(pid: int, signum: int) -> None:

@@ -1,13 +1,15 @@
-"""Every git operation lives here: branches, snapshots, commits, resets, refs and worktrees.
+"""Every git process starts here: branches, snapshots, commits, resets, refs and worktrees.
 
-The working tree is read through a temporary index (``GIT_INDEX_FILE``), so whatever the agent
-did (edited files, made its own commits, reset, switched branches) the change under test is
-simply "the tree on disk versus best", and the commit that records it is always a child of best.
+The working tree is read through a temporary index (``GIT_INDEX_FILE``, snapshot.py), so whatever
+the agent did (edited files, made its own commits, reset, switched branches) the change under
+test is simply "the tree on disk versus best", and the commit that records it is always a child
+of best. Where git's answer can be read from its files for certain (a ref, a loose commit's tree:
+gitdata.py; an index's tree, diff and files: gitindex.py), no process is started for it.
 """
 
 from __future__ import annotations
 
-from . import gitdata, gitindex, spawn
+from . import gitdata, spawn
 from .errors import AutoresearchError, disk_full_message
 
 import fnmatch
@@ -17,6 +19,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .snapshot import SnapshotIndex
 
 BRANCH_PREFIX = "autoresearch/"
 REF_PREFIX = "refs/autoresearch/"
@@ -81,8 +87,7 @@ class Workspace:
         self._identity: list[str] = []
         self._branch: str | None = None
         self._revs: dict[str, str | None] = {}  # name -> commit, until something may move a ref
-        # the last snapshot: base, its index file, the tree it gave, the paths it left out
-        self._index: tuple[str, str, str, frozenset[str]] | None = None
+        self._snapshot: SnapshotIndex | None = None  # the last snapshot's index, until dropped
         self._trees: dict[str, str] = {}  # commit sha -> its tree
         self._git_exe: str | None = None  # git's path, looked up once
         # The environment git runs with, as bytes, taken once: copying os.environ (a decode and
@@ -91,38 +96,16 @@ class Workspace:
         # environment does not change under it.
         self._env: dict[bytes, bytes] | None = None
         self._git_dir: Path | None | bool = False  # gitdata.plain_git_dir, asked once
-        self._writable: bool | None = None  # may objects be written here as git writes them by default
-        self._snapshot_files: tuple[str, list[gitindex.Entry]] | None = None  # last tree written from an index
-        self._base_files: tuple[str, list[gitindex.Entry]] | None = None  # a snapshot base's entries (its seed)
 
-    def _plain_git_dir(self) -> Path | None:
+    def plain_git_dir(self) -> Path | None:
         """.git, when its refs and objects may be read (and written) as files (gitdata)."""
         if self._git_dir is False:
             self._git_dir = gitdata.plain_git_dir(self.root)
         return self._git_dir if isinstance(self._git_dir, Path) else None
 
-    def _write_tree(self, index: str) -> str | None:
-        """The snapshot index's tree, written without git (gitindex), or None: then git writes
-        it. Not where the repository asks for more than git's default way of writing loose
-        objects (shared permissions, fsync, another hash): its config says so."""
-        git_dir = self._plain_git_dir()
-        if git_dir is None:
-            return None
-        if self._writable is None:
-            try:
-                config = (git_dir / "config").read_text(encoding="utf-8", errors="replace").lower()
-            except OSError:
-                config = "include"
-            self._writable = not any(word in config for word in ("sharedrepository", "fsync", "include",
-                                                                  "objectformat", "compression"))
-        entries = gitindex.read_index(index) if self._writable else None
-        tree = gitindex.write_tree(git_dir, entries) if entries is not None else None
-        self._snapshot_files = (tree, entries) if tree and entries is not None else None
-        return tree
-
     def _from_files(self, names: list[str]) -> dict[str, str] | None:
         """NAMES answered from .git's files (gitdata), or None: then git is asked."""
-        git_dir = self._plain_git_dir()
+        git_dir = self.plain_git_dir()
         return gitdata.resolve(git_dir, names) if git_dir is not None else None
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -288,113 +271,33 @@ class Workspace:
     # -- snapshot, diff, commit --------------------------------------------------------------
 
     def snapshot(self, base: str, exclude: list[str] | None = None) -> str:
-        """The tree of the working directory (ignored files left out), as a tree object.
+        """The tree of the working directory (ignored files left out), as a tree object, read
+        through a temporary index seeded from BASE (snapshot.py): the real index and HEAD are
+        untouched. Paths in EXCLUDE (untracked files that were there before the run started) are
+        left out. A second snapshot on the same BASE (the folder after the run, before it is
+        reset) is a look at what changed since: nothing, as a rule. Call `drop_snapshot_index`
+        when done."""
+        from .snapshot import SnapshotIndex
 
-        Built in a temporary index seeded from BASE, so the real index and HEAD are untouched.
-        Paths in EXCLUDE (untracked files that were there before the run started) are left out.
-        A second snapshot on the same BASE (the folder after the run, before it is reset) reuses
-        that index: `git add -A --dry-run` against it lists what changed since (nothing, as a
-        rule: one process instead of three). Call `drop_snapshot_index` when done.
-        """
-        if self._index is not None and self._index[0] != base:
+        if self._snapshot is not None and self._snapshot.base != base:
             self.drop_snapshot_index()
-        left_out = frozenset(exclude or [])
-        if self._index is not None and self._index[3] == left_out:
-            unchanged = self._unchanged_since_snapshot()
+        snap = self._snapshot
+        if snap is not None and snap.left_out == frozenset(exclude or []):
+            unchanged = snap.unchanged()
             if unchanged is not None:
                 return unchanged
-        if self._index is None:
-            fd, index = tempfile.mkstemp(prefix="autoresearch-index-")
-            os.close(fd)
-            os.unlink(index)
-            self._index = (base, index, "", left_out)
-            fresh = True
-        else:
-            index, fresh = self._index[1], False
-        env = {"GIT_INDEX_FILE": index}
+        if snap is None:
+            snap = self._snapshot = SnapshotIndex(self, base)
         try:
-            if fresh and not self._seed_index(base, index):
-                self.git("read-tree", base, env=env)
-                entries = gitindex.read_index(index)
-                self._base_files = (base, entries) if entries is not None else None
-                self._keep_seed(base, index)
-            self.git("add", "-A", "--", ".", env=env)
-            if exclude:
-                self.git("rm", "-q", "--cached", "--ignore-unmatch", "--pathspec-from-file=-",
-                         "--pathspec-file-nul", env=env, input="\0".join(exclude))
-            tree = self._write_tree(index) or self.git("write-tree", env=env).strip()
+            return snap.take(list(exclude or []))
         except BaseException:
             self.drop_snapshot_index()
             raise
-        self._index = (base, index, tree, left_out)
-        return tree
-
-    # `git read-tree BASE` into an empty index writes the same bytes every time (entries
-    # without stat data, the cache tree), so the last one is kept and copied: a snapshot on the
-    # same best (every discard in a row) then starts without that git process. In the task's
-    # state folder, which git ignores and sandboxes hide; named by the commit it was read from.
-    SEED_PREFIX = "snapshot-seed-"
-
-    def _seed_path(self, base: str) -> Path | None:
-        state = self.root / ".autoresearch"
-        return state / f"{self.SEED_PREFIX}{base}.index" if len(base) == 40 and state.is_dir() else None
-
-    def _seed_index(self, base: str, index: str) -> bool:
-        """Copy the kept seed of BASE to INDEX when its entries are exactly BASE's tree (they
-        hash to it: a seed edited by anyone is not used, and goes)."""
-        seed = self._seed_path(base)
-        if seed is None:
-            return False
-        entries = gitindex.read_index(seed)
-        if entries is None or gitindex.write_tree(None, entries) != self.tree_of(base):
-            seed.unlink(missing_ok=True)
-            return False
-        try:
-            shutil.copyfile(seed, index)
-        except OSError:
-            return False
-        self._base_files = (base, entries)
-        return True
-
-    def _keep_seed(self, base: str, index: str) -> None:
-        seed = self._seed_path(base)
-        if seed is None:
-            return
-        partial = seed.with_name(seed.name + f".{os.getpid()}.tmp")
-        try:
-            shutil.copyfile(index, partial)
-            os.replace(partial, seed)  # whole or not at all: a kill leaves no half index to copy
-            for old in seed.parent.glob(f"{self.SEED_PREFIX}*"):
-                if old != seed:
-                    old.unlink(missing_ok=True)
-        except OSError:  # a full disk, say: the next snapshot reads the tree again
-            partial.unlink(missing_ok=True)
-
-    def _unchanged_since_snapshot(self) -> str | None:
-        """The last snapshot's tree when nothing on disk changed since (besides the paths it left
-        out), else None. `git add --dry-run` prints `add 'path'` / `remove 'path'` per change."""
-        assert self._index is not None
-        _, index, tree, excluded = self._index
-        if not tree:
-            return None
-        try:
-            out = self.git("add", "-A", "--dry-run", "--", ".", env={"GIT_INDEX_FILE": index})
-        except GitError:
-            return None
-        for line in out.splitlines():
-            verb, _, quoted = line.partition(" ")
-            if verb not in ("add", "remove") or not (quoted.startswith("'") and quoted.endswith("'")) \
-                    or quoted[1:-1] not in excluded:
-                return None
-        return tree
 
     def drop_snapshot_index(self) -> None:
-        if self._index is not None:
-            path = self._index[1]
-            self._index = None
-            for leftover in (path, path + ".lock"):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
+        if self._snapshot is not None:
+            snap, self._snapshot = self._snapshot, None
+            snap.drop()
 
     def changes(self, old_tree: str, new_tree: str) -> list[Change]:
         out = self.git("diff-tree", "-r", "--no-renames", "-z", "--raw", old_tree, new_tree)
@@ -406,36 +309,13 @@ class Workspace:
         context. Every file is diffed as text (--text: a NUL byte, a `-diff` or `binary`
         attribute cannot make a file's lines vanish from the count), without textconv or an
         external diff; submodules count no lines. Lines are what git splits on (newlines)."""
-        fast = self._changes_from_files(old_tree, new_tree)
-        if fast is not None:
+        fast = self._snapshot.changes_and_lines(old_tree, new_tree) if self._snapshot else None
+        if fast is not None:  # the snapshot just taken, against its base: from its indexes
             return fast
         out = self.git("diff-tree", "-r", "--no-renames", "-z", "--raw", "-p", "-U0", "--inter-hunk-context=0",
                        "--text", "--no-color", "--no-ext-diff", "--no-textconv", old_tree, new_tree)
         changes, patch = gitdata.raw_changes(out.split("\0"))
         return changes, gitdata.patch_lines_delta("\0".join(patch))
-
-    def _changes_from_files(self, old: str, new: str) -> tuple[list[Change], int] | None:
-        """changes_and_lines without git, for the snapshot just written against its base: both
-        sides' entries are at hand (the seed, the snapshot index) and the changed blobs are loose
-        objects (`add` just wrote the new ones). The lines are the same count as the patch's:
-        unchanged lines cancel out of whole files just as they are left out of a patch."""
-        base, files, git_dir = self._base_files, self._snapshot_files, self._plain_git_dir()
-        if base is None or files is None or base[0] != old or files[0] != new or git_dir is None:
-            return None
-        changes, delta = [], 0
-        for status, a, b in gitindex.diff(base[1], files[1]):
-            entry = b if b is not None else a
-            assert entry is not None
-            changes.append(Change(status=status, path=entry.path.decode("utf-8", "replace"),
-                                  new_mode=f"{b.mode:06o}" if b is not None else "000000"))
-            for side, sign in ((a, -1), (b, 1)):
-                if side is None or side.mode == 0o160000:  # a submodule counts no lines
-                    continue
-                data = gitindex.read_blob(git_dir, side.sha)
-                if data is None:
-                    return None  # packed, say: git diffs it
-                delta += sign * gitindex.nonblank_lines(data)
-        return changes, delta
 
     def commit_tree(self, tree: str, parent: str, message: str) -> str:
         commit = self.git("commit-tree", tree, "-p", parent, "-m", message).strip()
@@ -532,14 +412,9 @@ class Workspace:
         if dest.exists() and any(dest.iterdir()):
             raise GitError(f"export of {commit[:12]} into {dest}: the folder is not empty")
         dest.mkdir(parents=True, exist_ok=True)
-        files = self._snapshot_files
-        if files is not None and self._trees.get(commit) == files[0]:
-            # COMMIT is the snapshot just written: its files are the ones `add` just read here,
-            # copied and checked blob by blob (gitindex.export); any doubt, and git does it
-            if gitindex.export(self.root, files[1], dest):
-                return
-            clear_dir(dest)
-            dest.mkdir(parents=True)
+        snap = self._snapshot
+        if snap is not None and snap.tree and self._trees.get(commit) == snap.tree and snap.export(dest):
+            return  # the snapshot just taken: copied from the folder, checked blob by blob
         fd, index = tempfile.mkstemp(prefix="autoresearch-export-index-")
         os.close(fd)
         os.unlink(index)
