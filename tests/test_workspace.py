@@ -165,6 +165,8 @@ def exported(folder: Path) -> dict[str, tuple]:
                 found[rel] = ("link", os.readlink(path))
             elif path.is_dir():
                 found[rel] = ("dir", any(path.iterdir()))
+            elif not path.is_file():  # a FIFO, say: named, never read
+                found[rel] = ("special",)
             else:
                 found[rel] = ("file", path.stat().st_mode & 0o111 != 0, path.read_bytes())
     return found
@@ -198,7 +200,8 @@ def test_a_file_changed_after_the_snapshot_never_reaches_the_export(tmp_path: Pa
     checkouts = [args for args in calls if "checkout" in args]
     assert checkouts == [] and (tmp_path / "untouched" / "train.py").read_text().startswith("X = 1")  # no git
     for i, tamper in enumerate((lambda: (root / "train.py").write_text("print('val_loss: 0.0')  # swapped\n"),
-                                lambda: ((root / "train.py").unlink(), (root / "train.py").symlink_to("/etc/hostname")))):
+                                lambda: ((root / "train.py").unlink(), (root / "train.py").symlink_to("/etc/hostname")),
+                                lambda: ((root / "train.py").unlink(), os.mkfifo(root / "train.py")))):  # never waited on
         tamper()
         dest = tmp_path / f"export{i}"
         ws.export(commit, dest)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -256,8 +257,11 @@ def export(root: Path, entries: list[Entry], dest: Path) -> bool:
 
 
 def _read(path: bytes) -> bytes:
-    """A regular file's bytes (a symlink that replaced it is not followed)."""
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+    """A regular file's bytes. What replaced it since is not read: a symlink is not followed,
+    a FIFO is not waited on (O_NONBLOCK), anything but a regular file is an error."""
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{os.fsdecode(path)}: not a regular file")
         return fh.read()
 
 

@@ -2,15 +2,18 @@
 
 Why: an agent runs `autoresearch experiment -m ...` hundreds of times a night, and on a fast
 task most of a fresh process's cost is the interpreter and the standard library (issue 13).
-The server imports the experiment's modules once and forks a copy of itself for every
-request; the copy runs the same function a fresh process runs (`_native.native_experiment`),
-so locks, the journal's write order and the verdict are the command's own. The client side,
-and the wire format, are in cli/_warm_client.py.
+The server imports the experiment's modules once and forks copies of itself that run the
+requests; a copy runs the same function a fresh process runs (`_native.native_experiment`), so
+locks, the journal's write order and the verdict are the command's own. A copy stays for the
+next request while it is as clean as a fresh one (_work says why and when not), and the journal
+keeps a connection open beside the server (KEEPER). The client side, and the wire format, are
+in cli/_warm_client.py.
 
 What it guarantees:
-- Nothing differs but speed: the copy takes the caller's argv, working folder, environment,
-  umask and standard streams. Two requests at once are two processes, and the task's lock
-  decides between them as it would between two commands.
+- Nothing differs but speed: each request starts as the caller's process, with its argv,
+  working folder, environment, umask and standard streams, and nothing of the request before;
+  the caller's streams are let go when its request ends. Two requests at once are two
+  processes, and the task's lock decides between them as it would between two commands.
 - Kill semantics: the caller's Ctrl-C and SIGTERM reach the copy as the same signals; a caller
   that dies (SIGKILL) gets its copy SIGTERM, as the command would have died. Stopping the
   server (Ctrl-C, SIGTERM, `serve --stop`) interrupts running copies, waits for them, removes
@@ -23,7 +26,7 @@ What it guarantees:
 
 Each request is a line in `.autoresearch/serve.log`: when, the caller's pid, the exit code,
 wall seconds, CPU seconds of the copy (with everything it waited for) and of the server itself,
-so `benchmarks/native_overhead.py` counts the server's CPU against the command.
+and the copy's pid.
 """
 
 from __future__ import annotations
@@ -349,7 +352,7 @@ def _cpu_with_children() -> float:
 
 
 class Server:
-    """The accept loop: one listening socket, one forked copy per request."""
+    """The accept loop: one listening socket; a waiting copy for a request, else a new one."""
 
     def __init__(self, root: Path, idle: float = IDLE) -> None:
         self.root = root

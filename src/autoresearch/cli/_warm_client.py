@@ -2,18 +2,18 @@
 
 Why: a fresh Python process pays ~90 ms for the interpreter and the standard library before
 the experiment does any work, on a task whose hand loop takes ~80 ms in all (issue 13).
-`autoresearch serve` keeps those modules loaded and forks a copy of itself per experiment;
-this module is what the command costs when a server is up. It imports nothing but built-in
-modules (`_socket`, `_signal`), never `typing`, `re` or the package's own modules.
+`autoresearch serve` keeps those modules loaded in forked copies of itself (serve.py); this
+module is what the command costs when a server is up. It imports nothing but built-in modules
+(`_socket`, `_signal`), never `typing`, `re` or the package's own modules.
 
-The forked copy runs exactly what this process would have run (`_native.native_experiment`)
+The server's copy runs exactly what this process would have run (`_native.native_experiment`)
 with this process's argv, working folder, environment, umask and standard streams (passed as
 file descriptors, so output goes straight to this terminal or pipe). Kill semantics are the
 command's own: Ctrl-C here is Ctrl-C there (the experiment records `interrupted` and exits
 130); SIGTERM here is SIGTERM there (which the experiment treats as Ctrl-C); if this process
-dies (SIGKILL), the server sends the copy SIGTERM, so nothing runs on unwatched. Any doubt (no socket, a dead server, a
-server whose code has changed) and the command runs in this process instead: the server is a
-speed-up, never a requirement.
+dies (SIGKILL), the server sends the copy SIGTERM, so nothing runs on unwatched. Any doubt (no
+socket, a dead server, a server whose code has changed) and the command runs in this process
+instead: the server is a speed-up, never a requirement.
 
 Wire format (AF_UNIX stream, `.autoresearch/serve.sock` in the task's root):
   request  b"ARW1" + 4-byte little-endian length + payload, with SCM_RIGHTS fds 0, 1, 2;
