@@ -155,6 +155,25 @@ def test_a_new_file_over_the_cap_never_enters_git(tmp_path: Path) -> None:
     assert "big.bin: new file over the size cap" in journal_rows(root)[-1]["details_json"]
 
 
+def test_unignoring_the_state_folder_keeps_it_out_of_git(tmp_path: Path) -> None:
+    """The attack: the agent drops `.autoresearch/` from .gitignore. The folder (the journal,
+    its write-ahead log, run outputs) was then committed into git as part of the candidate. Now
+    it never is: the edit is rejected like any out-of-scope change and .gitignore put back."""
+    root = make_task(tmp_path)
+    before = len(journal_rows(root))
+    gitignore = root / ".gitignore"
+    original = gitignore.read_text()
+    gitignore.write_text("".join(line + "\n" for line in original.splitlines() if line != ".autoresearch/"))
+    set_knob(root, "LEARNING_RATE", "0.2")
+    out = experiment(root, "unignore the journal")
+    assert out.returncode == 4 and "out-of-scope" in out.stdout, out.stdout + out.stderr
+    row = journal_rows(root)[-1]
+    assert len(journal_rows(root)) == before + 1 and json.loads(row["details_json"])["files"] == [".gitignore", "train.py"]
+    assert not [p for p in git(root, "ls-tree", "-r", "--name-only", row["commit_sha"]).splitlines()
+                if p.startswith(".autoresearch")]
+    assert gitignore.read_text() == original and not list((root / ".autoresearch").rglob("quarantine/*"))
+
+
 def test_rejected_out_of_scope_files(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     (root / "helper.py").write_text("X = 1\n")

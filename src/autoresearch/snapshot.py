@@ -25,13 +25,13 @@ import tempfile
 from pathlib import Path
 
 from . import gitindex
+from .workspace import STATE_FOLDER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .workspace import Change, Workspace
 
 SEED_PREFIX = "snapshot-seed-"
-STATE_FOLDER = ".autoresearch"  # task.STATE_DIR (not imported: task imports much more)
 
 
 class SnapshotIndex:
@@ -63,8 +63,19 @@ class SnapshotIndex:
             self.ws.git("rm", "-q", "--cached", "--ignore-unmatch", "--pathspec-from-file=-",
                         "--pathspec-file-nul", env=env, input="\0".join(exclude))
         self.tree = self._write_tree() or self.ws.git("write-tree", env=env).strip()
+        if self._holds_state_folder():
+            # git no longer ignores autoresearch's own folder (an edited .gitignore): it is still
+            # never part of a candidate. Committed, the journal would be in git's history; as
+            # an "added" path it would be moved aside when the folder is reset.
+            self.ws.git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", STATE_FOLDER, env=env)
+            self.tree = self._write_tree() or self.ws.git("write-tree", env=env).strip()
         self.left_out = frozenset(exclude)
         return self.tree
+
+    def _holds_state_folder(self) -> bool:
+        if self.entries is not None:
+            return any(e.path.split(b"/", 1)[0] == STATE_FOLDER.encode() for e in self.entries)
+        return bool(self.ws.git("ls-tree", "--name-only", self.tree, "--", STATE_FOLDER).strip())
 
     def _write_tree(self) -> str | None:
         git_dir = self.ws.plain_git_dir()

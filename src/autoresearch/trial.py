@@ -38,7 +38,7 @@ from .results import sync_tsv
 from .measure import Measurement, measure_commit
 from . import verdict as V
 from .verdict import DecisionFlow, MeasureRequest, Verdict, decide_flow
-from .workspace import branch_name, experiment_ref
+from .workspace import STATE_FOLDER, branch_name, experiment_ref
 
 if TYPE_CHECKING:
     from .session import Session
@@ -433,9 +433,11 @@ WALK_LIMIT = 5000
 
 
 def _may_hold_files_over(root: Path, cap: int) -> bool:
-    """Whether any file of the task (outside .git) may be bigger than CAP bytes: False only when
-    a walk of at most WALK_LIMIT entries found none, so that no untracked one can be (then git
-    need not list them: one process fewer per experiment). Links are not followed."""
+    """Whether any file of the task may be bigger than CAP bytes: False only when a walk of at
+    most WALK_LIMIT entries found none, so that no untracked one can be (then git need not list
+    them: one process fewer per experiment). Links are not followed. Left out: .git, and the
+    state folder, which no snapshot takes and `untracked` never lists (so the walk does not
+    grow with the experiments' run folders)."""
     seen = 0
     todo = [str(root)]
     while todo:
@@ -447,7 +449,7 @@ def _may_hold_files_over(root: Path, cap: int) -> bool:
                     if seen > WALK_LIMIT:
                         return True
                     if entry.is_dir(follow_symlinks=False):
-                        if folder != str(root) or entry.name != ".git":
+                        if folder != str(root) or entry.name not in (".git", STATE_FOLDER):
                             todo.append(entry.path)
                     elif entry.stat(follow_symlinks=False).st_size > cap:
                         return True

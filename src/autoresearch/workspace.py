@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 BRANCH_PREFIX = "autoresearch/"
 REF_PREFIX = "refs/autoresearch/"
 NOTES_REF = "refs/notes/autoresearch"
+STATE_FOLDER = ".autoresearch"  # task.STATE_DIR (task imports this module's neighbours)
 # git commands that never move HEAD (the branch cache survives them)
 READ_ONLY_COMMANDS = frozenset({"rev-parse", "cat-file", "diff-tree", "ls-files", "ls-tree",
                                 "for-each-ref", "show", "log", "diff", "merge-base", "status", "hash-object",
@@ -334,8 +335,10 @@ class Workspace:
         self.git("reset", "-q", "--mixed", commit)
 
     def untracked(self) -> list[str]:
+        """Untracked files git would add. Never autoresearch's own folder: whatever .gitignore
+        says, its journal and logs are not work to commit, move aside or quarantine."""
         out = self.git("ls-files", "-z", "--others", "--exclude-standard")
-        return [p for p in out.split("\0") if p]
+        return [p for p in out.split("\0") if p and p.split("/", 1)[0] != STATE_FOLDER]
 
     def dirty(self) -> list[str]:
         """Tracked files that differ from HEAD (staged or not)."""
