@@ -1,5 +1,5 @@
-"""A snapshot's git index, used without git: its entries read, its tree written, its files
-exported. workspace.py is the only caller.
+"""A snapshot's git index, used without git: its entries read, its tree written, its diff
+against another index, its files exported. snapshot.py is the caller.
 
 Why: after `git add -A` into the snapshot's temporary index, a native experiment used to start
 two more git processes on exactly what that index holds: `write-tree` (its tree) and a

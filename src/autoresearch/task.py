@@ -439,7 +439,7 @@ def _is_locked(config: TaskConfig) -> bool:
 
 # Locked configs already read by this process (and, forked from `autoresearch serve`, by its
 # copies), by the identity of the config file and the lock: a TaskConfig is frozen, and a locked
-# config's checks depend on those two files only (see _validate).
+# config's checks depend on those two files only (see _check_semantics).
 _LOCKED: dict[tuple, TaskConfig] = {}
 
 
