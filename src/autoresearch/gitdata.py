@@ -86,8 +86,9 @@ def read_ref(git_dir: Path, name: str) -> str | None:
     return text[:-1] if text.endswith("\n") and _HEX40.fullmatch(text[:-1]) else None
 
 
-def commit_tree(git_dir: Path, sha: str) -> str | None:
-    """The tree of commit SHA when it is a loose object whose content hashes to its name."""
+def loose_object(git_dir: Path, sha: str, kind: bytes) -> bytes | None:
+    """The content of object SHA when it is a loose object of type KIND (b"commit", b"blob")
+    whose bytes hash to its name; None otherwise (packed, missing, another type, corrupt)."""
     if not _HEX40.fullmatch(sha):
         return None
     try:
@@ -97,7 +98,13 @@ def commit_tree(git_dir: Path, sha: str) -> str | None:
     if hashlib.sha1(data).hexdigest() != sha:  # noqa: S324 - git's object name, not a security hash
         return None
     header, _, body = data.partition(b"\0")
-    if not header.startswith(b"commit ") or not body.startswith(b"tree ") or body[45:46] != b"\n":
+    return body if header.startswith(kind + b" ") else None
+
+
+def commit_tree(git_dir: Path, sha: str) -> str | None:
+    """The tree of commit SHA when it is a loose object whose content hashes to its name."""
+    body = loose_object(git_dir, sha, b"commit")
+    if body is None or not body.startswith(b"tree ") or body[45:46] != b"\n":
         return None
     tree = body[5:45].decode("ascii", "replace")
     return tree if _HEX40.fullmatch(tree) else None
@@ -138,6 +145,12 @@ def raw_changes(parts: list[str]) -> "tuple[list[Change], list[str]]":
 
 
 _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+
+
+def nonblank_lines(data: bytes) -> int:
+    """Lines as git splits them (on newlines) that hold more than whitespace: over whole files,
+    the same count patch_lines_delta takes from a patch."""
+    return sum(1 for line in data.decode("utf-8", "replace").split("\n") if line.strip())
 
 
 def patch_lines_delta(patch: str) -> int:

@@ -198,23 +198,6 @@ def diff(old: list[Entry], new: list[Entry]) -> list[tuple[str, Entry | None, En
     return out
 
 
-def nonblank_lines(data: bytes) -> int:
-    """Lines as git splits them (on newlines) that hold more than whitespace."""
-    return sum(1 for line in data.decode("utf-8", "replace").split("\n") if line.strip())
-
-
-def read_blob(git_dir: Path, sha: bytes) -> bytes | None:
-    """A loose blob's content, checked against its name; None when it is not loose here."""
-    hex_sha = sha.hex()
-    try:
-        raw = zlib.decompress((git_dir / "objects" / hex_sha[:2] / hex_sha[2:]).read_bytes())
-    except (OSError, zlib.error):
-        return None
-    if hashlib.sha1(raw).digest() != sha or not raw.startswith(b"blob "):  # noqa: S324
-        return None
-    return raw[raw.index(b"\0") + 1:]
-
-
 def blob_id(data: bytes) -> bytes:
     return hashlib.sha1(b"blob " + str(len(data)).encode() + b"\0" + data).digest()  # noqa: S324
 

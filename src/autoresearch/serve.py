@@ -6,8 +6,8 @@ The server imports the experiment's modules once and forks copies of itself that
 requests; a copy runs the same function a fresh process runs (`_native.native_experiment`), so
 locks, the journal's write order and the verdict are the command's own. A copy stays for the
 next request while it is as clean as a fresh one (served.py: what a copy does, why it stays and
-when it does not), and the journal keeps a connection open beside the server (KEEPER). The client side, and the wire format, are
-in cli/_warm_client.py.
+when it does not), and the journal keeps a connection open beside the server (KEEPER). The
+client side, and the wire format, are in cli/_warm_client.py.
 
 What it guarantees:
 - Nothing differs but speed: each request starts as the caller's process, with its argv,
@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli._warm_client import MAGIC, MAX_PATH, RUNNING, SOCKET, STALE, connect
+from .cli._warm_client import MAX_PATH, RUNNING, SOCKET, STALE, connect, frame, send_with_fds
 from .errors import StateError
 from .served import DONE, read_request, work
 
@@ -368,10 +368,8 @@ class Server:
         caller sent them); None when none waits (or it cannot take it: it is retired)."""
         for worker in self.workers.values():
             if worker.request is None and worker.chan.fileno() >= 0:
-                frame = MAGIC + len(payload).to_bytes(4, "little") + payload
                 try:
-                    sent = worker.chan.sendmsg([frame[:4096]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_bytes(fds))])
-                    worker.chan.sendall(frame[sent:])
+                    send_with_fds(worker.chan, frame(payload), fds)
                 except OSError:
                     self._retire(worker)
                     return None
@@ -507,10 +505,6 @@ class Server:
         self._log(f"stop\tpid {os.getpid()}")
         self.log.close()
         os.close(self.lock_fd)
-
-
-def _fd_bytes(fds: list[int]) -> bytes:
-    return b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
 
 
 def _signal_pid(pid: int, signum: int) -> None:

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import gitindex
+from . import gitdata, gitindex
 from .workspace import STATE_FOLDER
 
 TYPE_CHECKING = False
@@ -164,10 +164,10 @@ class SnapshotIndex:
             for side, sign in ((a, -1), (b, 1)):
                 if side is None or side.mode == 0o160000:  # a submodule counts no lines
                     continue
-                data = gitindex.read_blob(git_dir, side.sha)
+                data = gitdata.loose_object(git_dir, side.sha.hex(), b"blob")
                 if data is None:
                     return None  # packed, say: git diffs it
-                delta += sign * gitindex.nonblank_lines(data)
+                delta += sign * gitdata.nonblank_lines(data)
         return changes, delta
 
     def export(self, dest: Path) -> bool:

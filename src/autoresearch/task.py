@@ -457,7 +457,8 @@ def load_config(root: Path | str = ".") -> TaskConfig:
     """Read ROOT/autoresearch.toml. Raises ConfigError with the file and key on any problem."""
     root = Path(root).resolve()
     path = root / CONFIG_NAME
-    key = (str(root), file_identity(path), file_identity(root / STATE_DIR / "lock.json"))
+    lock = root / STATE_DIR / "lock.json"
+    key = (str(root), file_identity(path), file_identity(lock))
     cached = _LOCKED.get(key) if key[1] and key[2] else None
     if cached is not None:
         return cached
@@ -470,7 +471,7 @@ def load_config(root: Path | str = ".") -> TaskConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8: {exc}") from None
     config = parse_config(data, path, root)
-    if key[1] and key[2] and _is_locked(config) and key == (str(root), file_identity(path), file_identity(root / STATE_DIR / "lock.json")):
+    if key[1] and key[2] and _is_locked(config) and key == (str(root), file_identity(path), file_identity(lock)):
         _LOCKED[key] = config  # unchanged while it was read: the key names what was parsed
     return config
 

@@ -77,8 +77,19 @@ def request_bytes(argv: list[str]) -> bytes:
     fields = [os.fsencode(os.getcwd()), str(umask).encode(), str(len(argv)).encode()]
     fields += [os.fsencode(a) for a in argv]
     fields += [k + b"=" + v for k, v in os.environb.items()]
-    payload = b"\0".join(fields)
+    return frame(b"\0".join(fields))
+
+
+def frame(payload: bytes) -> bytes:
+    """PAYLOAD as a request travels (the client's to the server, the server's to a copy)."""
     return MAGIC + len(payload).to_bytes(4, "little") + payload
+
+
+def send_with_fds(sock: _socket.socket, data: bytes, fds: tuple[int, ...] | list[int]) -> None:
+    """DATA on SOCK, the descriptors FDS riding with its first part (SCM_RIGHTS)."""
+    raw = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+    sent = sock.sendmsg([data[:4096]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, raw)])
+    sock.sendall(data[sent:])
 
 
 def _recv_exact(sock: _socket.socket, n: int) -> bytes:
@@ -111,11 +122,9 @@ def run_served(argv: list[str]) -> int | None:
     sock = connect(path)
     if sock is None:
         return None
-    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
     data = request_bytes(argv)
     try:
-        sent = sock.sendmsg([data[:4096]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        sock.sendall(data[sent:])
+        send_with_fds(sock, data, (0, 1, 2))
     except OSError:
         sock.close()
         return None
