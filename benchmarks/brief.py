@@ -44,10 +44,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from autoresearch.journal import Experiment  # noqa: E402
+from autoresearch.config.task import find_root, load_config  # noqa: E402
+from autoresearch.harness.sandbox import bwrap_works  # noqa: E402
+from autoresearch.journal.store import Experiment  # noqa: E402
 from autoresearch.proposers.brief import Limits, build_brief  # noqa: E402
-from autoresearch.sandbox import bwrap_works  # noqa: E402
-from autoresearch.task import find_root, load_config  # noqa: E402
 
 # -- knobs ----------------------------------------------------------------------------------------
 HISTORIES = [10, 100, 1000]  # experiments of history given to build_brief

@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from autoresearch.git.workspace import Workspace  # noqa: E402
 from autoresearch.redact import redact_file  # noqa: E402
-from autoresearch.workspace import Workspace  # noqa: E402
 
 HISTORIES = [10, 1000]
 REPEATS = 21

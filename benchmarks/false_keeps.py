@@ -80,8 +80,8 @@ def make_task(base: Path, name: str, verdict: str) -> Path:
 
 
 def trial(base: Path, name: str, verdict: str, effect: float) -> tuple[int, float, float]:
-    from autoresearch.session import Session
-    from autoresearch.trial import experiment
+    from autoresearch.trial.lifecycle import experiment
+    from autoresearch.trial.session import Session
 
     root = make_task(base, name, verdict)
     train = root / "train.py"
@@ -122,7 +122,7 @@ def real_main(only: list[str]) -> None:
 def sim_policy(text: str):  # noqa: ANN201 - a VerdictSection, built the way task.py loads it
     import tomllib
 
-    from autoresearch.task import VerdictSection, _normalize_verdict
+    from autoresearch.config.task import VerdictSection, _normalize_verdict
 
     table = tomllib.loads(text)
     return _normalize_verdict(Path("bench.toml"), table, VerdictSection(**table))
@@ -201,8 +201,8 @@ def flow_cell(policy, effect: float, seed: int, experiments: int, p_gain: float 
     from types import SimpleNamespace
 
     from autoresearch import verdict as V
-    from autoresearch.journal import Experiment
-    from autoresearch.measure import Measurement
+    from autoresearch.journal.store import Experiment
+    from autoresearch.trial.measure import Measurement
 
     rng = random.Random(seed)
     config = SimpleNamespace(verdict=policy, maximize=False, resource=SimpleNamespace(name=""),

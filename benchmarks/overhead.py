@@ -65,20 +65,20 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from _gitcalls import git_subcommand  # noqa: E402 - beside this script
 
-import autoresearch.harness as H  # noqa: E402
-import autoresearch.loop as L  # noqa: E402
-import autoresearch.measure as M  # noqa: E402
-import autoresearch.scratch as S  # noqa: E402
-import autoresearch.trial as T  # noqa: E402
+import autoresearch.harness.process as H  # noqa: E402
+import autoresearch.loop.driver as L  # noqa: E402
 import autoresearch.spawn as SP  # noqa: E402
+import autoresearch.trial.lifecycle as T  # noqa: E402
+import autoresearch.trial.measure as M  # noqa: E402
+import autoresearch.trial.scratch as S  # noqa: E402
+from autoresearch.config.task import LoopSection  # noqa: E402
 from autoresearch.executors.local import LocalExecutor  # noqa: E402
-from autoresearch.journal import Journal  # noqa: E402
-from autoresearch.results import write_tsv  # noqa: E402
+from autoresearch.git.workspace import NOTES_REF, Workspace, branch_name, experiment_ref  # noqa: E402
+from autoresearch.harness.sandbox import bwrap_works  # noqa: E402
+from autoresearch.journal.results import write_tsv  # noqa: E402
+from autoresearch.journal.store import Journal  # noqa: E402
 from autoresearch.proposers import Proposal, ProposeContext  # noqa: E402
-from autoresearch.sandbox import bwrap_works  # noqa: E402
-from autoresearch.session import Session  # noqa: E402
-from autoresearch.task import LoopSection  # noqa: E402
-from autoresearch.workspace import NOTES_REF, Workspace, branch_name, experiment_ref  # noqa: E402
+from autoresearch.trial.session import Session  # noqa: E402
 
 # -- knobs ----------------------------------------------------------------------------------------
 HISTORIES = [10, 1000]  # prior experiments on the branch (baseline included)

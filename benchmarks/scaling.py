@@ -32,15 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.branch import start
+from autoresearch.config.task import LoopSection
 from autoresearch.executors.local import LocalExecutor
-from autoresearch.results import throughput
-from autoresearch.loop import run_loop
+from autoresearch.git.workspace import Workspace
+from autoresearch.journal.results import throughput
+from autoresearch.loop.driver import run_loop
 from autoresearch.proposers import Proposal, ProposeContext
 from autoresearch.scaffold import init_from_template
-from autoresearch.session import Session
-from autoresearch.task import LoopSection
-from autoresearch.workspace import Workspace
+from autoresearch.trial.branch import start
+from autoresearch.trial.session import Session
 
 SLEEPY_TRAIN = '''"""Benchmark task: the run sleeps a fixed time; the knob changes nothing measurable."""
 import time

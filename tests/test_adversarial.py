@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ar, git
 
-from autoresearch.sandbox import bwrap_works
+from autoresearch.harness.sandbox import bwrap_works
 
 pytestmark = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not usable here (apt-get install bubblewrap)")
 

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ar, git, make_task
 
-from autoresearch.harness import MetricParser
+from autoresearch.harness.process import MetricParser
 
 
 @pytest.mark.parametrize("edit, key", [

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.trial import ProposalInfo, experiment
+from autoresearch.config.task import with_overrides
 from autoresearch.proposers import coding_agent
 from autoresearch.proposers.base import ProposeContext, ProposerError
 from autoresearch.proposers.brief import build_brief
@@ -32,8 +32,8 @@ from autoresearch.proposers.coding_agent import (
     parse_gemini,
     summary_line,
 )
-from autoresearch.session import Session
-from autoresearch.task import with_overrides
+from autoresearch.trial.lifecycle import ProposalInfo, experiment
+from autoresearch.trial.session import Session
 
 FAKES = Path(__file__).parent / "fake_agents"
 sys.path.insert(0, str(FAKES))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import AUTORESEARCH, ar, git, make_task, set_knob
 
 
@@ -373,48 +372,6 @@ def _cli_loading(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, s
     return proc, loaded[-1] if loaded else ""
 
 
-def test_the_native_experiment_loads_neither_click_nor_rich(tmp_path: Path) -> None:
-    """An agent calls `experiment -m` hundreds of times a night: its plain forms run without the
-    CLI framework, and print and exit exactly as the click command does."""
-    root = make_task(tmp_path)
-    set_knob(root, "LEARNING_RATE", "0.2")
-    fast, loaded = _cli_loading(root, "experiment", "-m", "lr 0.2")
-    assert fast.returncode == 0, fast.stderr
-    assert loaded == "loaded:", loaded
-    assert fast.stdout.startswith("keep: val_loss ") and "| seq 2 commit " in fast.stdout
-    set_knob(root, "LEARNING_RATE", "0.001")
-    as_json, loaded = _cli_loading(root, "experiment", "--json", "--message=lr 0.001")
-    assert loaded == "loaded:" and as_json.returncode == 0
-    assert json.loads(as_json.stdout)["status"] == "discard"
-    again, _ = _cli_loading(root, "experiment", "-mnothing changed")
-    assert again.returncode == 1 and "nothing changed since the best" in again.stderr
-    # Every other form is click's: its help, and its errors (usage, exit 2). The control that
-    # shows the check above can fail.
-    helped, loaded = _cli_loading(root, "experiment", "--help")
-    assert helped.returncode == 0 and "--message" in helped.stdout and loaded == "loaded: click"
-    for bad in (["experiment", "-m"], ["experiment", "--mesage", "x"]):
-        proc, loaded = _cli_loading(root, *bad)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr and loaded.startswith("loaded: click"), bad
-    twice, loaded = _cli_loading(root, "experiment", "-m", "a", "-m", "b")  # click's rule: the last one
-    assert twice.returncode == 1 and "nothing changed" in twice.stderr and loaded.startswith("loaded: click")
-
-
-@pytest.mark.parametrize(("args", "parsed"), [
-    (["experiment", "-m", "x y"], ("x y", False)),
-    (["experiment", "--message", "x", "--json"], ("x", True)),
-    (["experiment", "--json", "--message=x=1"], ("x=1", True)),
-    (["experiment", "-mx"], ("x", False)),
-    (["experiment", "-m", "--json"], ("--json", False)),  # click, too, takes the next word as the value
-    (["experiment"], None), (["experiment", "-m"], None), (["experiment", "--json"], None),
-    (["experiment", "-m", "a", "-m", "b"], None), (["experiment", "-m", "x", "--json", "--json"], None),
-    (["experiment", "-m", "x", "extra"], None), (["experiment", "-h"], None), (["baseline"], None), ([], None),
-])
-def test_the_fast_path_takes_only_what_click_would_read_the_same_way(args: list[str], parsed: object) -> None:
-    from autoresearch.cli import native_experiment_args
-
-    assert native_experiment_args(args) == parsed
-
-
 def test_commits_carry_the_users_identity_else_a_neutral_one(tmp_path: Path) -> None:
     """git is not asked for the identity up front (a process per experiment): a commit is tried
     with user.useConfigOnly and retried with autoresearch's own identity only where none is set."""
@@ -451,22 +408,3 @@ def test_a_diverged_run_is_a_crash_not_a_claim_mismatch(tmp_path: Path) -> None:
     assert out.returncode == 3 and out.stdout.startswith("crash: non-finite-metric"), out.stdout + out.stderr
     assert "run_phase_claimed" not in json.loads(journal_rows(root)[-1]["details_json"])
     assert "CLAIM MISMATCH" not in ar(root, "status").stdout
-
-
-def test_the_branch_read_from_head_is_the_one_git_names(tmp_path: Path) -> None:
-    """current_branch reads .git/HEAD itself (a git process fewer per command); wherever it
-    cannot be sure it asks git, so it never names another branch than git would."""
-    from autoresearch.workspace import Workspace
-
-    root = make_task(tmp_path, baseline=False)
-
-    def git_says(cwd: Path) -> str | None:
-        return git(cwd, "symbolic-ref", "-q", "--short", "HEAD").strip() or None
-
-    assert Workspace(root)._head_file() == git_says(root) == "autoresearch/t"
-    git(root, "checkout", "-q", "--detach")
-    assert Workspace(root)._head_file() == "" and Workspace(root).current_branch() is None
-    git(root, "checkout", "-q", "autoresearch/t")
-    git(root, "worktree", "add", "-q", "-b", "side", str(tmp_path / "wt"))
-    side = Workspace(tmp_path / "wt")
-    assert side._head_file() is None and side.current_branch() == "side"  # a worktree: git says

@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import git
 
-from autoresearch.harness import task_env
-from autoresearch.workspace import GitError, Workspace
+from autoresearch.git.workspace import GitError, Workspace
+from autoresearch.harness.process import task_env
 
 REAL = "print('helper: real')\n"
 FAKE = "print('helper: FAKE')\n"  # same length: the planted cache must look valid for the real source

@@ -11,7 +11,7 @@ import pytest
 from conftest import git, git_env
 from test_report import PLAN, rep, research_copy
 
-from autoresearch.journal import Journal
+from autoresearch.journal.store import Journal
 
 pytestmark = pytest.mark.slow  # a real run through the CLI
 

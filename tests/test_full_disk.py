@@ -29,11 +29,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from autoresearch.journal import Journal
-from autoresearch.results import render_tsv
-
 from conftest import git, make_task
+
+from autoresearch.journal.results import render_tsv
+from autoresearch.journal.store import Journal
 
 DISK_BYTES = 4 * 1024 * 1024
 EDIT = "LEARNING_RATE = 0.2"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.gains import change_words, pct_words, raw_note, session_gain, summary_lines
-from autoresearch.journal import Experiment
+from autoresearch.journal.store import Experiment
+from autoresearch.report.gains import change_words, pct_words, raw_note, session_gain, summary_lines
 
 
 def exp(seq: int, status: str, metric: float | None = None, bar: float | None = None, *,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from conftest import make_task
 
-from autoresearch.guard import read_lock, write_lock
-from autoresearch.journal import SCHEMA_VERSION, Journal
-from autoresearch.task import load_config
+from autoresearch.config.task import load_config
+from autoresearch.harness.guard import read_lock, write_lock
+from autoresearch.journal.store import SCHEMA_VERSION, Journal
 
 
 def test_a_journal_from_an_earlier_version_is_set_up_and_keeps_its_rows(tmp_path: Path) -> None:

@@ -9,14 +9,25 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ar, git
 
 import autoresearch
 from autoresearch.cli import cli
-from autoresearch.proposers.knobs import (KnobError, NotLiteral, Space, default_space, find_knobs, format_value,
-                                          knob_values, list_files, literal_value, parse_search, set_knobs)
+from autoresearch.proposers.knobs import (
+    KnobError,
+    NotLiteral,
+    Space,
+    default_space,
+    find_knobs,
+    format_value,
+    knob_values,
+    list_files,
+    literal_value,
+    parse_search,
+    set_knobs,
+)
 from autoresearch.proposers.knobs_cli import knobs_command
-from autoresearch.session import Session
-from conftest import ar, git
+from autoresearch.trial.session import Session
 
 EXAMPLE_TRAIN = Path(autoresearch.__file__).parent / "templates" / "example" / "train.py"
 

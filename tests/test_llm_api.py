@@ -12,8 +12,7 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 
-from autoresearch.trial import ProposalInfo, Trial, experiment
-from autoresearch.verdict import Verdict
+from autoresearch.config.task import TaskConfig, with_overrides
 from autoresearch.proposers import ProposeContext, ProposerError
 from autoresearch.proposers.brief import build_brief
 from autoresearch.proposers.llm_api import (
@@ -24,8 +23,9 @@ from autoresearch.proposers.llm_api import (
     make_api_proposer,
     price_for,
 )
-from autoresearch.session import Session
-from autoresearch.task import TaskConfig, with_overrides
+from autoresearch.trial.lifecycle import ProposalInfo, Trial, experiment
+from autoresearch.trial.session import Session
+from autoresearch.verdict import Verdict
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import make_task, set_knob

@@ -102,14 +102,14 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_smollm2_proposals_never_kill_the_loop(tmp_path: Path, llama_server: str) -> None:
-    from autoresearch.branch import show_best
-    from autoresearch.trial import ProposalInfo, Trial
-    from autoresearch.verdict import Verdict
+    from autoresearch.config.task import with_overrides
     from autoresearch.proposers import ProposeContext, ProposerError
     from autoresearch.proposers.brief import build_brief
     from autoresearch.proposers.llm_api import make_api_proposer
-    from autoresearch.session import Session
-    from autoresearch.task import with_overrides
+    from autoresearch.trial.branch import show_best
+    from autoresearch.trial.lifecycle import ProposalInfo, Trial
+    from autoresearch.trial.session import Session
+    from autoresearch.verdict import Verdict
 
     root = make_task(tmp_path)
     prepare = (root / "prepare.py").read_bytes()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from conftest import AUTORESEARCH, ar, git, make_task
 
-from autoresearch.journal import Experiment
+from autoresearch.config.task import load_config
+from autoresearch.journal.store import Experiment
 from autoresearch.proposers.brief import Limits, build_brief
-from autoresearch.task import load_config
 
 AGENT = r'''#!/usr/bin/env python3
 """A scripted agent: reads the brief file, edits train.py according to MODE."""

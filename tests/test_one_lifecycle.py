@@ -12,15 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import ar, git, make_task
 
+from autoresearch.config.task import LoopSection
 from autoresearch.executors.local import LocalExecutor
-from autoresearch.loop import run_loop
+from autoresearch.journal.results import render_tsv
+from autoresearch.loop.driver import run_loop
 from autoresearch.proposers import Proposal, ProposeContext, ProposerError
-from autoresearch.results import render_tsv
-from autoresearch.session import Session
-from autoresearch.task import LoopSection
+from autoresearch.trial.session import Session
 
 
 class Scripted:

@@ -16,21 +16,20 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ar, git
 
+from autoresearch.config.task import ExecutorSection, LoopSection
 from autoresearch.executors import ExecutorError, make_executor
 from autoresearch.executors.local import LocalExecutor, parse_cpus
-from autoresearch.branch import start
-from autoresearch.journal import Journal
-from autoresearch.results import render_tsv
-from autoresearch.results import throughput
-from autoresearch.loop import run_loop as run_parallel
-from autoresearch.replay import replay_tree, replay_tree_by_patch
+from autoresearch.git.replay import replay_tree, replay_tree_by_patch
+from autoresearch.git.workspace import Workspace, branch_name, experiment_ref
+from autoresearch.harness.sandbox import bwrap_works
+from autoresearch.journal.results import render_tsv, throughput
+from autoresearch.journal.store import Journal
+from autoresearch.loop.driver import run_loop as run_parallel
 from autoresearch.proposers import Proposal, ProposeContext, ProposerError, get_proposer
-from autoresearch.sandbox import bwrap_works
-from autoresearch.session import Session
-from autoresearch.task import ExecutorSection, LoopSection
-from autoresearch.workspace import Workspace, branch_name, experiment_ref
-from conftest import ar, git
+from autoresearch.trial.branch import start
+from autoresearch.trial.session import Session
 
 TRAIN = '''"""Test task: four knobs on lines apart, a run that sleeps, and what the run saw."""
 import os

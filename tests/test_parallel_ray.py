@@ -9,12 +9,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from autoresearch.executors.ray import SCRATCH_PREFIX, RayExecutor
-from autoresearch.results import throughput
-from autoresearch.loop import run_loop as run_parallel
-from autoresearch.task import LoopSection
 from test_parallel_local import BySeq, all_runs, check_consistent, make_template, max_overlap, started
+
+from autoresearch.config.task import LoopSection
+from autoresearch.executors.ray import SCRATCH_PREFIX, RayExecutor
+from autoresearch.journal.results import throughput
+from autoresearch.loop.driver import run_loop as run_parallel
 
 ray = pytest.importorskip("ray")
 

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from autoresearch.session import Session
-from test_parallel_local import AGENT, all_runs, check_consistent, make_template
 from conftest import ar
+from test_parallel_local import AGENT, all_runs, check_consistent, make_template
+
+from autoresearch.trial.session import Session
 
 ray = pytest.importorskip("ray")
 

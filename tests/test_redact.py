@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.parse
 import sys
+import urllib.parse
 from pathlib import Path
 
-from autoresearch.harness import run_command
+from autoresearch.harness.process import run_command
 from autoresearch.redact import redact, redact_bytes, redact_file, secret_values
 
 ENVIRON = {

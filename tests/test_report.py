@@ -21,11 +21,11 @@ import pytest
 from conftest import AUTORESEARCH, ar, make_task, set_knob
 from PIL import Image
 
-from autoresearch.journal import Journal
+from autoresearch.journal.store import Journal
 from autoresearch.report.html import build_report, write_report
 from autoresearch.report.live import LiveView, PlainView, infer_phase, state_from_journal, watch
 from autoresearch.report.plot import DPI, FIGSIZE, focus_range, write_plot
-from autoresearch.session import Session
+from autoresearch.trial.session import Session
 
 # The experiments build_research makes, by seq: (status, description).
 PLAN = {
@@ -236,7 +236,7 @@ def test_report_inlines_its_css_and_script_from_package_data(tmp_path: Path) -> 
 
 def test_report_shows_noise_and_holdout_once_measured(tmp_path: Path) -> None:
     journal = fake_journal(tmp_path / "j", 20, seed=1)
-    from autoresearch.journal import NoiseRecord
+    from autoresearch.journal.store import NoiseRecord
 
     journal.add_noise(NoiseRecord(tag="t", commit_sha="c" * 40, n=5, mean=0.9, median=0.9, std=0.0021, mad=0.0015,
                                   min=0.897, max=0.903, suggested_min_delta=0.0042, values=[0.9] * 5))
@@ -274,7 +274,7 @@ def test_report_of_1000_experiments_is_built_fast_and_stays_compact(tmp_path: Pa
 # -- live views ---------------------------------------------------------------------------------
 
 def _edit_and_run(root: Path, view, knob: str, value: str, message: str):
-    from autoresearch.trial import experiment
+    from autoresearch.trial.lifecycle import experiment
 
     set_knob(root, knob, value)
     with Session.open(root) as s:

@@ -20,8 +20,8 @@ import pytest
 from conftest import ar, git, make_task
 from PIL import Image
 from test_drift import AGENT, TRAIN
-from test_report_browser import CHROMIUM, chromium, rows
 from test_report import page_data, rep, research_copy
+from test_report_browser import CHROMIUM, chromium, rows
 
 pytestmark = pytest.mark.slow  # real loops through the CLI
 
@@ -204,10 +204,10 @@ def test_quickstart_plot_and_live_view_summaries_agree(drifted: Path) -> None:
     # same journal (quickstart itself runs tune on its own template)
     from rich.console import Console
 
-    from autoresearch.gains import session_gain, summary_lines
+    from autoresearch.report.gains import session_gain, summary_lines
     from autoresearch.report.live import render_state, state_from_journal
     from autoresearch.report.plot import _title
-    from autoresearch.session import Session
+    from autoresearch.trial.session import Session
 
     with Session.open(drifted) as s:
         exps = s.journal.experiments("t")

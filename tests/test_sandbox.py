@@ -25,13 +25,19 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-import autoresearch
 from conftest import processes_with
 
-from autoresearch.harness import run_command
-from autoresearch.sandbox import (SandboxSpec, agent_hidden, agent_home_env, agent_spec, bwrap_works,
-                                  seed_agent_home, wrap_command)
+import autoresearch
+from autoresearch.harness.process import run_command
+from autoresearch.harness.sandbox import (
+    SandboxSpec,
+    agent_hidden,
+    agent_home_env,
+    agent_spec,
+    bwrap_works,
+    seed_agent_home,
+    wrap_command,
+)
 
 pytestmark = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not usable here (apt-get install bubblewrap)")
 
@@ -377,7 +383,7 @@ def test_a_run_that_ended_itself_left_no_process_the_moment_it_returns(tmp_path:
 def test_the_bwrap_probe_is_remembered_per_boot_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe (a bwrap start) is cached under a key of bwrap's file and the kernel's
     user-namespace settings: a stale or foreign entry is probed again, a matching one is used."""
-    from autoresearch import sandbox
+    from autoresearch.harness import sandbox
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cache = tmp_path / "autoresearch" / "bwrap-probe"

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ar, git, make_task, processes_with, set_knob
 
-from autoresearch.sandbox import bwrap_works
+from autoresearch.harness.sandbox import bwrap_works
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not usable here (apt-get install bubblewrap)")
 
@@ -214,8 +213,8 @@ def test_a_printed_metric_is_not_the_metric(task: Path) -> None:
 def test_every_template_measures_outside_the_editable_code() -> None:
     """Each shipped template owns its number: an evaluate phase, or a harness that runs the
     editable code in a child process whose output it does not parse for metrics."""
+    from autoresearch.config.task import load_config
     from autoresearch.scaffold import list_templates
-    from autoresearch.task import load_config
 
     for t in list_templates():
         config = load_config(t.path)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.harness import run_command, task_env
-from autoresearch.sandbox import SandboxSpec, bwrap_works
-from autoresearch.task import ConfigError, load_config
+from autoresearch.config.task import ConfigError, load_config
+from autoresearch.harness.process import run_command, task_env
+from autoresearch.harness.sandbox import SandboxSpec, bwrap_works
 
 KEY = "sk-test-4f9a8b7c6d5e"
 DUMP = f"{sys.executable} -c 'import json, os; print(json.dumps(dict(os.environ)))'"

@@ -57,7 +57,7 @@ def test_evaluate_and_prepare_runtime_are_shared_with_tinylm() -> None:
 
 
 def test_config_and_program_follow_the_contract() -> None:
-    from autoresearch.task import load_config
+    from autoresearch.config.task import load_config
 
     config = load_config(NANOCHAT)
     assert config.task.editable == ["train.py"] and config.task.evaluate == "python evaluate.py"

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import ar
 
 import autoresearch
-from autoresearch.harness import parse_metrics
+from autoresearch.config.task import load_config
+from autoresearch.harness.process import parse_metrics
 from autoresearch.proposers.knobs import find_knobs
-from autoresearch.task import load_config
-
-from conftest import ar
 
 TEMPLATES = Path(autoresearch.__file__).parent / "templates"
 NONML = ["compress", "fastfunc", "sqlquery"]

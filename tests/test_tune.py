@@ -9,17 +9,16 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import ar, git, make_task
 from optuna.trial import TrialState
 
-from autoresearch.trial import ProposalInfo, experiment
+from autoresearch.config.task import load_config
+from autoresearch.git.workspace import Workspace
 from autoresearch.proposers import ProposeContext, ProposerError
 from autoresearch.proposers.knobs import find_knobs, knob_values
-from autoresearch.proposers.tune import (PastPoint, TuneOptions, TuneProposer, in_flight, make_tune_proposer,
-                                         normalize)
-from autoresearch.session import Session
-from autoresearch.task import load_config
-from autoresearch.workspace import Workspace
-from conftest import ar, git, make_task
+from autoresearch.proposers.tune import PastPoint, TuneOptions, TuneProposer, in_flight, make_tune_proposer, normalize
+from autoresearch.trial.lifecycle import ProposalInfo, experiment
+from autoresearch.trial.session import Session
 
 CHANGE = re.compile(r"^([A-Z][A-Z0-9_]*) (\S+) -> (\S+)$")
 PROPOSALS = 12
@@ -358,7 +357,7 @@ def test_a_failing_tune_says_why_in_the_plain_view_and_its_agent_log_exists(tmp_
 def test_the_live_view_shows_a_failed_proposal_s_reason() -> None:
     from rich.console import Console
 
-    from autoresearch.journal import Experiment
+    from autoresearch.journal.store import Experiment
     from autoresearch.report.live import ViewState, failure_message, render_state
 
     failed = Experiment(seq=3, tag="t", status="crash", started_at=0.0, reason="agent-error",

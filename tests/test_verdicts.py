@@ -9,13 +9,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import ar, git, make_task
 
-from autoresearch.trial import experiment
-from autoresearch.session import Session
 from autoresearch import verdict as V
-from autoresearch.task import ConfigError, load_config
+from autoresearch.config.task import ConfigError, load_config
+from autoresearch.trial.lifecycle import experiment
+from autoresearch.trial.session import Session
 from autoresearch.verdict import VerdictSection, paired_decision, screen
 
 # A noisy task: the metric is LEVEL plus seeded noise, so knobs move the mean and the seed
@@ -528,7 +527,7 @@ def _flow_config(**verdict: object):  # noqa: ANN202 - what decide_flow reads of
 def _drive(config, exp, reference, metric):  # noqa: ANN001, ANN202
     """Run decide_flow to its verdict, answering each request with METRIC(request); returns the
     verdict and the requests in order."""
-    from autoresearch.measure import Measurement
+    from autoresearch.trial.measure import Measurement
 
     flow = V.decide_flow(config, exp, 0.0, reference=reference)
     requests = []
@@ -543,7 +542,7 @@ def _drive(config, exp, reference, metric):  # noqa: ANN001, ANN202
 
 
 def _candidate(seq: int, parent: str, best_before: float):  # noqa: ANN202
-    from autoresearch.journal import Experiment
+    from autoresearch.journal.store import Experiment
 
     return Experiment(seq=seq, tag="t", status="running", started_at=0.0, commit_sha=f"c{seq}", parent=parent,
                       best_before=best_before)
@@ -607,7 +606,7 @@ def test_reference_sessions_through_decide_flow_keep_gains_and_not_noise() -> No
             return value
         return run
 
-    from autoresearch.journal import Experiment
+    from autoresearch.journal.store import Experiment
 
     levels = {"b1": 100.0}
     base = Experiment(seq=1, tag="t", status="running", started_at=0.0, commit_sha="b1", parent="", is_baseline=True)

@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from autoresearch.journal import Journal
-from autoresearch.results import render_tsv
-from autoresearch.trial import STEPS
-
 from conftest import AUTORESEARCH, ar, git, make_task, set_knob
+
+from autoresearch.journal.results import render_tsv
+from autoresearch.journal.store import Journal
+from autoresearch.trial.lifecycle import STEPS
 
 
 def rows(root: Path) -> list[dict]:

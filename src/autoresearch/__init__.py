@@ -9,6 +9,8 @@ The public API (everything the CLI does is a call into these):
 
 from __future__ import annotations
 
+import importlib
+
 TYPE_CHECKING = False  # not typing's: importing typing costs ~10 ms of every command's start
 if TYPE_CHECKING:
     from typing import Any
@@ -17,26 +19,25 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "AutoresearchError": "errors", "ConfigError": "errors", "StateError": "errors",
-    "TaskConfig": "task", "load_config": "task",
-    "Session": "session",
+    "TaskConfig": "config", "load_config": "config",
+    "Session": "trial.session",
     "Experiment": "journal", "Journal": "journal",
-    "Trial": "trial", "experiment": "trial", "baseline": "trial", "measure_noise": "trial",
-    "start": "branch", "relock": "branch", "repair": "branch",
+    "Trial": "trial.lifecycle", "experiment": "trial.lifecycle", "baseline": "trial.lifecycle",
+    "measure_noise": "trial.lifecycle",
+    "start": "trial.branch", "relock": "trial.branch", "repair": "trial.branch",
     "Loop": "loop", "LoopResult": "loop", "run_loop": "loop",
     "Proposal": "proposers", "ProposeContext": "proposers", "Proposer": "proposers", "ProposerError": "proposers",
     "get_proposer": "proposers",
     "Executor": "executors", "Job": "executors", "make_executor": "executors",
-    "Measurement": "measure",
-    "Verdict": "verdict",
+    "Measurement": "verdict", "Verdict": "verdict",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """Import on first use: `import autoresearch` stays cheap for the CLI's hot commands."""
+    """Import on first use: every `autoresearch` command imports this package first, and the
+    commonest one (`experiment`) needs none of the loop, the proposers or the executors."""
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'autoresearch' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    return getattr(importlib.import_module(f"autoresearch.{module}"), name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from autoresearch.errors import ConfigError
 
 if TYPE_CHECKING:
     from importlib import metadata

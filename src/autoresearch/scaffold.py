@@ -6,8 +6,6 @@ different file of the user's is a conflict, reported before anything is written.
 
 from __future__ import annotations
 
-from .errors import AutoresearchError
-
 import shlex
 import shutil
 import tempfile
@@ -15,11 +13,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .guard import write_lock
-from .harness import base_env, run_command
-from .proposers.brief import NATIVE_BEGIN, NATIVE_END
-from .task import CONFIG_NAME, load_config, parse_config, tomllib
-from .workspace import Workspace
+from autoresearch.config.task import CONFIG_NAME, load_config, parse_config, tomllib
+from autoresearch.errors import AutoresearchError
+from autoresearch.git.workspace import Workspace
+from autoresearch.harness.guard import write_lock
+from autoresearch.harness.process import base_env, run_command
+from autoresearch.proposers.brief import NATIVE_BEGIN, NATIVE_END
 
 GITIGNORE_LINES = [".autoresearch/", "results.tsv", "progress.png", "report.html", "__pycache__/", "*.pyc"]
 SKIP_NAMES = {"__pycache__", ".pytest_cache"}

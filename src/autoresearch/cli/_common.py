@@ -13,15 +13,23 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from ..errors import (EXIT_CONFIG, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_PROBLEM, EXIT_REJECTED,  # noqa: F401
-                      AutoresearchError)
-from ..proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
-
-if TYPE_CHECKING:
-    from ..journal import Experiment
-    from ..session import Session
+from autoresearch.config.task import find_root, load_config
+from autoresearch.errors import (  # noqa: F401
+    EXIT_CONFIG,
+    EXIT_CRASH,
+    EXIT_INTERRUPTED,
+    EXIT_PROBLEM,
+    EXIT_REJECTED,
+    AutoresearchError,
+    disk_full_message,
+    is_disk_full,
+)
+from autoresearch.harness.sandbox import resolve_kind
+from autoresearch.journal.store import Experiment, journal_problem
+from autoresearch.proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
+from autoresearch.trial.session import Session
 
 
 class _Consoles:
@@ -82,12 +90,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             echo("interrupted: what ran is recorded and the tree is back at best", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except sqlite3.DatabaseError as exc:  # mid-command: a full disk, or a journal broken meanwhile
-            from ..journal import journal_problem
 
             fail(journal_problem(Path(".autoresearch/journal.db"), exc))
         except OSError as exc:
-            from ..errors import disk_full_message, is_disk_full
-
             if is_disk_full(exc, "."):  # a full disk is the machine's state, not a bug
                 fail(disk_full_message(Path.cwd(), exc))
             raise
@@ -96,15 +101,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_session(path: str = ".") -> "Session":
-    from ..session import Session
-    from ..task import find_root, load_config
-
     return Session(load_config(find_root(path)))
 
 
 def warn_unsandboxed(session: "Session") -> None:
     """Say once per command when runs will not be sandboxed (bubblewrap missing or unusable)."""
-    from ..sandbox import resolve_kind
 
     _, hint = resolve_kind(session.config.sandbox.kind)
     if hint:

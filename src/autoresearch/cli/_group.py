@@ -1,4 +1,6 @@
-"""The click group: commands are imported when they run (see COMMANDS)."""
+"""The click group. A command's module is imported when that command runs (see COMMANDS): an
+agent calls `experiment` hundreds of times a night, and it should not pay for the loop, the
+report, optuna or matplotlib at each start."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from autoresearch import __version__
 
 # command name -> the module (in this package) that defines it, and its function's name there
 COMMANDS = {
@@ -15,7 +17,7 @@ COMMANDS = {
     "lock": ("task", "lock"), "verify": ("task", "verify_cmd"), "start": ("task", "start_cmd"),
     "baseline": ("experiment", "baseline_cmd"), "experiment": ("experiment", "experiment_cmd"),
     "noise": ("experiment", "noise_cmd"), "repair": ("experiment", "repair_cmd"),
-    "rescue": ("experiment", "rescue_cmd"), "serve": ("experiment", "serve_cmd"),
+    "rescue": ("experiment", "rescue_cmd"),
     "run": ("loop", "run_cmd"), "stop": ("loop", "stop_cmd"), "quickstart": ("loop", "quickstart"),
     "results": ("report", "results"), "status": ("report", "status"), "plot": ("report", "plot_cmd"),
     "report": ("report", "report_cmd"), "watch": ("report", "watch_cmd"), "review": ("report", "review_cmd"),
@@ -35,7 +37,7 @@ class LazyGroup(click.Group):
         where = COMMANDS.get(name)
         if where is None:
             return None
-        module = importlib.import_module(f".{where[0]}", __package__)
+        module = importlib.import_module(f"autoresearch.cli.{where[0]}")
         command: Any = getattr(module, where[1])
         return command
 

@@ -8,11 +8,29 @@ from typing import Any, Callable
 
 import click
 
-from ..scaffold import init_from_template, list_templates
-from typing import TYPE_CHECKING
+from autoresearch.cli._common import (  # noqa: F401
+    EXIT_INTERRUPTED,
+    consoles,
+    exit_code_for,
+    fail,
+    fmt,
+    guarded,
+    open_session,
+    print_experiment,
+    refuse_inside_proposal,
+    warn_unsandboxed,
+)
+from autoresearch.config.task import check_limits, find_root, load_config, with_overrides
+from autoresearch.executors import make_executor
+from autoresearch.loop.driver import run_loop
+from autoresearch.loop.policy import request_stop
+from autoresearch.proposers import get_proposer
+from autoresearch.report.gains import session_gain, summary_lines
+from autoresearch.report.html import write_report
+from autoresearch.report.live import LiveView, PlainView
+from autoresearch.report.plot import write_plot
+from autoresearch.scaffold import init_from_template, list_templates, missing_extras
 
-from ._common import (EXIT_INTERRUPTED, consoles, exit_code_for, fail, fmt, guarded, open_session,  # noqa: F401
-                      print_experiment, refuse_inside_proposal, warn_unsandboxed)
 
 def _loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
@@ -33,7 +51,6 @@ def _loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _loop_config(config, agent, model, base_url, provider, max_experiments, hours, target, plateau, slots=None):  # noqa: ANN001, ANN202
-    from ..task import check_limits, with_overrides
 
     if slots is not None and slots < 1:
         fail("--slots: must be at least 1", 2)
@@ -46,7 +63,6 @@ def _loop_config(config, agent, model, base_url, provider, max_experiments, hour
 
 
 def _view(quiet: bool, session: "Session"):  # noqa: ANN202 - a LiveView or PlainView context manager
-    from ..report.live import LiveView, PlainView
 
     if quiet or not sys.stdout.isatty():
         return PlainView(session)
@@ -57,14 +73,10 @@ def _write_outputs(session: "Session") -> list[Path]:
     """progress.png and report.html next to results.tsv, written when a loop stops."""
     written = []
     try:
-        from ..report.plot import write_plot
-
         written.append(write_plot(session, session.root / "progress.png"))
     except Exception as exc:  # noqa: BLE001 - a plot must never turn a finished night into an error
         click.echo(f"could not write progress.png: {exc}")
     try:
-        from ..report.html import write_report
-
         written.append(write_report(session, session.root / "report.html"))
     except Exception as exc:  # noqa: BLE001
         click.echo(f"could not write report.html: {exc}")
@@ -72,10 +84,6 @@ def _write_outputs(session: "Session") -> list[Path]:
 
 
 def run_loop_cli(session: "Session", quiet: bool) -> "LoopResult":
-    from ..executors import make_executor
-    from ..loop import run_loop
-    from ..proposers import get_proposer
-
     config = session.config
     warn_unsandboxed(session)
     first = get_proposer(config, config.agent.kind)  # a bad --agent fails here, before any branch work
@@ -110,8 +118,6 @@ def run_loop_cli(session: "Session", quiet: bool) -> "LoopResult":
 @guarded
 def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, plateau, quiet, slots) -> None:  # noqa: ANN001
     """The autonomous loop: propose, experiment, keep or reset, repeat until a stop condition."""
-    from ..session import Session
-    from ..task import find_root, load_config
 
     refuse_inside_proposal("run")
     root = find_root(".")
@@ -130,7 +136,6 @@ def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, pl
 @guarded
 def stop_cmd(now: bool) -> None:
     """Ask a running `autoresearch run` in this task to stop (after the current experiment)."""
-    from ..policy import request_stop
 
     with open_session() as s:
         if not request_stop(s, now):
@@ -158,8 +163,6 @@ def _honest_summary(exps: list, confirm: str) -> str:
 
 
 def _quickstart_template() -> str:
-    from ..scaffold import missing_extras
-
     names = {t.name for t in list_templates()}
     missing = missing_extras("tinylm")
     if missing or "tinylm" not in names:
@@ -181,10 +184,6 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
     """The demo: scaffold a task, run its baseline and a few experiments with the built-in
     optimizer (no network, no keys), then show the results, the plot and the report."""
     from rich.table import Table
-
-    from ..gains import session_gain, summary_lines
-    from ..session import Session
-    from ..task import load_config, with_overrides
 
     template = template or _quickstart_template()
     if not (directory / "autoresearch.toml").exists():
@@ -214,6 +213,5 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
             sys.exit(EXIT_INTERRUPTED)
 
 
-if TYPE_CHECKING:
-    from ..loop import LoopResult
-    from ..session import Session
+from autoresearch.loop.driver import LoopResult
+from autoresearch.trial.session import Session

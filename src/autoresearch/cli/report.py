@@ -12,10 +12,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 import click
 
-from ._common import EXIT_PROBLEM, consoles, fail as _fail, fmt, guarded as _guarded, open_session as _open
+from autoresearch.cli._common import EXIT_PROBLEM, consoles, fmt
+from autoresearch.cli._common import fail as _fail
+from autoresearch.cli._common import guarded as _guarded
+from autoresearch.cli._common import open_session as _open
+from autoresearch.config.task import find_root
+from autoresearch.harness.guard import read_lock, verify
+from autoresearch.journal.results import render_tsv, throughput, write_tsv
+from autoresearch.report.finalize import finalize
+from autoresearch.report.gains import change_words, raw_note, session_gain
+from autoresearch.report.html import write_report
+from autoresearch.report.live import watch
+from autoresearch.report.plot import write_plot
+from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
+from autoresearch.trial.branch import current_epoch, rescues
 
 
 def _tag(session: Any, tag: str | None) -> str:
@@ -43,7 +55,6 @@ def _out_path(session: Any, output: Path | None, name: str) -> Path:
 @_guarded
 def plot_cmd(output: Path | None, tag: str | None) -> None:
     """Write progress.png: every experiment, the kept ones labelled, the running best."""
-    from ..report.plot import write_plot
 
     with _open() as s:
         path = write_plot(s, _out_path(s, output, "progress.png"), tag=_tag(s, tag))
@@ -58,7 +69,6 @@ def plot_cmd(output: Path | None, tag: str | None) -> None:
 @_guarded
 def report_cmd(output: Path | None, tag: str | None, no_static_chart: bool) -> None:
     """Write report.html: summary, chart, top hits, and every experiment with its diff and log."""
-    from ..report.html import write_report
 
     with _open() as s:
         path = write_report(s, _out_path(s, output, "report.html"), tag=_tag(s, tag),
@@ -73,8 +83,6 @@ def report_cmd(output: Path | None, tag: str | None, no_static_chart: bool) -> N
 @_guarded
 def watch_cmd(interval: float, once: bool, plain: bool) -> None:
     """Follow a loop running in another terminal (read from the journal)."""
-    from ..report.live import watch
-    from ..task import find_root
 
     watch(find_root("."), interval, once=once, plain=True if plain else None)
 
@@ -85,7 +93,6 @@ def watch_cmd(interval: float, once: bool, plain: bool) -> None:
 @_guarded
 def review_cmd(as_json: bool, tag: str | None) -> None:
     """The morning summary: what was kept, what crashed and why, what came closest."""
-    from ..report.review import build_review, render_review
 
     with _open() as s:
         c = s.config
@@ -118,7 +125,6 @@ def _echo_diff(diff: str) -> None:
 @_guarded
 def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
     """One experiment: its record, metrics, log tail and diff against its parent."""
-    from ..report.review import fmt_delta, fmt_num, show_record
 
     with _open() as s:
         exp = _experiment(s, seq)
@@ -180,7 +186,6 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
 @_guarded
 def diff_cmd(seq: int, stat: bool) -> None:
     """The diff of experiment SEQ against its parent (refs/autoresearch/<tag>/<seq>)."""
-    from ..report.review import experiment_diff
 
     with _open() as s:
         exp = _experiment(s, seq)
@@ -201,7 +206,6 @@ def diff_cmd(seq: int, stat: bool) -> None:
 @_guarded
 def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bool) -> None:
     """Make autoresearch/<tag>-final: the start commit plus one reviewable commit per keep."""
-    from ..report.finalize import finalize
 
     with _open() as s:
         result = finalize(s, _tag(s, tag), force=force, skip_conflicts=skip_conflicts)
@@ -236,7 +240,6 @@ def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bo
 @_guarded
 def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
     """The experiments of the current run tag."""
-    from ..results import render_tsv, write_tsv
     from rich.table import Table
 
     with _open() as s:
@@ -263,7 +266,6 @@ def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
 def _gain_lines(g: Any) -> list[str]:
     """status's gain: best vs baseline; when the bar was re-measured in between, the keeps' own
     gains summed and a note on why the raw difference is not the gain (gains.py)."""
-    from ..gains import change_words, raw_note
 
     if g.headline is None or g.best_seq == g.baseline_seq:
         return []
@@ -280,10 +282,6 @@ def _gain_lines(g: Any) -> list[str]:
 @_guarded
 def status(as_json: bool) -> None:
     """Branch, best, last experiment, lock state, noise, epochs, claim mismatches."""
-    from ..branch import current_epoch, rescues
-    from ..guard import read_lock, verify
-    from ..gains import session_gain
-    from ..results import throughput
 
     with _open() as s:
         tag = s.tag

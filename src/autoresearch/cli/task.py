@@ -7,9 +7,20 @@ from pathlib import Path
 
 import click
 
-from ..scaffold import init_from_flags, init_from_template, list_templates
-from ._common import (EXIT_INTERRUPTED, consoles, exit_code_for, fail, fmt, guarded, open_session,  # noqa: F401
-                      print_experiment, refuse_inside_proposal, warn_unsandboxed)
+from autoresearch.cli._common import (  # noqa: F401
+    EXIT_INTERRUPTED,
+    consoles,
+    exit_code_for,
+    fail,
+    fmt,
+    guarded,
+    open_session,
+    print_experiment,
+    refuse_inside_proposal,
+    warn_unsandboxed,
+)
+from autoresearch.scaffold import init_from_flags, init_from_template, list_templates
+
 
 @click.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
@@ -56,7 +67,6 @@ def lock(force: bool) -> None:
 
     On a run branch, a changed program.md is committed so the agent sees it; a changed harness
     or config would make old metrics incomparable and needs --force (or a new tag)."""
-    from ..branch import relock
 
     with open_session() as s:
         new = relock(s, force)
@@ -67,7 +77,6 @@ def lock(force: bool) -> None:
 @guarded
 def verify_cmd() -> None:
     """Check the harness files against the lock."""
-    from ..guard import verify
 
     with open_session() as s:
         problems = verify(s.lock(), s.root)
@@ -86,7 +95,6 @@ def start_cmd(tag: str | None) -> None:
 
     An edited harness, config or program.md is committed on the new branch and locked for it:
     that is how a new tag gets a new harness."""
-    from ..branch import start
 
     with open_session() as s:
         s.acquire("start")
@@ -98,7 +106,6 @@ def start_cmd(tag: str | None) -> None:
 
 def _require_extras(template: str) -> None:
     """The LLM templates need the `llm` extra: say so at init, not with a traceback later."""
-    from ..scaffold import missing_extras
 
     missing = missing_extras(template)
     if missing:
@@ -106,4 +113,7 @@ def _require_extras(template: str) -> None:
              "(or pick another template: autoresearch templates)")
 
 
-from ..proposers.knobs_cli import knobs_command  # noqa: E402,F401 - registered by name in cli/__init__
+from autoresearch.harness.guard import verify
+from autoresearch.proposers.knobs_cli import knobs_command  # noqa: E402,F401 - registered by name in cli/__init__
+from autoresearch.scaffold import missing_extras
+from autoresearch.trial.branch import relock, start

@@ -14,16 +14,13 @@ an executor a `Job` (which commit to run, under which seq, label and seed) and g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable, Protocol
 
-from .. import registry
-from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from ..measure import Measurement
-    from ..session import Session
-    from ..task import ExecutorSection
-
+from autoresearch import registry
+from autoresearch.config.task import ExecutorSection
+from autoresearch.errors import ConfigError
+from autoresearch.trial.session import Session
+from autoresearch.verdict.flow import Measurement
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,12 @@ import os
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING
 
-from ..measure import Measurement, executor_failure, measure_commit
-from ..session import Session
-from . import Done, ExecutorError, Job, OnPhase, OnStart
-
-if TYPE_CHECKING:
-    from ..task import ExecutorSection
+from autoresearch.config.task import ExecutorSection
+from autoresearch.executors import Done, ExecutorError, Job, OnPhase, OnStart
+from autoresearch.trial.measure import executor_failure, measure_commit
+from autoresearch.trial.session import Session
+from autoresearch.verdict.flow import Measurement
 
 
 def parse_cpus(text: str) -> set[int]:

@@ -34,12 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..measure import Measurement, measure
-from ..guard import lock_path
-from ..harness import base_env, run_command
-from ..session import Session
-from ..task import STATE_DIR, TaskConfig
-from . import Done, ExecutorError, Job, OnPhase, OnStart
+from autoresearch.config.task import STATE_DIR, TaskConfig
+from autoresearch.executors import Done, ExecutorError, Job, OnPhase, OnStart
+from autoresearch.harness.guard import lock_path
+from autoresearch.harness.process import base_env, run_command
+from autoresearch.trial.measure import measure
+from autoresearch.trial.session import Session
+from autoresearch.verdict.flow import Measurement
 
 SETUP_TIMEOUT_S = 6 * 3600
 CANCEL_GRACE_S = 10.0  # after a polite cancel (KeyboardInterrupt in the task), force-kill the worker

@@ -8,15 +8,14 @@ records (`agent-error`, `agent-timeout`, `bad-edit`, `not-installed`).
 
 from __future__ import annotations
 
-from ..errors import AutoresearchError
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..journal import Experiment
-from ..task import TaskConfig
-from ..workspace import Workspace
+from autoresearch.config.task import TaskConfig
+from autoresearch.errors import AutoresearchError
+from autoresearch.git.workspace import Workspace
+from autoresearch.journal.store import Experiment
 
 
 class ProposerError(AutoresearchError):

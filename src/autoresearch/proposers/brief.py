@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..journal import Experiment
-from ..task import TaskConfig
+from autoresearch.config.task import TaskConfig
+from autoresearch.journal.store import Experiment
 
 PROGRAM_MAX_CHARS = 12_000
 DESCRIPTION_MAX_CHARS = 80

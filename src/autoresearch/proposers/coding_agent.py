@@ -32,10 +32,10 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..harness import base_env, run_command
-from ..sandbox import SandboxSpec, agent_hidden, agent_spec, resolve_kind, seed_agent_home
-from ..task import TaskConfig
-from .agent_clis import (  # noqa: F401 - re-exported: tests and callers import them from here
+from autoresearch.config.task import TaskConfig
+from autoresearch.harness.process import base_env, run_command
+from autoresearch.harness.sandbox import SandboxSpec, agent_hidden, agent_spec, resolve_kind, seed_agent_home
+from autoresearch.proposers.agent_clis import (  # noqa: F401 - re-exported: tests and callers import them from here
     AIDER_EVENTS,
     CLAUDE_ROOT_REFUSAL,
     CLAUDE_ROOT_TOOLS,
@@ -60,8 +60,8 @@ from .agent_clis import (  # noqa: F401 - re-exported: tests and callers import 
     parse_opencode,
     parse_plain,
 )
-from .base import Proposal, ProposeContext, ProposerError
-from .guard_env import PROPOSING_ENV
+from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
+from autoresearch.proposers.guard_env import PROPOSING_ENV
 
 DESCRIPTION_MAX_CHARS = 72  # a commit subject line
 ERROR_TAIL_LINES = 20

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..errors import AutoresearchError
+from autoresearch.errors import AutoresearchError
 
 PROPOSING_ENV = "AUTORESEARCH_PROPOSING"
 # What `refuse_inside_proposal` exits with, when the CLI turns the error into an exit status:

@@ -25,19 +25,34 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from .assignments import Scope, count_assignments
-# The grammar's names are re-exported: tests and tune import them from here.
-from .spaces import (DEFAULT_FLOAT_FACTOR, DEFAULT_INT_FRACTION, DEFAULT_INT_MIN_STEP, DEFAULT_POW2_STEPS,  # noqa: F401
-                     KINDS, MAX_EXPONENT, RANGE_FORM, SEARCH_COMMENT, SEARCH_FORMS, SIGNIFICANT_DIGITS, NotLiteral,
-                     Space, default_space, is_power_of_two, literal_value, parse_search, power_of_two_form)
+from autoresearch.config.task import TaskConfig
+from autoresearch.proposers.assignments import Scope, count_assignments
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..task import TaskConfig
+# The grammar's names are re-exported: tests and tune import them from here.
+from autoresearch.proposers.spaces import (  # noqa: F401
+    DEFAULT_FLOAT_FACTOR,
+    DEFAULT_INT_FRACTION,
+    DEFAULT_INT_MIN_STEP,
+    DEFAULT_POW2_STEPS,
+    KINDS,
+    MAX_EXPONENT,
+    RANGE_FORM,
+    SEARCH_COMMENT,
+    SEARCH_FORMS,
+    SIGNIFICANT_DIGITS,
+    NotLiteral,
+    Space,
+    default_space,
+    is_power_of_two,
+    literal_value,
+    parse_search,
+    power_of_two_form,
+)
 
 KNOB_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from autoresearch.config.task import ConfigError, find_root, load_config
+from autoresearch.proposers.knobs import list_knobs
 
 
 @click.command(name="knobs")
@@ -26,8 +28,6 @@ import click
               help="The task folder (default: the one holding the current directory).")
 def knobs_command(as_json: bool, directory: Path) -> None:
     """List the knobs `--agent tune` searches: file:line NAME = value  space; then what was skipped."""
-    from ..task import ConfigError, find_root, load_config
-    from .knobs import list_knobs  # libcst: loaded for this command only
 
     try:
         config = load_config(find_root(directory))

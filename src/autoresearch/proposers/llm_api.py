@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TextIO
 
-from ..task import TaskConfig
-from .base import Proposal, ProposeContext, ProposerError
-from .edits import FORMAT_HELP, EditError, apply_answer
+from autoresearch.config.task import TaskConfig
+from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
+from autoresearch.proposers.edits import FORMAT_HELP, EditError, apply_answer
 
 PROVIDERS = ("openai", "anthropic")
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-6"}

@@ -38,13 +38,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..journal import Experiment, Journal
-from ..session import RunState
-from ..task import STATE_DIR, TaskConfig
-from ..workspace import BRANCH_PREFIX, Workspace
-from .base import Proposal, ProposeContext, ProposerError
-from .knobs import (SIGNIFICANT_DIGITS, Knob, KnobError, KnobListing, Space, find_knobs, format_value, knob_values,
-                    list_files, list_knobs, set_knobs)
+from autoresearch.config.task import STATE_DIR, TaskConfig
+from autoresearch.git.workspace import BRANCH_PREFIX, Workspace
+from autoresearch.journal.store import Experiment, Journal
+from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
+from autoresearch.proposers.knobs import (
+    SIGNIFICANT_DIGITS,
+    Knob,
+    KnobError,
+    KnobListing,
+    Space,
+    find_knobs,
+    format_value,
+    knob_values,
+    list_files,
+    list_knobs,
+    set_knobs,
+)
+from autoresearch.trial.session import RunState
 
 FIXED_SEED = 20240307  # mixed with the number of past trials, so every proposal has its own seed
 STARTUP_TRIALS = 8  # random points (around best) before TPE models the history

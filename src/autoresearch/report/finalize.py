@@ -12,18 +12,15 @@ and the branch that is checked out are never touched; a running loop is not dist
 
 from __future__ import annotations
 
-from ..errors import AutoresearchError
-
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..journal import Experiment
-from ..workspace import GitError, Workspace, branch_name
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..session import Session
+from autoresearch.errors import AutoresearchError
+from autoresearch.git.workspace import GitError, Workspace, branch_name
+from autoresearch.journal.store import Experiment
+from autoresearch.trial.session import Session
 
 
 class FinalizeError(AutoresearchError):

@@ -12,8 +12,6 @@ of their own, never as rows: they are not experiments.
 
 from __future__ import annotations
 
-from ..redact import scrub
-
 import base64
 import datetime as dt
 import functools
@@ -22,16 +20,15 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..gains import pct_words
-from ..journal import Experiment
-from .plot import focus_range, render_png
-from .references import ReferenceEvent, reference_events, references_html
-from .review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..session import Session
+from autoresearch.journal.store import Experiment
+from autoresearch.redact import scrub
+from autoresearch.report.gains import pct_words
+from autoresearch.report.plot import focus_range, render_png
+from autoresearch.report.references import ReferenceEvent, reference_events, references_html
+from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
+from autoresearch.trial.session import Session
 
 TOP_HITS = 15
 LOG_LINES = 30  # log tail per row

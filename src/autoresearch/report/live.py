@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -24,12 +24,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..gains import SessionGain, pct_words, session_gain
-from ..journal import Experiment
-from .review import DONE, fmt_delta, fmt_num
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..session import Session
+from autoresearch.config.task import find_root, load_config
+from autoresearch.journal.store import Experiment
+from autoresearch.report.gains import SessionGain, pct_words, session_gain
+from autoresearch.report.review import DONE, fmt_delta, fmt_num
+from autoresearch.trial.session import Session
 
 RECENT = 6  # verdicts shown under the current experiment
 FAILURE_CHARS = 240  # a failed proposal's message, cut to this in the views
@@ -394,8 +393,6 @@ def watch(session_root: Path | str, interval: float = 2.0, *, once: bool = False
     On a terminal the panel is redrawn every INTERVAL seconds; otherwise (or with plain=True)
     one line is printed per verdict and per phase change. ONCE shows the current state and
     returns. Stops on Ctrl-C."""
-    from ..session import Session
-    from ..task import find_root, load_config
 
     console = console or Console()
     plain = (not console.is_terminal) if plain is None else plain

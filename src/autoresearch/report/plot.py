@@ -17,16 +17,15 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from ..gains import baseline_of, pct_words
-from ..journal import Experiment, Journal
-from .references import ReferenceEvent, reference_events
-from .review import summarize
+from autoresearch.journal.store import Experiment, Journal
+from autoresearch.report.gains import baseline_of, pct_words
+from autoresearch.report.references import ReferenceEvent, reference_events
+from autoresearch.report.review import summarize
+from autoresearch.trial.session import Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from ..session import Session
 
 FIGSIZE = (16, 8)  # inches
 DPI = 100  # so progress.png is 1600 x 800 pixels

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..journal import Experiment, Journal
+from autoresearch.journal.store import Experiment, Journal
 
 # Which runs-table role holds each kind of event's runs.
 RUN_ROLE = {"drift": "reference", "recheck": "reference", "noise": "noise"}

@@ -16,10 +16,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..gains import baseline_of, best_of as _best_of, change_words, raw_note, session_gain
-from ..harness import tail_lines
-from ..journal import Experiment, Journal, NoiseRecord
-from ..workspace import GitError, Workspace, experiment_ref
+from autoresearch.git.workspace import GitError, Workspace, experiment_ref
+from autoresearch.harness.process import tail_lines
+from autoresearch.journal.store import Experiment, Journal, NoiseRecord
+from autoresearch.report.gains import baseline_of, change_words, raw_note, session_gain
+from autoresearch.report.gains import best_of as _best_of
 
 DONE = ("keep", "discard", "crash", "rejected")
 CLOSEST = 5  # how many near misses the review lists

@@ -6,6 +6,6 @@ measurements, so the same code decides for a native experiment that runs in-proc
 the loop whose runs happen on an executor.
 """
 
-from .stats import *  # noqa: F401,F403 - the pure functions are this package's vocabulary
-from .stats import MIN_PAIRS, PairedOutcome, Spread, Verdict  # noqa: F401
-from .flow import DecisionFlow, MeasureRequest, decide_flow  # noqa: F401
+from autoresearch.verdict.flow import DecisionFlow, Measurement, MeasureRequest, decide_flow  # noqa: F401
+from autoresearch.verdict.stats import *  # noqa: F401,F403 - the pure functions are this package's vocabulary
+from autoresearch.verdict.stats import MIN_PAIRS, PairedOutcome, Spread, Verdict  # noqa: F401

@@ -15,18 +15,31 @@ runs after one (`confirm = "reference"`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generator
 
-from . import stats as V
-
-if TYPE_CHECKING:
-    from ..journal import Experiment
-    from ..measure import Measurement
-    from ..task import TaskConfig
+from autoresearch.config.task import TaskConfig
+from autoresearch.journal.store import Experiment
+from autoresearch.verdict import stats as V
 
 PhaseCallback = Callable[[str, dict], None]
 BASELINE_RUNS = 3  # runs of the baseline when apparent wins are confirmed (confirm != "none")
+
+
+@dataclass
+class Measurement:
+    """One run of a commit: the run phase, then the evaluate phase when the task has one."""
+
+    ok: bool
+    reason: str = ""  # crash or reject reason when not ok
+    rejected: bool = False
+    metric: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    log_path: Path | None = None
+    flags: dict = field(default_factory=dict)
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,7 @@ class MeasureRequest:
     role: str = "candidate"  # or "best" (a confirmation run of the parent)
 
 
-DecisionFlow = Generator[MeasureRequest, "Measurement", V.Verdict]
+DecisionFlow = Generator[MeasureRequest, Measurement, V.Verdict]
 
 
 def _quiet(phase: str, info: dict) -> None:

@@ -57,7 +57,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..task import VerdictSection, parse_constraint
+from autoresearch.config.task import VerdictSection, parse_constraint
 
 Decision = Literal["better", "not-better", "continue"]
 MIN_PAIRS = 5  # bootstrap and sign: no keep before this many pairs (tiny samples fool them)

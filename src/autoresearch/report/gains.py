@@ -1,0 +1,185 @@
+"""How much a session gained, told honestly when the machine changed under it.
+
+Every keep is decided against the bar of its time (`Experiment.best_before`): the best's own
+measurement, or its re-measurement when the loop suspected drift (reference.py) or `autoresearch
+noise` ran. The usual headline, best vs baseline, subtracts two numbers measured at different
+times. When the bar was re-measured in between and moved (the machine got slower or faster), that
+difference mixes the machine's change into the research's: in tests/test_drift.py the raw figure
+reads "baseline 10.01 -> best 14.02", 40 % worse, while the session's one real keep gained 0.99.
+
+`session_gain` sums the chain of keeps instead: each keep's metric against the bar it beat, in
+the goal's direction. Without a re-measurement the chain telescopes (each bar is the previous
+keep's recorded metric), so it equals best - baseline and every headline reads as before; the
+headline then shows the raw figure itself, so its digits do not change. A keep's metric is the
+recorded one: for a keep confirmed by paired re-runs, the median of its screening run and its
+confirmation runs (verdict/flow.py), which is also the bar the next candidate had to beat, so
+confirmed keeps telescope the same way. Whatever moved the bar between two keeps (a
+re-measurement, or a new epoch's baseline after the harness changed) is the keep's `shift`: raw =
+chain + the shifts, exactly.
+
+The text helpers here are shared by every place that states the gain (review, report.html,
+progress.png's title, status, the live view, quickstart), so they say the same thing, and a loss
+reads "worse by 4.01 (-40.06%)", never "-40.06% better".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from autoresearch.journal.store import Experiment
+
+
+def baseline_of(experiments: Iterable[Experiment]) -> Experiment | None:
+    """The run's reference point: its first kept baseline (else the first measured experiment)."""
+    experiments = list(experiments)
+    for exp in experiments:
+        if exp.is_baseline and exp.status == "keep" and exp.metric is not None:
+            return exp
+    for exp in experiments:
+        if exp.status in ("keep", "discard") and exp.metric is not None:
+            return exp
+    return None
+
+
+def best_of(experiments: Iterable[Experiment]) -> Experiment | None:
+    """The last keep: keeps only ever improve, so it is the branch tip's record."""
+    keeps = [e for e in experiments if e.status == "keep" and e.metric is not None]
+    return keeps[-1] if keeps else None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One keep after the baseline: how far it beat its bar, and how far the bar had moved."""
+
+    seq: int
+    bar: float | None  # what it was compared with (None: a new epoch's baseline, compared with nothing)
+    metric: float
+    gain: float  # metric vs bar in the goal's direction (positive is better); 0 for an epoch's baseline
+    shift: float  # bar vs the previous keep's own metric, in the goal's direction (0: nothing moved it)
+    confirmed: bool  # its metric includes paired confirmation runs
+
+
+@dataclass(frozen=True)
+class SessionGain:
+    """The session's gain, both ways. `remeasured`: the raw comparison spans a move of the bar."""
+
+    baseline: float | None
+    baseline_seq: int | None
+    best: float | None
+    best_seq: int | None
+    chain: float | None  # the keeps' gains, summed (positive is better)
+    chain_pct: float | None  # chain relative to the baseline's metric, in percent
+    raw: float | None  # best vs baseline as measured (positive is better)
+    raw_pct: float | None
+    remeasured: bool
+    shift: float = 0.0  # raw - chain: how far the bar moved, in the goal's direction
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def headline(self) -> float | None:
+        """The figure to lead with: the chain when the bar moved, else the raw figure (equal)."""
+        return self.chain if self.remeasured else self.raw
+
+    @property
+    def headline_pct(self) -> float | None:
+        return self.chain_pct if self.remeasured else self.raw_pct
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["headline"], data["headline_pct"] = self.headline, self.headline_pct
+        return data
+
+
+def _moved(a: float, b: float) -> bool:
+    """Whether two numbers differ beyond the last bits a database round trip could change."""
+    return abs(a - b) > 1e-12 * max(1.0, abs(a), abs(b))
+
+
+def session_gain(experiments: Iterable[Experiment], maximize: bool) -> SessionGain:
+    """The chain of keeps from the baseline to the best, each against the bar of its time.
+
+    EXPERIMENTS: one tag's experiments in seq order (any status: only keeps count). Crashes,
+    rejections and discards between keeps change nothing; keeps before the baseline are ignored.
+    """
+    experiments = list(experiments)
+    sign = 1.0 if maximize else -1.0
+    base = baseline_of(experiments)
+    best = best_of(experiments)
+    if base is None or base.metric is None:
+        return SessionGain(None, None, best.metric if best else None, best.seq if best else None,
+                           None, None, None, None, False)
+    steps: list[Step] = []
+    previous = base.metric
+    for e in experiments:
+        if e.seq <= base.seq or e.status != "keep" or e.metric is None:
+            continue
+        confirm = e.details.get("confirm")
+        confirmed = isinstance(confirm, dict) and ("pairs" in confirm or confirm.get("test") == "reference")
+        if e.is_baseline or e.best_before is None:
+            # A new epoch's baseline (the harness changed): compared with nothing, it gains
+            # nothing; its distance from the old best is the measurement's change.
+            steps.append(Step(e.seq, None, e.metric, 0.0, sign * (e.metric - previous), confirmed))
+        else:
+            shift = sign * (e.best_before - previous) if _moved(e.best_before, previous) else 0.0
+            steps.append(Step(e.seq, e.best_before, e.metric, sign * (e.metric - e.best_before), shift, confirmed))
+        previous = e.metric
+    top = best if best is not None and best.seq >= base.seq else base
+    assert top.metric is not None
+    raw = sign * (top.metric - base.metric)
+    chain = sum(s.gain for s in steps)
+    shift = sum(s.shift for s in steps)
+
+    def pct(value: float) -> float | None:
+        return 100.0 * value / abs(base.metric) if base.metric else None  # type: ignore[arg-type]
+
+    return SessionGain(base.metric, base.seq, top.metric, top.seq, chain, pct(chain), raw, pct(raw),
+                       remeasured=any(s.shift != 0.0 for s in steps), shift=shift, steps=steps)
+
+
+# -- words --------------------------------------------------------------------------------------
+
+def change_words(value: float, pct: float | None, digits: str = ".6g") -> str:
+    """A gain in words: "improved by 0.99, +9.89%" or "worse by 4.01, -40.06%" (never "-40% better")."""
+    tail = "" if pct is None else f", {pct:+.2f}%"
+    if value > 0:
+        return f"improved by {value:{digits}}{tail}"
+    if value < 0:
+        return f"worse by {-value:{digits}}{tail}"
+    return "no change" + tail
+
+
+def pct_words(pct: float) -> str:
+    """A relative gain as a short phrase: "9.89% better" or "40.06% worse"."""
+    return f"{pct:.2f}% better" if pct >= 0 else f"{-pct:.2f}% worse"
+
+
+def raw_note(g: SessionGain, digits: str = ".6g") -> str:
+    """Why the raw best-vs-baseline figure is not the gain, in one plain sentence ("" when it is)."""
+    if not g.remeasured or g.raw is None or g.baseline is None or g.best is None:
+        return ""
+    moved = "worse" if g.shift < 0 else "better"
+    # Not "the machine changed": a re-measurement within the noise moves the bar too, and this
+    # sentence must be true either way.
+    return (f"the best was re-measured after the baseline (the bar came out "
+            f"{abs(g.shift):{digits}} {moved}): raw best vs baseline ({g.best:{digits}} vs {g.baseline:{digits}}, "
+            f"{change_words(g.raw, g.raw_pct, digits)}) is not a like-for-like comparison; the gain is the sum of "
+            f"each keep against the bar of its time")
+
+
+def summary_lines(g: SessionGain) -> list[str]:
+    """The closing lines of a session (quickstart): baseline -> best as measured, and, when the bar
+    was re-measured in between, the keeps' own gain and why the raw difference is not it."""
+    if g.baseline is None or g.best is None:
+        return []
+    line = f"baseline {g.baseline:.6f} -> best {g.best:.6f} ({g.best - g.baseline:+.6f})"
+    if not g.remeasured or g.chain is None:
+        return [line]
+    keeps = sum(1 for s in g.steps if s.bar is not None)
+    return [line + ": as measured, not like-for-like",
+            f"gain: {change_words(g.chain, g.chain_pct)}, the sum of {keeps} keep{'s' if keeps != 1 else ''} "
+            "each against the bar of its time",
+            f"note: {raw_note(g)}"]
+
+
+__all__ = ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain", "summary_lines"]
