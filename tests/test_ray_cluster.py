@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ar
-from test_parallel_local import AGENT, all_runs, check_consistent, make_template
+from loop.test_parallel import AGENT, all_runs, check_consistent, make_template
 
 from autoresearch.trial.session import Session
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
-from test_report import PLAN, fake_journal, rep, research_copy
+from report.test_report import PLAN, fake_journal, rep, research_copy
 
 from autoresearch.report.html import build_report
 

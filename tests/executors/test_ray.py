@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_parallel_local import BySeq, all_runs, check_consistent, make_template, max_overlap, started
+from loop.test_parallel import BySeq, all_runs, check_consistent, make_template, max_overlap, started
 
 from autoresearch.config.task import LoopSection
 from autoresearch.executors.ray import SCRATCH_PREFIX, RayExecutor

@@ -12,6 +12,9 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 
+from conftest import make_task, set_knob
+from fake_llm_server import FakeLLMServer
+
 from autoresearch.config.task import TaskConfig, with_overrides
 from autoresearch.proposers import ProposeContext, ProposerError
 from autoresearch.proposers.brief import build_brief
@@ -26,10 +29,6 @@ from autoresearch.proposers.llm_api import (
 from autoresearch.trial.lifecycle import ProposalInfo, Trial, experiment
 from autoresearch.trial.session import Session
 from autoresearch.verdict import Verdict
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_task, set_knob
-from fake_llm_server import FakeLLMServer
 
 KEY = "sk-test-SECRET-4242"
 KEY_ENV = "AR_TEST_LLM_KEY"

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import ar, git, make_task
 from PIL import Image
-from test_drift import AGENT, TRAIN
-from test_report import page_data, rep, research_copy
+from report.test_report import page_data, rep, research_copy
 from test_report_browser import CHROMIUM, chromium, rows
+from trial.test_reference import AGENT, TRAIN
 
 pytestmark = pytest.mark.slow  # real loops through the CLI
 

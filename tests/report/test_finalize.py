@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git, git_env
-from test_report import PLAN, rep, research_copy
+from report.test_report import PLAN, rep, research_copy
 
 from autoresearch.journal.store import Journal
 

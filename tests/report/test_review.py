@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
-from test_report import PLAN, rep, research_copy
+from report.test_report import PLAN, rep, research_copy
 
 pytestmark = pytest.mark.slow  # a real run through the CLI
 

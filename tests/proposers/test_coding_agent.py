@@ -35,7 +35,7 @@ from autoresearch.proposers.coding_agent import (
 from autoresearch.trial.lifecycle import ProposalInfo, experiment
 from autoresearch.trial.session import Session
 
-FAKES = Path(__file__).parent / "fake_agents"
+FAKES = Path(__file__).parents[1] / "fake_agents"
 sys.path.insert(0, str(FAKES))
 import fakelib  # noqa: E402 - found through the path set just above
 
