@@ -122,10 +122,11 @@ def real_main(only: list[str]) -> None:
 def sim_policy(text: str):  # noqa: ANN201 - a VerdictSection, built the way task.py loads it
     import tomllib
 
-    from autoresearch.config.task import VerdictSection, _normalize_verdict
+    from autoresearch.config.schema import VerdictSection
+    from autoresearch.config.validate import normalize_verdict
 
     table = tomllib.loads(text)
-    return _normalize_verdict(Path("bench.toml"), table, VerdictSection(**table))
+    return normalize_verdict(Path("bench.toml"), table, VerdictSection(**table))
 
 
 def sim_experiment(policy, level: float, ref: float, effect: float, rng) -> tuple[bool, int, float]:  # noqa: ANN001
