@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from autoresearch.config.task import find_root, load_config  # noqa: E402
 from autoresearch.harness.sandbox import bwrap_works  # noqa: E402
-from autoresearch.journal.store import Experiment  # noqa: E402
+from autoresearch.journal.records import Experiment  # noqa: E402
 from autoresearch.proposers.brief import Limits, build_brief  # noqa: E402
 
 # -- knobs ----------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def flow_cell(policy, effect: float, seed: int, experiments: int, p_gain: float 
     from types import SimpleNamespace
 
     from autoresearch import verdict as V
-    from autoresearch.journal.store import Experiment
+    from autoresearch.journal.records import Experiment
     from autoresearch.trial.measure import Measurement
 
     rng = random.Random(seed)

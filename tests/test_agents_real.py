@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import agent_pins  # noqa: E402 - found through the path set just above
 import model_server  # noqa: E402
 
-from autoresearch.journal.store import Experiment  # noqa: E402
+from autoresearch.journal.records import Experiment  # noqa: E402
 from autoresearch.trial.session import Session  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ar, git, make_task
 
-from autoresearch.harness.process import MetricParser
+from autoresearch.harness.output import MetricParser
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -89,7 +89,7 @@ def test_ten_million_short_lines_keep_the_orchestrator_small(tmp_path: Path) -> 
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import sys\nfrom pathlib import Path\n"
-        "from autoresearch.harness import run_command, task_env\n"
+        "from autoresearch.harness.env import task_env\nfrom autoresearch.harness.process import run_command\n"
         f"here = Path({str(tmp_path)!r})\n"
         f"r = run_command({sys.executable!r} + ' flood.py', cwd=here, env=task_env({{}}, [], home=here, "
         "pycache_prefix=None), timeout=300, log_path=here / 'run.log', log_max_bytes=1 << 20)\n"

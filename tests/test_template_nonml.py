@@ -24,7 +24,7 @@ from conftest import ar
 
 import autoresearch
 from autoresearch.config.task import load_config
-from autoresearch.harness.process import parse_metrics
+from autoresearch.harness.output import parse_metrics
 from autoresearch.proposers.knobs import find_knobs
 
 TEMPLATES = Path(autoresearch.__file__).parent / "templates"

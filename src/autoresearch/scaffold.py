@@ -16,8 +16,9 @@ from pathlib import Path
 from autoresearch.config.task import CONFIG_NAME, load_config, parse_config, tomllib
 from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import Workspace
+from autoresearch.harness.env import base_env
 from autoresearch.harness.guard import write_lock
-from autoresearch.harness.process import base_env, run_command
+from autoresearch.harness.process import run_command
 from autoresearch.proposers.brief import NATIVE_BEGIN, NATIVE_END
 
 GITIGNORE_LINES = [".autoresearch/", "results.tsv", "progress.png", "report.html", "__pycache__/", "*.pyc"]

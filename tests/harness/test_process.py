@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from autoresearch.config.task import ConfigError, load_config
-from autoresearch.harness.process import run_command, task_env
+from autoresearch.harness.env import task_env
+from autoresearch.harness.process import run_command
 from autoresearch.harness.sandbox import SandboxSpec, bwrap_works
 
 KEY = "sk-test-4f9a8b7c6d5e"

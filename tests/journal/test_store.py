@@ -16,7 +16,8 @@ from conftest import make_task
 
 from autoresearch.config.task import load_config
 from autoresearch.harness.guard import read_lock, write_lock
-from autoresearch.journal.store import SCHEMA_VERSION, Journal
+from autoresearch.journal.schema import SCHEMA_VERSION
+from autoresearch.journal.store import Journal
 
 
 def test_a_journal_from_an_earlier_version_is_set_up_and_keeps_its_rows(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from conftest import AUTORESEARCH, ar, git, make_task
 
 from autoresearch.config.task import load_config
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.proposers.brief import Limits, build_brief
 
 AGENT = r'''#!/usr/bin/env python3

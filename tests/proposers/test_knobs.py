@@ -13,20 +13,10 @@ from conftest import ar, git
 
 import autoresearch
 from autoresearch.cli import cli
-from autoresearch.proposers.knobs import (
-    KnobError,
-    NotLiteral,
-    Space,
-    default_space,
-    find_knobs,
-    format_value,
-    knob_values,
-    list_files,
-    literal_value,
-    parse_search,
-    set_knobs,
-)
+from autoresearch.proposers.knobs import KnobError, find_knobs, knob_values, list_files
 from autoresearch.proposers.knobs_cli import knobs_command
+from autoresearch.proposers.knobs_write import format_value, set_knobs
+from autoresearch.proposers.spaces import NotLiteral, Space, default_space, literal_value, parse_search
 from autoresearch.trial.session import Session
 
 EXAMPLE_TRAIN = Path(autoresearch.__file__).parent / "templates" / "example" / "train.py"

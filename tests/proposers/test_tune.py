@@ -16,7 +16,8 @@ from autoresearch.config.task import load_config
 from autoresearch.git.workspace import Workspace
 from autoresearch.proposers import ProposeContext, ProposerError
 from autoresearch.proposers.knobs import find_knobs, knob_values
-from autoresearch.proposers.tune import PastPoint, TuneOptions, TuneProposer, in_flight, make_tune_proposer, normalize
+from autoresearch.proposers.tune import PastPoint, TuneOptions, TuneProposer, in_flight, make_tune_proposer
+from autoresearch.proposers.tune_space import normalize
 from autoresearch.trial.lifecycle import ProposalInfo, experiment
 from autoresearch.trial.session import Session
 
@@ -357,8 +358,8 @@ def test_a_failing_tune_says_why_in_the_plain_view_and_its_agent_log_exists(tmp_
 def test_the_live_view_shows_a_failed_proposal_s_reason() -> None:
     from rich.console import Console
 
-    from autoresearch.journal.store import Experiment
-    from autoresearch.report.live import ViewState, failure_message, render_state
+    from autoresearch.journal.records import Experiment
+    from autoresearch.report.view import ViewState, failure_message, render_state
 
     failed = Experiment(seq=3, tag="t", status="crash", started_at=0.0, reason="agent-error",
                         description="(tune failed: agent-error)",

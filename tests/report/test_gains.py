@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.report.gains import change_words, pct_words, raw_note, session_gain, summary_lines
 
 

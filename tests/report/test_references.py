@@ -205,8 +205,8 @@ def test_quickstart_plot_and_live_view_summaries_agree(drifted: Path) -> None:
     from rich.console import Console
 
     from autoresearch.report.gains import session_gain, summary_lines
-    from autoresearch.report.live import render_state, state_from_journal
     from autoresearch.report.plot import _title
+    from autoresearch.report.view import render_state, state_from_journal
     from autoresearch.trial.session import Session
 
     with Session.open(drifted) as s:

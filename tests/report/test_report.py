@@ -23,8 +23,9 @@ from PIL import Image
 
 from autoresearch.journal.store import Journal
 from autoresearch.report.html import build_report, write_report
-from autoresearch.report.live import LiveView, PlainView, infer_phase, state_from_journal, watch
+from autoresearch.report.live import LiveView, PlainView, watch
 from autoresearch.report.plot import DPI, FIGSIZE, focus_range, write_plot
+from autoresearch.report.view import infer_phase, state_from_journal
 from autoresearch.trial.session import Session
 
 # The experiments build_research makes, by seq: (status, description).
@@ -236,7 +237,7 @@ def test_report_inlines_its_css_and_script_from_package_data(tmp_path: Path) -> 
 
 def test_report_shows_noise_and_holdout_once_measured(tmp_path: Path) -> None:
     journal = fake_journal(tmp_path / "j", 20, seed=1)
-    from autoresearch.journal.store import NoiseRecord
+    from autoresearch.journal.records import NoiseRecord
 
     journal.add_noise(NoiseRecord(tag="t", commit_sha="c" * 40, n=5, mean=0.9, median=0.9, std=0.0021, mad=0.0015,
                                   min=0.897, max=0.903, suggested_min_delta=0.0042, values=[0.9] * 5))

@@ -17,7 +17,7 @@ import pytest
 from conftest import git
 
 from autoresearch.git.workspace import GitError, Workspace
-from autoresearch.harness.process import task_env
+from autoresearch.harness.env import task_env
 
 REAL = "print('helper: real')\n"
 FAKE = "print('helper: FAKE')\n"  # same length: the planted cache must look valid for the real source

@@ -27,7 +27,8 @@ from autoresearch.errors import (  # noqa: F401
     is_disk_full,
 )
 from autoresearch.harness.sandbox import resolve_kind
-from autoresearch.journal.store import Experiment, journal_problem
+from autoresearch.journal.records import Experiment
+from autoresearch.journal.schema import journal_problem
 from autoresearch.proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
 from autoresearch.trial.session import Session
 

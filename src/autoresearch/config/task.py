@@ -41,7 +41,7 @@ from autoresearch.config.schema import (
     parse_constraint,
     path_problem,
 )
-from autoresearch.config.validate import build_config, check_fields, check_files, normalize_verdict
+from autoresearch.config.validate import build_config, check_fields, check_files
 from autoresearch.errors import ConfigError
 
 __all__ = [

@@ -20,7 +20,7 @@ from autoresearch import registry
 from autoresearch.config.task import ExecutorSection
 from autoresearch.errors import ConfigError
 from autoresearch.trial.session import Session
-from autoresearch.verdict.flow import Measurement
+from autoresearch.verdict.flow import Measurement, PhaseCallback
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,6 @@ class Job:
 
 
 OnStart = Callable[[int], None]  # the run's process group id (local runs only)
-OnPhase = Callable[[str, dict], None]
 Done = Callable[["Measurement"], None]
 
 
@@ -46,7 +45,7 @@ class Executor(Protocol):
     def open(self, session: "Session") -> None:
         """Get ready to run (connect to a cluster, check the devices)."""
 
-    def submit(self, job: Job, *, on_start: OnStart, on_phase: OnPhase, done: Done) -> None:
+    def submit(self, job: Job, *, on_start: OnStart, on_phase: PhaseCallback, done: Done) -> None:
         """Start the job and return at once; call `done` exactly once, from any thread."""
 
     def cancel(self) -> None:
@@ -73,4 +72,4 @@ def make_executor(section: "ExecutorSection", slots: int | None = None) -> Execu
     return factory(section, n)
 
 
-__all__ = ["Done", "Executor", "ExecutorError", "Job", "OnPhase", "OnStart", "make_executor"]
+__all__ = ["Done", "Executor", "ExecutorError", "Job", "OnStart", "make_executor"]

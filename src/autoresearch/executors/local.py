@@ -18,10 +18,10 @@ import time
 import traceback
 
 from autoresearch.config.task import ExecutorSection
-from autoresearch.executors import Done, ExecutorError, Job, OnPhase, OnStart
+from autoresearch.executors import Done, ExecutorError, Job, OnStart
 from autoresearch.trial.measure import executor_failure, measure_commit
 from autoresearch.trial.session import Session
-from autoresearch.verdict.flow import Measurement
+from autoresearch.verdict.flow import Measurement, PhaseCallback
 
 
 def parse_cpus(text: str) -> set[int]:
@@ -71,7 +71,7 @@ class LocalExecutor:
                     raise ExecutorError(f"[executor] cpus: slot {i}'s cores {sorted(cores)} are not available "
                                         f"here (this process may use {sorted(available)})")
 
-    def submit(self, job: Job, *, on_start: OnStart, on_phase: OnPhase, done: Done) -> None:
+    def submit(self, job: Job, *, on_start: OnStart, on_phase: PhaseCallback, done: Done) -> None:
         if self.session is None:
             raise ExecutorError("the local executor was not opened")
         session = self.session

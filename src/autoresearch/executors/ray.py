@@ -35,14 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.config.task import STATE_DIR, TaskConfig
-from autoresearch.executors import Done, ExecutorError, Job, OnPhase, OnStart
+from autoresearch.executors import Done, ExecutorError, Job, OnStart
 from autoresearch.harness.guard import lock_path
-from autoresearch.harness.process import base_env, run_command
-from autoresearch.trial.measure import measure
+from autoresearch.trial.measure import SETUP_TIMEOUT_S, executor_failure, measure, setup_command, setup_env
 from autoresearch.trial.session import Session
-from autoresearch.verdict.flow import Measurement
+from autoresearch.verdict.flow import Measurement, PhaseCallback
 
-SETUP_TIMEOUT_S = 6 * 3600
 CANCEL_GRACE_S = 10.0  # after a polite cancel (KeyboardInterrupt in the task), force-kill the worker
 BACKSTOP_MARGIN_S = 120.0  # the driver gives up on a task this long after its harness should have
 WARMUP_TIMEOUT_S = 60.0
@@ -131,7 +129,7 @@ class RayExecutor:
 
     # -- runs -------------------------------------------------------------------------------
 
-    def submit(self, job: Job, *, on_start: OnStart, on_phase: OnPhase, done: Done) -> None:
+    def submit(self, job: Job, *, on_start: OnStart, on_phase: PhaseCallback, done: Done) -> None:
         if self.session is None or self._remote is None:
             raise ExecutorError("the Ray executor was not opened")
         session = self.session
@@ -139,7 +137,7 @@ class RayExecutor:
         try:
             archive = tree_archive(session, job.commit)
         except Exception as exc:  # noqa: BLE001
-            done(_driver_failure(session, job, "executor-error", f"could not archive {job.commit}: {exc}"))
+            done(executor_failure(session, job.seq, job.label, "executor-error", f"could not archive {job.commit}: {exc}"))
             return
         ref = self._remote.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0,
                                    scheduling_strategy=SCHEDULING,
@@ -169,29 +167,32 @@ class RayExecutor:
         assert session is not None
         from ray import exceptions as rx
 
+        def failed(reason: str, text: str, interrupted: bool = False) -> Measurement:
+            return executor_failure(session, job.seq, job.label, reason, text, interrupted)
+
         try:
             result = ray.get(ref, timeout=backstop)
         except rx.GetTimeoutError:
             ray.cancel(ref, force=True)
-            return _driver_failure(session, job, "timeout", f"the Ray task did not answer within {backstop:.0f} s")
+            return failed("timeout", f"the Ray task did not answer within {backstop:.0f} s")
         except rx.TaskCancelledError:
-            return _driver_failure(session, job, "interrupted", "the Ray task was cancelled", interrupted=True)
+            return failed("interrupted", "the Ray task was cancelled", interrupted=True)
         except rx.RayTaskError as exc:  # the task raised: a bug or a broken worker environment
             if self._cancelled.is_set():
-                return _driver_failure(session, job, "interrupted", "the Ray task was cancelled", interrupted=True)
-            return _driver_failure(session, job, "worker-error", f"the Ray task failed:\n{exc}")
+                return failed("interrupted", "the Ray task was cancelled", interrupted=True)
+            return failed("worker-error", f"the Ray task failed:\n{exc}")
         except rx.RayError as exc:
             if self._cancelled.is_set():
-                return _driver_failure(session, job, "interrupted", "the Ray task was cancelled", interrupted=True)
+                return failed("interrupted", "the Ray task was cancelled", interrupted=True)
             if isinstance(exc, rx.OutOfMemoryError):  # Ray's memory monitor killed it: the run's own doing
-                return _driver_failure(session, job, "oom", f"Ray killed the worker for lack of memory:\n{exc}")
+                return failed("oom", f"Ray killed the worker for lack of memory:\n{exc}")
             if isinstance(exc, lost_worker_errors(rx)):
-                return _driver_failure(session, job, "worker-lost", f"the Ray worker running this experiment "
-                                       f"was lost ({type(exc).__name__}):\n{exc}")
+                return failed("worker-lost", f"the Ray worker running this experiment "
+                              f"was lost ({type(exc).__name__}):\n{exc}")
             # Not the experiment's fault and no lost machine either: a runtime_env that cannot be
             # set up, an unschedulable request, a broken cluster. Repeated, these stop the loop.
-            return _driver_failure(session, job, "executor-error", f"Ray could not run this experiment "
-                                   f"({type(exc).__name__}):\n{exc}")
+            return failed("executor-error", f"Ray could not run this experiment "
+                          f"({type(exc).__name__}):\n{exc}")
         return _measurement_from(session, job, result)
 
     def cancel(self) -> None:
@@ -242,14 +243,6 @@ def tree_archive(session: Session, commit: str) -> bytes:
         os.unlink(path)
 
 
-def _driver_failure(session: Session, job: Job, reason: str, text: str, interrupted: bool = False) -> Measurement:
-    log = session.run_dir(job.seq) / f"{job.label}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(f"autoresearch: {text}\n")
-    return Measurement(False, reason, log_path=log, interrupted=interrupted)
-
-
 def _measurement_from(session: Session, job: Job, result: dict) -> Measurement:
     run_dir = session.run_dir(job.seq)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -292,12 +285,11 @@ def _unpack(archive: bytes, dest: Path) -> None:
 
 def _setup(config: TaskConfig, tree: Path, log: Path) -> str:
     """Run the task's idempotent setup on this node, one at a time per node. '' when fine."""
-    env = base_env({"AUTORESEARCH_PHASE": "setup", "AUTORESEARCH_BUDGET_S": f"{config.budget.seconds:g}"})
-    cache = Path(env["AUTORESEARCH_CACHE"])
+    cache = Path(setup_env(config)["AUTORESEARCH_CACHE"])
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".autoresearch-setup.lock", "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # two slots on one node must not download twice
-        result = run_command(config.task.setup, cwd=tree, env=env, timeout=SETUP_TIMEOUT_S, log_path=log)
+        result = setup_command(config, tree, log)
     if result.interrupted:
         raise KeyboardInterrupt
     return "" if result.ok else "setup-" + result.failure_reason()

@@ -241,17 +241,6 @@ class Workspace:
         self._trees[commit] = tree  # git just wrote it so
         return commit
 
-    def point_branch_at(self, branch: str, commit: str, also: dict[str, str] | None = None,
-                        on_branch: bool = False) -> None:
-        """Make BRANCH (and the refs in ALSO) point at COMMIT in one transaction and check it out
-        without touching the files on disk. Used when the working tree already holds exactly
-        COMMIT's tree (a fresh snapshot); ON_BRANCH skips re-attaching HEAD."""
-        updates = {f"refs/heads/{branch}": commit, **(also or {})}
-        self.git("update-ref", "--stdin", input="".join(f"update {ref} {sha}\n" for ref, sha in updates.items()))
-        if not on_branch:
-            self.git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
-        self.git("reset", "-q", "--mixed", commit)
-
     def untracked(self) -> list[str]:
         """Untracked files git would add. Never autoresearch's own folder: whatever .gitignore
         says, its journal and logs are not work to commit, move aside or quarantine."""

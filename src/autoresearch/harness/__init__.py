@@ -1,7 +1,9 @@
 """The harness: the only package that starts user processes.
 
-- `process`: one phase of a task (setup, run, evaluate) as a process group with a budget, its
-  output parsed for metrics, its environment the task's contract;
+- `process`: one phase of a task (setup, run, evaluate) as a process group with a budget, and
+  the end of process groups (a run's, a leftover agent's);
+- `output`: a run's capped log and the metric lines parsed from it;
+- `env`: the environment a run gets (the task's contract) or a setup/agent inherits;
 - `sandbox`: bubblewrap around a run or an agent (read-only code, hidden state, no network);
 - `guard`: the lock on the harness files, and the check that a candidate left them alone.
 

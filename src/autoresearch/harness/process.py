@@ -1,5 +1,6 @@
 """Run one command under a budget: its own process group, a hard timeout, a capped log file,
-metric parsing. The only module that starts user processes.
+metric parsing (`output`), in the environment it is given (`env`). The only module that starts
+user processes, and the only one that ends them.
 
 Every process a run starts carries ``AUTORESEARCH_RUN_ID`` in its environment; after the run,
 any process still holding that marker (one that escaped the process group with setsid, say)
@@ -13,23 +14,20 @@ import re
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from autoresearch.harness.output import CappedLog, MetricParser
 from autoresearch.harness.sandbox import SandboxSpec, wrap_command
 from autoresearch.redact import redact_file, session_secrets
 
-METRIC_LINE = re.compile(rb"^([A-Za-z_][\w.\-]*):[ \t]*(\S+)[ \t]*\r?$")
 _CHILD_PID = re.compile(r'"child-pid"\s*:\s*(\d+)')  # compiled on import: a served copy starts with it
-REJECT_KEY = "reject"
 TERM_GRACE_S = 3.0
 POLL_S = 0.05  # how often a run's timeout and the stop request are checked
 NAMESPACE_END_S = 5.0  # the longest wait for a sandboxed run's PID namespace to empty
-TAIL_LINES = 50
 
 
 @dataclass
@@ -59,133 +57,15 @@ class RunResult:
         return ""
 
 
-class _CappedLog:
-    """A log file that keeps its tail once it grows past max_bytes.
 
-    A write that fails (a full disk) must not stop the run: the reader thread that calls
-    `write` is what drains the run's pipe, so an exception there would leave the run blocked
-    on a full pipe until the hard timeout. Instead the log gives its space back (it keeps only
-    a short tail and a line that says why), takes no more output, and `problem` says what
-    happened; the output is still read and parsed."""
-
-    SHORT_TAIL = 16 * 1024  # what is kept of a log that could not be written
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        self.path = path
-        self.max_bytes = max(4096, max_bytes)
-        self.fh = open(path, "ab")
-        self.size = self.fh.tell()
-        self.cut = 0
-        self.problem = ""
-
-    def write(self, data: bytes) -> None:
-        if self.problem:
-            return
-        try:
-            self.fh.write(data)
-            self.size += len(data)
-            if self.size > self.max_bytes:
-                self._keep_tail()
-        except OSError as exc:
-            self._give_up(exc)
-
-    def _keep_tail(self) -> None:
-        self.fh.flush()
-        keep = self.max_bytes // 2
-        with open(self.path, "rb") as fh:
-            fh.seek(-keep, os.SEEK_END)
-            tail = fh.read()
-        self.cut += self.size - keep
-        marker = f"[autoresearch: {self.cut} earlier bytes of this log were cut]\n".encode()
-        self.fh.close()
-        with open(self.path, "wb") as fh:
-            fh.write(marker + tail)
-        self.fh = open(self.path, "ab")
-        self.size = len(marker) + len(tail)
-
-    def _give_up(self, exc: OSError) -> None:
-        self.problem = f"the log could not be written ({exc}); later output was not kept"
-        try:
-            self.fh.close()  # may fail again flushing what it holds: that part is lost anyway
-        except OSError:
-            pass
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - self.SHORT_TAIL))
-                tail = fh.read()
-            with open(self.path, "wb") as fh:  # truncating first gives the space back
-                fh.write(b"[autoresearch: earlier output was cut to free space]\n" + tail
-                         + f"\n[autoresearch: {self.problem}]\n".encode())
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        if self.problem:
-            return
-        try:
-            self.fh.flush()
-            self.fh.close()
-        except OSError as exc:
-            self._give_up(exc)
-
-
-MAX_NAMES = 1000  # distinct metric names kept from one run: output size never grows memory
-
-
-class MetricParser:
-    """`name: value` lines, fed one at a time; the last value of a name wins, non-numeric
-    values go to texts. Memory is bounded by MAX_NAMES, whatever the run prints: past it, the
-    name printed longest ago is forgotten, so the final lines (the metric) always count. A line is read
-    after its last carriage return (progress bars redraw a line) and without leading blanks."""
-
-    def __init__(self) -> None:
-        self.metrics: dict[str, float] = {}
-        self.texts: dict[str, str] = {}
-
-    def feed(self, raw: bytes) -> None:
-        if len(raw) > 4096 or b":" not in raw:
-            return
-        line = raw.rstrip(b"\r\n").rsplit(b"\r", 1)[-1].strip()
-        match = METRIC_LINE.match(line)
-        if not match:
-            return
-        name = match.group(1).decode()
-        value = match.group(2).decode("utf-8", "replace")
-        self.metrics.pop(name, None)  # re-inserted at the end: the names printed last are kept
-        self.texts.pop(name, None)
-        try:
-            self.metrics[name] = float(value)
-        except ValueError:
-            self.texts[name] = value
-        if len(self.metrics) + len(self.texts) > MAX_NAMES:  # forget the name printed longest ago
-            oldest = self.metrics if self.metrics else self.texts
-            oldest.pop(next(iter(oldest)))
-
-
-def parse_metrics(lines: list[bytes]) -> tuple[dict[str, float], dict[str, str]]:
-    """The same over a list of lines."""
-    parser = MetricParser()
-    for raw in lines:
-        parser.feed(raw)
-    return parser.metrics, parser.texts
-
-
-def tail_lines(path: Path | None, n: int = TAIL_LINES, max_bytes: int = 64 * 1024) -> str:
-    """The last N lines of a log, decoded leniently (output need not be UTF-8)."""
-    if path is None or not path.exists():
-        return ""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - max_bytes))
-        data = fh.read()
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-n:])
-
-
-def _kill_group(pgid: int, sig: int) -> None:
+def kill_group(pgid: object, sig: int = signal.SIGKILL) -> None:
+    """Send SIG to the process group PGID (a number, or a record's field holding one); nothing
+    when the group is gone or not ours, or PGID names no group (missing, garbled, 0 or 1)."""
     try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
+        group = int(str(pgid))
+        if group > 1:
+            os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError, ValueError, TypeError):
         pass
 
 
@@ -283,60 +163,6 @@ def sweep_marked(run_id: str) -> int:
     return killed
 
 
-def base_env(extra: dict[str, str]) -> dict[str, str]:
-    """The environment of a run: ours, `python` resolving to this interpreter, plus EXTRA."""
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("AUTORESEARCH_CACHE", str(Path.home() / ".cache" / "autoresearch"))
-    env.update(extra)
-    return env
-
-
-# What a run may inherit from our environment, by name (task_env). Everything else (API keys,
-# tokens, cloud credentials, SSH agents, the user's PYTHONPATH) stays out unless the task lists
-# it in `[task] env`.
-PASSED_NAMES = frozenset({
-    "LANG", "LANGUAGE", "TZ", "TERM",
-    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
-    "GPU_DEVICE_ORDINAL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "TORCH_NUM_THREADS", "LD_LIBRARY_PATH",
-    "CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "HIP_PATH",
-})
-PASSED_PREFIXES = ("LC_", "AUTORESEARCH_")
-
-
-def task_env(extra: dict[str, str], allow: list[str], *, home: Path, pycache_prefix: Path | None,
-             environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The minimal environment of a run: PATH (this interpreter's bin first), HOME pointed at
-    the caller's private folder, locale and time zone, the device and thread-count variables,
-    `AUTORESEARCH_*`, the names in ALLOW (`[task] env`), then EXTRA.
-
-    Bytecode: Python never writes caches (PYTHONDONTWRITEBYTECODE), so a run cannot leave one
-    for a later run. With PYCACHE_PREFIX set, it also reads none from next to the sources: a
-    cache planted in an ignored `__pycache__/` of the task folder is never loaded. The price is
-    that nothing is cached, libraries included (measured on 2 cores: `import torch` 6.5 s ->
-    15 s, `import numpy` 0.5 s -> 1.7 s), so a run from a clean export (no `__pycache__` in
-    it, read-only to the run) may pass None and keep the libraries' own caches, which the
-    sandbox makes read-only to the agent and the runs. The user site is off (PYTHONNOUSERSITE)."""
-    source = os.environ if environ is None else environ
-    allowed = set(allow)
-    env = {name: value for name, value in source.items()
-           if name in PASSED_NAMES or name.startswith(PASSED_PREFIXES) or name in allowed}
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + source.get("PATH", os.defpath)
-    env["HOME"] = str(home)
-    env.setdefault("LANG", "C.UTF-8")
-    # Templates keep data under $AUTORESEARCH_CACHE: the real user's cache, not the private HOME's.
-    env.setdefault("AUTORESEARCH_CACHE", str(Path(source.get("HOME") or Path.home()) / ".cache" / "autoresearch"))
-    env.update({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1"})
-    if pycache_prefix is not None:
-        env["PYTHONPYCACHEPREFIX"] = str(pycache_prefix)
-    env.update(extra)
-    return env
-
-
 def run_command(
     command: str,
     *,
@@ -364,7 +190,7 @@ def run_command(
         argv = wrap_command(command, cwd=cwd, spec=sandbox, status_fd=status_w)
     else:
         argv = ["/bin/sh", "-c", command]
-    log = _CappedLog(log_path, log_max_bytes)
+    log = CappedLog(log_path, log_max_bytes)
     log.write(f"$ {command}\n".encode())
     parser = MetricParser()
     start = time.monotonic()
@@ -411,11 +237,11 @@ def run_command(
         exited.close()
         ended_itself = proc.poll() is not None
         if not ended_itself:
-            _kill_group(proc.pid, signal.SIGTERM)
+            kill_group(proc.pid, signal.SIGTERM)
             deadline = time.monotonic() + TERM_GRACE_S
             while proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-        _kill_group(proc.pid, signal.SIGKILL)  # leftovers in the group, even after a clean exit
+        kill_group(proc.pid)  # leftovers in the group, even after a clean exit
         if sandbox is not None:
             # Every process the run started lives in the sandbox's PID namespace, which the
             # kernel empties when its init dies; bwrap exits before that has finished, so wait
@@ -476,16 +302,11 @@ def stop_processes_in(folder: Path, grace: float = 3.0) -> int:
         except (OSError, IndexError):
             return False
 
-    def signal_all(sig: int) -> None:
-        for pgid in groups:
-            try:
-                os.killpg(pgid, sig)
-            except OSError:
-                pass
-
-    signal_all(signal.SIGTERM)
+    for pgid in groups:
+        kill_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while any(running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    signal_all(signal.SIGKILL)
+    for pgid in groups:
+        kill_group(pgid)
     return len(groups)

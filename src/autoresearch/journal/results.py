@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from autoresearch.journal.store import Experiment, Journal
+from autoresearch.journal.records import Experiment
+from autoresearch.journal.store import Journal
 
 # -- results.tsv -------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The SQLite journal (`.autoresearch/journal.db`): the record of every experiment.
 
-Only this module writes it. It holds every experiment's full record and every individual run
+Only this package writes it. It holds every experiment's full record and every individual run
 (baseline, candidate, confirmation, noise and reference runs), the best pointer of each tag and
-the meta that repair needs. Its views (results.tsv, throughput) live in results.py.
+the meta that repair needs. The file and its schema: `schema`; the records: `records`; its views
+(results.tsv, throughput): `results`.
 """
 
 from __future__ import annotations
@@ -10,191 +11,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from autoresearch.errors import StateError, disk_full_message, is_disk_full
-from autoresearch.redact import scrub
-
-SCHEMA_VERSION = 1
-
-
-class JournalError(StateError):
-    """The journal cannot be read or written (corrupt file, full disk)."""
-
-
-def journal_problem(path: Path, exc: BaseException) -> str:
-    """One message with the way out, for every way SQLite can fail us."""
-    text = str(exc)
-    if is_disk_full(exc, path.parent if path.parent.is_dir() else "."):
-        # never "move the journal aside": it is sound, there is only no room to write to it
-        return f"{path}: " + disk_full_message(path.parent.parent.resolve(), text)
-    return (f"{path}: the journal cannot be read ({text}); move it aside and rebuild it from git "
-            f"(every experiment is recorded beside its commit): `mv {path} {path}.broken && autoresearch repair`")
-STATUSES = ("keep", "discard", "crash", "rejected")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS experiments (
-    seq INTEGER PRIMARY KEY,
-    tag TEXT NOT NULL,
-    status TEXT NOT NULL,            -- running | keep | discard | crash | rejected
-    reason TEXT NOT NULL DEFAULT '',
-    commit_sha TEXT NOT NULL DEFAULT '',
-    parent TEXT NOT NULL DEFAULT '',
-    description TEXT NOT NULL DEFAULT '',
-    proposer TEXT NOT NULL DEFAULT '',
-    metric REAL,
-    best_before REAL,
-    holdout REAL,
-    resource REAL,
-    metrics_json TEXT NOT NULL DEFAULT '{}',
-    details_json TEXT NOT NULL DEFAULT '{}',
-    log_path TEXT NOT NULL DEFAULT '',
-    log_tail TEXT NOT NULL DEFAULT '',
-    program_hash TEXT NOT NULL DEFAULT '',
-    is_baseline INTEGER NOT NULL DEFAULT 0,
-    slot INTEGER NOT NULL DEFAULT 0,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    propose_seconds REAL,
-    run_seconds REAL,
-    tokens_in INTEGER,
-    tokens_out INTEGER,
-    cost_usd REAL,
-    lines_delta INTEGER,
-    pid INTEGER
-);
-CREATE INDEX IF NOT EXISTS experiments_tag ON experiments(tag, seq);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    seq INTEGER,                     -- the experiment it belongs to (NULL for noise runs)
-    tag TEXT NOT NULL,
-    role TEXT NOT NULL,              -- candidate | best | noise
-    commit_sha TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL,            -- ok | crash
-    reason TEXT NOT NULL DEFAULT '',
-    metric REAL,
-    metrics_json TEXT NOT NULL DEFAULT '{}',
-    seconds REAL,
-    log_path TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_seq ON runs(seq);
-CREATE TABLE IF NOT EXISTS noise (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tag TEXT NOT NULL,
-    commit_sha TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    mean REAL, median REAL, std REAL, mad REAL, min REAL, max REAL,
-    suggested_min_delta REAL,
-    values_json TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-@dataclass
-class Experiment:
-    """One row of the experiments table."""
-
-    seq: int
-    tag: str
-    status: str
-    started_at: float
-    reason: str = ""
-    commit_sha: str = ""
-    parent: str = ""
-    description: str = ""
-    proposer: str = ""
-    metric: float | None = None
-    best_before: float | None = None
-    holdout: float | None = None
-    resource: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    log_path: str = ""
-    log_tail: str = ""
-    program_hash: str = ""
-    is_baseline: bool = False
-    slot: int = 0
-    finished_at: float | None = None
-    propose_seconds: float | None = None
-    run_seconds: float | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
-    cost_usd: float | None = None
-    lines_delta: int | None = None
-    pid: int | None = None
-
-    @property
-    def short_commit(self) -> str:
-        return self.commit_sha[:7]
-
-    def delta(self) -> float | None:
-        if self.metric is None or self.best_before is None:
-            return None
-        return self.metric - self.best_before
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["delta"] = self.delta()
-        return data
-
-
-@dataclass
-class NoiseRecord:
-    tag: str
-    commit_sha: str
-    n: int
-    mean: float
-    median: float
-    std: float
-    mad: float
-    min: float
-    max: float
-    suggested_min_delta: float
-    values: list[float]
-    created_at: float = 0.0
-
-
-_COLUMNS = [
-    "seq", "tag", "status", "reason", "commit_sha", "parent", "description", "proposer", "metric",
-    "best_before", "holdout", "resource", "metrics_json", "details_json", "log_path", "log_tail",
-    "program_hash", "is_baseline", "slot", "started_at", "finished_at", "propose_seconds",
-    "run_seconds", "tokens_in", "tokens_out", "cost_usd", "lines_delta", "pid",
-]
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    if value is None:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _row_to_experiment(row: sqlite3.Row) -> Experiment:
-    data = dict(row)
-    data["metrics"] = json.loads(data.pop("metrics_json") or "{}")
-    data["details"] = json.loads(data.pop("details_json") or "{}")
-    data["is_baseline"] = bool(data["is_baseline"])
-    return Experiment(**data)
-
-
-def _experiment_values(exp: Experiment) -> list[Any]:
-    # shallow, not asdict: asdict deep-copies details and metrics, which become JSON just below
-    data = {f.name: getattr(exp, f.name) for f in fields(exp)}
-    data["metrics_json"] = json.dumps({k: v for k, v in exp.metrics.items() if math.isfinite(v)})
-    data["details_json"] = scrub(json.dumps(exp.details, default=str))
-    for key in ("description", "log_tail", "reason"):  # no secret value is ever recorded
-        data[key] = scrub(data[key])
-    data["is_baseline"] = int(exp.is_baseline)
-    for key in ("metric", "best_before", "holdout", "resource"):
-        data[key] = _finite_or_none(data[key])
-    return [data[c] for c in _COLUMNS]
+from autoresearch.journal.records import (
+    COLUMNS,
+    STATUSES,
+    Experiment,
+    NoiseRecord,
+    experiment_values,
+    finite_or_none,
+    row_to_experiment,
+)
+from autoresearch.journal.schema import open_db, transaction
 
 
 class Journal:
@@ -204,25 +34,7 @@ class Journal:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.state_dir / "journal.db"
-        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        try:
-            self.db.execute("PRAGMA synchronous=NORMAL")  # per connection
-            # A journal this version set up says so in its header (user_version) and keeps WAL
-            # (a property of the file): then the schema script, a write, is skipped. An agent
-            # calls `experiment` hundreds of times a night, and that script was a tenth of the
-            # command's own Python.
-            ready = self.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION \
-                and self.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            if not ready:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.executescript(_SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                                (str(SCHEMA_VERSION),))
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            self.db.close()
-            raise JournalError(journal_problem(self.path, exc)) from None
+        self.db = open_db(self.path)
 
     def close(self) -> None:
         self.db.close()
@@ -285,10 +97,9 @@ class Journal:
         """The final record and (for a keep) the new best pointer in ONE transaction, so a kill
         can never leave best on a commit whose record is not a keep. results.tsv's recorded
         hash is cleared in the same transaction: until it is written again, it is stale."""
-        sets = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*_experiment_values(exp)[1:], exp.seq])
+        sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+        with transaction(self.db):
+            self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*experiment_values(exp)[1:], exp.seq])
             if best:
                 self._set_meta(f"best:{exp.tag}", best)
             # One settled row may be appended to results.tsv; two (a kill in between) mean regenerate.
@@ -297,11 +108,6 @@ class Journal:
             if exp.commit_sha:  # its git note is owed until `noted` says otherwise
                 owed = json.loads(self.get_meta("unnoted", "[]") or "[]")
                 self._set_meta("unnoted", json.dumps(sorted(set(owed) | {exp.seq})))
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:  # SQLite already rolled back after a full disk: keep its error
-                self.db.execute("ROLLBACK")
-            raise
 
     def begin(self, tag: str, description: str, proposer: str, parent: str, **extra: Any) -> Experiment:
         """Write the `running` record before anything runs; returns it with its new seq.
@@ -310,33 +116,27 @@ class Journal:
         """
         exp = Experiment(seq=0, tag=tag, status="running", started_at=time.time(), description=description,
                          proposer=proposer, parent=parent, pid=os.getpid(), **extra)
-        values = _experiment_values(exp)
-        placeholders = ", ".join("?" for _ in _COLUMNS[1:])
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        values = experiment_values(exp)
+        placeholders = ", ".join("?" for _ in COLUMNS[1:])
+        with transaction(self.db):
             exp.seq = self.next_seq()
-            self.db.execute(f"INSERT INTO experiments({', '.join(_COLUMNS)}) VALUES (?, {placeholders})",
+            self.db.execute(f"INSERT INTO experiments({', '.join(COLUMNS)}) VALUES (?, {placeholders})",
                             [exp.seq, *values[1:]])
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:  # SQLite already rolled back after a full disk: keep its error
-                self.db.execute("ROLLBACK")
-            raise
         return exp
 
     def insert(self, exp: Experiment) -> None:
         """A whole record with its own seq (rebuilding from git)."""
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        self.db.execute(f"INSERT OR IGNORE INTO experiments({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-                        _experiment_values(exp))
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        self.db.execute(f"INSERT OR IGNORE INTO experiments({', '.join(COLUMNS)}) VALUES ({placeholders})",
+                        experiment_values(exp))
 
     def update(self, exp: Experiment) -> None:
-        sets = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
-        self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*_experiment_values(exp)[1:], exp.seq])
+        sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+        self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*experiment_values(exp)[1:], exp.seq])
 
     def get(self, seq: int) -> Experiment | None:
         row = self.db.execute("SELECT * FROM experiments WHERE seq = ?", (seq,)).fetchone()
-        return _row_to_experiment(row) if row else None
+        return row_to_experiment(row) if row else None
 
     def experiments(self, tag: str | None = None, limit: int | None = None) -> list[Experiment]:
         """Experiments in seq order (the last `limit` of them when given)."""
@@ -347,14 +147,14 @@ class Journal:
             args.append(limit)
         else:
             sql = f"SELECT * FROM experiments {where} ORDER BY seq"
-        return [_row_to_experiment(r) for r in self.db.execute(sql, args)]
+        return [row_to_experiment(r) for r in self.db.execute(sql, args)]
 
     def running(self) -> list[Experiment]:
-        return [_row_to_experiment(r) for r in self.db.execute("SELECT * FROM experiments WHERE status = 'running' ORDER BY seq")]
+        return [row_to_experiment(r) for r in self.db.execute("SELECT * FROM experiments WHERE status = 'running' ORDER BY seq")]
 
     def last(self, tag: str) -> Experiment | None:
         row = self.db.execute("SELECT * FROM experiments WHERE tag = ? ORDER BY seq DESC LIMIT 1", (tag,)).fetchone()
-        return _row_to_experiment(row) if row else None
+        return row_to_experiment(row) if row else None
 
     def best(self, tag: str) -> Experiment | None:
         """The most recent keep of a tag in its current epoch: the best's record (keeps only
@@ -364,7 +164,7 @@ class Journal:
         row = self.db.execute(
             "SELECT * FROM experiments WHERE tag = ? AND status = 'keep' AND seq > ? ORDER BY seq DESC LIMIT 1",
             (tag, start)).fetchone()
-        return _row_to_experiment(row) if row else None
+        return row_to_experiment(row) if row else None
 
     def counts(self, tag: str) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM experiments WHERE tag = ? GROUP BY status", (tag,))
@@ -398,7 +198,7 @@ class Journal:
         cursor = self.db.execute(
             "INSERT INTO runs(seq, tag, role, commit_sha, seed, status, reason, metric, metrics_json, seconds, "
             "log_path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, tag, role, commit_sha, seed, status, reason, _finite_or_none(metric), json.dumps(metrics),
+            (seq, tag, role, commit_sha, seed, status, reason, finite_or_none(metric), json.dumps(metrics),
              seconds, log_path, time.time()),
         )
         return int(cursor.lastrowid or 0)
@@ -458,15 +258,9 @@ class Journal:
 
     def set_metas(self, values: dict[str, str]) -> None:
         """Several meta keys in one transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             for key, value in values.items():
                 self._set_meta(key, value)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
 
     def _set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

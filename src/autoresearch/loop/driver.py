@@ -2,13 +2,13 @@
 
 One driver serves every case; the sequential loop is the one-slot case. Each slot gets a
 scratch copy of the best (`scratch.py`) where its proposer works; the driver turns what comes
-back into a `Trial` (commit, guard, runs, settle: `trial.py`), and the executor makes the runs
+back into a `Trial` (commit, guard, runs, settle: `trial.lifecycle`), and the executor makes the runs
 (local: a thread per slot, each run in a fresh export of the commit; Ray: on a worker, from the
 commit's tree). One driver thread does all the bookkeeping (journal, results.tsv, refs, the
 branch): proposals and runs happen in other threads and report back through a queue, so the
 journal has one writer and verdicts are decided one at a time, in the order runs finish. Each
 experiment is a generator that yields what it waits for (a proposal, a measurement), so its
-steps read top to bottom.
+steps read top to bottom: `experiment.py`.
 
 With several slots a better candidate may find the best moved meanwhile: `parallel.py` holds
 those replay rules. Stop conditions and failure counting: `policy.py`.
@@ -21,35 +21,29 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Generator, Union
+from typing import Any, Callable, Union
 
 from autoresearch.config.task import LoopSection
 from autoresearch.executors import Executor, Job, make_executor
-from autoresearch.git.replay import replay_tree
-from autoresearch.git.workspace import Workspace, branch_name
+from autoresearch.git.workspace import branch_name
 from autoresearch.harness.process import stop_processes_in
-from autoresearch.harness.sandbox import agent_home
-from autoresearch.journal.store import Experiment
-from autoresearch.loop.parallel import MAX_REPLAYS, Replay, in_flight_note, replay_outcome
+from autoresearch.journal.records import Experiment
+from autoresearch.loop.experiment import Propose, Slot, SlotExperiments
+from autoresearch.loop.parallel import MAX_REPLAYS
 from autoresearch.loop.policy import Outcome, Policy, StopWatcher, stop_path
 from autoresearch.proposers import Proposal, ProposeContext, Proposer, ProposerError
-from autoresearch.proposers.brief import build_brief
-from autoresearch.redact import scrub
-from autoresearch.trial import scratch as scratch_mod
 from autoresearch.trial.branch import free_tag, repair, show_best, start
-from autoresearch.trial.lifecycle import ProposalInfo, Trial, baseline
+from autoresearch.trial.lifecycle import baseline
 from autoresearch.trial.measure import executor_failure
 from autoresearch.trial.reference import ReferenceWatch
 from autoresearch.trial.session import Session
 from autoresearch.verdict import MeasureRequest, Verdict
-from autoresearch.verdict.flow import Measurement
+from autoresearch.verdict.flow import Measurement, PhaseCallback, quiet
 
 DRAIN_TIMEOUT_S = 30.0  # after Ctrl-C: how long interrupted runs get to report back
 POLL_S = 0.2
 
 ProposerSource = Union[Proposer, Callable[[int], Proposer]]
-PhaseCallback = Callable[[str, dict], None]
 
 
 @dataclass
@@ -60,32 +54,6 @@ class LoopResult:
     @property
     def keeps(self) -> int:
         return sum(1 for e in self.experiments if e.status == "keep" and not e.is_baseline)
-
-
-@dataclass
-class _Propose:
-    ctx: ProposeContext
-
-
-Flow = Generator[Union[_Propose, MeasureRequest], Any, Union[Experiment, None]]
-
-
-@dataclass
-class _Slot:
-    index: int
-    proposer: Proposer
-    flow: Flow | None = None
-    trial: Trial | None = None
-    token: int = 0  # bumps with each request, so a late answer to an abandoned one is ignored
-    replay: Replay | None = None
-    fix: Experiment | None = None
-    fixes_left: int = 0
-    model_driven: bool = True
-    waiting: str = ""  # "propose" or "measure" while the flow waits
-
-    @property
-    def exp(self) -> Experiment | None:
-        return self.trial.exp if self.trial is not None else None
 
 
 class _SerializedProposer:
@@ -102,7 +70,7 @@ class _SerializedProposer:
             return self.inner.propose(ctx)
 
 
-class Loop:
+class Loop(SlotExperiments):
     """The autonomous loop. PROPOSER is one Proposer (its calls take turns across slots) or a
     factory `slot -> Proposer` (one each, proposals run concurrently)."""
 
@@ -111,7 +79,7 @@ class Loop:
                  on_message: Callable[[str], None] | None = None, agent_name: str = "") -> None:
         self.session = session
         self.executor = executor or make_executor(session.config.executor)
-        self.on_phase = on_phase or (lambda phase, info: None)
+        self.on_phase = on_phase or quiet
         self.on_message = on_message or (lambda text: None)
         if hasattr(proposer, "propose") and not isinstance(proposer, type):
             shared = _SerializedProposer(proposer, threading.Lock())  # type: ignore[arg-type]
@@ -123,7 +91,7 @@ class Loop:
         self.policy = Policy(session, limits, self.executor.kind)
         self.stop_event = threading.Event()
         self.events: queue.Queue = queue.Queue()
-        self.slots: list[_Slot] = []
+        self.slots: list[Slot] = []
         self.result = LoopResult("")
         self.stopping = ""  # why no new proposal starts
         self.hard_stop = False  # user stop, interrupt or failing proposer: no replays either
@@ -166,7 +134,7 @@ class Loop:
                     self.tag = self.policy.tag = s.tag
                     self.best = s.best_commit(self.tag)
                     self.best_tree = s.ws.tree_of(self.best)
-                    self.slots = [_Slot(i, self._first if i == 0 else self._proposer_for(i))
+                    self.slots = [Slot(i, self._first if i == 0 else self._proposer_for(i))
                                   for i in range(self.executor.slots)]
                     self.on_message(f"running on {self.executor.describe()}")
                     try:
@@ -239,7 +207,7 @@ class Loop:
                 stop_processes_in(self._scratch_dir(slot))
                 self._abandon(slot)
 
-    def _abandon(self, slot: _Slot) -> None:
+    def _abandon(self, slot: Slot) -> None:
         """Give up on the slot's experiment: recorded as interrupted, answers to it ignored."""
         trial = slot.trial
         if slot.flow is not None:
@@ -263,7 +231,7 @@ class Loop:
             if slot.flow is not None:
                 self._abandon(slot)
 
-    def _start_work(self, slot: _Slot) -> None:
+    def _start_work(self, slot: Slot) -> None:
         if slot.replay is not None:
             work, slot.replay = slot.replay, None
             if self.hard_stop:
@@ -313,7 +281,7 @@ class Loop:
         else:
             self._advance(slot, payload)
 
-    def _advance(self, slot: _Slot, value: Any, error: BaseException | None = None) -> None:
+    def _advance(self, slot: Slot, value: Any, error: BaseException | None = None) -> None:
         """Step the slot's experiment until it waits for something again, or ends."""
         assert slot.flow is not None
         try:
@@ -328,14 +296,14 @@ class Loop:
             raise
         slot.token += 1
         token = slot.token
-        if isinstance(request, _Propose):
+        if isinstance(request, Propose):
             slot.waiting = "propose"
             self._start_proposal(slot, token, request.ctx)
         else:
             slot.waiting = "measure"
             self._start_measure(slot, token, request)
 
-    def _start_proposal(self, slot: _Slot, token: int, ctx: ProposeContext) -> None:
+    def _start_proposal(self, slot: Slot, token: int, ctx: ProposeContext) -> None:
         def work() -> None:
             try:
                 proposal = slot.proposer.propose(ctx)
@@ -351,7 +319,7 @@ class Loop:
 
         threading.Thread(target=work, name=f"autoresearch-propose-{slot.index}", daemon=True).start()
 
-    def _start_measure(self, slot: _Slot, token: int, request: MeasureRequest) -> None:
+    def _start_measure(self, slot: Slot, token: int, request: MeasureRequest) -> None:
         assert slot.exp is not None
         if self.stop_event.is_set():
             self._advance(slot, Measurement(False, "interrupted", interrupted=True))
@@ -368,7 +336,7 @@ class Loop:
                                                         f"the {self.executor.kind} executor could not start "
                                                         f"the run: {exc}")))
 
-    def _ended(self, slot: _Slot, exp: Experiment | None) -> None:
+    def _ended(self, slot: Slot, exp: Experiment | None) -> None:
         slot.flow, slot.trial, slot.waiting = None, None, ""
         slot.token += 1
         if exp is None:
@@ -383,152 +351,6 @@ class Loop:
         if outcome.stop:
             self._stop(outcome.stop, outcome.hard)
         slot.fix = outcome.fix
-
-    # -- one experiment, as a generator -------------------------------------------------------
-
-    def _scratch_dir(self, slot: _Slot) -> Path:
-        return self.session.state_dir / "slots" / str(slot.index) / "scratch"
-
-    def _proposal_flow(self, slot: _Slot, fix: Experiment | None) -> Flow:
-        s, config = self.session, self.session.config
-        s.ws.forget()  # a night-long process: refs are read afresh for each experiment
-        best = self.best
-        base = best
-        if fix is not None:
-            tree = s.ws.tree_of(fix.commit_sha) if fix.parent == best else self._replay_tree(fix.commit_sha, best)
-            if tree is None:
-                fix = None  # the crashed change does not apply to today's best: a fresh proposal
-            else:
-                base = fix.commit_sha if fix.parent == best else s.ws.commit_tree(tree, best, "fix base\n")
-        trial = Trial.begin(s, tag=self.tag, parent=best, description="(proposing)",
-                            info=ProposalInfo(proposer=self.agent_name), slot=slot.index,
-                            details={"executor": self.executor.kind}, on_phase=self._slot_phase(slot))
-        slot.trial = trial
-        exp = trial.exp
-        scratch = scratch_mod.make(s.ws, base, self._scratch_dir(slot),
-                                   with_git=getattr(slot.proposer, "needs_git", True))
-        ctx = self._context(slot, exp, best, fix, scratch.root)
-        self.on_phase("proposing", {"seq": exp.seq, "slot": slot.index, "agent": self.agent_name,
-                                    "fix": fix.seq if fix else None})
-        began = time.time()
-        try:
-            proposal: Proposal = yield _Propose(ctx)
-        except ProposerError as err:
-            exp.propose_seconds = time.time() - began
-            exp.tokens_in = getattr(err, "tokens_in", None)  # a failed proposal still cost tokens
-            exp.tokens_out = getattr(err, "tokens_out", None)
-            exp.cost_usd = getattr(err, "cost_usd", None)
-            exp.description = f"({self.agent_name} failed: {err.reason})"
-            exp.log_path = str(ctx.log_path) if ctx.log_path.exists() else ""
-            slot.model_driven = True
-            tree = s.ws.tree_of(best)  # every attempt is a commit: this one changed nothing
-            trial.commit(tree)
-            return trial.settle(Verdict("crash", err.reason, {"message": str(err)[:2000]}))
-        trial.proposed(proposal.description, ProposalInfo(
-            proposer=self.agent_name, propose_seconds=time.time() - began, tokens_in=proposal.tokens_in,
-            tokens_out=proposal.tokens_out, cost_usd=proposal.cost_usd))
-        slot.model_driven = proposal.model_driven
-        if fix is not None:
-            exp.details["fix_of"] = fix.seq
-        self.on_phase("guarding", {"seq": exp.seq, "slot": slot.index})
-        got = scratch_mod.collect(s.ws, scratch, best, config.task.editable, s.run_dir(exp.seq) / "quarantine",
-                                  config.budget.max_new_file_bytes)
-        if got.quarantined:
-            exp.details["quarantined"] = got.quarantined
-            exp.details["quarantine"] = got.details(config.budget.max_new_file_bytes)
-        verdict = trial.commit(got.tree, got.violations)
-        if verdict is not None:
-            return trial.settle(verdict)
-        return (yield from self._measure_flow(slot, trial))
-
-    def _replay_flow(self, slot: _Slot, work: Replay) -> Flow:
-        s = self.session
-        best = self.best
-        tree: str | None = work.tree
-        if work.onto != best:  # the best moved again before the replay began
-            tree = self._replay_tree(work.of.commit_sha, best)
-        original = work.of
-        if tree is None or tree == self.best_tree:
-            original.reason = "stale-conflict" if tree is None else "stale-duplicate"
-            s.journal.update(original)
-            return None
-        idea = original.details.get("idea", original.description)
-        origin = original.details.get("replay_origin", original.seq)
-        trial = Trial.begin(s, tag=self.tag, parent=best, description=f"replay #{original.seq}: {idea}"[:200],
-                            info=ProposalInfo(proposer=original.proposer), slot=slot.index,
-                            details={"executor": self.executor.kind, "replay_of": original.seq,
-                                     "replay_origin": origin, "replay_round": work.round,
-                                     "replayed_commit": original.commit_sha, "idea": idea},
-                            on_phase=self._slot_phase(slot))
-        slot.trial = trial
-        original.details["replayed_as"] = trial.exp.seq
-        s.journal.update(original)
-        self.on_phase("replaying", {"seq": trial.exp.seq, "slot": slot.index, "of": original.seq})
-        verdict = trial.commit(tree)
-        if verdict is not None:  # cannot happen for a change that passed the guard; checked all the same
-            return trial.settle(verdict)
-        return (yield from self._measure_flow(slot, trial))
-
-    def _measure_flow(self, slot: _Slot, trial: Trial) -> Flow:
-        """The shared decision flow, its runs made by the executor."""
-        exp = trial.exp
-        flow = trial.flow(is_stale=lambda: self.best != exp.parent)
-        try:
-            request = next(flow)
-            while True:
-                m: Measurement = yield request
-                trial.record_run(request, m)
-                request = flow.send(m)
-        except StopIteration as done:
-            decision: Verdict = done.value
-        if decision.status == "stale":
-            verdict, slot.replay = replay_outcome(self.session.ws, exp, self.best, self.best_tree, self.hard_stop)
-            return trial.settle(verdict)
-        return self._settle(trial, decision)
-
-    def _settle(self, trial: Trial, decision: Verdict) -> Experiment:
-        exp = trial.exp
-        if decision.status == "keep" and self.best != exp.parent:  # pragma: no cover - replayed instead
-            raise RuntimeError(f"seq {exp.seq}: a keep must be a child of the best {self.best[:7]}")
-        old_tree = self.best_tree
-        result = trial.settle(decision)
-        if result.status == "keep":
-            self.best, self.best_tree = exp.commit_sha, self.session.ws.tree_of(exp.commit_sha)
-            # the folder shows the new best
-            rescued = show_best(self.session, self.tag, {old_tree}, self.session.run_dir(exp.seq) / "quarantine")
-            if rescued:
-                exp.details["rescued"] = rescued
-                self.session.journal.update(exp)
-        return result
-
-    def _replay_tree(self, commit: str, onto: str) -> str | None:
-        return replay_tree(self.session.ws, commit, onto)
-
-    # -- context ------------------------------------------------------------------------------
-
-    def _slot_phase(self, slot: _Slot) -> PhaseCallback:
-        def on_phase(phase: str, info: dict) -> None:
-            self.on_phase(phase, {**info, "slot": slot.index})
-        return on_phase
-
-    def _context(self, slot: _Slot, exp: Experiment, best: str, fix: Experiment | None, root: Path) -> ProposeContext:
-        s, config = self.session, self.session.config
-        run_dir = s.run_dir(exp.seq)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        history = [e for e in s.journal.experiments(self.tag, limit=config.agent.history + 1) if e.seq != exp.seq]
-        program_path = root / config.task.program
-        program = program_path.read_text(errors="replace") if program_path.exists() else ""
-        brief = build_brief(config, program, best=s.journal.best(self.tag), best_commit=best,
-                            history=history, files=config.editable_files(root),
-                            limits=self.policy.limits_left(), fix=fix)
-        brief += in_flight_note([o.exp for o in self.slots if o is not slot and o.exp is not None])
-        brief = scrub(brief)  # it goes to a remote model
-        brief_path = run_dir / "brief.md"
-        brief_path.write_text(brief)
-        return ProposeContext(config=config, workspace=Workspace(root), brief=brief, brief_path=brief_path,
-                              log_path=run_dir / "agent.log", seq=exp.seq, best_commit=best,
-                              best_metric=exp.best_before, history=history, fix=fix, timeout=config.agent.timeout,
-                              task_root=s.root, agent_home=agent_home(s.root))
 
 
 def run_loop(session: Session, proposer: ProposerSource, limits: LoopSection | None = None,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from autoresearch.git.replay import replay_tree
 from autoresearch.git.workspace import Workspace
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.verdict import Verdict
 
 MAX_REPLAYS = 3  # replays of one idea before it gives up on a best that keeps moving

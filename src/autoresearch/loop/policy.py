@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.config.task import LoopSection
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.proposers.brief import Limits
 from autoresearch.trial.session import Session
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from autoresearch.config.task import TaskConfig
 from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import Workspace
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 
 
 class ProposerError(AutoresearchError):

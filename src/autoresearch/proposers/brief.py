@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from autoresearch.config.task import TaskConfig
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 
 PROGRAM_MAX_CHARS = 12_000
 DESCRIPTION_MAX_CHARS = 80

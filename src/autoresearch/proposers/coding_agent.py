@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.config.task import TaskConfig
-from autoresearch.harness.process import base_env, run_command
+from autoresearch.harness.env import base_env
+from autoresearch.harness.process import run_command
 from autoresearch.harness.sandbox import SandboxSpec, agent_hidden, agent_spec, resolve_kind, seed_agent_home
 from autoresearch.proposers.agent_clis import (  # noqa: F401 - re-exported: tests and callers import them from here
     AIDER_EVENTS,

@@ -26,35 +26,24 @@ Options ride on the agent string: `tune`, `tune:seed=3`, `tune:seed=3,max_change
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import threading
 import time
 import traceback
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from autoresearch.config.task import STATE_DIR, TaskConfig
 from autoresearch.git.workspace import BRANCH_PREFIX, Workspace
-from autoresearch.journal.store import Experiment, Journal
+from autoresearch.journal.records import Experiment
+from autoresearch.journal.store import Journal
 from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
-from autoresearch.proposers.knobs import (
-    SIGNIFICANT_DIGITS,
-    Knob,
-    KnobError,
-    KnobListing,
-    Space,
-    find_knobs,
-    format_value,
-    knob_values,
-    list_files,
-    list_knobs,
-    set_knobs,
-)
+from autoresearch.proposers.knobs import Knob, KnobError, KnobListing, find_knobs, knob_values, list_files, list_knobs
+from autoresearch.proposers.knobs_write import format_value, set_knobs
+from autoresearch.proposers.tune_space import decode, distribution, encode, normalize, quiet_optuna, sample
 from autoresearch.trial.session import RunState
 
 FIXED_SEED = 20240307  # mixed with the number of past trials, so every proposal has its own seed
@@ -91,102 +80,6 @@ def parse_options(agent: str) -> TuneOptions:
             raise ProposerError("agent-error", f"tune: {key} must be at least 1, got {number}")
         setattr(options, key, number)
     return options
-
-
-# -- spaces as Optuna distributions ---------------------------------------------------------------
-
-def round_float(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
-    return float(f"{value:.{digits}g}")
-
-
-def distribution(space: Space) -> Any:
-    import optuna.distributions as od
-
-    if space.kind == "float":
-        return od.FloatDistribution(space.low, space.high, log=space.log)
-    if space.kind == "int":
-        return od.IntDistribution(int(space.low), int(space.high), log=space.log)
-    if space.kind == "pow2":
-        return od.IntDistribution(int(space.low).bit_length() - 1, int(space.high).bit_length() - 1)
-    if space.kind == "choices":
-        return od.CategoricalDistribution([repr(c) for c in space.choices])
-    raise ValueError(f"no distribution for a {space.kind} space")
-
-
-def encode(space: Space, value: Any) -> Any | None:
-    """The study's parameter for a knob value (numbers are clamped into range; None: not representable)."""
-    if space.kind == "choices":
-        text = repr(value)
-        return text if text in [repr(c) for c in space.choices] else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    if space.kind == "float":
-        return min(max(float(value), space.low), space.high)
-    if space.kind == "int":
-        return int(min(max(round(value), space.low), space.high))
-    if space.kind == "pow2":
-        if value <= 0:
-            return int(space.low).bit_length() - 1
-        exponent = round(math.log2(value))
-        return min(max(exponent, int(space.low).bit_length() - 1), int(space.high).bit_length() - 1)
-    return None
-
-
-def decode(space: Space, param: Any) -> Any:
-    """The knob value for a study parameter (floats rounded to readable digits)."""
-    if space.kind == "choices":
-        return space.choices[[repr(c) for c in space.choices].index(param)]
-    if space.kind == "float":
-        return min(max(round_float(float(param)), space.low), space.high)
-    if space.kind == "int":
-        return int(param)
-    if space.kind == "pow2":
-        return 2 ** int(param)
-    raise ValueError(f"cannot decode a {space.kind} space")
-
-
-def sample(space: Space, rng: random.Random) -> Any:
-    """A random value of a space (the fallback when TPE keeps asking for tried points)."""
-    if space.kind == "choices":
-        return rng.choice(space.choices)
-    if space.kind == "float":
-        if space.log:
-            return decode(space, math.exp(rng.uniform(math.log(space.low), math.log(space.high))))
-        return decode(space, rng.uniform(space.low, space.high))
-    if space.kind == "int":
-        if space.log:
-            return int(min(max(round(math.exp(rng.uniform(math.log(space.low), math.log(space.high)))),
-                               space.low), space.high))
-        return rng.randint(int(space.low), int(space.high))
-    if space.kind == "pow2":
-        return 2 ** rng.randint(int(space.low).bit_length() - 1, int(space.high).bit_length() - 1)
-    raise ValueError(f"cannot sample a {space.kind} space")
-
-
-def normalize(value: Any) -> Any:
-    """A hashable form for comparing points (floats to 10 digits; True is not 1)."""
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, float):
-        return float(f"{value:.10g}")
-    if isinstance(value, tuple):
-        return tuple(normalize(v) for v in value)
-    return value
-
-
-@contextlib.contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Silence Optuna's log lines and warnings for the duration, then put its verbosity back."""
-    import optuna
-
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        optuna.logging.set_verbosity(previous)
 
 
 # -- points in flight, shared by the proposers of one task -------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import GitError, Workspace, branch_name
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.trial.session import Session
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 
 
 def baseline_of(experiments: Iterable[Experiment]) -> Experiment | None:

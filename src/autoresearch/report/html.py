@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.redact import scrub
 from autoresearch.report.gains import pct_words
 from autoresearch.report.plot import focus_range, render_png

@@ -17,7 +17,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from autoresearch.journal.store import Experiment, Journal
+from autoresearch.journal.records import Experiment
+from autoresearch.journal.store import Journal
 from autoresearch.report.gains import baseline_of, pct_words
 from autoresearch.report.references import ReferenceEvent, reference_events
 from autoresearch.report.review import summarize

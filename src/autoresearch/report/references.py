@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoresearch.journal.store import Experiment, Journal
+from autoresearch.journal.records import Experiment
+from autoresearch.journal.store import Journal
 
 # Which runs-table role holds each kind of event's runs.
 RUN_ROLE = {"drift": "reference", "recheck": "reference", "noise": "noise"}

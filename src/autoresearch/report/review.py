@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from autoresearch.git.workspace import GitError, Workspace, experiment_ref
-from autoresearch.harness.process import tail_lines
-from autoresearch.journal.store import Experiment, Journal, NoiseRecord
+from autoresearch.harness.output import tail_lines
+from autoresearch.journal.records import Experiment, NoiseRecord
+from autoresearch.journal.store import Journal
 from autoresearch.report.gains import baseline_of, change_words, raw_note, session_gain
 from autoresearch.report.gains import best_of as _best_of
 

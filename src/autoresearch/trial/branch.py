@@ -15,21 +15,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from autoresearch.errors import StateError
 from autoresearch.git.workspace import REF_PREFIX, branch_name
 from autoresearch.harness.guard import Lock, read_lock, verify, write_lock
-from autoresearch.harness.process import tail_lines
+from autoresearch.harness.output import tail_lines
+from autoresearch.harness.process import kill_group
+from autoresearch.journal.records import Experiment
 from autoresearch.journal.results import sync_tsv
-from autoresearch.journal.store import Experiment
 from autoresearch.trial.notes import note_text
 from autoresearch.trial.session import Session
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def default_tag() -> str:
@@ -183,13 +180,6 @@ def rescues(session: "Session", tag: str) -> dict[str, str]:
 
 # -- repair -------------------------------------------------------------------------------------
 
-def _kill_group(pgid: object) -> None:
-    try:
-        os.killpg(int(str(pgid)), signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, ValueError, TypeError):
-        pass
-
-
 def repair(session: "Session", include_own: bool = False) -> list[int]:
     """Roll forward or back from whatever a kill left, on every start. Call with the task lock.
 
@@ -205,8 +195,8 @@ def repair(session: "Session", include_own: bool = False) -> list[int]:
     for exp in s.journal.running():
         if exp.pid == os.getpid() and not include_own:
             continue
-        _kill_group(exp.details.get("run_pgid"))
-        _kill_group(exp.details.get("agent_pgid"))
+        kill_group(exp.details.get("run_pgid"))
+        kill_group(exp.details.get("agent_pgid"))
         if exp.commit_sha and s.ws.rev(exp.commit_sha) and not s.ws.rev(f"refs/autoresearch/{exp.tag}/{exp.seq}"):
             s.ws.update_ref(f"refs/autoresearch/{exp.tag}/{exp.seq}", exp.commit_sha)
         close_interrupted(s, exp)
@@ -234,8 +224,6 @@ def repair(session: "Session", include_own: bool = False) -> list[int]:
 
 
 def close_interrupted(session: "Session", exp: Experiment) -> None:
-    from pathlib import Path
-
     exp.status, exp.reason = "crash", "interrupted"
     exp.finished_at = time.time()  # run_pgid stays: the record says which group was killed
     exp.log_tail = tail_lines(Path(exp.log_path)) if exp.log_path else ""

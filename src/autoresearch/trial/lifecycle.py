@@ -34,10 +34,10 @@ from autoresearch import verdict as V
 from autoresearch.errors import AutoresearchError, StateError
 from autoresearch.git.workspace import STATE_FOLDER, branch_name, experiment_ref
 from autoresearch.harness.guard import check_scope
-from autoresearch.harness.process import tail_lines
+from autoresearch.harness.output import tail_lines
 from autoresearch.harness.sandbox import resolve_kind
+from autoresearch.journal.records import Experiment, NoiseRecord
 from autoresearch.journal.results import sync_tsv
-from autoresearch.journal.store import Experiment, NoiseRecord
 from autoresearch.trial.branch import current_epoch, show_best
 from autoresearch.trial.measure import journaled_run, measure_commit, run_setup
 from autoresearch.trial.notes import note_text
@@ -45,17 +45,13 @@ from autoresearch.trial.reference import ReferenceWatch
 from autoresearch.trial.scratch import prune_copies
 from autoresearch.trial.session import Session
 from autoresearch.verdict import DecisionFlow, MeasureRequest, Verdict, decide_flow, spread
-from autoresearch.verdict.flow import Measurement
+from autoresearch.verdict.flow import Measurement, PhaseCallback, quiet
 
-PhaseCallback = Callable[[str, dict], None]
 # Fault injection for the write-order tests: `AUTORESEARCH_KILL_AT=<step>` SIGKILLs this
 # process right after that named step (see STEPS), as a power cut would.
 KILL_AT = os.environ.get("AUTORESEARCH_KILL_AT", "")
 STEPS = ("begun", "committed", "measured", "settled", "branch-moved", "tsv-written", "noted", "pruned",
          "folder-reset")
-
-def _quiet(phase: str, info: dict) -> None:
-    pass
 
 
 def checkpoint(step: str) -> None:
@@ -77,7 +73,7 @@ class ProposalInfo:
 class Trial:
     """One experiment, from its `running` record to its final record."""
 
-    def __init__(self, session: "Session", exp: Experiment, on_phase: PhaseCallback = _quiet) -> None:
+    def __init__(self, session: "Session", exp: Experiment, on_phase: PhaseCallback = quiet) -> None:
         self.session = session
         self.exp = exp
         self.on_phase = on_phase
@@ -88,7 +84,7 @@ class Trial:
     @classmethod
     def begin(cls, session: "Session", *, tag: str, parent: str, description: str,
               info: ProposalInfo | None = None, slot: int = 0, details: dict | None = None,
-              on_phase: PhaseCallback = _quiet) -> "Trial":
+              on_phase: PhaseCallback = quiet) -> "Trial":
         info = info or ProposalInfo()
         details = dict(details or {})
         # never a silent downgrade: whether this experiment was contained is part of its record
@@ -149,10 +145,21 @@ class Trial:
     # -- 3. runs ----------------------------------------------------------------------------
 
     def flow(self, is_stale: Callable[[], bool] | None = None) -> DecisionFlow:
+        """The decision flow of this experiment, each run journaled as its measurement comes back.
+        Whoever drives it only makes the runs: `run_inline` here, one after another; the loop's
+        driver on executor slots, between its other events (`yield from`)."""
         noise = self.session.journal.latest_noise(self.exp.tag)
         band = noise.suggested_min_delta if noise else 0.0
-        return decide_flow(self.session.config, self.exp, band, is_stale=is_stale, on_phase=self.on_phase,
+        flow = decide_flow(self.session.config, self.exp, band, is_stale=is_stale, on_phase=self.on_phase,
                            reference=self._reference())
+        try:
+            request = next(flow)
+            while True:
+                m = yield request
+                self.record_run(request, m)
+                request = flow.send(m)
+        except StopIteration as done:
+            return done.value
 
     def _reference(self) -> "V.Reference | None":
         """For `confirm = "reference"`: the parent's runs since its reference was last measured,
@@ -188,10 +195,9 @@ class Trial:
         try:
             request = next(flow)
             while True:
-                m = measure_commit(self.session, request.commit, self.exp.seq, request.seed, request.label,
-                                   slot=slot, stop=stop, on_phase=self.on_phase, on_start=self.pid_recorder())
-                self.record_run(request, m)
-                request = flow.send(m)
+                request = flow.send(measure_commit(self.session, request.commit, self.exp.seq, request.seed,
+                                                   request.label, slot=slot, stop=stop, on_phase=self.on_phase,
+                                                   on_start=self.pid_recorder()))
         except StopIteration as done:
             return done.value
 
@@ -255,7 +261,7 @@ def prune_outputs(session: "Session", seq: int) -> None:
 # -- the ways an experiment starts ----------------------------------------------------------------
 
 def experiment(session: "Session", description: str, *, info: ProposalInfo | None = None,
-               stop: threading.Event | None = None, on_phase: PhaseCallback = _quiet,
+               stop: threading.Event | None = None, on_phase: PhaseCallback = quiet,
                refuse_no_change: bool = False) -> Experiment:
     """The native experiment: whatever the task folder now holds is the candidate.
 
@@ -300,7 +306,7 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
     return exp
 
 
-def baseline(session: "Session", *, stop: threading.Event | None = None, on_phase: PhaseCallback = _quiet,
+def baseline(session: "Session", *, stop: threading.Event | None = None, on_phase: PhaseCallback = quiet,
              description: str = "baseline") -> Experiment:
     """Measure the untouched best as the first keep of the branch (or of a new epoch).
 
@@ -325,7 +331,7 @@ def baseline(session: "Session", *, stop: threading.Event | None = None, on_phas
     return exp
 
 
-def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = _quiet,
+def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = quiet,
                   stop: threading.Event | None = None) -> NoiseRecord:
     """Run the current best N times with fresh seeds (from exports: the folder is untouched)
     and store the spread."""

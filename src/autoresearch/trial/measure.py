@@ -2,7 +2,7 @@
 
 Runs never happen in the task folder. Each run gets a fresh export of the commit under test
 (exactly its tree: no untracked or ignored files, no bytecode caches, no `.git`), a fresh
-output folder, and the environment contract of `harness.task_env`. So whatever an agent or an
+output folder, and the environment contract of `harness.env.task_env`. So whatever an agent or an
 earlier run left on disk, and whatever is swapped in the task folder during a run, the harness
 that measures is the committed one, and the committed harness is the locked one (the guard
 rejects any candidate that changes it).
@@ -22,19 +22,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from autoresearch.config.task import TaskConfig
 from autoresearch.errors import StateError
 from autoresearch.git.workspace import clear_dir
+from autoresearch.harness.env import base_env, task_env
 from autoresearch.harness.guard import read_lock, verify
-from autoresearch.harness.process import base_env, run_command, tail_lines, task_env
+from autoresearch.harness.output import tail_lines
+from autoresearch.harness.process import RunResult, run_command
 from autoresearch.harness.sandbox import SandboxSpec, expand_path, resolve_kind
 from autoresearch.trial.session import Session
-from autoresearch.verdict.flow import Measurement
-
-PhaseCallback = Callable[[str, dict], None]
-
-
-def _quiet(phase: str, info: dict) -> None:
-    pass
+from autoresearch.verdict.flow import Measurement, PhaseCallback, quiet
 
 
 def _same_number(claimed: float, measured: float) -> bool:
@@ -61,7 +58,7 @@ def _sandbox_specs(session: Any, out_dir: Path, env: dict[str, str]) -> tuple[Sa
 
 def run_env(session: Any, *, seq: int, seed: int, out_dir: Path, phase: str,
             devices: str | None = None) -> dict[str, str]:
-    """The environment contract of a run (see harness.task_env for what else it holds)."""
+    """The environment contract of a run (see harness.env.task_env for what else it holds)."""
     config = session.config
     extra = {
         "AUTORESEARCH_BUDGET_S": f"{config.budget.seconds:g}",
@@ -81,7 +78,7 @@ def run_env(session: Any, *, seq: int, seed: int, out_dir: Path, phase: str,
 
 def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
             stop: threading.Event | None = None, devices: str | None = None,
-            on_phase: PhaseCallback = _quiet, on_start: Callable[[int], None] | None = None) -> Measurement:
+            on_phase: PhaseCallback = quiet, on_start: Callable[[int], None] | None = None) -> Measurement:
     """Run the task once in WORKDIR, which holds exactly the commit under test (an export).
 
     SESSION needs only config, root, state_dir and run_dir(seq): a Ray worker passes its own.
@@ -198,7 +195,7 @@ def export_dir(session: "Session", slot: int) -> Path:
 
 def measure_commit(session: "Session", commit: str, seq: int, seed: int, label: str, *, slot: int = 0,
                    stop: threading.Event | None = None, devices: str | None = None,
-                   on_phase: PhaseCallback = _quiet, on_start: Callable[[int], None] | None = None) -> Measurement:
+                   on_phase: PhaseCallback = quiet, on_start: Callable[[int], None] | None = None) -> Measurement:
     """Export COMMIT into the slot's run folder and measure it there."""
     tree = export_dir(session, slot)
     clear_dir(tree)
@@ -219,18 +216,30 @@ def executor_failure(session: Any, seq: int, label: str, reason: str, text: str,
 
 # -- setup ----------------------------------------------------------------------------------------
 
-def run_setup(session: "Session", stop: threading.Event | None = None) -> None:
-    """The task's idempotent preparation (data, tokenizer), logged to .autoresearch/setup.log.
+SETUP_TIMEOUT_S = 6 * 3600
 
-    It runs in the task folder with the user's environment: it is harness code the user
-    committed and locked, and it may need the network and the user's credentials."""
+
+def setup_env(config: TaskConfig) -> dict[str, str]:
+    """The environment of the task's setup: the user's own (it is harness code the user committed
+    and locked, and it may need the network and the user's credentials), with the phase and budget."""
+    return base_env({"AUTORESEARCH_PHASE": "setup", "AUTORESEARCH_BUDGET_S": f"{config.budget.seconds:g}"})
+
+
+def setup_command(config: TaskConfig, cwd: Path, log: Path, stop: threading.Event | None = None) -> RunResult:
+    """The task's setup command, run once in CWD (the task folder, or a Ray worker's unpacked tree)."""
+    return run_command(config.task.setup, cwd=cwd, env=setup_env(config), timeout=SETUP_TIMEOUT_S, log_path=log,
+                       stop=stop)
+
+
+def run_setup(session: "Session", stop: threading.Event | None = None) -> None:
+    """The task's idempotent preparation (data, tokenizer), in the task folder, logged to
+    .autoresearch/setup.log."""
 
     command = session.config.task.setup
     if not command:
         return
     log = session.state_dir / "setup.log"
-    env = base_env({"AUTORESEARCH_PHASE": "setup", "AUTORESEARCH_BUDGET_S": f"{session.config.budget.seconds:g}"})
-    result = run_command(command, cwd=session.root, env=env, timeout=6 * 3600, log_path=log, stop=stop)
+    result = setup_command(session.config, session.root, log, stop)
     if result.interrupted:
         raise KeyboardInterrupt
     if not result.ok:
@@ -239,7 +248,7 @@ def run_setup(session: "Session", stop: threading.Event | None = None) -> None:
 
 
 def journaled_run(session: "Session", tag: str, commit: str, role: str, seed: int, label: str, *, slot: int = 0,
-                  stop: threading.Event | None = None, on_phase: PhaseCallback = _quiet) -> tuple[Measurement, int]:
+                  stop: threading.Event | None = None, on_phase: PhaseCallback = quiet) -> tuple[Measurement, int]:
     """One run of COMMIT outside any experiment (`noise`, a reference re-measurement), journaled
     with ROLE; returns it and its run id. An interrupted run raises KeyboardInterrupt."""
     m = measure_commit(session, commit, 0, seed, label, slot=slot, stop=stop, on_phase=on_phase)

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from autoresearch.git.workspace import REF_PREFIX
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.trial.session import Session
 
 NOTE_FIELDS = ("seq", "tag", "status", "reason", "parent", "description", "proposer", "metric", "best_before",

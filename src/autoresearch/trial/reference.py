@@ -15,9 +15,10 @@ import time
 from typing import Callable
 
 from autoresearch import verdict as V
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.records import Experiment
 from autoresearch.trial.measure import journaled_run
 from autoresearch.trial.session import Session
+from autoresearch.verdict.flow import PhaseCallback
 
 REFERENCE_RUNS = 3  # runs of the best when its reference is re-measured
 RECHECK_EVERY = 20  # without a noise record, the reference is re-measured this often (experiments)
@@ -26,7 +27,7 @@ RECHECK_EVERY = 20  # without a noise record, the reference is re-measured this 
 class ReferenceWatch:
     """Follows the loop's finished experiments and re-measures the best when drift is suspected."""
 
-    def __init__(self, session: "Session", stop: threading.Event, on_phase: Callable[[str, dict], None],
+    def __init__(self, session: "Session", stop: threading.Event, on_phase: PhaseCallback,
                  on_message: Callable[[str], None]) -> None:
         self.session = session
         self.stop = stop

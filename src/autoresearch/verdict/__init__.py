@@ -1,11 +1,19 @@
-"""Verdicts: the pure statistics (`stats`) and the decision flow that asks for runs (`flow`).
+"""Verdicts: the pure statistics and the decision flow that asks for runs (`flow`).
 
-`stats` is numbers in, a decision out. `flow` is the one decision procedure of an experiment,
-written as a generator: it yields the runs it needs (`MeasureRequest`) and receives their
-measurements, so the same code decides for a native experiment that runs in-process and for
-the loop whose runs happen on an executor.
+The statistics are numbers in, a decision out: `stats` (the screen, means and spreads),
+`paired` (ABBA confirmation and its tests), `reference` (the candidate against the best's
+reference runs), `noise` (the measured spread, its advice, drift). `flow` is the one decision
+procedure of an experiment, written as a generator: it yields the runs it needs
+(`MeasureRequest`) and receives their measurements, so the same code decides for a native
+experiment that runs in-process and for the loop whose runs happen on an executor.
 """
 
-from autoresearch.verdict.flow import DecisionFlow, Measurement, MeasureRequest, decide_flow  # noqa: F401
-from autoresearch.verdict.stats import *  # noqa: F401,F403 - the pure functions are this package's vocabulary
-from autoresearch.verdict.stats import MIN_PAIRS, PairedOutcome, Spread, Verdict  # noqa: F401
+# The pure functions are this package's vocabulary: everything public in the four modules.
+from autoresearch.verdict.flow import DecisionFlow, Measurement, MeasureRequest, PhaseCallback, decide_flow  # noqa: F401
+from autoresearch.verdict.noise import *  # noqa: F401,F403
+from autoresearch.verdict.noise import Spread  # noqa: F401
+from autoresearch.verdict.paired import *  # noqa: F401,F403
+from autoresearch.verdict.paired import MIN_PAIRS, PairedOutcome  # noqa: F401
+from autoresearch.verdict.reference import *  # noqa: F401,F403
+from autoresearch.verdict.stats import *  # noqa: F401,F403
+from autoresearch.verdict.stats import Verdict  # noqa: F401

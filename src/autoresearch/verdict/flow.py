@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any, Callable, Generator
 
 from autoresearch.config.task import TaskConfig
-from autoresearch.journal.store import Experiment
-from autoresearch.verdict import stats as V
+from autoresearch.journal.records import Experiment
+from autoresearch.verdict.paired import MIN_PAIRS, abba_roles, paired_decision
+from autoresearch.verdict.reference import Reference, pooled, reference_arm, reference_decision, reference_moved
+from autoresearch.verdict.stats import Verdict, constraint_violations, fmean, median, screen, threshold
 
+# What the trial tells whoever watches (a view, the loop's driver): `on_phase(phase, info)`, with
+# phases "proposing", "guarding", "running", "evaluating", "confirming", "done" (see report/live.py).
 PhaseCallback = Callable[[str, dict], None]
 BASELINE_RUNS = 3  # runs of the baseline when apparent wins are confirmed (confirm != "none")
 
@@ -52,11 +56,11 @@ class MeasureRequest:
     role: str = "candidate"  # or "best" (a confirmation run of the parent)
 
 
-DecisionFlow = Generator[MeasureRequest, Measurement, V.Verdict]
+DecisionFlow = Generator[MeasureRequest, Measurement, Verdict]
 
 
-def _quiet(phase: str, info: dict) -> None:
-    pass
+def quiet(phase: str, info: dict) -> None:
+    """The PhaseCallback of nobody watching."""
 
 
 def run_seed(seq: int, index: int) -> int:
@@ -65,8 +69,8 @@ def run_seed(seq: int, index: int) -> int:
 
 
 def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
-                is_stale: Callable[[], bool] | None = None, on_phase: PhaseCallback = _quiet,
-                reference: V.Reference | None = None) -> DecisionFlow:
+                is_stale: Callable[[], bool] | None = None, on_phase: PhaseCallback = quiet,
+                reference: Reference | None = None) -> DecisionFlow:
     """The verdict of a committed candidate. Fills in exp's metric fields and returns the Verdict.
 
     BAND is the noise band (the last `noise` measurement's suggestion, 0 without one). A failed
@@ -89,58 +93,58 @@ def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
         exp.details.update(m.flags)
         if not m.ok:
             exp.run_seconds, exp.metrics = total, m.metrics
-            return V.Verdict("rejected" if m.rejected else "crash", m.reason,
+            return Verdict("rejected" if m.rejected else "crash", m.reason,
                              {"interrupted": True} if m.interrupted else {})
         values.append(m.metric)  # type: ignore[arg-type]
         last = m
     assert last is not None
     exp.run_seconds = total
     exp.metrics = dict(last.metrics)
-    exp.metric = V.median(values)
+    exp.metric = median(values)
     if len(values) > 1:
         exp.details["repeats"] = values
     exp.holdout = exp.metrics.get(config.metric.holdout) if config.metric.holdout else None
     if config.resource.name:
         exp.resource = exp.metrics.get(config.resource.name)
-    broken = V.constraint_violations(exp.metrics, config.metric.constraints)
+    broken = constraint_violations(exp.metrics, config.metric.constraints)
     if broken:
         exp.details["constraints"] = broken
-        return V.Verdict("discard", "constraint")
+        return Verdict("discard", "constraint")
     bar = exp.best_before
     if policy.confirm == "reference" and reference is not None and reference.runs and not exp.is_baseline:
         # The screen asks the test's own question: better than the reference's mean? The best's
         # recorded metric is the median of the runs that made it pass (chosen by the stopping
         # rule, so better than its truth); the reference also holds the runs of it made since.
-        bar = V.fmean(reference.runs)
+        bar = fmean(reference.runs)
         exp.details["screen_bar"] = bar
-    decision = V.screen(exp.metric, bar, policy, config.maximize, exp.lines_delta or 0, band)
+    decision = screen(exp.metric, bar, policy, config.maximize, exp.lines_delta or 0, band)
     exp.details.update(decision.details)
     if decision.status == "keep" and is_stale is not None and is_stale():
-        return V.Verdict("stale")
+        return Verdict("stale")
     if decision.status == "keep" and not exp.is_baseline and policy.confirm in ("paired", "reference"):
         if policy.confirm == "paired":
             decision = yield from _confirm_flow(config, exp, decision, on_phase)
         else:
-            ref = reference or V.Reference([exp.best_before if exp.best_before is not None else exp.metric])
+            ref = reference or Reference([exp.best_before if exp.best_before is not None else exp.metric])
             decision = yield from _reference_flow(config, exp, decision, values, ref, on_phase)
         if decision.status == "keep" and is_stale is not None and is_stale():
-            return V.Verdict("stale")
+            return Verdict("stale")
     return decision
 
 
-def _failed(m: "Measurement", role: str) -> V.Verdict:
+def _failed(m: "Measurement", role: str) -> Verdict:
     """The verdict when a confirmation run fails: the candidate's failure is its own (flaky)."""
     if m.interrupted:
-        return V.Verdict("crash", "interrupted", {"interrupted": True})
+        return Verdict("crash", "interrupted", {"interrupted": True})
     if role == "candidate":
-        return V.Verdict("crash", "flaky-" + m.reason)
-    return V.Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
+        return Verdict("crash", "flaky-" + m.reason)
+    return Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
 
 
-def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict, screening: list[float],
-                    reference: V.Reference, on_phase: PhaseCallback) -> DecisionFlow:
+def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: Verdict, screening: list[float],
+                    reference: Reference, on_phase: PhaseCallback) -> DecisionFlow:
     """`confirm = "reference"`: the test of the candidate's runs against the best's reference runs,
-    re-running whichever side makes the comparison sharper (V.reference_arm: the side with fewer
+    re-running whichever side makes the comparison sharper (reference_arm: the side with fewer
     runs) until it decides. The best's runs made here are journaled runs of the best, so they
     join its reference for every later candidate: the reference grows where a candidate needs it
     and is reused after. Before a keep, at least one fresh run of the best (the guard: the first
@@ -154,7 +158,7 @@ def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict
     better than its truth, so keeps get rarer, never easier (benchmarks/false_keeps.py measures
     the false keeps through this very flow)."""
     policy, maximize = config.verdict, config.maximize
-    needed = V.threshold(exp.best_before or 0.0, policy)
+    needed = threshold(exp.best_before or 0.0, policy)
     if screened.reason == "simpler":
         needed = -max(needed, screened.details.get("band", 0.0))  # not worse beyond the band
     cand = list(screening)
@@ -162,10 +166,10 @@ def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict
     on_phase("confirming", {"seq": exp.seq})
     info: dict[str, Any] = {"test": "reference", "reference_runs": list(reference.runs)}
     exp.details["confirm"] = info
-    outcome = V.reference_decision(reference, cand, policy, maximize, needed)
+    outcome = reference_decision(reference, cand, policy, maximize, needed)
     while outcome.decision == "continue" or (outcome.decision == "better" and not fresh):
         # a keep waits for the guard; otherwise the side whose run sharpens the test more
-        if outcome.decision == "better" or V.reference_arm(len(cand), len(reference.runs)) == "best":
+        if outcome.decision == "better" or reference_arm(len(cand), len(reference.runs)) == "best":
             m = yield MeasureRequest(exp.parent, f"confirm-{len(fresh)}-best", run_seed(exp.seq, 300 + len(fresh)), "best")
             if not m.ok:
                 info.update(failed_run=len(cand) + len(fresh), role="best", reason=m.reason)
@@ -175,22 +179,22 @@ def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict
                 # run of the best, unless it beat the reference by far, which says the reference is
                 # stale (a faster machine): then nothing is kept and the best is re-measured.
                 info["guard"] = m.metric
-                if V.reference_moved(reference, m.metric, V.pooled(reference, cand), maximize):  # type: ignore[arg-type]
+                if reference_moved(reference, m.metric, pooled(reference, cand), maximize):  # type: ignore[arg-type]
                     exp.details["reference_moved"] = m.metric
-                    return V.Verdict("discard", "unconfirmed")
+                    return Verdict("discard", "unconfirmed")
             fresh.append(m.metric)  # type: ignore[arg-type]
-            reference = V.Reference([*reference.runs, m.metric], reference.other_ss, reference.other_df)  # type: ignore[list-item]
+            reference = Reference([*reference.runs, m.metric], reference.other_ss, reference.other_df)  # type: ignore[list-item]
         else:
             m = yield MeasureRequest(exp.commit_sha, f"confirm-{len(cand)}-candidate", run_seed(exp.seq, 100 + len(cand)))
             if not m.ok:
                 info.update(failed_run=len(cand) + len(fresh), role="candidate", reason=m.reason)
                 return _failed(m, "candidate")
             cand.append(m.metric)  # type: ignore[arg-type]
-        outcome = V.reference_decision(reference, cand, policy, maximize, needed)
+        outcome = reference_decision(reference, cand, policy, maximize, needed)
     info.update(runs=len(cand), best_runs=fresh, mean_improvement=outcome.mean_improvement, bound=outcome.bound,
                 alpha=outcome.alpha, candidate_runs=list(cand))
     if outcome.decision != "better":
-        return V.Verdict("discard", "unconfirmed")
+        return Verdict("discard", "unconfirmed")
     while len(cand) < policy.reference_runs:  # the new best's reference (see the docstring)
         m = yield MeasureRequest(exp.commit_sha, f"reference-{len(cand)}", run_seed(exp.seq, 200 + len(cand)))
         if not m.ok:
@@ -199,22 +203,22 @@ def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict
         cand.append(m.metric)  # type: ignore[arg-type]
     info["candidate_runs"] = list(cand)
     if len(set(cand)) == 1 and len(set(reference.runs)) > 1:
-        return V.Verdict("discard", "ignores-seed")  # the same number for every seed: it pinned its own
-    exp.metric = V.median(cand)
-    return V.Verdict("keep", screened.reason)
+        return Verdict("discard", "ignores-seed")  # the same number for every seed: it pinned its own
+    exp.metric = median(cand)
+    return Verdict("keep", screened.reason)
 
 
-def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict,
+def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: Verdict,
                   on_phase: PhaseCallback) -> DecisionFlow:
     """Paired ABBA re-runs of the parent (best) and the candidate until the test decides."""
     policy = config.verdict
-    needed = V.threshold(exp.best_before or 0.0, policy)
+    needed = threshold(exp.best_before or 0.0, policy)
     if screened.reason == "simpler":
         needed = -max(needed, screened.details.get("band", 0.0))  # not worse beyond the band
     runs: dict[str, list[float]] = {"best": [], "candidate": []}
     outcome = None
     on_phase("confirming", {"seq": exp.seq})
-    for i, role in enumerate(V.abba_roles(2 * max(V.MIN_PAIRS, policy.max_runs // 2))):
+    for i, role in enumerate(abba_roles(2 * max(MIN_PAIRS, policy.max_runs // 2))):
         commit = exp.parent if role == "best" else exp.commit_sha
         # fresh seeds: a lucky seed cannot carry a keep
         m = yield MeasureRequest(commit, f"confirm-{i}-{role}", run_seed(exp.seq, 100 + i), role)
@@ -223,7 +227,7 @@ def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict,
             return _failed(m, role)
         runs[role].append(m.metric)  # type: ignore[arg-type]
         if len(runs["best"]) == len(runs["candidate"]):
-            outcome = V.paired_decision(runs["best"], runs["candidate"], policy, config.maximize, needed)
+            outcome = paired_decision(runs["best"], runs["candidate"], policy, config.maximize, needed)
             if outcome.decision != "continue":
                 break
     assert outcome is not None
@@ -234,8 +238,8 @@ def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: V.Verdict,
     if len(set(runs["candidate"])) == 1 and len(set(runs["best"])) > 1:
         # The best varies with AUTORESEARCH_SEED and the candidate does not: it pinned its
         # own (lucky) seed, and its advantage is that draw, not the change.
-        return V.Verdict("discard", "ignores-seed")
+        return Verdict("discard", "ignores-seed")
     if outcome.decision == "better":
-        exp.metric = V.median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
-        return V.Verdict("keep", screened.reason)
-    return V.Verdict("discard", "unconfirmed")
+        exp.metric = median(runs["candidate"] + [exp.metric])  # type: ignore[list-item]
+        return Verdict("keep", screened.reason)
+    return Verdict("discard", "unconfirmed")
