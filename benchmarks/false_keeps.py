@@ -2,7 +2,7 @@
 
 Two modes:
 
-- default (simulated): the decision flow of experiment.decide_flow/_confirm_flow replayed in
+- default (simulated): the decision flow of verdict.flow.decide_flow replayed in
   pure Python over the real verdict functions (screen, abba_roles, paired_decision), with the
   metric = LEVEL + N(0, 1) noise. SIM_EXPERIMENTS experiments per cell, in chains of CHAIN
   experiments from a one-run baseline, as in a session (a keep moves the reference). Cells:

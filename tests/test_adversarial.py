@@ -198,6 +198,7 @@ def test_caches_do_not_survive_between_runs(task: Path) -> None:
     assert not Path("/tmp/cheat").exists()
 
 
+@pytest.mark.slow
 def test_a_process_that_outlives_the_run_is_killed(task: Path) -> None:
     row = run_agent(task, "cheat", CHEATS["outlive"])
     beat = Path(row["log_path"]).parent / "out" / "beat"
@@ -207,6 +208,7 @@ def test_a_process_that_outlives_the_run_is_killed(task: Path) -> None:
     assert beat.read_text() == before
 
 
+@pytest.mark.slow
 def test_tampering_with_results_and_journal_changes_nothing(task: Path) -> None:
     row = run_agent(task, "tamper-records")
     agent_log = (Path(row["log_path"]).parent / "agent.log").read_text()

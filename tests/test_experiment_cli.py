@@ -26,6 +26,7 @@ def experiment(root: Path, message: str, *extra: str) -> subprocess.CompletedPro
     return ar(root, "experiment", "-m", message, *extra, check=False)
 
 
+@pytest.mark.slow
 def test_baseline_keep_discard_and_results_tsv(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     set_knob(root, "LEARNING_RATE", "0.2")
@@ -101,6 +102,7 @@ time.sleep(600)
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sandbox", ["none", "auto"])
 def test_timeout_kills_the_whole_group(tmp_path: Path, sandbox: str) -> None:
     root = make_task(tmp_path, config_edits={
@@ -173,6 +175,7 @@ def test_unignoring_the_state_folder_keeps_it_out_of_git(tmp_path: Path) -> None
     assert gitignore.read_text() == original and not list((root / ".autoresearch").rglob("quarantine/*"))
 
 
+@pytest.mark.slow
 def test_rejected_out_of_scope_files(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     (root / "helper.py").write_text("X = 1\n")
@@ -201,6 +204,7 @@ def test_editable_file_replaced_by_symlink_is_rejected(tmp_path: Path) -> None:
     assert train.is_file() and not train.is_symlink()
 
 
+@pytest.mark.slow
 def test_agent_commit_and_branch_switch_are_handled(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     best = git(root, "rev-parse", "HEAD").strip()
@@ -221,6 +225,7 @@ def test_agent_commit_and_branch_switch_are_handled(tmp_path: Path) -> None:
     assert git(root, "rev-parse", "--abbrev-ref", "HEAD").strip() == "autoresearch/t"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_recovery(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     train = root / "train.py"
@@ -266,6 +271,7 @@ def test_sigkill_mid_run_then_recovery(tmp_path: Path) -> None:
         os.killpg(pgid, 0)
 
 
+@pytest.mark.slow
 def test_two_experiments_at_once_are_refused(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     train = root / "train.py"
@@ -293,6 +299,7 @@ def test_dirty_tree_at_start_is_refused(tmp_path: Path) -> None:
     assert "autoresearch/x" not in git(root, "branch")
 
 
+@pytest.mark.slow
 def test_non_utf8_output_and_log_cap(tmp_path: Path) -> None:
     root = make_task(tmp_path, config_edits={"timeout = 60": "timeout = 60\nlog_max_bytes = 8192"})
     train = root / "train.py"
@@ -306,6 +313,7 @@ def test_non_utf8_output_and_log_cap(tmp_path: Path) -> None:
     assert b"val_loss:" in log.read_bytes()
 
 
+@pytest.mark.slow
 def test_program_md_relock_is_recorded(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     (root / "program.md").write_text((root / "program.md").read_text() + "\nTry momentum.\n")
@@ -349,6 +357,7 @@ def test_native_program_md_tells_the_loop(tmp_path: Path) -> None:
     assert ".autoresearch/" in gitignore and "results.tsv" in gitignore
 
 
+@pytest.mark.slow
 def test_json_outputs_parse(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     rows = json.loads(ar(root, "results", "--json").stdout)
@@ -372,6 +381,7 @@ def _cli_loading(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, s
     return proc, loaded[-1] if loaded else ""
 
 
+@pytest.mark.slow
 def test_commits_carry_the_users_identity_else_a_neutral_one(tmp_path: Path) -> None:
     """git is not asked for the identity up front (a process per experiment): a commit is tried
     with user.useConfigOnly and retried with autoresearch's own identity only where none is set."""
@@ -397,6 +407,7 @@ def test_commits_carry_the_users_identity_else_a_neutral_one(tmp_path: Path) -> 
     assert run("the user's identity") == "Ada <ada@example.org>"
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_a_crash_not_a_claim_mismatch(tmp_path: Path) -> None:
     """With the evaluate phase owning the metric, a run that diverges says nan and the evaluation
     says nan too: that is one failure (crash: non-finite-metric), not a run claiming a number

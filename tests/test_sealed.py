@@ -118,6 +118,7 @@ def assert_sealed(root: Path, row: dict) -> None:
     assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
 
 
+@pytest.mark.slow
 @needs_bwrap
 def test_planted_bytecode_is_never_loaded(task: Path) -> None:
     row = run_agent(task, "bytecode")
@@ -169,6 +170,7 @@ def test_the_agent_writes_nowhere_but_its_copy(task: Path) -> None:
     assert_sealed(task, row)
 
 
+@pytest.mark.slow
 @needs_bwrap
 def test_hidden_data_and_state_are_invisible_to_the_agent(tmp_path: Path) -> None:
     cache = Path(os.environ["AUTORESEARCH_CACHE"]) / "evaldata"
@@ -225,6 +227,7 @@ def test_every_template_measures_outside_the_editable_code() -> None:
             all(f.endswith(".sql") for f in config.task.editable), t.name
 
 
+@pytest.mark.slow
 def test_an_over_budget_run_is_rejected_however_good(tmp_path: Path) -> None:
     root = make_task(tmp_path, harness_owned=True,
                      config_edits={"seconds = 10\ntimeout = 60": "seconds = 1\ngrace = 1\ntimeout = 30"})
@@ -255,6 +258,7 @@ def test_a_native_relock_with_a_changed_harness_starts_an_epoch_not_a_keep(task:
     assert rows[0] == (1, "keep")  # the old epoch's record stays as it was
 
 
+@pytest.mark.slow
 @needs_bwrap
 def test_killing_run_leaves_no_agent_behind(task: Path) -> None:
     """SIGKILL of `autoresearch run` while its agent works: the agent and what it started die too."""

@@ -64,6 +64,7 @@ def test_stdlib_split_is_fixed_by_path_hash(monkeypatch: pytest.MonkeyPatch, tmp
     assert "".join(prepare.cut_at_lines("x" * 50 + "\n" + "y\n" * 40, limit=20)) == "x" * 50 + "\n" + "y\n" * 40
 
 
+@pytest.mark.slow
 def test_setup_is_idempotent_and_fast_when_done(prepared: Path, tmp_path: Path) -> None:
     root = prepared / "tinylm"
     train, val, holdout = texts(root / "train"), texts(root / "val"), texts(root / "holdout")

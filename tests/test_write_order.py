@@ -1,6 +1,6 @@
 """Nothing is lost: a SIGKILL at every named step of an experiment, and at random moments.
 
-The lifecycle (trial.py) has fault-injection points: `AUTORESEARCH_KILL_AT=<step>` kills the
+The lifecycle (trial/lifecycle.py) has fault-injection points: `AUTORESEARCH_KILL_AT=<step>` kills the
 process right after that step, as a power cut would. After each kill the next command repairs,
 and these invariants must hold:
 
@@ -131,6 +131,7 @@ def test_a_corrupt_journal_is_one_clear_message(tmp_path: Path) -> None:
     assert "autoresearch repair" in out.stderr and "journal.db" in out.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_lock_and_state_files_are_clear_messages(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     (root / ".autoresearch" / "lock.json").write_text("{not json")
@@ -143,6 +144,7 @@ def test_corrupt_lock_and_state_files_are_clear_messages(tmp_path: Path) -> None
     assert out.returncode == 1 and "Traceback" not in out.stderr and "state.json" in out.stderr
 
 
+@pytest.mark.slow
 def test_a_hand_edit_is_rescued_not_discarded_by_run(tmp_path: Path) -> None:
     """`run` used to reset the folder to best, dropping an uncommitted edit of a tracked file."""
     root = make_task(tmp_path)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import AUTORESEARCH, ar, git, make_task
 
 from autoresearch.config.task import load_config
@@ -73,6 +74,7 @@ def run(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProc
     return ar(root, "run", "-q", *args, check=check, timeout=300)
 
 
+@pytest.mark.slow
 def test_run_starts_a_branch_runs_the_baseline_and_stops_after_n(tmp_path: Path) -> None:
     root = make_task(tmp_path, start=False)
     out = run(root, "--agent", agent(tmp_path, "improve"), "--max-experiments", "3")
@@ -90,6 +92,7 @@ def test_run_starts_a_branch_runs_the_baseline_and_stops_after_n(tmp_path: Path)
     assert (root / ".autoresearch" / "runs" / "2" / "agent.log").exists()
 
 
+@pytest.mark.slow
 def test_plateau_and_target_stop_the_loop(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     out = run(root, "--agent", agent(tmp_path, "worse"), "--plateau", "2")
@@ -101,6 +104,7 @@ def test_plateau_and_target_stop_the_loop(tmp_path: Path) -> None:
     assert rows(root)[-1]["status"] == "keep"
 
 
+@pytest.mark.slow
 def test_failing_proposer_stops_after_max_failures(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     out = run(root, "--agent", agent(tmp_path, "fail"))
@@ -113,6 +117,7 @@ def test_failing_proposer_stops_after_max_failures(tmp_path: Path) -> None:
     assert len(tsv) == 7
 
 
+@pytest.mark.slow
 def test_agent_that_changes_nothing_is_recorded(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     out = run(root, "--agent", agent(tmp_path, "nothing"), "-n", "2")
@@ -120,6 +125,7 @@ def test_agent_that_changes_nothing_is_recorded(tmp_path: Path) -> None:
     assert [(r["status"], r["reason"]) for r in rows(root)[1:]] == [("crash", "no-change")] * 2
 
 
+@pytest.mark.slow
 def test_crash_repair_gets_the_log_tail(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     out = run(root, "--agent", agent(tmp_path, "break-then-fix"), "-n", "2")
@@ -148,6 +154,7 @@ def _wait_for_rows(root: Path, n: int, timeout: float = 60) -> None:
     raise AssertionError("the loop did not get going")
 
 
+@pytest.mark.slow
 def test_stop_from_another_terminal(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     proc = _start_loop(root, agent(tmp_path, "slow"))
@@ -160,6 +167,7 @@ def test_stop_from_another_terminal(tmp_path: Path) -> None:
     assert not (root / ".autoresearch" / "stop").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_and_leaves_a_consistent_tree(tmp_path: Path) -> None:
     root = make_task(tmp_path, start=False)
     train = root / "train.py"
@@ -183,6 +191,7 @@ def test_ctrl_c_records_and_leaves_a_consistent_tree(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["last"]["status"] == "crash"
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_loop_cleanly(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     proc = _start_loop(root, agent(tmp_path, "slow"))
@@ -222,6 +231,7 @@ def test_brief_is_bounded_whatever_the_history(tmp_path: Path) -> None:
     assert max(sizes) < 20_000
 
 
+@pytest.mark.slow
 def test_run_with_slots_goes_through_the_parallel_loop(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     out = run(root, "--agent", agent(tmp_path, "slow"), "--slots", "2", "-n", "4")

@@ -299,6 +299,7 @@ SCENARIOS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_a_candidate_that_finishes_after_the_best_moved(scenario: str, template: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,6 +352,7 @@ def test_paired_confirmation_and_repeats_run_in_the_slot(tmp_path_factory: pytes
 
 # -- stopping -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_stop_now_interrupts_every_slot(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_SLOW_SEQS", "2,3")
     monkeypatch.setenv("TEST_SLOW_S", "30")
@@ -369,6 +371,7 @@ def test_stop_now_interrupts_every_slot(template: Path, tmp_path: Path, monkeypa
         check_consistent(s.root, s)
 
 
+@pytest.mark.slow
 def test_stop_now_ends_agents_that_are_still_proposing(template: Path, tmp_path: Path) -> None:
     def agents_alive() -> list[str]:
         alive = []

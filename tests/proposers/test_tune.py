@@ -329,6 +329,7 @@ def test_maximize_uses_the_lowest_value_for_crashes(tmp_path: Path) -> None:
     assert [k.name for k in find_knobs("A = 4\n")] == ["A"]
 
 
+@pytest.mark.slow
 def test_a_failing_tune_says_why_in_the_plain_view_and_its_agent_log_exists(tmp_path: Path) -> None:
     """One boolean knob: after its only other value is measured, every proposal fails, and the
     plain output names the reason instead of only `agent-error`."""
@@ -377,6 +378,7 @@ def test_the_live_view_shows_a_failed_proposal_s_reason() -> None:
     assert "LR 1 -> 2" in text
 
 
+@pytest.mark.slow
 def test_a_running_experiment_in_the_journal_counts_as_in_flight(tmp_path: Path) -> None:
     """Another process's slot (no shared registry): its running row's commit holds the point."""
     root = make_task(tmp_path)

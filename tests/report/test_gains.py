@@ -1,7 +1,7 @@
-"""The session's gain (autoresearch/gains.py): the chain of keeps, each against the bar of its time.
+"""The session's gain (autoresearch/report/gains.py): the chain of keeps, each against the bar of its time.
 
 Journal records are built as the loop writes them (status, metric, best_before); the CLI views
-of a real drifting session are tested in test_report_reference.py.
+of a real drifting session are tested in report/test_references.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def exp(seq: int, status: str, metric: float | None = None, bar: float | None = 
 
 
 def test_minimize_on_a_machine_that_slowed_sums_the_keeps_not_best_minus_baseline() -> None:
-    # test_drift's story: baseline 10.01 on a quiet machine; the bar re-measured at 15.01; one
+    # trial/test_reference.py's story: baseline 10.01 on a quiet machine; the bar re-measured at 15.01; one
     # real keep at 14.02 against it; a null edit discarded after it.
     exps = [exp(1, "keep", 10.01, baseline=True), exp(2, "discard", 15.02, 10.01), exp(3, "discard", 15.0, 10.01),
             exp(4, "keep", 14.02, 15.01), exp(5, "discard", 14.0, 14.02)]

@@ -1,7 +1,7 @@
 """The best's reference re-measurements in report.html and progress.png.
 
 The events are made the way a user gets them: `autoresearch noise` (why "noise", runs of role
-`noise`) and the loop's drift rule on the drifting task of test_drift.py (why "drift", runs of
+`noise`) and the loop's drift rule on the drifting task of trial/test_reference.py (why "drift", runs of
 role `reference`), or, without a noise record, its scheduled re-check (why "recheck"). Then the
 real `report` / `plot` commands draw them. They are not experiments: no row, no count.
 """
@@ -30,7 +30,7 @@ COMMENT_AGENT = 'import sys\nopen("train.py", "a").write(f"# note {sys.argv[1]}\
 
 
 def drifting_task(parent: Path, agent: str, runs: int, *, noise: bool) -> tuple[Path, str]:
-    """test_drift's task (every run after the fourth is 5 units slower), a loop of RUNS
+    """trial/test_reference.py's task (every run after the fourth is 5 units slower), a loop of RUNS
     experiments driven by AGENT; with NOISE, `noise -n 3` first. Returns the root and the
     loop's stderr (where it says that it re-measured)."""
     cache = Path(os.environ["AUTORESEARCH_CACHE"])
@@ -156,7 +156,7 @@ def test_the_chart_draws_reference_markers_in_a_browser(drifted: Path, tmp_path:
     assert rows(dom) == list(range(1, 8))  # the table still lists experiments only
 
 
-# -- the session's gain when the bar moved (autoresearch/gains.py) ---------------------------------
+# -- the session's gain when the bar moved (autoresearch/report/gains.py) ---------------------------------
 # The drifted run: baseline 10.01 on the quiet machine, the bar re-measured at 15.01 after the
 # slowdown, one real keep (LEVEL 10 -> 9) at 14.02 against it. Best minus baseline reads 4.01
 # worse (-40.06%); the session's real gain is 0.99 (+9.89% of the baseline).

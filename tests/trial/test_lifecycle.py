@@ -41,6 +41,7 @@ class Scripted:
         return Proposal(description=f"two lines ({ctx.seq})", tokens_in=3, tokens_out=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slots", [1, 2])
 def test_the_same_lifecycle_with_one_slot_and_with_two(tmp_path: Path, slots: int) -> None:
     root = make_task(tmp_path)
@@ -61,6 +62,7 @@ def test_the_same_lifecycle_with_one_slot_and_with_two(tmp_path: Path, slots: in
         assert all(len(line.split("\t")[0]) == 7 for line in tsv.splitlines()[1:])
 
 
+@pytest.mark.slow
 def test_a_new_harness_for_a_new_tag_is_one_step(tmp_path: Path) -> None:
     """`lock` on a branch with experiments refuses a changed harness and names the way out;
     `start --tag NEW` commits and locks it there, with no circle and no traceback."""

@@ -15,6 +15,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ar, git, make_task
 
 TRAIN = '''import os
@@ -56,6 +57,7 @@ def drifting_task(tmp_path: Path, train: str, verdict: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_slower_machine_neither_hides_a_real_gain_nor_keeps_noise(tmp_path: Path) -> None:
     root = drifting_task(tmp_path, TRAIN, 'min_delta = 0.05')
     ar(root, "noise", "-n", "3")  # quiet: sd about 0.01 (min_delta 0.05 is about what it suggests)
@@ -71,6 +73,7 @@ def test_a_slower_machine_neither_hides_a_real_gain_nor_keeps_noise(tmp_path: Pa
     assert db.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 7
 
 
+@pytest.mark.slow
 def test_without_a_noise_run_the_baselines_own_runs_tell_far_from_near(tmp_path: Path) -> None:
     """The quickstart case: nobody runs `noise`, the policy confirms apparent wins (tinylm's
     `confirm = "sequential"`), and the machine gets busy right after the baseline. The baseline
@@ -106,6 +109,7 @@ print(f"val_loss: {LEVEL + fast + noise:.6f}")
 FAST_AGENT = AGENT.replace("seq == 5", "seq == 4")
 
 
+@pytest.mark.slow
 def test_reference_confirmation_is_not_fooled_by_a_faster_machine(tmp_path: Path) -> None:
     """`confirm = "reference"` compares a candidate with the best's stored runs instead of
     re-running the best beside it, so a machine that got faster makes every null edit look like a
@@ -126,6 +130,7 @@ def test_reference_confirmation_is_not_fooled_by_a_faster_machine(tmp_path: Path
     assert kept["test"] == "reference" and len(kept["candidate_runs"]) >= 4  # the new best's own reference
 
 
+@pytest.mark.slow
 def test_the_native_experiment_re_measures_a_stale_reference_at_once(tmp_path: Path) -> None:
     """The same faster machine, by hand: the guard's finding re-measures the best right away, so
     the person's next experiment meets a current reference."""

@@ -61,6 +61,7 @@ def experiment_json(root: Path, message: str) -> dict:
     return json.loads(ar(root, "experiment", "-m", message, "--json", check=False).stdout)
 
 
+@pytest.mark.slow
 def test_noise_command_stores_the_spread_and_status_shows_it(tmp_path: Path) -> None:
     root = noisy_task(tmp_path)
     out = ar(root, "noise", "-n", "6").stdout
@@ -73,6 +74,7 @@ def test_noise_command_stores_the_spread_and_status_shows_it(tmp_path: Path) -> 
     assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
 
 
+@pytest.mark.slow
 def test_repeats_compare_medians_and_record_every_run(tmp_path: Path) -> None:
     root = noisy_task(tmp_path, "repeats = 3")
     set_line(root, "LEVEL", "5.0")
@@ -83,6 +85,7 @@ def test_repeats_compare_medians_and_record_every_run(tmp_path: Path) -> None:
     assert len({r["seed"] for r in runs(root, record["seq"])}) == 3
 
 
+@pytest.mark.slow
 def test_paired_confirmation_keeps_a_real_improvement_in_abba_order(tmp_path: Path) -> None:
     root = noisy_task(tmp_path, 'confirm = "paired"\nmax_runs = 12')
     set_line(root, "LEVEL", "7.0")  # three standard deviations better
@@ -97,6 +100,7 @@ def test_paired_confirmation_keeps_a_real_improvement_in_abba_order(tmp_path: Pa
     assert len(set(seeds)) == len(seeds)  # fresh seeds for every run
 
 
+@pytest.mark.slow
 def test_paired_confirmation_rejects_a_lucky_screening_run(tmp_path: Path) -> None:
     root = noisy_task(tmp_path, 'confirm = "paired"\nmax_runs = 12')
     # an unchanged mean; pick a seed offset whose screening draw happens to look better
@@ -109,6 +113,7 @@ def test_paired_confirmation_rejects_a_lucky_screening_run(tmp_path: Path) -> No
     pytest.fail("no screening run looked better in 12 tries")
 
 
+@pytest.mark.slow
 def test_a_pinned_lucky_seed_is_not_kept(tmp_path: Path) -> None:
     root = noisy_task(tmp_path, 'confirm = "paired"\nmax_runs = 12')
     import random
@@ -119,6 +124,7 @@ def test_a_pinned_lucky_seed_is_not_kept(tmp_path: Path) -> None:
     assert record["status"] == "discard" and record["reason"] == "ignores-seed", record
 
 
+@pytest.mark.slow
 def test_constraints_discard_however_good(tmp_path: Path) -> None:
     root = noisy_task(tmp_path, "", 'constraints = ["memory_mb <= 150"]')
     set_line(root, "LEVEL", "1.0")
@@ -128,6 +134,7 @@ def test_constraints_discard_however_good(tmp_path: Path) -> None:
     assert "memory_mb <= 150 (got 200)" in record["details"]["constraints"][0]
 
 
+@pytest.mark.slow
 def test_simplicity_keeps_a_shorter_equal_change(tmp_path: Path) -> None:
     root = make_task(tmp_path, config_edits={"[agent]": "[verdict]\nsimplicity = true\n\n[agent]"})
     train = root / "train.py"
@@ -180,6 +187,7 @@ print(f"val_loss: {model['level']:.6f}")
 }
 
 
+@pytest.mark.slow
 def test_the_evaluate_phase_owns_the_metric(tmp_path: Path) -> None:
     root = make_task(tmp_path, start=False)
     for name, text in EVALUATED.items():
@@ -372,6 +380,7 @@ def _verdict_loader(tmp_path: Path):  # noqa: ANN202 - a function VERDICT text -
     return load
 
 
+@pytest.mark.slow
 def test_sequential_config_shapes_and_errors(tmp_path: Path) -> None:
     load = _verdict_loader(tmp_path)
     v = load('confirm = "sequential"')

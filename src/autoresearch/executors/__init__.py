@@ -9,6 +9,9 @@ an executor a `Job` (which commit to run, under which seq, label and seed) and g
   the commit, pinned to the slot's devices (`CUDA_VISIBLE_DEVICES`) and, optionally, CPU cores.
 - `ray` (`executors.ray.RayExecutor`): a Ray task per run with `num_gpus`/`num_cpus`; the worker
   gets the commit's tree as a tar, runs the same harness and returns the metrics and the logs.
+
+May import: trial, verdict, harness, journal, config, git and the bottom modules; never the
+loop, proposers, report or cli.
 """
 
 from __future__ import annotations

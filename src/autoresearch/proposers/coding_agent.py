@@ -1,10 +1,10 @@
 """Coding-agent CLIs as proposers: Claude Code, Codex, aider, Gemini CLI, opencode, and any
 other command.
 
-Each call starts the agent once, non-interactively, in the task folder (its cwd), with the
+Each call starts the agent once, non-interactively, in the scratch copy of the best (its cwd), with the
 brief as its prompt; the agent edits the editable files in place and exits. Its output
 (stdout and stderr together) goes to ``.autoresearch/runs/<seq>/agent.log`` through
-`harness.run_command` (own process group, hard timeout), never to the terminal. The
+`harness.process.run_command` (own process group, hard timeout), never to the terminal. The
 orchestrator then commits, runs and measures whatever the tree holds; nothing here commits.
 
 This module is the runner, the same for every CLI: the sandbox, the environment, the

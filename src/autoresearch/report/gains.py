@@ -4,7 +4,7 @@ Every keep is decided against the bar of its time (`Experiment.best_before`): th
 measurement, or its re-measurement when the loop suspected drift (reference.py) or `autoresearch
 noise` ran. The usual headline, best vs baseline, subtracts two numbers measured at different
 times. When the bar was re-measured in between and moved (the machine got slower or faster), that
-difference mixes the machine's change into the research's: in tests/test_drift.py the raw figure
+difference mixes the machine's change into the research's: in tests/trial/test_reference.py the raw figure
 reads "baseline 10.01 -> best 14.02", 40 % worse, while the session's one real keep gained 0.99.
 
 `session_gain` sums the chain of keeps instead: each keep's metric against the bar it beat, in

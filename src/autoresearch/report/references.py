@@ -1,6 +1,6 @@
 """The best's reference re-measurements, as the report shows them.
 
-A re-measurement (the drift rule in autoresearch/reference.py, or `autoresearch noise`) runs the
+A re-measurement (the drift rule in trial/reference.py, or `autoresearch noise`) runs the
 best again and makes the median of those runs the bar later candidates must beat. It is not an
 experiment: it has no seq, changes no code and never enters a count. The journal keeps the
 events (`Journal.references`: commit, value, why, time) apart from their runs (runs table, seq

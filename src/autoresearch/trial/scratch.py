@@ -21,7 +21,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +71,9 @@ def make(ws: Workspace, commit: str, dest: Path, with_git: bool = True) -> Scrat
     clear_dir(dest)
     ws.export(commit, dest)
     if with_git:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        private = Workspace(dest)
         for args in (["init", "-q"], ["add", "-A"], [*FALLBACK_IDENTITY, "commit", "-q", "--no-verify", "-m", "best"]):
-            subprocess.run(["git", *args], cwd=dest, env=env, capture_output=True, check=False)
+            private.git(*args, check=False)
     return Scratch(dest, _walk(dest))
 
 

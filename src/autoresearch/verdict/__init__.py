@@ -6,6 +6,9 @@ reference runs), `noise` (the measured spread, its advice, drift). `flow` is the
 procedure of an experiment, written as a generator: it yields the runs it needs
 (`MeasureRequest`) and receives their measurements, so the same code decides for a native
 experiment that runs in-process and for the loop whose runs happen on an executor.
+
+May import: journal, config and the bottom modules (the records and the config it decides
+over); never trial, harness or anything above. `stats`, `paired`, `reference` and `noise` are pure.
 """
 
 # The pure functions are this package's vocabulary: everything public in the four modules.
