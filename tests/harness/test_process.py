@@ -3,6 +3,7 @@ unless `[task] env` names them. Checked with real subprocesses, with and without
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -17,7 +18,10 @@ from autoresearch.harness.process import run_command
 from autoresearch.harness.sandbox import SandboxSpec, bwrap_works
 
 KEY = "sk-test-4f9a8b7c6d5e"
-DUMP = f"{sys.executable} -c 'import json, os; print(json.dumps(dict(os.environ)))'"
+# The run prints its environment with each value in base64: the log is redacted (a listed key
+# reaches the run, but never a log in clear), and the test must still read what the run saw.
+DUMP = (f"{sys.executable} -c 'import base64, json, os; "
+        "print(json.dumps({k: base64.b64encode(v.encode()).decode() for k, v in os.environ.items()}))'")
 
 
 @pytest.fixture
@@ -35,7 +39,7 @@ def _env_of_run(env: dict[str, str], tmp_path: Path, sandbox: SandboxSpec | None
     log = tmp_path / "run.log"
     result = run_command(DUMP, cwd=tmp_path, env=env, timeout=60, log_path=log, sandbox=sandbox)
     assert result.exit_code == 0, log.read_text()
-    return json.loads(log.read_text().splitlines()[-1])
+    return {k: base64.b64decode(v).decode() for k, v in json.loads(log.read_text().splitlines()[-1]).items()}
 
 
 def test_a_key_in_the_parent_does_not_reach_the_run(parent, tmp_path: Path) -> None:
