@@ -8,5 +8,5 @@ bash scripts/install.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy src/autoresearch
 .venv/bin/lint-imports
-.venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 .venv/bin/python -m pytest -q "$@"

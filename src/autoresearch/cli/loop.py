@@ -8,15 +8,13 @@ from typing import Any, Callable
 
 import click
 
-from autoresearch.cli._common import (  # noqa: F401
+from autoresearch.cli._common import (
     EXIT_INTERRUPTED,
     consoles,
-    exit_code_for,
     fail,
     fmt,
     guarded,
     open_session,
-    print_experiment,
     refuse_inside_proposal,
     warn_unsandboxed,
 )

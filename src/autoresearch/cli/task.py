@@ -7,17 +7,10 @@ from pathlib import Path
 
 import click
 
-from autoresearch.cli._common import (  # noqa: F401
-    EXIT_INTERRUPTED,
-    consoles,
-    exit_code_for,
+from autoresearch.cli._common import (
     fail,
-    fmt,
     guarded,
     open_session,
-    print_experiment,
-    refuse_inside_proposal,
-    warn_unsandboxed,
 )
 from autoresearch.scaffold import init_from_flags, init_from_template, list_templates
 
