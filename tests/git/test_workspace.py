@@ -14,6 +14,8 @@ from pathlib import Path
 
 from conftest import git, git_env
 
+from autoresearch.config import STATE_DIR
+from autoresearch.git import STATE_FOLDER
 from autoresearch.git.workspace import Workspace
 from autoresearch.trial.measure import _planted_bytecode
 
@@ -157,3 +159,9 @@ def test_a_planted_bytecode_cache_is_found_and_removed_in_one_pass(tmp_path: Pat
     found = _planted_bytecode(tree)
     assert sorted(found) == ["__pycache__", "d.pyc", "pkg/__pycache__", "pkg/c.pyc"]
     assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*")) == ["pkg", "pkg/keep.py"]
+
+
+def test_the_state_folder_is_one_name_in_both_sibling_layers() -> None:
+    """config and git may not import each other, so each names the state folder: the snapshot
+    leaves out exactly the folder the session writes its journal into."""
+    assert STATE_DIR == STATE_FOLDER

@@ -101,13 +101,12 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def open_session(path: str = ".") -> "Session":
+def open_session(path: str = ".") -> Session:
     return Session(load_config(find_root(path)))
 
 
-def warn_unsandboxed(session: "Session") -> None:
+def warn_unsandboxed(session: Session) -> None:
     """Say once per command when runs will not be sandboxed (bubblewrap missing or unusable)."""
-
     _, hint = resolve_kind(session.config.sandbox.kind)
     if hint:
         echo(style("warning:", "yellow") + f" {hint}", err=True)
@@ -117,7 +116,7 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6f}"
 
 
-def experiment_lines(exp: "Experiment", metric_name: str) -> tuple[str, str]:
+def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, str]:
     """The two short lines an agent reads after an experiment."""
     delta = exp.delta()
     if exp.status in ("keep", "discard") and exp.metric is not None:
@@ -137,11 +136,11 @@ def _num(value: float | None, sign: str = "") -> str:
     return f"{value:{sign}.6f}" if abs(value) < 1e15 else f"{value:{sign}.6e}"
 
 
-def exit_code_for(exp: "Experiment") -> int:
+def exit_code_for(exp: Experiment) -> int:
     return {"crash": EXIT_CRASH, "rejected": EXIT_REJECTED}.get(exp.status, 0)
 
 
-def print_experiment(exp: "Experiment", metric_name: str, as_json: bool) -> None:
+def print_experiment(exp: Experiment, metric_name: str, as_json: bool) -> None:
     if as_json:
         echo(json.dumps(exp.to_json(), default=str))
     else:

@@ -27,7 +27,6 @@ from autoresearch.trial.notes import rebuild
 @guarded
 def baseline_cmd(as_json: bool) -> None:
     """Run the task's setup, then the untouched best: the branch's first keep."""
-
     refuse_inside_proposal("baseline")
     with open_session() as s:
         s.acquire("baseline")
@@ -66,7 +65,6 @@ def _interrupt(signum: int, frame: object) -> None:
 @guarded
 def noise_cmd(runs: int) -> None:
     """Run the current best N times; store and show the spread and a suggested min_delta."""
-
     refuse_inside_proposal("noise")
     if runs < 2:
         fail("-n: must be at least 2", 2)
@@ -93,7 +91,6 @@ def repair_cmd() -> None:
     Every start repairs on its own; this command also rebuilds `.autoresearch/journal.db` from
     the records stored beside each experiment's commit (refs/notes/autoresearch) when the
     journal was lost or moved aside."""
-
     with open_session() as s:
         s.acquire("repair")
         added = rebuild(s)
@@ -109,7 +106,6 @@ def rescue_cmd(tag: str | None) -> None:
     """List the uncommitted work autoresearch saved before it reset the task folder.
 
     Get one back with `git checkout <ref> -- <path>` (one file) or `git diff HEAD <ref>`."""
-
     with open_session() as s:
         tag = tag or s.tag or (s.journal.tags() or [""])[-1]
         found = rescues(s, tag) if tag else {}

@@ -60,14 +60,14 @@ def _loop_config(config, agent, model, base_url, provider, max_experiments, hour
     return config
 
 
-def _view(quiet: bool, session: "Session"):  # noqa: ANN202 - a LiveView or PlainView context manager
+def _view(quiet: bool, session: Session):  # noqa: ANN202 - a LiveView or PlainView context manager
 
     if quiet or not sys.stdout.isatty():
         return PlainView(session)
     return LiveView(session)
 
 
-def _write_outputs(session: "Session") -> list[Path]:
+def _write_outputs(session: Session) -> list[Path]:
     """progress.png and report.html next to results.tsv, written when a loop stops."""
     written = []
     try:
@@ -81,7 +81,7 @@ def _write_outputs(session: "Session") -> list[Path]:
     return written
 
 
-def run_loop_cli(session: "Session", quiet: bool) -> "LoopResult":
+def run_loop_cli(session: Session, quiet: bool) -> LoopResult:
     config = session.config
     warn_unsandboxed(session)
     first = get_proposer(config, config.agent.kind)  # a bad --agent fails here, before any branch work
@@ -116,7 +116,6 @@ def run_loop_cli(session: "Session", quiet: bool) -> "LoopResult":
 @guarded
 def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, plateau, quiet, slots) -> None:  # noqa: ANN001
     """The autonomous loop: propose, experiment, keep or reset, repeat until a stop condition."""
-
     refuse_inside_proposal("run")
     root = find_root(".")
     config = _loop_config(load_config(root), agent, model, base_url, provider, max_experiments, hours, target, plateau,
@@ -134,7 +133,6 @@ def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, pl
 @guarded
 def stop_cmd(now: bool) -> None:
     """Ask a running `autoresearch run` in this task to stop (after the current experiment)."""
-
     with open_session() as s:
         if not request_stop(s, now):
             fail("no loop is running in this task: nothing to stop")

@@ -55,7 +55,6 @@ def _out_path(session: Any, output: Path | None, name: str) -> Path:
 @_guarded
 def plot_cmd(output: Path | None, tag: str | None) -> None:
     """Write progress.png: every experiment, the kept ones labelled, the running best."""
-
     with _open() as s:
         path = write_plot(s, _out_path(s, output, "progress.png"), tag=_tag(s, tag))
         click.echo(f"wrote {path}")
@@ -69,7 +68,6 @@ def plot_cmd(output: Path | None, tag: str | None) -> None:
 @_guarded
 def report_cmd(output: Path | None, tag: str | None, no_static_chart: bool) -> None:
     """Write report.html: summary, chart, top hits, and every experiment with its diff and log."""
-
     with _open() as s:
         path = write_report(s, _out_path(s, output, "report.html"), tag=_tag(s, tag),
                             static_chart=not no_static_chart)
@@ -83,7 +81,6 @@ def report_cmd(output: Path | None, tag: str | None, no_static_chart: bool) -> N
 @_guarded
 def watch_cmd(interval: float, once: bool, plain: bool) -> None:
     """Follow a loop running in another terminal (read from the journal)."""
-
     watch(find_root("."), interval, once=once, plain=True if plain else None)
 
 
@@ -93,7 +90,6 @@ def watch_cmd(interval: float, once: bool, plain: bool) -> None:
 @_guarded
 def review_cmd(as_json: bool, tag: str | None) -> None:
     """The morning summary: what was kept, what crashed and why, what came closest."""
-
     with _open() as s:
         c = s.config
         review = build_review(s.journal, _tag(s, tag), c.metric.name, c.maximize, c.metric.holdout)
@@ -125,7 +121,6 @@ def _echo_diff(diff: str) -> None:
 @_guarded
 def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
     """One experiment: its record, metrics, log tail and diff against its parent."""
-
     with _open() as s:
         exp = _experiment(s, seq)
         data = show_record(s.ws, exp, lines, with_diff=not no_diff)
@@ -186,7 +181,6 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
 @_guarded
 def diff_cmd(seq: int, stat: bool) -> None:
     """The diff of experiment SEQ against its parent (refs/autoresearch/<tag>/<seq>)."""
-
     with _open() as s:
         exp = _experiment(s, seq)
         diff = experiment_diff(s.ws, exp, stat=stat)
@@ -206,7 +200,6 @@ def diff_cmd(seq: int, stat: bool) -> None:
 @_guarded
 def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bool) -> None:
     """Make autoresearch/<tag>-final: the start commit plus one reviewable commit per keep."""
-
     with _open() as s:
         result = finalize(s, _tag(s, tag), force=force, skip_conflicts=skip_conflicts)
         if as_json:
@@ -266,7 +259,6 @@ def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
 def _gain_lines(g: Any) -> list[str]:
     """status's gain: best vs baseline; when the bar was re-measured in between, the keeps' own
     gains summed and a note on why the raw difference is not the gain (gains.py)."""
-
     if g.headline is None or g.best_seq == g.baseline_seq:
         return []
     if not g.remeasured:
@@ -282,7 +274,6 @@ def _gain_lines(g: Any) -> list[str]:
 @_guarded
 def status(as_json: bool) -> None:
     """Branch, best, last experiment, lock state, noise, epochs, claim mismatches."""
-
     with _open() as s:
         tag = s.tag
         lock_state = "not locked"

@@ -60,7 +60,6 @@ def lock(force: bool) -> None:
 
     On a run branch, a changed program.md is committed so the agent sees it; a changed harness
     or config would make old metrics incomparable and needs --force (or a new tag)."""
-
     with open_session() as s:
         new = relock(s, force)
         click.echo(f"locked {len(new.files)} files ({', '.join(sorted(new.files))}); program {new.program_hash}")
@@ -70,7 +69,6 @@ def lock(force: bool) -> None:
 @guarded
 def verify_cmd() -> None:
     """Check the harness files against the lock."""
-
     with open_session() as s:
         problems = verify(s.lock(), s.root)
         if problems:
@@ -88,7 +86,6 @@ def start_cmd(tag: str | None) -> None:
 
     An edited harness, config or program.md is committed on the new branch and locked for it:
     that is how a new tag gets a new harness."""
-
     with open_session() as s:
         s.acquire("start")
         tag = start(s, tag)
@@ -99,7 +96,6 @@ def start_cmd(tag: str | None) -> None:
 
 def _require_extras(template: str) -> None:
     """The LLM templates need the `llm` extra: say so at init, not with a traceback later."""
-
     missing = missing_extras(template)
     if missing:
         fail(f"the {template!r} template needs {', '.join(missing)}: pip install 'autoresearch[llm]' "

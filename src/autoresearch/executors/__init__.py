@@ -45,7 +45,7 @@ class Executor(Protocol):
     kind: str
     slots: int
 
-    def open(self, session: "Session") -> None:
+    def open(self, session: Session) -> None:
         """Get ready to run (connect to a cluster, check the devices)."""
 
     def submit(self, job: Job, *, on_start: OnStart, on_phase: PhaseCallback, done: Done) -> None:
@@ -65,7 +65,7 @@ class ExecutorError(ConfigError):
     """A broken [executor] section or an executor that cannot start (a user-facing message)."""
 
 
-def make_executor(section: "ExecutorSection", slots: int | None = None) -> Executor:
+def make_executor(section: ExecutorSection, slots: int | None = None) -> Executor:
     """The executor an [executor] section asks for (by its registered kind); SLOTS (from
     --slots) overrides `slots`. Factories take `(section, slots)`."""
     n = slots if slots is not None else section.slots

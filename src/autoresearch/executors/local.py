@@ -118,5 +118,5 @@ def _executor_error(session: Session, job: Job, text: str) -> Measurement:
                             f"the executor failed at {time.strftime('%H:%M:%S')}:\n{text}")
 
 
-def make_local_executor(section: "ExecutorSection", slots: int) -> LocalExecutor:
+def make_local_executor(section: ExecutorSection, slots: int) -> LocalExecutor:
     return LocalExecutor(slots, devices=list(section.devices), cpus=list(section.cpus))

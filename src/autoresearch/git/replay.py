@@ -13,7 +13,7 @@ import tempfile
 from autoresearch.git.workspace import GitError, Workspace
 
 
-def replay_tree(ws: "Workspace", commit: str, onto: str) -> str | None:
+def replay_tree(ws: Workspace, commit: str, onto: str) -> str | None:
     """The tree of ONTO plus the change COMMIT made to its parent, or None when it conflicts.
 
     A three-way merge with the merge base as ancestor (git merge-tree, git >= 2.38); older gits
@@ -27,7 +27,7 @@ def replay_tree(ws: "Workspace", commit: str, onto: str) -> str | None:
     return replay_tree_by_patch(ws, commit, onto)
 
 
-def replay_tree_by_patch(ws: "Workspace", commit: str, onto: str) -> str | None:
+def replay_tree_by_patch(ws: Workspace, commit: str, onto: str) -> str | None:
     """The same as replay_tree through `git diff | git apply --cached --3way` in a scratch
     index (gits too old for --3way with --cached apply the plain patch, which is stricter)."""
     patch = ws.git("diff", "--binary", "--full-index", f"{commit}~1", commit)

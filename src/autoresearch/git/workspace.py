@@ -22,7 +22,7 @@ from autoresearch.git._parse import Change, patch_lines_delta, raw_changes
 BRANCH_PREFIX = "autoresearch/"
 REF_PREFIX = "refs/autoresearch/"
 NOTES_REF = "refs/notes/autoresearch"
-STATE_FOLDER = ".autoresearch"  # task.STATE_DIR (task imports this module's neighbours)
+STATE_FOLDER = ".autoresearch"  # config.STATE_DIR too: config and git are sibling layers
 # git commands that never move HEAD (the branch cache survives them)
 READ_ONLY_COMMANDS = frozenset({"rev-parse", "cat-file", "diff-tree", "ls-files", "ls-tree",
                                 "for-each-ref", "show", "log", "diff", "merge-base", "status", "hash-object",
@@ -126,9 +126,7 @@ class Workspace:
         `rev` and `tree_of` then answer from their caches."""
         todo = [n for n in dict.fromkeys(names) if n and n not in self._revs and not
                 (n.endswith("^{tree}") and n[:-7] in self._trees)]
-        if not todo:
-            return
-        if len(todo) < 2:
+        if len(todo) < 2:  # one name: `rev` or `tree_of` asks for it as cheaply
             return
         asked = [n if n.endswith("^{tree}") else f"{n}^{{commit}}" for n in todo]
         out = self.git("cat-file", "--batch-check=%(objectname) %(objecttype)",
@@ -156,7 +154,6 @@ class Workspace:
     def branch_exists(self, name: str) -> bool:
         return self.rev(f"refs/heads/{name}") is not None
 
-
     def common_dir(self) -> Path:
         path = Path(self.git("rev-parse", "--git-common-dir").strip())
         return path if path.is_absolute() else (self.root / path).resolve()
@@ -182,7 +179,6 @@ class Workspace:
 
     def update_ref(self, ref: str, sha: str) -> None:
         self.git("update-ref", ref, sha)
-
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
         proc = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, commit], cwd=self.root,
@@ -304,8 +300,6 @@ class Workspace:
         pairs = (line.split(" ", 1) for line in out.splitlines() if line)
         return {name: sha for name, sha in pairs}
 
-
-
     # -- clean exports -----------------------------------------------------------------------
 
     def export(self, commit: str, dest: Path) -> None:
@@ -314,9 +308,8 @@ class Workspace:
 
         One `git checkout COMMIT -- :/` with DEST as the work tree and a throwaway index, so
         the task's own index and files are untouched and the cost does not grow with history.
-        Measured against `read-tree` + `checkout-index` (two calls) and `git archive | tar -x`
-        in benchmarks/export.py, it is the fastest; `git archive` would also apply the tree's
-        own `export-ignore` / `export-subst` attributes and so not give the tree exactly.
+        Not `git archive`: it would apply the tree's own `export-ignore` / `export-subst`
+        attributes and so not give the tree exactly.
         Hooks are off: nothing of the user's runs on an export."""
         dest = Path(dest)
         if dest.exists() and any(dest.iterdir()):

@@ -39,13 +39,13 @@ MAX_REPLAYS = 3  # replays of one idea before it gives up on a best that keeps m
 class Replay:
     """Work for a slot: run this stale candidate's change again on top of ONTO."""
 
-    of: "Experiment"
+    of: Experiment
     tree: str
     onto: str
     round: int
 
 
-def replay_outcome(ws: "Workspace", exp: "Experiment", best: str, best_tree: str,
+def replay_outcome(ws: Workspace, exp: Experiment, best: str, best_tree: str,
                    stopping: bool) -> tuple[Verdict, Replay | None]:
     """A better candidate whose parent is no longer the best: its verdict, and the replay of
     its diff on the new best when there is one to run."""

@@ -26,11 +26,11 @@ PROPOSER_REASONS = {"agent-error", "agent-timeout", "bad-edit", "no-change", "no
 EXECUTOR_REASONS = {"executor-error", "worker-error", "worker-lost"}  # the machinery failed, not the experiment
 
 
-def stop_path(session: "Session") -> Path:
+def stop_path(session: Session) -> Path:
     return session.state_dir / STOP_FILE
 
 
-def request_stop(session: "Session", now: bool) -> bool:
+def request_stop(session: Session, now: bool) -> bool:
     """What `autoresearch stop` does: leave a note the running loop polls. False (and no note)
     when no loop is running in this task."""
     if not session.is_busy():
@@ -77,14 +77,14 @@ class Outcome:
 
     stop: str = ""
     hard: bool = False
-    fix: "Experiment | None" = None
+    fix: Experiment | None = None
 
 
 class Policy:
     """The loop's counters and limits. `count` counts proposals (a replay belongs to the one
     it replays), so `max_experiments` means what the user asked for."""
 
-    def __init__(self, session: "Session", limits: "LoopSection", executor_kind: str = "local") -> None:
+    def __init__(self, session: Session, limits: LoopSection, executor_kind: str = "local") -> None:
         self.session = session
         self.limits = limits
         self.executor_kind = executor_kind
@@ -118,7 +118,7 @@ class Policy:
             plateau_left=(lim.plateau - s.journal.since_last_keep(self.tag)) if lim.plateau else None,
         )
 
-    def after(self, exp: "Experiment", model_driven: bool, fixes_left: int) -> tuple[Outcome, int]:
+    def after(self, exp: Experiment, model_driven: bool, fixes_left: int) -> tuple[Outcome, int]:
         """Count EXP's failure or success; returns the outcome and the slot's fixes left."""
         out = Outcome()
         agent = self.session.config.agent

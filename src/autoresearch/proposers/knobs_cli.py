@@ -28,7 +28,6 @@ from autoresearch.proposers.knobs import list_knobs
               help="The task folder (default: the one holding the current directory).")
 def knobs_command(as_json: bool, directory: Path) -> None:
     """List the knobs `--agent tune` searches: file:line NAME = value  space; then what was skipped."""
-
     try:
         config = load_config(find_root(directory))
     except ConfigError as exc:

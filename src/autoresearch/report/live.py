@@ -159,7 +159,6 @@ def watch(session_root: Path | str, interval: float = 2.0, *, once: bool = False
     On a terminal the panel is redrawn every INTERVAL seconds; otherwise (or with plain=True)
     one line is printed per verdict and per phase change. ONCE shows the current state and
     returns. Stops on Ctrl-C."""
-
     console = console or Console()
     plain = (not console.is_terminal) if plain is None else plain
     with Session(load_config(find_root(session_root))) as session:

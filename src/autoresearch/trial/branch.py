@@ -35,7 +35,7 @@ def default_tag() -> str:
 
 # -- start --------------------------------------------------------------------------------------
 
-def start(session: "Session", tag: str | None = None) -> str:
+def start(session: Session, tag: str | None = None) -> str:
     """Create the run branch autoresearch/<tag> at HEAD and switch to it.
 
     A harness, config or program.md edited since the last lock is committed on the new branch
@@ -71,7 +71,7 @@ def start(session: "Session", tag: str | None = None) -> str:
     return tag
 
 
-def free_tag(session: "Session") -> str:
+def free_tag(session: Session) -> str:
     """Today's tag, or today's with a suffix when that branch exists."""
     tag, suffix = default_tag(), 1
     while session.ws.branch_exists(branch_name(tag)):
@@ -82,7 +82,7 @@ def free_tag(session: "Session") -> str:
 
 # -- relock and epochs ----------------------------------------------------------------------------
 
-def relock(session: "Session", force: bool = False) -> Lock:
+def relock(session: Session, force: bool = False) -> Lock:
     """`lock`: hash the harness again.
 
     On a run branch, an edited program.md (the human's lever) is committed and becomes part of
@@ -126,7 +126,7 @@ def relock(session: "Session", force: bool = False) -> Lock:
     return write_lock(s.config)
 
 
-def new_epoch(session: "Session", tag: str, commit: str, why: list[str]) -> int:
+def new_epoch(session: Session, tag: str, commit: str, why: list[str]) -> int:
     """Start epoch N+1 at COMMIT: no keep of an earlier epoch is compared with it again."""
     j = session.journal
     epoch = current_epoch(session, tag) + 1
@@ -140,17 +140,17 @@ def new_epoch(session: "Session", tag: str, commit: str, why: list[str]) -> int:
     return epoch
 
 
-def current_epoch(session: "Session", tag: str) -> int:
+def current_epoch(session: Session, tag: str) -> int:
     return int(session.journal.get_meta(f"epoch:{tag}", "0") or 0)
 
 
-def epochs(session: "Session", tag: str) -> list[dict]:
+def epochs(session: Session, tag: str) -> list[dict]:
     return json.loads(session.journal.get_meta(f"epochs:{tag}", "[]") or "[]")
 
 
 # -- the task folder ------------------------------------------------------------------------------
 
-def show_best(session: "Session", tag: str, expected: set[str], quarantine: "Path",
+def show_best(session: Session, tag: str, expected: set[str], quarantine: "Path",
               best_tree: str | None = None, adds: dict[str, list[str]] | None = None) -> str | None:
     """Make the task folder show the best of TAG, on its branch, without losing anything.
 
@@ -174,13 +174,13 @@ def show_best(session: "Session", tag: str, expected: set[str], quarantine: "Pat
     return rescued
 
 
-def rescues(session: "Session", tag: str) -> dict[str, str]:
+def rescues(session: Session, tag: str) -> dict[str, str]:
     return session.ws.refs(f"{REF_PREFIX}{tag}/rescue/")
 
 
 # -- repair -------------------------------------------------------------------------------------
 
-def repair(session: "Session", include_own: bool = False) -> list[int]:
+def repair(session: Session, include_own: bool = False) -> list[int]:
     """Roll forward or back from whatever a kill left, on every start. Call with the task lock.
 
     - a `running` record: its leftover processes are killed, its commit gets its ref if the kill
@@ -223,7 +223,7 @@ def repair(session: "Session", include_own: bool = False) -> list[int]:
     return repaired
 
 
-def close_interrupted(session: "Session", exp: Experiment) -> None:
+def close_interrupted(session: Session, exp: Experiment) -> None:
     exp.status, exp.reason = "crash", "interrupted"
     exp.finished_at = time.time()  # run_pgid stays: the record says which group was killed
     exp.log_tail = tail_lines(Path(exp.log_path)) if exp.log_path else ""

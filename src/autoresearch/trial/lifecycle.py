@@ -73,7 +73,7 @@ class ProposalInfo:
 class Trial:
     """One experiment, from its `running` record to its final record."""
 
-    def __init__(self, session: "Session", exp: Experiment, on_phase: PhaseCallback = quiet) -> None:
+    def __init__(self, session: Session, exp: Experiment, on_phase: PhaseCallback = quiet) -> None:
         self.session = session
         self.exp = exp
         self.on_phase = on_phase
@@ -82,7 +82,7 @@ class Trial:
     # -- 1. begin ---------------------------------------------------------------------------
 
     @classmethod
-    def begin(cls, session: "Session", *, tag: str, parent: str, description: str,
+    def begin(cls, session: Session, *, tag: str, parent: str, description: str,
               info: ProposalInfo | None = None, slot: int = 0, details: dict | None = None,
               on_phase: PhaseCallback = quiet) -> "Trial":
         info = info or ProposalInfo()
@@ -233,11 +233,10 @@ class Trial:
         return exp
 
 
-def prune_outputs(session: "Session", seq: int) -> None:
+def prune_outputs(session: Session, seq: int) -> None:
     """Run output folders, and the copies of agent files in the quarantine, are kept for the
     best and the last `[budget] keep_outputs` experiments; older ones go (logs, records, the
     quarantine's listing and commits stay)."""
-
     keep = session.config.budget.keep_outputs
     old = seq - keep - 1
     if old < 1:
@@ -260,7 +259,7 @@ def prune_outputs(session: "Session", seq: int) -> None:
 
 # -- the ways an experiment starts ----------------------------------------------------------------
 
-def experiment(session: "Session", description: str, *, info: ProposalInfo | None = None,
+def experiment(session: Session, description: str, *, info: ProposalInfo | None = None,
                stop: threading.Event | None = None, on_phase: PhaseCallback = quiet,
                refuse_no_change: bool = False) -> Experiment:
     """The native experiment: whatever the task folder now holds is the candidate.
@@ -295,7 +294,6 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
     if exp.details.get("reference_moved") is not None:
         # the guard run beat the best's reference by far: re-measure it now (the loop's
         # ReferenceWatch does the same), so the next candidate meets a current reference
-
         ReferenceWatch(s, stop or threading.Event(), on_phase, lambda message: None).remeasure(
             tag, best, exp.best_before, 0)
     if rescued:
@@ -306,12 +304,11 @@ def experiment(session: "Session", description: str, *, info: ProposalInfo | Non
     return exp
 
 
-def baseline(session: "Session", *, stop: threading.Event | None = None, on_phase: PhaseCallback = quiet,
+def baseline(session: Session, *, stop: threading.Event | None = None, on_phase: PhaseCallback = quiet,
              description: str = "baseline") -> Experiment:
     """Measure the untouched best as the first keep of the branch (or of a new epoch).
 
     Runs from an export of the best commit: the task folder is not touched."""
-
     s = session
     tag = s.require_tag()
     existing = s.journal.best(tag)
@@ -331,11 +328,10 @@ def baseline(session: "Session", *, stop: threading.Event | None = None, on_phas
     return exp
 
 
-def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = quiet,
+def measure_noise(session: Session, n: int, on_phase: PhaseCallback = quiet,
                   stop: threading.Event | None = None) -> NoiseRecord:
     """Run the current best N times with fresh seeds (from exports: the folder is untouched)
     and store the spread."""
-
     s = session
     tag = s.require_tag()
     best = s.best_commit(tag)
@@ -359,7 +355,7 @@ def measure_noise(session: "Session", n: int, on_phase: PhaseCallback = quiet,
     return record
 
 
-def _head_moved(session: "Session", best: str, tag: str) -> dict:
+def _head_moved(session: Session, best: str, tag: str) -> dict:
     ws = session.ws
     head, branch = ws.head(), ws.current_branch()
     moved = {}
@@ -370,7 +366,7 @@ def _head_moved(session: "Session", best: str, tag: str) -> dict:
     return moved
 
 
-def _quarantine_oversized(session: "Session") -> list[str]:
+def _quarantine_oversized(session: Session) -> list[str]:
     """New untracked files bigger than the cap go to quarantine before the snapshot, so they
     never enter `.git` (a 300 MB file the agent wrote would otherwise land there twice)."""
     cap = session.config.budget.max_new_file_bytes

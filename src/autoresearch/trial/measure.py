@@ -189,11 +189,11 @@ def _planted_bytecode(tree: Path) -> list[str]:
     return found
 
 
-def export_dir(session: "Session", slot: int) -> Path:
+def export_dir(session: Session, slot: int) -> Path:
     return session.state_dir / "slots" / str(slot) / "tree"
 
 
-def measure_commit(session: "Session", commit: str, seq: int, seed: int, label: str, *, slot: int = 0,
+def measure_commit(session: Session, commit: str, seq: int, seed: int, label: str, *, slot: int = 0,
                    stop: threading.Event | None = None, devices: str | None = None,
                    on_phase: PhaseCallback = quiet, on_start: Callable[[int], None] | None = None) -> Measurement:
     """Export COMMIT into the slot's run folder and measure it there."""
@@ -231,10 +231,9 @@ def setup_command(config: TaskConfig, cwd: Path, log: Path, stop: threading.Even
                        stop=stop)
 
 
-def run_setup(session: "Session", stop: threading.Event | None = None) -> None:
+def run_setup(session: Session, stop: threading.Event | None = None) -> None:
     """The task's idempotent preparation (data, tokenizer), in the task folder, logged to
     .autoresearch/setup.log."""
-
     command = session.config.task.setup
     if not command:
         return
@@ -247,7 +246,7 @@ def run_setup(session: "Session", stop: threading.Event | None = None) -> None:
                          + tail_lines(log, 15))
 
 
-def journaled_run(session: "Session", tag: str, commit: str, role: str, seed: int, label: str, *, slot: int = 0,
+def journaled_run(session: Session, tag: str, commit: str, role: str, seed: int, label: str, *, slot: int = 0,
                   stop: threading.Event | None = None, on_phase: PhaseCallback = quiet) -> tuple[Measurement, int]:
     """One run of COMMIT outside any experiment (`noise`, a reference re-measurement), journaled
     with ROLE; returns it and its run id. An interrupted run raises KeyboardInterrupt."""

@@ -29,7 +29,7 @@ def note_text(exp: Experiment) -> str:
     return json.dumps(data, sort_keys=True, default=str) + "\n"
 
 
-def rebuild(session: "Session") -> int:
+def rebuild(session: Session) -> int:
     """Add the records the journal lacks; returns how many were added."""
     s = session
     notes = s.ws.notes()

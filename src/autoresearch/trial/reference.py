@@ -27,7 +27,7 @@ RECHECK_EVERY = 20  # without a noise record, the reference is re-measured this 
 class ReferenceWatch:
     """Follows the loop's finished experiments and re-measures the best when drift is suspected."""
 
-    def __init__(self, session: "Session", stop: threading.Event, on_phase: PhaseCallback,
+    def __init__(self, session: Session, stop: threading.Event, on_phase: PhaseCallback,
                  on_message: Callable[[str], None]) -> None:
         self.session = session
         self.stop = stop
@@ -36,7 +36,7 @@ class ReferenceWatch:
         self.recent: list[float] = []  # screened candidates' metrics since the reference was measured
         self.since_check = 0
 
-    def after(self, exp: "Experiment", tag: str, slot: int) -> None:
+    def after(self, exp: Experiment, tag: str, slot: int) -> None:
         """EXP finished; SLOT is a run folder no experiment uses (for the re-measurement)."""
         s = self.session
         if exp.status == "keep" or exp.is_baseline:

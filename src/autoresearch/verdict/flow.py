@@ -68,7 +68,7 @@ def run_seed(seq: int, index: int) -> int:
     return seq * 1000 + index
 
 
-def decide_flow(config: "TaskConfig", exp: "Experiment", band: float = 0.0, *,
+def decide_flow(config: TaskConfig, exp: Experiment, band: float = 0.0, *,
                 is_stale: Callable[[], bool] | None = None, on_phase: PhaseCallback = quiet,
                 reference: Reference | None = None) -> DecisionFlow:
     """The verdict of a committed candidate. Fills in exp's metric fields and returns the Verdict.
@@ -141,7 +141,7 @@ def _failed(m: "Measurement", role: str) -> Verdict:
     return Verdict("discard", "unconfirmed", {"best_crashed": m.reason})
 
 
-def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: Verdict, screening: list[float],
+def _reference_flow(config: TaskConfig, exp: Experiment, screened: Verdict, screening: list[float],
                     reference: Reference, on_phase: PhaseCallback) -> DecisionFlow:
     """`confirm = "reference"`: the test of the candidate's runs against the best's reference runs,
     re-running whichever side makes the comparison sharper (reference_arm: the side with fewer
@@ -208,7 +208,7 @@ def _reference_flow(config: "TaskConfig", exp: "Experiment", screened: Verdict, 
     return Verdict("keep", screened.reason)
 
 
-def _confirm_flow(config: "TaskConfig", exp: "Experiment", screened: Verdict,
+def _confirm_flow(config: TaskConfig, exp: Experiment, screened: Verdict,
                   on_phase: PhaseCallback) -> DecisionFlow:
     """Paired ABBA re-runs of the parent (best) and the candidate until the test decides."""
     policy = config.verdict
