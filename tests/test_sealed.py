@@ -249,13 +249,15 @@ def test_a_native_relock_with_a_changed_harness_starts_an_epoch_not_a_keep(task:
     set_knob(task, "LEARNING_RATE", "0.2")
     out = ar(task, "experiment", "-m", "faked by a relocked harness", "--json", check=False)
     record = json.loads(out.stdout)
-    # the first experiment of the new epoch is a baseline: the old best is never compared with it
-    assert record["is_baseline"] and record["best_before"] is None
+    # the old best is never compared across the break, and the candidate is never the new
+    # epoch's baseline: the best is re-measured under the new harness first, then the candidate
+    rows = sqlite3.connect(task / ".autoresearch" / "journal.db").execute(
+        "SELECT seq, status, is_baseline, metric FROM experiments ORDER BY seq").fetchall()
+    assert rows[0][:2] == (1, "keep")  # the old epoch's record stays as it was
+    assert rows[1][1:3] == ("keep", 1)  # the best, re-measured
+    assert not record["is_baseline"] and record["best_before"] == pytest.approx(rows[1][3])
     status = json.loads(ar(task, "status", "--json").stdout)
     assert status["epoch"] == 1
-    rows = sqlite3.connect(task / ".autoresearch" / "journal.db").execute(
-        "SELECT seq, status FROM experiments ORDER BY seq").fetchall()
-    assert rows[0] == (1, "keep")  # the old epoch's record stays as it was
 
 
 @pytest.mark.slow

@@ -26,6 +26,11 @@ from autoresearch.journal.records import (
 )
 from autoresearch.journal.schema import open_db, transaction
 
+RUN_COLUMNS = ("id", "seq", "tag", "role", "commit_sha", "seed", "status", "reason", "metric", "metrics_json",
+               "seconds", "log_path", "created_at")
+NOISE_COLUMNS = ("id", "tag", "commit_sha", "n", "mean", "median", "std", "mad", "min", "max",
+                 "suggested_min_delta", "values_json", "created_at")
+
 
 class Journal:
     """The experiment journal of one task. Cheap to open; every write is its own transaction."""
@@ -105,9 +110,9 @@ class Journal:
             # One settled row may be appended to results.tsv; two (a kill in between) mean regenerate.
             pending = (self.get_meta(f"tsv:{exp.tag}") or "").startswith(("pending:", "stale"))
             self._set_meta(f"tsv:{exp.tag}", "stale" if pending else f"pending:{exp.seq}")
-            if exp.commit_sha:  # its git note is owed until `noted` says otherwise
-                owed = json.loads(self.get_meta("unnoted", "[]") or "[]")
-                self._set_meta("unnoted", json.dumps(sorted(set(owed) | {exp.seq})))
+            # its git note is owed until `noted` says otherwise (every record has a ref to hang it on)
+            owed = json.loads(self.get_meta("unnoted", "[]") or "[]")
+            self._set_meta("unnoted", json.dumps(sorted(set(owed) | {exp.seq})))
 
     def begin(self, tag: str, description: str, proposer: str, parent: str, **extra: Any) -> Experiment:
         """Write the `running` record before anything runs; returns it with its new seq.
@@ -131,8 +136,17 @@ class Journal:
                         experiment_values(exp))
 
     def update(self, exp: Experiment) -> None:
+        """Write EXP's row. A settled record changed afterwards (a rescue, a replay's outcome)
+        owes its git note again: `unnoted` says so in the same transaction."""
         sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
-        self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*experiment_values(exp)[1:], exp.seq])
+        if exp.status == "running":
+            self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*experiment_values(exp)[1:], exp.seq])
+            return
+        with transaction(self.db):
+            self.db.execute(f"UPDATE experiments SET {sets} WHERE seq = ?", [*experiment_values(exp)[1:], exp.seq])
+            owed = json.loads(self.get_meta("unnoted", "[]") or "[]")
+            if exp.seq not in owed:
+                self._set_meta("unnoted", json.dumps(sorted(set(owed) | {exp.seq})))
 
     def get(self, seq: int) -> Experiment | None:
         row = self.db.execute("SELECT * FROM experiments WHERE seq = ?", (seq,)).fetchone()
@@ -215,6 +229,18 @@ class Journal:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return [dict(r) for r in self.db.execute(f"SELECT * FROM runs {where} ORDER BY id", args)]
 
+    def free_runs(self, tag: str, limit: int = 64) -> list[dict[str, Any]]:
+        """TAG's newest LIMIT runs that belong to no experiment (noise, reference re-measurements)."""
+        rows = self.db.execute("SELECT * FROM runs WHERE tag = ? AND seq IS NULL ORDER BY id DESC LIMIT ?",
+                               (tag, limit)).fetchall()
+        return [dict(r) for r in reversed(rows)]
+
+    def insert_run(self, row: dict[str, Any]) -> None:
+        """A run with its own id (rebuilding from git); one already there is left alone."""
+        keys = [k for k in RUN_COLUMNS if k in row]
+        self.db.execute(f"INSERT OR IGNORE INTO runs({', '.join(keys)}) VALUES ({', '.join('?' for _ in keys)})",
+                        [row[k] for k in keys])
+
     def replicates(self, tag: str, limit: int = 200, exclude: tuple[str, ...] = ()) -> list[list[float]]:
         """The metrics of TAG's last LIMIT successful runs, grouped by commit, leaving out the
         commits in EXCLUDE (a fixed window: the cost does not grow with history)."""
@@ -236,6 +262,17 @@ class Journal:
             (record.tag, record.commit_sha, record.n, record.mean, record.median, record.std, record.mad,
              record.min, record.max, record.suggested_min_delta, json.dumps(record.values), time.time()),
         )
+
+    def noise_records(self, tag: str, limit: int = 10) -> list[dict[str, Any]]:
+        """TAG's newest LIMIT noise measurements, as rows (oldest first)."""
+        rows = self.db.execute("SELECT * FROM noise WHERE tag = ? ORDER BY id DESC LIMIT ?", (tag, limit)).fetchall()
+        return [dict(r) for r in reversed(rows)]
+
+    def insert_noise(self, row: dict[str, Any]) -> None:
+        """A noise row with its own id (rebuilding from git); one already there is left alone."""
+        keys = [k for k in NOISE_COLUMNS if k in row]
+        self.db.execute(f"INSERT OR IGNORE INTO noise({', '.join(keys)}) VALUES ({', '.join('?' for _ in keys)})",
+                        [row[k] for k in keys])
 
     def latest_noise(self, tag: str | None = None) -> NoiseRecord | None:
         where, args = ("WHERE tag = ?", [tag]) if tag else ("", [])

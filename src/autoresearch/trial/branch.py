@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 from autoresearch.errors import StateError
-from autoresearch.git.workspace import REF_PREFIX, branch_name
+from autoresearch.git.workspace import REF_PREFIX, branch_name, experiment_ref
 from autoresearch.harness.guard import Lock, read_lock, verify, write_lock
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.process import kill_group
 from autoresearch.journal.records import Experiment
 from autoresearch.journal.results import sync_tsv
-from autoresearch.trial.notes import note_text
+from autoresearch.trial.notes import ensure_journal, flush_notes, tag_state_note, write_note
 from autoresearch.trial.session import Session
 
 
@@ -102,6 +102,7 @@ def relock(session: Session, force: bool = False) -> Lock:
                 raise StateError("the lock file was unreadable and the harness differs from the best commit: "
                                  "restore it (`git checkout -- <file>`) before locking again") from None
     changed = verify(old, s.root) if old else []
+    ensure_journal(s)  # a lost journal: its history decides whether this is a new epoch
     program = s.config.task.program
     harness_changed = [c for c in changed if not c.startswith(program + ":")]
     tag = s.tag
@@ -137,6 +138,7 @@ def new_epoch(session: Session, tag: str, commit: str, why: list[str]) -> int:
     j.set_meta(f"epoch:{tag}", str(epoch))
     j.set_meta(f"epoch_start:{tag}", str(j.next_seq() - 1))
     session.set_best(tag, commit)
+    session.ws.add_note(commit, tag_state_note(session, tag))  # the break is in git as well
     return epoch
 
 
@@ -191,6 +193,7 @@ def repair(session: Session, include_own: bool = False) -> list[int]:
     Files in the task folder are left as they are (the native agent's edit stays on disk, and
     is in its experiment's ref as well); it never discards a commit it can name."""
     s = session
+    ensure_journal(s)  # a lost journal comes back from git before anything is compared with it
     repaired = []
     for exp in s.journal.running():
         if exp.pid == os.getpid() and not include_own:
@@ -201,11 +204,7 @@ def repair(session: Session, include_own: bool = False) -> list[int]:
             s.ws.update_ref(f"refs/autoresearch/{exp.tag}/{exp.seq}", exp.commit_sha)
         close_interrupted(s, exp)
         repaired.append(exp.seq)
-    for seq in s.journal.unnoted():  # a kill between the settle and its note
-        owed = s.journal.get(seq)
-        if owed is not None and owed.commit_sha and owed.status != "running" and s.ws.rev(owed.commit_sha):
-            s.ws.add_note(owed.commit_sha, note_text(owed))
-        s.journal.noted(seq)
+    flush_notes(s)  # a kill between the settle and its note
     tag = s.tag
     if tag:
         s.prime(tag)
@@ -227,7 +226,14 @@ def close_interrupted(session: Session, exp: Experiment) -> None:
     exp.status, exp.reason = "crash", "interrupted"
     exp.finished_at = time.time()  # run_pgid stays: the record says which group was killed
     exp.log_tail = tail_lines(Path(exp.log_path)) if exp.log_path else ""
+    ws = session.ws
+    ref = experiment_ref(exp.tag, exp.seq)
+    if not exp.commit_sha and exp.parent and not ws.rev(ref) and ws.rev(exp.parent):
+        # interrupted before its candidate was committed (an agent still at work, say): its ref
+        # names a commit of the parent's tree, so that its record is in git like every other
+        exp.details["ref_holds"] = "the parent's tree (interrupted before the candidate was committed)"
+        ws.update_ref(ref, ws.commit_tree(ws.tree_of(exp.parent), exp.parent,
+                                          f"(interrupted before its candidate was committed)\n\n"
+                                          f"autoresearch-seq: {exp.seq}\nautoresearch-tag: {exp.tag}\n"))
     session.journal.settle(exp, None)
-    if exp.commit_sha:
-        session.ws.add_note(exp.commit_sha, note_text(exp))
-        session.journal.noted(exp.seq)
+    write_note(session, exp)

@@ -40,7 +40,7 @@ from autoresearch.journal.records import Experiment, NoiseRecord
 from autoresearch.journal.results import sync_tsv
 from autoresearch.trial.branch import current_epoch, show_best
 from autoresearch.trial.measure import journaled_run, measure_commit, run_setup
-from autoresearch.trial.notes import note_text
+from autoresearch.trial.notes import flush_notes, write_note
 from autoresearch.trial.reference import ReferenceWatch
 from autoresearch.trial.scratch import prune_copies
 from autoresearch.trial.session import Session
@@ -223,9 +223,9 @@ class Trial:
             exp.details["results_tsv_repaired"] = True
             s.journal.update(exp)
         checkpoint("tsv-written")
-        if exp.commit_sha:
-            s.ws.add_note(exp.commit_sha, note_text(exp))
-            s.journal.noted(exp.seq)
+        write_note(s, exp)
+        if s.journal.unnoted():  # others' changed records, or a kill's leftovers
+            flush_notes(s)
         checkpoint("noted")
         prune_outputs(s, exp.seq)
         checkpoint("pruned")
@@ -275,9 +275,20 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     oversized = _quarantine_oversized(s)
     tree = s.ws.snapshot(best, exclude=s.state.preexisting)
     best_tree = s.ws.tree_of(best)
-    if refuse_no_change and tree == best_tree and s.journal.best(tag) is not None:
+    has_best = s.journal.best(tag) is not None
+    if refuse_no_change and tree == best_tree and has_best:
         raise AutoresearchError("nothing changed since the best: edit the editable files, then run "
                                 "`autoresearch experiment` again (no experiment was recorded)")
+    if not has_best and tree != best_tree:
+        # no best measured in this epoch (a new branch, a relock): the candidate is never the
+        # baseline. The best is measured first, as `run` does, then the candidate against it.
+        first = baseline(s, stop=stop, on_phase=on_phase, description="baseline (measured before the candidate)")
+        if first.status != "keep":
+            raise StateError(f"the best did not measure ({first.status}: {first.reason}; seq {first.seq}, see "
+                             f"{first.log_path or 'its record'}): fix the harness, then run the experiment again; "
+                             "your edit is still in the folder")
+        best = s.best_commit(tag)
+        best_tree = s.ws.tree_of(best)
     trial = Trial.begin(s, tag=tag, parent=best, description=description, info=info, on_phase=on_phase)
     trial.on_phase("guarding", {"seq": trial.exp.seq, "description": description})
     moved = _head_moved(s, best, tag)
@@ -299,6 +310,7 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     if rescued:
         exp.details["rescued"] = rescued
         s.journal.update(exp)
+        flush_notes(s)
     if verdict.details.get("interrupted"):
         raise KeyboardInterrupt
     return exp
