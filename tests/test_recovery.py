@@ -166,3 +166,19 @@ def test_repair_after_a_lost_journal_gives_back_every_view(tmp_path: Path) -> No
     top = "SELECT MAX(seq) FROM experiments"
     floor = int(db.execute("SELECT value FROM meta WHERE key = 'seq_floor'").fetchone()[0])
     assert max(floor, db.execute(top).fetchone()[0]) == old.execute(top).fetchone()[0]  # numbering goes on
+
+
+def test_status_after_a_kill_says_interrupted_not_running(tmp_path: Path) -> None:
+    root = make_task(tmp_path)
+    set_knob(root, "LEARNING_RATE", "0.2")
+    ar(root, "experiment", "-m", "killed mid-run", check=False, env={"AUTORESEARCH_KILL_AT": "measured"})
+    tsv = (root / "results.tsv").read_text()
+    info = json.loads(ar(root, "status", "--json").stdout)
+    assert info["interrupted"] == [2] and info["last"]["status"] == "running"  # the record as it is
+    text = ar(root, "status").stdout
+    assert "seq 2 interrupted" in text and "the next command records it" in text and "pending" in text
+    assert "last     seq 2 running" not in text
+    assert (root / "results.tsv").read_text() == tsv  # a read-only command wrote nothing
+    ar(root, "repair")
+    assert json.loads(ar(root, "status", "--json").stdout)["interrupted"] == []
+    assert (root / "results.tsv").read_text().splitlines()[-1].split("\t")[3] == "crash"

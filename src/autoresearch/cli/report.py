@@ -27,7 +27,7 @@ from autoresearch.report.html import write_report
 from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
 from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
-from autoresearch.trial.branch import current_epoch, rescues
+from autoresearch.trial.branch import current_epoch, interrupted, rescues
 
 
 def _tag(session: Any, tag: str | None) -> str:
@@ -300,6 +300,7 @@ def status(as_json: bool) -> None:
                 "epoch": current_epoch(s, tag),
                 "claim_mismatches": s.journal.flagged(tag, "run_phase_claimed"),
                 "rescued": sorted(rescues(s, tag)),
+                "interrupted": [e.seq for e in interrupted(s) if e.tag == tag],
             })
         if as_json:
             click.echo(json.dumps(info, default=str))
@@ -315,7 +316,11 @@ def status(as_json: bool) -> None:
             for line in _gain_lines(gain):
                 click.echo(line)
             if last:
-                click.echo(f"last     seq {last['seq']} {last['status']} {last['reason']}: {last['description']}")
+                word = "interrupted" if last["seq"] in info["interrupted"] else last["status"]
+                click.echo(f"last     seq {last['seq']} {word} {last['reason']}: {last['description']}")
+            for seq in info["interrupted"]:  # its command was killed: not running, not recorded yet
+                click.echo(f"pending  seq {seq} interrupted; the next command records it (its results.tsv row "
+                           "is pending until then)")
             click.echo("counts   " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             tp = info["throughput"]
             if tp.get("experiments"):

@@ -222,6 +222,28 @@ def repair(session: Session, include_own: bool = False) -> list[int]:
     return repaired
 
 
+def interrupted(session: Session) -> list[Experiment]:
+    """`running` records whose command is gone (killed): what the next command closes. A
+    read-only command says so instead of showing them as running."""
+    running = session.journal.running()
+    if not running:
+        return []
+    busy = session.is_busy()
+    return [e for e in running if not busy or not _alive(e.pid)]
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def close_interrupted(session: Session, exp: Experiment) -> None:
     exp.status, exp.reason = "crash", "interrupted"
     exp.finished_at = time.time()  # run_pgid stays: the record says which group was killed
