@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pwd
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ __all__ = [
     "ConfigError", "TaskConfig", "TaskSection", "MetricSection", "ResourceSection", "BudgetSection",
     "VerdictSection", "AgentSection", "LoopSection", "SandboxSection", "ExecutorSection",
     "expand_globs", "parse_constraint", "path_problem", "parse_config", "check_limits", "file_identity",
-    "load_config", "find_root", "with_overrides", "tomllib",
+    "load_config", "find_root", "with_overrides", "tomllib", "check_owner", "SAFE_ENV",
 ]
 
 
@@ -95,6 +96,37 @@ def file_identity(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+SAFE_ENV = "AUTORESEARCH_SAFE_DIRECTORIES"
+
+
+def check_owner(root: Path, path: Path) -> None:
+    """Refuse a task folder, or its config, that another user owns (as git's safe.directory):
+    its `[task] setup` and `run` would run as the caller. The way out: run as its owner, take
+    it, or trust it by name in $AUTORESEARCH_SAFE_DIRECTORIES (paths separated by `:`, or `*`)."""
+    me = os.geteuid()
+    trusted = [p for p in os.environ.get(SAFE_ENV, "").split(":") if p]
+    if "*" in trusted or str(root) in {str(Path(p).resolve()) for p in trusted}:
+        return
+    for target in (root, path):
+        try:
+            owner = os.stat(target).st_uid
+        except OSError:
+            continue
+        if owner != me:
+            raise ConfigError(
+                f"{target}: owned by {_user(owner)}, not by you ({_user(me)}); autoresearch reads no config and "
+                f"runs nothing from another user's folder. Run it as {_user(owner)}, take the folder "
+                f"(`chown -R {_user(me)} {root}`), or trust it: `export {SAFE_ENV}={root}` (git asks the same: "
+                f"`git config --global --add safe.directory {root}`)")
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 def load_config(root: Path | str = ".") -> TaskConfig:
     """Read ROOT/autoresearch.toml. Raises ConfigError with the file and key on any problem."""
     root = Path(root).resolve()
@@ -106,6 +138,7 @@ def load_config(root: Path | str = ".") -> TaskConfig:
         return cached
     if not path.exists():
         raise ConfigError(f"{path}: not found (run `autoresearch init` first, or cd into a task folder)")
+    check_owner(root, path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
