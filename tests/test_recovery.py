@@ -182,3 +182,34 @@ def test_status_after_a_kill_says_interrupted_not_running(tmp_path: Path) -> Non
     ar(root, "repair")
     assert json.loads(ar(root, "status", "--json").stdout)["interrupted"] == []
     assert (root / "results.tsv").read_text().splitlines()[-1].split("\t")[3] == "crash"
+
+
+def _forge_lock(root: Path) -> None:
+    """What a native agent can do: write lock.json (here: prepare.py's hash, as if relocked)."""
+    path = root / ".autoresearch" / "lock.json"
+    data = json.loads(path.read_text())
+    data["files"]["prepare.py"] = "0" * 64
+    path.write_text(json.dumps(data))
+
+
+def test_a_forged_lock_is_diagnosed_as_the_lock_and_the_loop_recovers(tmp_path: Path) -> None:
+    root = make_task(tmp_path, harness_owned=True)
+    honest = (root / ".autoresearch" / "lock.json").read_text()
+    _forge_lock(root)
+    out = ar(root, "verify", check=False)
+    assert out.returncode == 1 and "lock.json" in out.stdout + out.stderr
+    assert "prepare.py: changed" not in out.stdout  # prepare.py equals the commit: not what changed
+    assert "lock.json" in json.loads(ar(root, "status", "--json").stdout)["lock"]
+    set_knob(root, "LEARNING_RATE", "0.03")
+    record = json.loads(ar(root, "experiment", "-m", "an honest edit", "--json", check=False).stdout)
+    assert record["status"] in ("keep", "discard"), record["reason"]  # not harness-modified-during-run
+    assert "lock.json" in record["details"]["lock_forged"]
+    assert (root / ".autoresearch" / "lock.json").read_text() == honest  # put back from git
+    assert "ok" in ar(root, "verify").stdout
+
+
+def test_a_real_harness_change_is_still_caught_with_an_honest_lock(tmp_path: Path) -> None:
+    root = make_task(tmp_path, harness_owned=True)
+    (root / "prepare.py").write_text((root / "prepare.py").read_text() + "\n# changed\n")
+    out = ar(root, "verify", check=False)
+    assert out.returncode == 1 and "prepare.py: changed" in out.stdout and "lock.json" not in out.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autoresearch.config.task import CONFIG_NAME, load_config, parse_config, tomllib
 from autoresearch.errors import AutoresearchError
-from autoresearch.git.workspace import Workspace
+from autoresearch.git.workspace import LOCK_REF, Workspace
 from autoresearch.harness.env import base_env
 from autoresearch.harness.guard import write_lock
 from autoresearch.harness.process import run_command
@@ -122,7 +122,7 @@ def init_from_template(root: Path, template: str) -> list[str]:
         ws.commit_all(f"autoresearch: task from template {template}")
     else:
         ws.commit_paths(to_commit, f"autoresearch: add task from template {template}")
-    write_lock(config)
+    write_lock(config, anchor=lambda text: ws.anchor(LOCK_REF, text))
     return written
 
 
@@ -209,7 +209,7 @@ def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run
         ws.commit_all("autoresearch: add task")
     else:
         ws.commit_paths([CONFIG_NAME, "program.md", *extra], "autoresearch: add task config")
-    write_lock(load_config(root))
+    write_lock(load_config(root), anchor=lambda text: ws.anchor(LOCK_REF, text))
     return value
 
 

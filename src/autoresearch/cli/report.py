@@ -280,6 +280,9 @@ def status(as_json: bool) -> None:
         lk = read_lock(s.root)
         if lk:
             problems = verify(lk, s.root)
+            forged = s.lock_forgery(restore=False) if problems else ""
+            if forged:  # the lock file is what changed: the files are compared with the lock in git
+                problems = [f"FORGED: {forged}", *verify(s.anchored_lock() or lk, s.root)]
             lock_state = "ok" if not problems else "CHANGED: " + "; ".join(problems)
         info: dict[str, Any] = {"task": s.config.task.name, "root": str(s.root), "tag": tag or None,
                                 "branch": s.ws.current_branch(), "lock": lock_state}

@@ -21,6 +21,7 @@ from autoresearch.git._parse import Change, patch_lines_delta, raw_changes
 
 BRANCH_PREFIX = "autoresearch/"
 REF_PREFIX = "refs/autoresearch/"
+LOCK_REF = "refs/autoresearch-lock"  # the lock's text; outside REF_PREFIX: a tag may be called "lock"
 NOTES_REF = "refs/notes/autoresearch"
 STATE_FOLDER = ".autoresearch"  # config.STATE_DIR too: config and git are sibling layers
 # git commands that never move HEAD (the branch cache survives them)
@@ -336,6 +337,15 @@ class Workspace:
         commit = self.commit_tree(tree, parent, f"autoresearch rescue: {why}\n")
         self.git("update-ref", ref, commit)
         return ref
+
+    def anchor(self, ref: str, text: str) -> None:
+        """Keep TEXT as a blob named by REF (the lock's text, say)."""
+        blob = self.git("hash-object", "-w", "--stdin", input=text).strip()
+        self.git("update-ref", ref, blob)
+
+    def anchored(self, ref: str) -> str | None:
+        """The text REF names (see `anchor`); None when there is none."""
+        return self.read_texts([ref]).get(ref)
 
     def add_note(self, commit: str, text: str) -> None:
         """Store TEXT beside COMMIT (refs/notes/autoresearch): the record survives a lost journal."""

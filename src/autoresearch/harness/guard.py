@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from autoresearch.config.task import CONFIG_NAME, STATE_DIR, TaskConfig, file_identity
 from autoresearch.errors import StateError
@@ -47,16 +48,38 @@ def lock_path(root: Path) -> Path:
     return root / STATE_DIR / LOCK_NAME
 
 
-def write_lock(config: TaskConfig, root: Path | None = None) -> Lock:
+def write_lock(config: TaskConfig, root: Path | None = None, anchor: Callable[[str], None] | None = None) -> Lock:
+    """Hash the harness into lock.json. ANCHOR: stores the lock's text where the agent's code
+    cannot change it unnoticed (git), BEFORE the file is renamed in: a kill in between leaves
+    the anchor newer than the file, and the file is put back from it."""
     base = root or config.root
     files = {name: file_hash(base / name) for name in config.harness_files(base)}
     lock = Lock(files=files, locked_at=time.time())
-    target = lock_path(config.root)
+    text = json.dumps({"version": 1, "locked_at": lock.locked_at, "files": files}, indent=2)
+    if anchor is not None:
+        anchor(text)
+    put_lock(config.root, text)
+    return lock
+
+
+def put_lock(root: Path, text: str) -> None:
+    target = lock_path(root)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": 1, "locked_at": lock.locked_at, "files": files}, indent=2))
+    tmp.write_text(text)
     os.replace(tmp, target)
-    return lock
+
+
+def parse_lock(text: str) -> Lock:
+    """A lock from its file's text; ValueError (or KeyError, TypeError) when it is none."""
+    data = json.loads(text)
+    return Lock(files={str(k): str(v) for k, v in dict(data["files"]).items()}, locked_at=float(data["locked_at"]))
+
+
+def forged_entries(anchored: Lock, found: Lock) -> list[str]:
+    """The lock file's entries that differ from the lock autoresearch wrote."""
+    names = sorted(set(anchored.files) | set(found.files))
+    return [n for n in names if anchored.files.get(n) != found.files.get(n)]
 
 
 # Locks already read by this process (a command reads it three times; a served copy inherits
@@ -72,8 +95,7 @@ def read_lock(root: Path) -> Lock | None:
     if key in _READ:
         return _READ[key]
     try:
-        data = json.loads(path.read_text())
-        lock = Lock(files={str(k): str(v) for k, v in dict(data["files"]).items()}, locked_at=float(data["locked_at"]))
+        lock = parse_lock(path.read_text())
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{path}: cannot be read ({exc}); check the harness by hand (`git diff`), then "
                          "write the lock again with `autoresearch lock`") from None

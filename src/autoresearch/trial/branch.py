@@ -20,7 +20,7 @@ from pathlib import Path
 
 from autoresearch.errors import StateError
 from autoresearch.git.workspace import REF_PREFIX, branch_name, experiment_ref
-from autoresearch.harness.guard import Lock, read_lock, verify, write_lock
+from autoresearch.harness.guard import Lock, read_lock, verify
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.process import kill_group
 from autoresearch.journal.records import Experiment
@@ -60,8 +60,8 @@ def start(session: Session, tag: str | None = None) -> str:
     changed = [p for p in dirty if p in harness]
     if changed:
         head = ws.commit_paths(changed, f"autoresearch: harness for {tag} ({', '.join(changed)})")
-    if changed or lock is None or verify(lock, session.root):
-        write_lock(session.config)
+    if changed or lock is None or verify(lock, session.root) or session.anchored_lock() is None:
+        session.write_lock()
     session.state.preexisting = ws.untracked()
     session.state.tag = tag
     session.save_state()
@@ -92,6 +92,7 @@ def relock(session: Session, force: bool = False) -> Lock:
     that re-measures the best under the new harness; nothing before the break is compared
     with anything after it. Off a run branch, lock only writes the lock: no tag's best moves."""
     s = session
+    s.lock_forgery()  # a lock.json the agent wrote is put back first: it is no harness change
     try:
         old = read_lock(s.root)
     except StateError:
@@ -124,7 +125,7 @@ def relock(session: Session, force: bool = False) -> Lock:
                 new_epoch(s, tag, commit, [c for c in harness_changed])
             else:
                 s.set_best(tag, commit)
-    return write_lock(s.config)
+    return s.write_lock()
 
 
 def new_epoch(session: Session, tag: str, commit: str, why: list[str]) -> int:

@@ -127,11 +127,16 @@ def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, st
                            log_path=log_path, interrupted=result.interrupted)
     lock = read_lock(session.root)
     tampered = verify(lock, workdir) if lock else []
+    flags: dict = {}
+    forged = session.lock_forgery() if tampered else ""
+    if forged:  # the lock file was written by someone else (a native agent): the one in git counts
+        flags["lock_forged"] = forged
+        lock = read_lock(session.root)
+        tampered = verify(lock, workdir) if lock else []
     if tampered:  # only possible without the sandbox, which mounts the export read-only
         return Measurement(False, "harness-modified-during-run", rejected=True, metrics=result.metrics,
-                           seconds=seconds, log_path=log_path, flags={"problems": tampered})
+                           seconds=seconds, log_path=log_path, flags={**flags, "problems": tampered})
     metrics = dict(result.metrics)
-    flags: dict = {}
     final_log = log_path
     planted = _planted_bytecode(workdir)
     if planted:  # Python writes none here (PYTHONDONTWRITEBYTECODE): the run's code made these

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from autoresearch.config.task import STATE_DIR, TaskConfig, find_root, load_config
 from autoresearch.errors import StateError
-from autoresearch.git.workspace import Workspace, branch_name
-from autoresearch.harness.guard import Lock, read_lock
+from autoresearch.git.workspace import LOCK_REF, Workspace, branch_name
+from autoresearch.harness.guard import Lock, forged_entries, lock_path, parse_lock, put_lock, read_lock, write_lock
 from autoresearch.journal.store import Journal
 
 SessionError = StateError  # the old name, kept for the modules that raise it
@@ -72,6 +72,7 @@ class Session:
         self.state = RunState.load(self.state_path)
         self._lock_fh: object | None = None
         self._known_commits: set[str] = set()
+        self._anchored_text = ""
 
     @classmethod
     def open(cls, start: Path | str = ".") -> "Session":
@@ -138,6 +139,45 @@ class Session:
         if lock is None:
             raise SessionError("the harness is not locked: run `autoresearch lock`")
         return lock
+
+    def write_lock(self) -> Lock:
+        """Lock the harness, its text anchored in git first (`refs/autoresearch-lock`)."""
+        return write_lock(self.config, anchor=lambda text: self.ws.anchor(LOCK_REF, text))
+
+    def anchored_lock(self) -> Lock | None:
+        """The lock autoresearch last wrote, from git; None when nothing (readable) anchors it."""
+        self._anchored_text = self.ws.anchored(LOCK_REF) or ""
+        try:
+            return parse_lock(self._anchored_text) if self._anchored_text else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # not a lock: nothing to compare with
+
+    def lock_forgery(self, restore: bool = True) -> str:
+        """'' when lock.json is the one autoresearch last wrote (or nothing anchors it). Else
+        what was forged, naming the lock file and its changed entries; RESTORE puts the file
+        back from its anchor in git (the loop goes on without a person)."""
+        anchored = self.anchored_lock()
+        if anchored is None:
+            return ""
+        anchored_text = self._anchored_text
+        path = lock_path(self.root)
+        try:
+            text = path.read_text()
+        except OSError:
+            text = ""
+        if text == anchored_text:
+            return ""
+        try:
+            entries = forged_entries(anchored, parse_lock(text))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            entries = ["(the whole file)"]
+        if not entries:
+            return ""  # the same lock, written differently
+        if restore:
+            put_lock(self.root, anchored_text)
+        return (f"{path.relative_to(self.root)} was changed outside autoresearch (its entries for "
+                f"{', '.join(entries)}), not the files it names"
+                + ("; put back from git" if restore else "; the next experiment puts it back from git"))
 
     def save_state(self) -> None:
         self.state.save(self.state_path)
