@@ -8,6 +8,7 @@ steps, two slots, a relock, noise) whose journal is rebuilt from git alone.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -213,3 +214,35 @@ def test_a_real_harness_change_is_still_caught_with_an_honest_lock(tmp_path: Pat
     (root / "prepare.py").write_text((root / "prepare.py").read_text() + "\n# changed\n")
     out = ar(root, "verify", check=False)
     assert out.returncode == 1 and "prepare.py: changed" in out.stdout and "lock.json" not in out.stdout
+
+
+def test_huge_numbers_print_in_exponent_form_everywhere(tmp_path: Path) -> None:
+    root = make_task(tmp_path, baseline=False)
+    train = root / "train.py"
+    train.write_text('print("val_loss: 1e308")\n')
+    git(root, "commit", "-qam", "a metric of 1e308")
+    outputs = [ar(root, "baseline").stdout]
+    train.write_text('print("val_loss: -1e308")\n')
+    outputs.append(ar(root, "experiment", "-m", "far better", check=False).stdout)
+    for command in (("status",), ("review",), ("results",), ("show", "2")):
+        outputs.append(ar(root, *command).stdout)
+    ar(root, "report", "--no-static-chart")
+    outputs.append((root / "results.tsv").read_text())
+    outputs.append(ar(root, "finalize").stdout)
+    text = "\n".join(outputs)
+    assert "e+307" in text or "e+308" in text
+    assert not re.search(r"\d{20,}", text), re.search(r".{40}\d{20,}", text)
+    assert not re.search(r">[^<]*\d{20,}", (root / "report.html").read_text())
+
+
+def test_a_stale_index_lock_refuses_before_measuring(tmp_path: Path) -> None:
+    root = make_task(tmp_path)
+    (root / ".git" / "index.lock").write_text("")  # a git killed mid-write left it
+    set_knob(root, "LEARNING_RATE", "0.03")
+    out = ar(root, "experiment", "-m", "with a stale index.lock", check=False)
+    assert out.returncode != 0 and "index.lock" in out.stderr and "Traceback" not in out.stderr
+    assert [r["seq"] for r in records(root)] == [1]  # nothing measured, nothing half-recorded
+    assert "LEARNING_RATE = 0.03" in (root / "train.py").read_text()  # the edit waits on disk
+    (root / ".git" / "index.lock").unlink()
+    record = json.loads(ar(root, "experiment", "-m", "after", "--json", check=False).stdout)
+    assert record["status"] in ("keep", "discard")

@@ -27,7 +27,7 @@ from autoresearch.errors import (  # noqa: F401
     is_disk_full,
 )
 from autoresearch.harness.sandbox import resolve_kind
-from autoresearch.journal.records import Experiment
+from autoresearch.journal.records import Experiment, fixed  # noqa: F401 - the commands' number format
 from autoresearch.journal.schema import journal_problem
 from autoresearch.proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
 from autoresearch.trial.session import Session
@@ -113,7 +113,7 @@ def warn_unsandboxed(session: Session) -> None:
 
 
 def fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6f}"
+    return "-" if value is None else fixed(value)
 
 
 def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, str]:
@@ -133,7 +133,7 @@ def _num(value: float | None, sign: str = "") -> str:
     """Six decimals, as the seed prints; exponent form where that would print 300 digits."""
     if value is None:
         return "-"
-    return f"{value:{sign}.6f}" if abs(value) < 1e15 else f"{value:{sign}.6e}"
+    return fixed(value, 6, sign)
 
 
 def exit_code_for(exp: Experiment) -> int:

@@ -11,6 +11,7 @@ from autoresearch import verdict as V
 from autoresearch.cli._common import (
     exit_code_for,
     fail,
+    fixed,
     guarded,
     open_session,
     print_experiment,
@@ -73,8 +74,8 @@ def noise_cmd(runs: int) -> None:
         warn_unsandboxed(s)
         repair(s)
         rec = measure_noise(s, runs)
-        click.echo(f"{s.config.metric.name} over {rec.n} runs of {rec.commit_sha[:7]}: median {rec.median:.6f}, "
-                   f"std {rec.std:.6f}, MAD {rec.mad:.6f}, min {rec.min:.6f}, max {rec.max:.6f}")
+        click.echo(f"{s.config.metric.name} over {rec.n} runs of {rec.commit_sha[:7]}: median {fixed(rec.median)}, "
+                   f"std {fixed(rec.std)}, MAD {fixed(rec.mad)}, min {fixed(rec.min)}, max {fixed(rec.max)}")
         advice = V.advise(V.spread(rec.values), s.config.verdict)
         for line in advice.lines:
             click.echo(line)

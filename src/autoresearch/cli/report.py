@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from autoresearch.cli._common import EXIT_PROBLEM, consoles, fmt
+from autoresearch.cli._common import EXIT_PROBLEM, consoles, fixed, fmt
 from autoresearch.cli._common import fail as _fail
 from autoresearch.cli._common import guarded as _guarded
 from autoresearch.cli._common import open_session as _open
@@ -207,7 +207,7 @@ def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bo
         else:
             click.echo(f"{result.branch}: {len(result.applied)} commits on {result.start[:7]}, tip {result.tip[:7]}")
             for a in result.applied:
-                delta = "" if a.delta is None else f" ({a.delta:+.6f})"
+                delta = "" if a.delta is None else f" ({fixed(a.delta, 6, '+')})"
                 click.echo(f"  {a.commit[:7]} seq {a.seq}{delta}: {a.description}")
             for seq, why in result.skipped:
                 click.echo(f"  skipped seq {seq}: {why}")
@@ -251,7 +251,7 @@ def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
             styles = {"keep": "green", "discard": "dim", "crash": "red", "rejected": "magenta", "running": "yellow"}
             for e in exps:
                 d = e.delta()
-                table.add_row(str(e.seq), e.short_commit, fmt(e.metric), "" if d is None else f"{d:+.6f}",
+                table.add_row(str(e.seq), e.short_commit, fmt(e.metric), "" if d is None else fixed(d, 6, "+"),
                               e.status, e.reason, e.description, style=styles.get(e.status))
             consoles.out.print(table)
 

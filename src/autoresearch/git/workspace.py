@@ -155,6 +155,16 @@ class Workspace:
     def branch_exists(self, name: str) -> bool:
         return self.rev(f"refs/heads/{name}") is not None
 
+    def index_lock(self) -> Path | None:
+        """The index's lock file when one is there (a git at work, or one killed mid-write)."""
+        dot_git = self.root / ".git"
+        if dot_git.is_dir():
+            path = dot_git / "index.lock"
+        else:  # a linked worktree: its index lives in its own git dir
+            found = Path(self.git("rev-parse", "--git-path", "index.lock", check=False).strip() or "index.lock")
+            path = found if found.is_absolute() else self.root / found
+        return path if path.exists() else None
+
     def common_dir(self) -> Path:
         path = Path(self.git("rev-parse", "--git-common-dir").strip())
         return path if path.is_absolute() else (self.root / path).resolve()

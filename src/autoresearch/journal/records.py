@@ -87,6 +87,12 @@ COLUMNS = [
 ]
 
 
+def fixed(value: float, places: int = 6, sign: str = "") -> str:
+    """VALUE in fixed point (the seed's format), in exponent form beyond 1e15, where fixed point
+    would print up to 300 digits: every number autoresearch prints goes through here."""
+    return f"{value:{sign}.{places}f}" if abs(value) < 1e15 or not math.isfinite(value) else f"{value:{sign}.{places}e}"
+
+
 def finite_or_none(value: float | None) -> float | None:
     if value is None:
         return None

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from autoresearch.journal.records import Experiment
+from autoresearch.journal.records import Experiment, fixed
 from autoresearch.journal.store import Journal
 
 # -- results.tsv -------------------------------------------------------------------------------
@@ -28,12 +28,9 @@ def tsv_row(exp: Experiment, resource_scale: float) -> str:
     metric = exp.metric if ok and exp.metric is not None else 0.0
     memory = (exp.resource or 0.0) * resource_scale if ok else 0.0
     description = " ".join((exp.description or "").split())  # no tabs or newlines in a TSV cell
-    return f"{exp.short_commit}\t{_number(metric, 6)}\t{_number(memory, 1)}\t{exp.status}\t{description}\n"
+    return f"{exp.short_commit}\t{fixed(metric, 6)}\t{fixed(memory, 1)}\t{exp.status}\t{description}\n"
 
 
-def _number(value: float, places: int) -> str:
-    """The seed's fixed-point format; exponent form where fixed point would print 300 digits."""
-    return f"{value:.{places}f}" if abs(value) < 1e15 else f"{value:.{places}e}"
 
 
 def append_tsv(path: Path, metric_name: str, exp: Experiment, resource_scale: float) -> str:

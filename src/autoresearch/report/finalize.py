@@ -19,7 +19,7 @@ from typing import Any
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import GitError, Workspace, branch_name
-from autoresearch.journal.records import Experiment
+from autoresearch.journal.records import Experiment, fixed
 from autoresearch.trial.session import Session
 
 
@@ -81,11 +81,12 @@ def commit_message(exp: Experiment, metric: str, maximize: bool, holdout: str = 
         delta = exp.metric - exp.best_before
         pct = f", {100 * delta / abs(exp.best_before):+.2f}%" if exp.best_before else ""
         better = "higher" if maximize else "lower"
-        lines.append(f"{metric}: {exp.best_before:.6f} -> {exp.metric:.6f} (delta {delta:+.6f}{pct}; {better} is better)")
+        lines.append(f"{metric}: {fixed(exp.best_before)} -> {fixed(exp.metric)} (delta {fixed(delta, 6, '+')}{pct}; "
+                     f"{better} is better)")
     elif exp.metric is not None:
-        lines.append(f"{metric}: {exp.metric:.6f}")
+        lines.append(f"{metric}: {fixed(exp.metric)}")
     if holdout and exp.holdout is not None:
-        lines.append(f"{holdout} (held-out data): {exp.holdout:.6f}")
+        lines.append(f"{holdout} (held-out data): {fixed(exp.holdout)}")
     if exp.reason and exp.reason != "improved":
         lines.append(f"verdict: keep ({exp.reason})")
     lines += ["", f"autoresearch-seq: {exp.seq}", f"autoresearch-tag: {exp.tag}",

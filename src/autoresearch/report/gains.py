@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from autoresearch.journal.records import Experiment
+from autoresearch.journal.records import Experiment, fixed
 
 
 def baseline_of(experiments: Iterable[Experiment]) -> Experiment | None:
@@ -172,7 +172,7 @@ def summary_lines(g: SessionGain) -> list[str]:
     was re-measured in between, the keeps' own gain and why the raw difference is not it."""
     if g.baseline is None or g.best is None:
         return []
-    line = f"baseline {g.baseline:.6f} -> best {g.best:.6f} ({g.best - g.baseline:+.6f})"
+    line = f"baseline {fixed(g.baseline)} -> best {fixed(g.best)} ({fixed(g.best - g.baseline, 6, '+')})"
     if not g.remeasured or g.chain is None:
         return [line]
     keeps = sum(1 for s in g.steps if s.bar is not None)

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from autoresearch.journal.records import Experiment
+from autoresearch.journal.records import Experiment, fixed
 from autoresearch.redact import scrub
 from autoresearch.report.gains import pct_words
 from autoresearch.report.plot import focus_range, render_png
@@ -74,7 +74,7 @@ def _script_json(data: Any) -> str:
 
 
 def _fmt(value: float | None, digits: int = 6) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    return "–" if value is None else fixed(value, digits)
 
 
 def _card(label: str, value: str, note: str = "") -> str:

@@ -19,7 +19,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from autoresearch.config.task import find_root, load_config
-from autoresearch.journal.records import Experiment
+from autoresearch.journal.records import Experiment, fixed
 from autoresearch.report.review import DONE
 from autoresearch.report.view import (
     RECENT,
@@ -184,7 +184,7 @@ def _watch_plain(session: Session, interval: float, once: bool, console: Console
 
     state = state_from_journal(session, recent)
     if state.best is not None:
-        say(f"autoresearch/{state.tag}: best {state.metric} {state.best:.6f} (seq {state.best_seq}); "
+        say(f"autoresearch/{state.tag}: best {state.metric} {fixed(state.best)} (seq {state.best_seq}); "
             + ", ".join(f"{k} {v}" for k, v in state.counts.items()))
     else:
         say(f"autoresearch/{state.tag or '-'}: no best yet")

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from autoresearch.git.workspace import GitError, Workspace, experiment_ref
 from autoresearch.harness.output import tail_lines
-from autoresearch.journal.records import Experiment, NoiseRecord
+from autoresearch.journal.records import Experiment, NoiseRecord, fixed
 from autoresearch.journal.store import Journal
 from autoresearch.report.gains import baseline_of, change_words, raw_note, session_gain
 from autoresearch.report.gains import best_of as _best_of
@@ -289,11 +289,11 @@ def fmt_hours(hours: float) -> str:
 def fmt_num(value: float | None, digits: int = 6) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
-    return f"{value:.{digits}f}"
+    return fixed(value, digits)
 
 
 def fmt_delta(value: float | None, digits: int = 6) -> str:
-    return "-" if value is None else f"{value:+.{digits}f}"
+    return "-" if value is None else fixed(value, digits, "+")
 
 
 def _seqs(exps: list[Experiment], limit: int = 8) -> str:

@@ -15,7 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch.journal.records import Experiment
+from autoresearch.journal.records import Experiment, fixed
 from autoresearch.report.gains import SessionGain, pct_words, session_gain
 from autoresearch.report.review import DONE, fmt_delta, fmt_num
 from autoresearch.trial.session import Session
@@ -97,7 +97,7 @@ def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -
     name = metric or "metric"
     if exp.status in ("keep", "discard") and exp.metric is not None:
         delta = exp.delta()
-        what = f"{name} {exp.metric:.6f}" + ("" if delta is None else f" ({delta:+.6f})")
+        what = f"{name} {fixed(exp.metric)}" + ("" if delta is None else f" ({fixed(delta, 6, '+')})")
         if exp.reason and exp.reason not in ("improved", "not-better"):
             what += f" [{exp.reason}]"
     else:
@@ -105,7 +105,7 @@ def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -
         message = failure_message(exp)
         if message:
             what += f" ({message})"
-    best_text = f" | best {best:.6f}" if best is not None else ""
+    best_text = f" | best {fixed(best)}" if best is not None else ""
     return f"{stamp} seq {exp.seq} {exp.status}: {what}{best_text} | {exp.description}"
 
 
@@ -124,10 +124,10 @@ def render_state(state: ViewState, now: float | None = None, width: int = 40) ->
     head = Text()
     if state.best is not None:
         head.append("best ", style="dim")
-        head.append(f"{state.best:.6f}", style="bold green")
+        head.append(fixed(state.best), style="bold green")
         head.append(f" {metric}" + (f" (seq {state.best_seq})" if state.best_seq is not None else ""))
         if state.baseline is not None:
-            head.append(f" · baseline {state.baseline:.6f}", style="dim")
+            head.append(f" · baseline {fixed(state.baseline)}", style="dim")
         g = state.gain()
         if g is not None and g.headline_pct is not None:
             head.append(f" · {pct_words(g.headline_pct)}", style="green" if g.headline_pct >= 0 else "red")

@@ -10,8 +10,10 @@
       return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
     });
   }
-  function num(v, d) { return v == null ? "" : Number(v).toFixed(d == null ? 6 : d); }
-  function signed(v, d) { return v == null ? "" : (v >= 0 ? "+" : "") + Number(v).toFixed(d == null ? 6 : d); }
+  // fixed point as the seed prints, exponent form beyond 1e15 (fixed would print up to 21 digits)
+  function fixed(v, d) { v = Number(v); d = d == null ? 6 : d; return Math.abs(v) < 1e15 ? v.toFixed(d) : v.toExponential(d); }
+  function num(v, d) { return v == null ? "" : fixed(v, d); }
+  function signed(v, d) { return v == null ? "" : (v >= 0 ? "+" : "") + fixed(v, d); }
   function short(s, n) { s = String(s || ""); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
   function when(t) {
     if (!t) return "";
