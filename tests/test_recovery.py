@@ -246,3 +246,12 @@ def test_a_stale_index_lock_refuses_before_measuring(tmp_path: Path) -> None:
     (root / ".git" / "index.lock").unlink()
     record = json.loads(ar(root, "experiment", "-m", "after", "--json", check=False).stdout)
     assert record["status"] in ("keep", "discard")
+
+
+def test_untracked_files_at_start_are_in_the_start_record(tmp_path: Path) -> None:
+    root = make_task(tmp_path, start=False)
+    (root / "scratch.txt").write_text("mine, not committed\n")
+    out = ar(root, "start", "--tag", "t").stdout
+    assert "scratch.txt" in out and "not guarded" in out
+    db = sqlite3.connect(root / ".autoresearch" / "journal.db")
+    assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'preexisting:t'").fetchone()[0]) == ["scratch.txt"]

@@ -91,6 +91,10 @@ def start_cmd(tag: str | None) -> None:
         s.acquire("start")
         tag = start(s, tag)
         click.echo(f"on branch autoresearch/{tag}; next: autoresearch baseline")
+        found = s.state.preexisting
+        if found:  # in the start record (the journal, its notes and .autoresearch/state.json)
+            click.echo(f"{len(found)} untracked file(s) were here before start and are not guarded (never committed, "
+                       f"restored or rescued): {', '.join(found[:10])}{' ...' if len(found) > 10 else ''}")
 
 
 

@@ -66,7 +66,8 @@ def start(session: Session, tag: str | None = None) -> str:
     session.state.tag = tag
     session.save_state()
     session.set_best(tag, head)
-    session.journal.set_meta(f"start:{tag}", head)
+    session.journal.set_metas({f"start:{tag}": head,  # the untracked files found: never guarded
+                               f"preexisting:{tag}": json.dumps(session.state.preexisting)})
     sync_tsv(session.journal, session.results_path(), tag, session.config.metric.name, session.config.resource.scale)
     return tag
 
