@@ -255,3 +255,15 @@ def test_untracked_files_at_start_are_in_the_start_record(tmp_path: Path) -> Non
     assert "scratch.txt" in out and "not guarded" in out
     db = sqlite3.connect(root / ".autoresearch" / "journal.db")
     assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'preexisting:t'").fetchone()[0]) == ["scratch.txt"]
+
+
+def test_an_attempt_killed_before_its_commit_is_recorded_in_git(tmp_path: Path) -> None:
+    root = make_task(tmp_path)
+    set_knob(root, "LEARNING_RATE", "0.2")
+    ar(root, "experiment", "-m", "killed before its commit", check=False, env={"AUTORESEARCH_KILL_AT": "begun"})
+    ar(root, "repair")
+    record = records(root)[-1]
+    assert (record["status"], record["reason"], record["commit_sha"]) == ("crash", "interrupted", "")
+    note = json.loads(git(root, "notes", "--ref=autoresearch", "show", "refs/autoresearch/t/2"))
+    assert note["seq"] == 2 and note["description"] == "killed before its commit"
+    assert "interrupted before the candidate was committed" in ar(root, "show", "2").stdout

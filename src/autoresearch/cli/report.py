@@ -131,8 +131,11 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
         head = f"seq {exp.seq}  {exp.status}" + (f" ({exp.reason})" if exp.reason else "") + f"  autoresearch/{exp.tag}"
         click.secho(head, bold=True)
         rows = [("description", exp.description)]
-        if data["commit"]:
+        if data["commit"] and not exp.details.get("ref_holds"):
             rows.append(("commit", f"{data['commit']}" + (f"  ({data['ref']})" if data["ref"] else "")))
+        elif data["commit"]:  # interrupted before its candidate was committed: the ref keeps its record
+            rows.append(("commit", f"none: interrupted before the candidate was committed; {data['ref']} holds the "
+                                   "parent's tree and this record"))
         else:
             rows.append(("commit", "none: the change was refused before it was committed"))
         rows.append(("parent", exp.parent or "-"))

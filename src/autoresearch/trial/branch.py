@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from autoresearch.errors import StateError
-from autoresearch.git.workspace import REF_PREFIX, branch_name, experiment_ref
+from autoresearch.git.workspace import REF_PREFIX, GitError, branch_name, experiment_ref
 from autoresearch.harness.guard import Lock, read_lock, verify
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.process import kill_group
@@ -255,9 +255,12 @@ def close_interrupted(session: Session, exp: Experiment) -> None:
     if not exp.commit_sha and exp.parent and not ws.rev(ref) and ws.rev(exp.parent):
         # interrupted before its candidate was committed (an agent still at work, say): its ref
         # names a commit of the parent's tree, so that its record is in git like every other
-        exp.details["ref_holds"] = "the parent's tree (interrupted before the candidate was committed)"
-        ws.update_ref(ref, ws.commit_tree(ws.tree_of(exp.parent), exp.parent,
-                                          f"(interrupted before its candidate was committed)\n\n"
-                                          f"autoresearch-seq: {exp.seq}\nautoresearch-tag: {exp.tag}\n"))
+        try:
+            ws.update_ref(ref, ws.commit_tree(ws.tree_of(exp.parent), exp.parent,
+                                              f"(interrupted before its candidate was committed)\n\n"
+                                              f"autoresearch-seq: {exp.seq}\nautoresearch-tag: {exp.tag}\n"))
+            exp.details["ref_holds"] = "the parent's tree (interrupted before the candidate was committed)"
+        except GitError:  # the record is closed all the same; only a lost journal would miss it
+            pass
     session.journal.settle(exp, None)
     write_note(session, exp)
