@@ -32,6 +32,7 @@ def test_a_lost_journal_is_rebuilt_before_the_next_experiment_never_restarted(tm
     ar(root, "experiment", "-m", "lr 0.2", check=False)
     before = records(root)
     drop_journal(root)
+    assert "rebuilds it from git" in ar(root, "status").stderr  # read-only: it says so, writes nothing
     set_knob(root, "LEARNING_RATE", "0.03")
     out = json.loads(ar(root, "experiment", "-m", "lr 0.03", "--json", check=False).stdout)
     # not a new history: the candidate is no baseline, and it met the best of the old journal

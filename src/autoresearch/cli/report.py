@@ -28,6 +28,7 @@ from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
 from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
 from autoresearch.trial.branch import current_epoch, interrupted, rescues
+from autoresearch.trial.notes import experiment_refs
 
 
 def _tag(session: Any, tag: str | None) -> str:
@@ -289,6 +290,9 @@ def status(as_json: bool) -> None:
             lock_state = "ok" if not problems else "CHANGED: " + "; ".join(problems)
         info: dict[str, Any] = {"task": s.config.task.name, "root": str(s.root), "tag": tag or None,
                                 "branch": s.ws.current_branch(), "lock": lock_state}
+        if s.journal.is_empty() and experiment_refs(s):  # read-only: say it, the next command rebuilds it
+            info["journal"] = "lost: the next command (or `autoresearch repair`) rebuilds it from git"
+            click.echo(f"journal  {info['journal']}", err=True)
         if tag and s.ws.branch_exists(s.branch):
             best = s.journal.best(tag)
             last = s.journal.last(tag)
