@@ -26,6 +26,7 @@ def drop_journal(root: Path) -> None:
         (root / ".autoresearch" / name).unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_a_lost_journal_is_rebuilt_before_the_next_experiment_never_restarted(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     set_knob(root, "LEARNING_RATE", "0.2")
@@ -73,6 +74,7 @@ def test_a_native_experiment_on_a_fresh_branch_measures_the_best_first(tmp_path:
     assert git(root, "rev-parse", f"{first['commit_sha']}^{{tree}}") == git(root, "rev-parse", f"{start}^{{tree}}")
 
 
+@pytest.mark.slow
 def test_a_lost_journal_after_a_relock_keeps_the_epoch(tmp_path: Path) -> None:
     root = make_task(tmp_path, harness_owned=True)
     prepare = root / "prepare.py"
@@ -217,6 +219,7 @@ def test_a_real_harness_change_is_still_caught_with_an_honest_lock(tmp_path: Pat
     assert out.returncode == 1 and "prepare.py: changed" in out.stdout and "lock.json" not in out.stdout
 
 
+@pytest.mark.slow
 def test_huge_numbers_print_in_exponent_form_everywhere(tmp_path: Path) -> None:
     root = make_task(tmp_path, baseline=False)
     train = root / "train.py"
@@ -236,6 +239,7 @@ def test_huge_numbers_print_in_exponent_form_everywhere(tmp_path: Path) -> None:
     assert not re.search(r">[^<]*\d{20,}", (root / "report.html").read_text())
 
 
+@pytest.mark.slow
 def test_a_stale_index_lock_refuses_before_measuring(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     (root / ".git" / "index.lock").write_text("")  # a git killed mid-write left it
@@ -258,6 +262,7 @@ def test_untracked_files_at_start_are_in_the_start_record(tmp_path: Path) -> Non
     assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'preexisting:t'").fetchone()[0]) == ["scratch.txt"]
 
 
+@pytest.mark.slow
 def test_an_attempt_killed_before_its_commit_is_recorded_in_git(tmp_path: Path) -> None:
     root = make_task(tmp_path)
     set_knob(root, "LEARNING_RATE", "0.2")
