@@ -59,6 +59,7 @@ def test_a_relock_followed_by_a_bad_edit_is_never_the_new_best(tmp_path: Path) -
     remeasured = rows[-2]
     assert remeasured["is_baseline"] and remeasured["status"] == "keep" and remeasured["details"]["epoch"] == 1
     assert out["best_before"] == pytest.approx(remeasured["metric"]) and out["metric"] > remeasured["metric"]
+    assert out["details"]["after_baseline"] == remeasured["seq"]
     # the folder shows the best again, and the best is the re-measured one
     assert "LEARNING_RATE = 0.05" in (root / "train.py").read_text()
 

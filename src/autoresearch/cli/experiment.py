@@ -53,6 +53,9 @@ def experiment_cmd(description: str, as_json: bool) -> None:
         warn_unsandboxed(s)
         repair(s)
         exp = experiment(s, description, refuse_no_change=True)
+        if exp.details.get("after_baseline"):  # no best in this epoch yet: it was measured first
+            click.echo(f"the best was measured first (seq {exp.details['after_baseline']}), then this candidate "
+                       "against it", err=True)
         print_experiment(exp, s.config.metric.name, as_json)
         sys.exit(exit_code_for(exp))
 

@@ -286,6 +286,7 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     tree = s.ws.snapshot(best, exclude=s.state.preexisting)
     best_tree = s.ws.tree_of(best)
     has_best = s.journal.best(tag) is not None
+    extra: dict = {}
     if refuse_no_change and tree == best_tree and has_best:
         raise AutoresearchError("nothing changed since the best: edit the editable files, then run "
                                 "`autoresearch experiment` again (no experiment was recorded)")
@@ -299,7 +300,9 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
                              "your edit is still in the folder")
         best = s.best_commit(tag)
         best_tree = s.ws.tree_of(best)
-    trial = Trial.begin(s, tag=tag, parent=best, description=description, info=info, on_phase=on_phase)
+        extra = {"after_baseline": first.seq}
+    trial = Trial.begin(s, tag=tag, parent=best, description=description, info=info, on_phase=on_phase,
+                        details=extra)
     trial.on_phase("guarding", {"seq": trial.exp.seq, "description": description})
     moved = _head_moved(s, best, tag)
     if moved:
