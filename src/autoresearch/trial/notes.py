@@ -136,6 +136,11 @@ def rebuild(session: Session) -> int:
     for tag, found in states.items():
         if tag in fresh_tags:
             _restore_state(s, tag, [state for _, state in sorted(found, key=lambda p: p[0])], best_by_tag.get(tag))
+    for tag in fresh_tags:
+        first = next((e for e in j.experiments(tag) if e.parent), None)
+        if first is not None and not j.get_meta(f"start:{tag}"):
+            # notes of an older version carry no start commit: the first experiment's parent is it
+            j.set_meta(f"start:{tag}", first.parent)
     for tag, (_, commit) in best_by_tag.items():
         if tag not in states or tag not in fresh_tags:
             last_keep = j.best(tag)
