@@ -285,9 +285,9 @@ def status(as_json: bool) -> None:
         if lk:
             problems = verify(lk, s.root)
             forged = s.lock_forgery(restore=False) if problems else ""
-            if forged:  # the lock file is what changed: the files are compared with the lock in git
-                problems = [f"FORGED: {forged}", *verify(s.anchored_lock() or lk, s.root)]
             lock_state = "ok" if not problems else "CHANGED: " + "; ".join(problems)
+            if forged:  # the lock file is what changed: the files are compared with the lock in git
+                lock_state = "; ".join([f"FORGED: {forged}", *verify(s.anchored_lock() or lk, s.root)])
         info: dict[str, Any] = {"task": s.config.task.name, "root": str(s.root), "tag": tag or None,
                                 "branch": s.ws.current_branch(), "lock": lock_state}
         if s.journal.is_empty() and experiment_refs(s):  # read-only: say it, the next command rebuilds it
