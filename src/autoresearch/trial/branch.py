@@ -178,6 +178,19 @@ def show_best(session: Session, tag: str, expected: set[str], quarantine: "Path"
     return rescued
 
 
+def refuse_stale_index(session: Session) -> None:
+    """A `.git/index.lock` that stays would fail the folder's reset after the verdict: refuse
+    before anything is recorded. A git at work (an editor's, say) lets go within moments."""
+    stale = session.ws.index_lock()
+    for _ in range(20):
+        if stale is None:
+            return
+        time.sleep(0.1)
+        stale = session.ws.index_lock()
+    raise StateError(f"{stale} exists: another git command is at work, or one was killed and left it. If no git "
+                     f"is running, remove it (`rm {stale}`) and run the command again; nothing was recorded")
+
+
 def rescues(session: Session, tag: str) -> dict[str, str]:
     return session.ws.refs(f"{REF_PREFIX}{tag}/rescue/")
 

@@ -38,7 +38,7 @@ from autoresearch.harness.output import tail_lines
 from autoresearch.harness.sandbox import resolve_kind
 from autoresearch.journal.records import Experiment, NoiseRecord
 from autoresearch.journal.results import sync_tsv
-from autoresearch.trial.branch import current_epoch, show_best
+from autoresearch.trial.branch import current_epoch, refuse_stale_index, show_best
 from autoresearch.trial.measure import journaled_run, measure_commit, run_setup
 from autoresearch.trial.notes import flush_notes, write_note
 from autoresearch.trial.reference import ReferenceWatch
@@ -85,16 +85,7 @@ class Trial:
     def begin(cls, session: Session, *, tag: str, parent: str, description: str,
               info: ProposalInfo | None = None, slot: int = 0, details: dict | None = None,
               on_phase: PhaseCallback = quiet) -> "Trial":
-        stale = session.ws.index_lock()
-        for _ in range(20):  # a git at work (an editor's, say) lets go within moments; a stale one never
-            if stale is None:
-                break
-            time.sleep(0.1)
-            stale = session.ws.index_lock()
-        if stale is not None:  # the folder could not be put back after the verdict: refuse before measuring
-            raise StateError(f"{stale} exists: another git command is at work, or one was killed and left it. "
-                             f"If no git is running, remove it (`rm {stale}`) and run the command again; "
-                             "nothing was recorded")
+        refuse_stale_index(session)
         info = info or ProposalInfo()
         details = dict(details or {})
         # never a silent downgrade: whether this experiment was contained is part of its record
