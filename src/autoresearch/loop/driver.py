@@ -35,6 +35,7 @@ from autoresearch.proposers import Proposal, ProposeContext, Proposer, ProposerE
 from autoresearch.trial.branch import free_tag, repair, show_best, start
 from autoresearch.trial.lifecycle import baseline
 from autoresearch.trial.measure import executor_failure
+from autoresearch.trial.notes import flush_notes
 from autoresearch.trial.reference import ReferenceWatch
 from autoresearch.trial.session import Session
 from autoresearch.verdict import MeasureRequest, Verdict
@@ -147,6 +148,7 @@ class Loop(SlotExperiments):
             if self.stopping in ("interrupted", "stopped during an experiment"):
                 repair(s, include_own=True)  # an interrupt between two steps leaves no `running` row
             self.result.stopped_because = self.stopping or "stopped"
+            flush_notes(s)  # records changed after their settle (a rescue, a replay's outcome) into git
             return self.result
         except KeyboardInterrupt:
             self.result.stopped_because = "interrupted"
