@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.journal.records import Experiment
+from autoresearch.journal.transfers import transfers
 from autoresearch.redact import scrub
 from autoresearch.report.environment import environment_html, environment_info
 from autoresearch.report.gains import pct_words
 from autoresearch.report.plot import focus_range, render_png
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
 from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
+from autoresearch.report.transfer import transfer_html
 from autoresearch.trial.session import Session
 
 TOP_HITS = 15
@@ -241,8 +243,8 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
 
 
 def extra_sections(session: Session, tag: str, experiments: list[Experiment]) -> str:
-    """The sections after the top hits: the runs' environment."""
-    return environment_html(environment_info(session, tag))
+    """The sections after the top hits: the runs' environment, the transfer checks."""
+    return environment_html(environment_info(session, tag)) + transfer_html(transfers(session.journal, tag))
 
 
 __all__ = ["build_report", "write_report"]
