@@ -32,8 +32,8 @@ def venv_task(tmp_path: Path) -> tuple[Path, Path]:
 
 def rows(root: Path) -> list[tuple]:
     db = sqlite3.connect(root / ".autoresearch" / "journal.db")
-    return db.execute("SELECT seq, status, is_baseline, description, metric, best_before, details_json "
-                      "FROM experiments ORDER BY seq").fetchall()
+    return db.execute("SELECT seq, status, is_baseline, description, metric, best_before, details_json, "
+                      "commit_sha FROM experiments ORDER BY seq").fetchall()
 
 
 @pytest.mark.slow
@@ -57,6 +57,7 @@ def test_an_upgraded_package_starts_an_epoch_and_the_best_is_remeasured_first(tm
     assert json.loads(remeasured[6])["epoch"] == 1 and json.loads(remeasured[6])["env"] != env_1
     # seq 4, the candidate, is compared with that re-measurement, never with the old epoch's best
     assert record["seq"] == 4 and not record["is_baseline"] and record["best_before"] == remeasured[4]
+    assert record["parent"] == remeasured[7] and "head_moved" not in record["details"]
 
     status = json.loads(ar(root, "status", "--json").stdout)
     assert status["epoch"] == 1

@@ -276,6 +276,7 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     made while the run ran) is rescued first."""
     s = session
     tag = s.require_tag(native=True)
+    _remeasure_if_environment_changed(s, tag, stop, on_phase)  # first: it may move the best
     best = s.best_commit(tag)
     oversized = _quarantine_oversized(s)
     tree = s.ws.snapshot(best, exclude=s.state.preexisting)
@@ -283,7 +284,6 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     if refuse_no_change and tree == best_tree and s.journal.best(tag) is not None:
         raise AutoresearchError("nothing changed since the best: edit the editable files, then run "
                                 "`autoresearch experiment` again (no experiment was recorded)")
-    _remeasure_if_environment_changed(s, tag, stop, on_phase)
     trial = Trial.begin(s, tag=tag, parent=best, description=description, info=info, on_phase=on_phase)
     trial.on_phase("guarding", {"seq": trial.exp.seq, "description": description})
     moved = _head_moved(s, best, tag)
