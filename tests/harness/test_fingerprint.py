@@ -17,6 +17,7 @@ from autoresearch.harness.fingerprint import (
     probe,
     probe_command,
     read_probe,
+    stat_key,
     summary,
 )
 
@@ -72,7 +73,10 @@ def test_a_package_version_changes_the_fingerprint(tmp_path: Path) -> None:
     assert first["python"].split()[-1] == ".".join(map(str, sys.version_info[:3]))
     same = probe("python train.py", cwd=cwd, env=env, log_path=tmp_path / "probe.log")
     assert same is not None and fingerprint_id(same) == fingerprint_id(first) and not describe_changes(first, same)
+    key = stat_key(first, "python train.py", env)  # what lets a later check skip the probe
+    assert stat_key(same, "python train.py", env) == key and str(site) in first["sites"]
     install_dist(site, "tinydist", "2.0")
+    assert stat_key(first, "python train.py", env) != key  # the upgrade is seen without a probe
     second = probe("python train.py", cwd=cwd, env=env, log_path=tmp_path / "probe.log")
     assert second is not None and fingerprint_id(second) != fingerprint_id(first)
     assert describe_changes(first, second) == ["packages: tinydist 1.0 -> 2.0"]

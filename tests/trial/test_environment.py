@@ -69,9 +69,12 @@ def test_an_upgraded_package_starts_an_epoch_and_the_best_is_remeasured_first(tm
     page = (tmp_path / "report.html").read_text()
     assert 'id="environment"' in page and "tinydist 1.0 -&gt; 2.0" in page
 
-    # an unchanged environment: no new epoch
+    # an unchanged environment: no new epoch, and no probe either (the cached fingerprint's key holds)
+    probe_log = root / ".autoresearch" / "env" / "probe.log"
+    probed = probe_log.stat().st_mtime_ns
     set_knob(root, "LEARNING_RATE", "0.08")
     ar(root, "experiment", "-m", "same again")
+    assert probe_log.stat().st_mtime_ns == probed
     assert [r[2] for r in rows(root)][4:] == [0]
     assert json.loads(ar(root, "status", "--json").stdout)["epoch"] == 1
 

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,13 @@ if sys.path and sys.path[0] in ("", "."):
 import glob, json, os, platform, re
 dists = {}
 torch_dir = None
+sites = []
 for folder in sys.path:
     try:
         names = sorted(os.listdir(folder or "."))
     except OSError:
         continue
+    sites.append(os.path.abspath(folder or "."))
     if torch_dir is None and "torch" in names and os.path.isfile(os.path.join(folder, "torch", "version.py")):
         torch_dir = os.path.join(folder, "torch")
     for name in names:
@@ -85,6 +88,7 @@ print("autoresearch-env: " + json.dumps({
     "python": platform.python_implementation() + " " + platform.python_version(),
     "machine": platform.machine(), "dists": dists, "torch": dists.get("torch"), "cuda": cuda, "hip": hip,
     "gpu": sorted(gpus), "cpu": cpu or platform.processor() or platform.machine(),
+    "sites": sites, "executable": os.path.realpath(sys.executable),
 }, sort_keys=True), flush=True)
 '''
 
@@ -179,6 +183,32 @@ def summary(fp: dict[str, Any]) -> str:
                      + (f" ROCm {fp['hip']}" if fp.get("hip") else ""))
     parts.append(", ".join(fp.get("gpu") or []) or fp.get("cpu") or "?")
     return " · ".join(parts)
+
+
+def _stat(path: str) -> list[int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def stat_key(fp: dict[str, Any], run: str, env: dict[str, str]) -> str:
+    """What a fingerprint depends on, read in microseconds: the probe command and its environment,
+    the `python` the PATH resolves, the interpreter and every folder on its sys.path (an install,
+    an upgrade or an uninstall adds or renames a `.dist-info` folder there, which changes the
+    folder's mtime), and the boot (a new GPU needs one). Equal keys, the same fingerprint: the
+    probe's Python start-up is spent only when one of these moved."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            boot = fh.read().strip()
+    except OSError:
+        boot = ""
+    python = shutil.which("python", path=env.get("PATH")) or ""
+    parts = [probe_command(run), sorted(env.items()), boot, python, _stat(python),
+             fp.get("executable"), _stat(str(fp.get("executable") or ""))]
+    parts += [(site, _stat(site)) for site in fp.get("sites") or []]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
 def probe(run: str, *, cwd: Path, env: dict[str, str], log_path: Path,

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from autoresearch.harness.env import task_env
-from autoresearch.harness.fingerprint import describe_changes, fingerprint_id, probe
+from autoresearch.harness.fingerprint import describe_changes, fingerprint_id, probe, stat_key
 from autoresearch.journal.store import Journal
 from autoresearch.trial.branch import new_epoch
 from autoresearch.trial.session import Session
@@ -26,12 +26,33 @@ from autoresearch.trial.session import Session
 
 def take(session: Session, stop: threading.Event | None = None) -> dict[str, Any] | None:
     """The fingerprint of the environment the task's runs use now (None: the probe failed; its
-    log, `.autoresearch/env/probe.log`, says why)."""
+    log, `.autoresearch/env/probe.log`, says why).
+
+    The last fingerprint is cached (`env/cache.json`) with the stat key of what it depends on
+    (harness.fingerprint.stat_key): while the key holds, no probe runs. The key is read before
+    the probe, so an install that lands during a probe leaves a key that no longer matches."""
     folder = session.state_dir / "env"
     home = folder / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = task_env({"AUTORESEARCH_PHASE": "probe"}, list(session.config.task.env), home=home, pycache_prefix=None)
-    return probe(session.config.task.run, cwd=session.root, env=env, log_path=folder / "probe.log", stop=stop)
+    run = session.config.task.run
+    cache = folder / "cache.json"
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        before = stat_key(cached["fp"], run, env)
+        if cached["key"] == before:
+            return dict(cached["fp"])
+    except (OSError, ValueError, KeyError, TypeError):
+        cached, before = None, ""
+    fp = probe(run, cwd=session.root, env=env, log_path=folder / "probe.log", stop=stop)
+    if fp is not None:
+        same_sites = cached is not None and cached["fp"].get("sites") == fp.get("sites") \
+            and cached["fp"].get("executable") == fp.get("executable")
+        key = before if same_sites else stat_key(fp, run, env)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "fp": fp}), encoding="utf-8")
+        tmp.replace(cache)
+    return fp
 
 
 def recorded(journal: Journal, tag: str) -> dict[str, Any] | None:
