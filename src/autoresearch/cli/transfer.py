@@ -35,6 +35,7 @@ def transfer_cmd(sets: tuple[str, ...], budget: float | None, runs: int, each: b
     refuse_inside_proposal("transfer")
     wanted = parse_sets(sets)
     with open_session() as s:
+        s.acquire("transfer")  # one command at a time: a loop in this task would share the folders
         repair(s)
         warn_unsandboxed(s)
 
