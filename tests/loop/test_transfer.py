@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 from conftest import ar, git, make_task, set_knob
 
+from autoresearch.config.task import load_config
+from autoresearch.errors import ConfigError
+from autoresearch.loop.transfer import knob_edits
+from autoresearch.proposers.knobs import knob_values, list_knobs
+from autoresearch.proposers.knobs_write import set_knobs
+from autoresearch.scaffold import list_templates
+from autoresearch.trial.session import Session
+
 
 def session_with_two_keeps(tmp_path: Path) -> Path:
     """The deterministic `example` task with its own evaluate phase: more steps, then a larger
@@ -86,3 +94,36 @@ def test_transfer_refuses_what_it_cannot_do_and_spends_no_run(tmp_path: Path) ->
         assert out.returncode == 2 and words in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr
     assert not list((root / ".autoresearch").glob("transfer/*/*.log"))  # refused before any run
+
+
+def test_every_template_with_knobs_takes_a_set(tmp_path: Path) -> None:
+    """`--set` works on the knobs of every template that has them; the others get a clear refusal."""
+    with_knobs = []
+    for template in list_templates():
+        config = load_config(template.path)
+        listing = list_knobs(config)
+        if not listing.knobs:
+            with pytest.raises(ConfigError, match="no such knob"):
+                knob_edits(config, template.path, {"DEPTH": "8"}, 1)
+            continue
+        with_knobs.append(template.name)
+        knob = listing.knobs[0]
+        value = knob.value * 2 if isinstance(knob.value, (int, float)) and not isinstance(knob.value, bool) \
+            else knob.value
+        edits = knob_edits(config, template.path, {knob.qualname: repr(value)}, 1)
+        knobs, values = edits[knob.path]
+        source = (template.path / knob.path).read_text()
+        edited = set_knobs(source, knobs, values)
+        assert knob_values(edited, knob.path)[knob.qualname] == value
+        assert len(edited.splitlines()) == len(source.splitlines())  # one value changed, nothing else
+    assert {"example", "tinylm", "nanochat"} <= set(with_knobs)
+
+
+@pytest.mark.slow
+def test_transfer_waits_for_no_one(tmp_path: Path) -> None:
+    """A task that is busy (a loop running) refuses a transfer instead of sharing its folders."""
+    root = make_task(tmp_path)
+    with Session.open(root) as holder:
+        holder.acquire("run")
+        out = ar(root, "transfer", "--set", "STEPS=100", check=False)
+    assert out.returncode == 1 and "busy" in out.stderr

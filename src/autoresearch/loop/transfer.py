@@ -102,7 +102,7 @@ def budget_config(config: TaskConfig, budget: float | None) -> TaskConfig:
     return with_overrides(config, "budget", seconds=budget, timeout=b.timeout * scale if b.timeout > 0 else None)
 
 
-def _edits(config: TaskConfig, tree: Path, sets: dict[str, str], seq: int) -> dict[str, tuple[list[Knob], dict]]:
+def knob_edits(config: TaskConfig, tree: Path, sets: dict[str, str], seq: int) -> dict[str, tuple[list[Knob], dict]]:
     """For the export TREE (of experiment SEQ): file -> (its knobs, {qualname: value}) for the --set
     names; a name that is no knob there is a ConfigError naming the knobs there are."""
     listing = list_knobs(config, tree)
@@ -123,7 +123,7 @@ def _prepare(session: Session, config: TaskConfig, commit: str, tree: Path, sets
     """A fresh export of COMMIT in TREE with the --set values written into it."""
     clear_dir(tree)
     session.ws.export(commit, tree)
-    for path, (knobs, values) in _edits(config, tree, sets, seq).items():
+    for path, (knobs, values) in knob_edits(config, tree, sets, seq).items():
         file = tree / path
         try:
             file.write_text(set_knobs(file.read_text(encoding="utf-8"), knobs, values), encoding="utf-8")
