@@ -116,7 +116,7 @@ def test_every_template_with_knobs_takes_a_set(tmp_path: Path) -> None:
         edited = set_knobs(source, knobs, values)
         assert knob_values(edited, knob.path)[knob.qualname] == value
         assert len(edited.splitlines()) == len(source.splitlines())  # one value changed, nothing else
-    assert {"example", "tinylm", "nanochat"} <= set(with_knobs)
+    assert {"example", "tinylm", "nanochat", "compress", "fastfunc"} <= set(with_knobs)
 
 
 @pytest.mark.slow
