@@ -19,6 +19,7 @@ pytest.importorskip("rustbpe")
 pytest.importorskip("tiktoken")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from conftest import ar, git
 from conftest_llm_helpers import (
     TEMPLATES,
     FileServer,
@@ -175,8 +176,6 @@ def test_transfer_at_two_depths_is_recorded_and_reported(prepared: Path, tmp_pat
     """A short session at depth 2 (a learning rate 100x too small, then the fix, kept), re-measured
     at depths 3 and 1 with `autoresearch transfer`: each check is recorded, and the report shows
     both tables. Shrunk to a 4-second budget and small evaluation sets."""
-    from conftest import ar, git
-
     env = {"AUTORESEARCH_CACHE": str(prepared)}
     task = tmp_path / "task"
     ar(tmp_path, "init", str(task), "--template", "tinylm", env=env)
