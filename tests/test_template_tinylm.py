@@ -19,6 +19,7 @@ pytest.importorskip("rustbpe")
 pytest.importorskip("tiktoken")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from conftest import ar, git
 from conftest_llm_helpers import (
     TEMPLATES,
     FileServer,
@@ -168,3 +169,39 @@ def test_tinystories_download_from_a_local_server(tmp_path: Path) -> None:
     assert sorted(texts(root / "val")) == sorted(valid[0::2])
     assert sorted(texts(root / "holdout")) == sorted(valid[1::2])
     assert json.loads((root / "tokenizer" / "tokenizer.json").read_text())["source"] == "tinystories"
+
+
+@pytest.mark.slow
+def test_transfer_at_two_depths_is_recorded_and_reported(prepared: Path, tmp_path: Path) -> None:
+    """A short session at depth 2 (a learning rate 100x too small, then the fix, kept), re-measured
+    at depths 3 and 1 with `autoresearch transfer`: each check is recorded, and the report shows
+    both tables. Shrunk to a 4-second budget and small evaluation sets."""
+    env = {"AUTORESEARCH_CACHE": str(prepared)}
+    task = tmp_path / "task"
+    ar(tmp_path, "init", str(task), "--template", "tinylm", env=env)
+    set_constants(task / "train.py", DEPTH=2, TOTAL_BATCH_SIZE=2048, MATRIX_LR=0.0004, EMBEDDING_LR=0.006,
+                  UNEMBEDDING_LR=0.00004, SCALAR_LR=0.005)
+    set_constants(task / "prepare.py", EVAL_TOKENS=16 * 256, HOLDOUT_TOKENS=8 * 256)
+    # a 4 s budget, and room for torch's import on a loaded machine (a slow start is not over-budget)
+    replace_once(task / "autoresearch.toml", "seconds = 60", "seconds = 4\ngrace = 150")
+    replace_once(task / "autoresearch.toml", 'confirm = "sequential"', 'confirm = "none"')  # one run decides
+    git(task, "commit", "-qam", "a short session")
+    ar(task, "lock", env=env)
+    ar(task, "start", "--tag", "t", env=env)
+    ar(task, "baseline", env=env, timeout=600)
+    set_constants(task / "train.py", MATRIX_LR=0.04, EMBEDDING_LR=0.6, UNEMBEDDING_LR=0.004, SCALAR_LR=0.5)
+    record = json.loads(ar(task, "experiment", "-m", "the learning rates back to sane", "--json", env=env,
+                           timeout=600, check=False).stdout)
+    assert record["status"] == "keep", record
+    for depth, runs in ((3, 2), (1, 1)):
+        check = json.loads(ar(task, "transfer", "--set", f"DEPTH={depth}", "-n", str(runs), "--json", env=env,
+                              timeout=900).stdout)
+        assert [m["ok"] for m in check["measurements"]] == [True] * 2 * runs, check["measurements"]
+        (row,) = check["rows"]
+        assert (row["from_seq"], row["to_seq"], row["pairs"]) == (1, 2, runs) and row["gain"] is not None
+        for m in check["measurements"]:  # the run trained the depth it was given
+            run_log = Path(m["log"]).with_name(f"seq{m['seq']}-round{m['round']}.log")
+            assert f"'n_layer': {depth}," in run_log.read_text()
+    ar(task, "report", "-o", str(tmp_path / "report.html"), env=env)
+    page = (tmp_path / "report.html").read_text()
+    assert "check 1: DEPTH=3" in page and "check 2: DEPTH=1" in page and page.count('alt="transfer check') == 2

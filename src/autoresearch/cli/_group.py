@@ -17,7 +17,7 @@ COMMANDS = {
     "lock": ("task", "lock"), "verify": ("task", "verify_cmd"), "start": ("task", "start_cmd"),
     "baseline": ("experiment", "baseline_cmd"), "experiment": ("experiment", "experiment_cmd"),
     "noise": ("experiment", "noise_cmd"), "repair": ("experiment", "repair_cmd"),
-    "rescue": ("experiment", "rescue_cmd"),
+    "rescue": ("experiment", "rescue_cmd"), "transfer": ("transfer", "transfer_cmd"),
     "run": ("loop", "run_cmd"), "stop": ("loop", "stop_cmd"), "quickstart": ("loop", "quickstart"),
     "results": ("report", "results"), "status": ("report", "status"), "plot": ("report", "plot_cmd"),
     "report": ("report", "report_cmd"), "watch": ("report", "watch_cmd"), "review": ("report", "review_cmd"),

@@ -21,6 +21,7 @@ from autoresearch.cli._common import open_session as _open
 from autoresearch.config.task import find_root
 from autoresearch.harness.guard import read_lock, verify
 from autoresearch.journal.results import render_tsv, throughput, write_tsv
+from autoresearch.report.environment import environment_info, environment_lines
 from autoresearch.report.finalize import finalize
 from autoresearch.report.gains import change_words, raw_note, session_gain
 from autoresearch.report.html import write_report
@@ -311,6 +312,7 @@ def status(as_json: bool) -> None:
                 "claim_mismatches": s.journal.flagged(tag, "run_phase_claimed"),
                 "rescued": sorted(rescues(s, tag)),
                 "interrupted": [e.seq for e in interrupted(s) if e.tag == tag],
+                "environment": environment_info(s, tag),
             })
         if as_json:
             click.echo(json.dumps(info, default=str))
@@ -341,8 +343,10 @@ def status(as_json: bool) -> None:
                 click.echo(f"noise    std {n['std']:.6g}, MAD {n['mad']:.6g} over {n['n']} runs; "
                            f"suggested min_delta {n['suggested_min_delta']:.6g}")
             if info["epoch"]:
-                click.echo(f"epoch    {info['epoch']} (the harness changed: results before the break are not "
-                           "compared with results after it)")
+                click.echo(f"epoch    {info['epoch']} (the harness or the environment changed: results before the "
+                           "break are not compared with results after it)")
+            for line in environment_lines(info["environment"]):
+                click.echo(line)
             if info["claim_mismatches"]:
                 click.secho(f"CLAIM MISMATCH  the run phase printed a {metric} the evaluation did not confirm in "
                             f"experiments {', '.join(map(str, info['claim_mismatches']))}", fg="red", bold=True)

@@ -33,6 +33,7 @@ from autoresearch.loop.parallel import MAX_REPLAYS
 from autoresearch.loop.policy import Outcome, Policy, StopWatcher, stop_path
 from autoresearch.proposers import Proposal, ProposeContext, Proposer, ProposerError
 from autoresearch.trial.branch import free_tag, repair, show_best, start
+from autoresearch.trial.environment import check as check_environment
 from autoresearch.trial.lifecycle import baseline
 from autoresearch.trial.measure import executor_failure
 from autoresearch.trial.notes import flush_notes
@@ -98,6 +99,7 @@ class Loop(SlotExperiments):
         self.hard_stop = False  # user stop, interrupt or failing proposer: no replays either
         self._cancelled = False
         self.reference = ReferenceWatch(session, self.stop_event, self.on_phase, self.on_message)
+        self.env_changes: list[str] = []  # the environment changed: the best is re-measured once the slots are idle
         # Owned by the driver once the slots run (only it moves the best): cached, since every
         # git call saved is ~5 ms of each experiment's overhead.
         self.tag = ""
@@ -124,6 +126,10 @@ class Loop(SlotExperiments):
                 self.executor.open(s)  # first: a cluster that cannot be reached fails before any run
                 try:
                     self.policy.started = time.time()
+                    changes = check_environment(s, s.tag, self.stop_event)
+                    if changes:
+                        self.on_message(f"the environment changed since the last experiment ({'; '.join(changes)}): "
+                                        "a new epoch")
                     if s.journal.best(s.tag) is None:
                         self.on_message("no baseline on this branch (or epoch) yet: running it first")
                         exp = baseline(s, stop=self.stop_event, on_phase=self.on_phase)
@@ -246,12 +252,41 @@ class Loop(SlotExperiments):
             if reason:
                 self._stop(reason, hard=False)
                 return
+            if not self._environment_ready():
+                return
             self.policy.count += 1
             fix, slot.fix = slot.fix, None
             slot.flow = self._proposal_flow(slot, fix)
         else:
             return
         self._advance(slot, None)
+
+    def _environment_ready(self) -> bool:
+        """Whether a new experiment may start. Before each one the run's environment is
+        fingerprinted (trial.environment); after a change (a new epoch) no slot starts until all
+        are idle, and then the best is re-measured under the new environment as the epoch's
+        baseline, before any candidate is compared with it."""
+        s = self.session
+        if not self.env_changes:
+            self.env_changes = check_environment(s, self.tag, self.stop_event)
+            if not self.env_changes:
+                return True
+            self.on_message(f"the environment changed ({'; '.join(self.env_changes)}): a new epoch; the best is "
+                            "re-measured under it first")
+        if any(slot.flow is not None for slot in self.slots):
+            return False  # the experiments in flight finish first (in the old epoch)
+        if s.journal.best(self.tag) is None:
+            exp = baseline(s, tag=self.tag, stop=self.stop_event, on_phase=self.on_phase,
+                           description="baseline: the environment changed (" + "; ".join(self.env_changes) + ")")
+            self.result.experiments.append(exp)
+            if exp.status != "keep":
+                self._stop(f"the best's re-measurement under the changed environment failed ({exp.status}: "
+                           f"{exp.reason}); see {exp.log_path}", hard=True)
+                return False
+        self.env_changes = []
+        self.best = s.best_commit(self.tag)
+        self.best_tree = s.ws.tree_of(self.best)
+        return True
 
     def _handle_events(self) -> None:
         """Wait for the next event, then handle every event already queued, so runs that finish

@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.journal.records import Experiment, fixed
+from autoresearch.journal.transfers import transfers
 from autoresearch.redact import scrub
+from autoresearch.report.environment import environment_html, environment_info
 from autoresearch.report.gains import pct_words
 from autoresearch.report.plot import focus_range, render_png
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
 from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
+from autoresearch.report.transfer import transfer_html
 from autoresearch.trial.session import Session
 
 TOP_HITS = 15
@@ -96,8 +99,8 @@ def _warnings_html(experiments: list[Experiment]) -> str:
                      + ", ".join(map(str, claims[:20])))
     epochs = sorted({int(e.details["epoch"]) for e in experiments if e.details.get("epoch")})
     if epochs:
-        items.append(f"the harness changed: epoch(s) {', '.join(map(str, epochs))}; results are compared only within "
-                     "an epoch")
+        items.append(f"the harness or the environment changed: epoch(s) {', '.join(map(str, epochs))}; results are "
+                     "compared only within an epoch (see Environment)")
     if not items:
         return ""
     return '<section class="warnings"><h2>Warnings</h2><ul>' + "".join(
@@ -170,11 +173,12 @@ def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | Non
 def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: str, maximize: bool,
                  holdout: str = "", diffs: dict[int, str] | None = None, noise: Any = None,
                  static_chart: bool = True, generated: float | None = None,
-                 references: list[ReferenceEvent] | None = None) -> str:
+                 references: list[ReferenceEvent] | None = None, sections: str = "") -> str:
     """The report page for these experiments, as one HTML string.
 
     REFERENCES (the best's re-measurements) are drawn on the chart and listed in their own
-    section; they are not experiments, so no row, count or rate includes them."""
+    section; they are not experiments, so no row, count or rate includes them. SECTIONS: more
+    HTML sections after the top hits (the environment, transfer checks)."""
     references = references or []
     s = summarize(experiments, maximize, noise)
     rows = [_row(e, maximize) for e in experiments]
@@ -207,7 +211,7 @@ def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: 
 <section><h2>Progress</h2><div id="chart" class="chart"><noscript>The interactive chart needs
 JavaScript; the static chart is below.</noscript></div>{png}</section>
 {references_html(references)}<section><h2>Top hits</h2>{_top_hits_html(top_hits(experiments, maximize, TOP_HITS), maximize, s['baseline'], metric, holdout)}</section>
-<section><h2>All experiments</h2>
+{sections}<section><h2>All experiments</h2>
 <div class="filters"><input id="q" type="search" placeholder="filter: words in description, reason, proposer; or a seq">
 <span id="statuses"></span><span id="shown" class="muted"></span></div>
 <table id="exps" class="exps"><thead></thead><tbody></tbody></table></section>"""
@@ -228,13 +232,19 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
                         maximize=config.maximize, holdout=config.metric.holdout,
                         diffs=batch_diffs(session.ws, experiments), noise=journal.latest_noise(tag) if tag else None,
                         static_chart=static_chart,
-                        references=reference_events(journal, tag, experiments) if tag else [])
+                        references=reference_events(journal, tag, experiments) if tag else [],
+                        sections=extra_sections(session, tag, experiments) if tag else "")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(scrub(page), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def extra_sections(session: Session, tag: str, experiments: list[Experiment]) -> str:
+    """The sections after the top hits: the runs' environment, the transfer checks."""
+    return environment_html(environment_info(session, tag)) + transfer_html(transfers(session.journal, tag))
 
 
 __all__ = ["build_report", "write_report"]

@@ -39,6 +39,8 @@ from autoresearch.harness.sandbox import resolve_kind
 from autoresearch.journal.records import Experiment, NoiseRecord
 from autoresearch.journal.results import sync_tsv
 from autoresearch.trial.branch import current_epoch, refuse_stale_index, show_best
+from autoresearch.trial.environment import check as check_environment
+from autoresearch.trial.environment import current_id
 from autoresearch.trial.measure import journaled_run, measure_commit, run_setup
 from autoresearch.trial.notes import flush_notes, write_note
 from autoresearch.trial.reference import ReferenceWatch
@@ -93,6 +95,9 @@ class Trial:
         epoch = current_epoch(session, tag)
         if epoch:
             details["epoch"] = epoch
+        env = current_id(session.journal, tag)  # the environment's fingerprint (trial.environment)
+        if env:
+            details["env"] = env
         best_record = session.journal.best(tag)
         reference = best_record.metric if best_record else None
         if best_record is not None:  # re-measured since (drift, `noise`): the fresher number is the bar
@@ -272,6 +277,7 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     made while the run ran) is rescued first."""
     s = session
     tag = s.require_tag(native=True)
+    _remeasure_if_environment_changed(s, tag, stop, on_phase)  # first: it may move the best
     best = s.best_commit(tag)
     oversized = _quarantine_oversized(s)
     tree = s.ws.snapshot(best, exclude=s.state.preexisting)
@@ -320,13 +326,31 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     return exp
 
 
-def baseline(session: Session, *, stop: threading.Event | None = None, on_phase: PhaseCallback = quiet,
-             description: str = "baseline") -> Experiment:
-    """Measure the untouched best as the first keep of the branch (or of a new epoch).
+def _remeasure_if_environment_changed(session: Session, tag: str, stop: threading.Event | None,
+                                      on_phase: PhaseCallback) -> None:
+    """Fingerprint the run's environment; when it changed (a new epoch), measure the best under it
+    as the epoch's baseline before the candidate is compared with anything (the folder, which
+    holds the candidate, is not touched). A failed re-measurement stops here, the edit still on disk."""
+    changes = check_environment(session, tag, stop)
+    if not changes or session.journal.best(tag) is not None:
+        return
+    exp = baseline(session, tag=tag, stop=stop, on_phase=on_phase,
+                   description="baseline: the environment changed (" + "; ".join(changes) + ")")
+    if exp.status != "keep":
+        raise StateError(f"the environment changed ({'; '.join(changes)}), and the best's re-measurement under it "
+                         f"failed (seq {exp.seq}: {exp.status} {exp.reason}; see {exp.log_path}): your edit is "
+                         "still in the folder; fix the environment, then run `autoresearch experiment` again")
+
+
+def baseline(session: Session, *, tag: str | None = None, stop: threading.Event | None = None,
+             on_phase: PhaseCallback = quiet, description: str = "baseline") -> Experiment:
+    """Measure the untouched best as the first keep of the branch (or of a new epoch: a harness
+    or an environment change).
 
     Runs from an export of the best commit: the task folder is not touched."""
     s = session
-    tag = s.require_tag()
+    tag = tag or s.require_tag()
+    check_environment(s, tag, stop)  # the epoch's fingerprint (a change found here starts the epoch)
     existing = s.journal.best(tag)
     if existing is not None:
         raise StateError(f"the branch already has a baseline (seq {existing.seq}); "
