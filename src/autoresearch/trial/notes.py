@@ -64,6 +64,7 @@ def tag_state(session: Session, tag: str) -> dict[str, Any]:
     return {"tag": tag, "at": time.time(), "start": j.get_meta(f"start:{tag}") or "",
             "epochs": json.loads(j.get_meta(f"epochs:{tag}", "[]") or "[]"),
             "preexisting": json.loads(j.get_meta(f"preexisting:{tag}", "[]") or "[]"),
+            "env": json.loads(j.get_meta(f"env:{tag}", "null") or "null"),
             "references": j.references(tag), "free_runs": j.free_runs(tag, FREE_RUNS),
             "noise": j.noise_records(tag, NOISE_RECORDS)}
 
@@ -163,6 +164,8 @@ def _restore_state(session: Session, tag: str, found: list[dict], best: tuple[in
         meta[f"start:{tag}"] = start
     if "preexisting" in newest:
         meta[f"preexisting:{tag}"] = json.dumps(newest["preexisting"])
+    if newest.get("env"):
+        meta[f"env:{tag}"] = json.dumps(newest["env"], sort_keys=True)
     if epochs:
         last = epochs[-1]
         meta.update({f"epochs:{tag}": json.dumps(epochs), f"epoch:{tag}": str(last["epoch"]),
