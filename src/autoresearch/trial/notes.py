@@ -25,7 +25,8 @@ def note_text(exp: Experiment) -> str:
     """The record kept beside the commit: enough to rebuild the journal's row."""
     data: dict[str, Any] = {k: getattr(exp, k) for k in NOTE_FIELDS}
     data["details"] = {k: v for k, v in exp.details.items() if k in ("files", "violations", "confirm", "repeats",
-                                                                      "fix_of", "replay_of", "epoch")}
+                                                                      "fix_of", "replay_of", "epoch", "tree",
+                                                                      "duplicate_of")}
     return json.dumps(data, sort_keys=True, default=str) + "\n"
 
 
