@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator, Union
 
+from autoresearch import verdict as V
 from autoresearch.executors import Executor
 from autoresearch.git.replay import replay_tree
 from autoresearch.git.workspace import Workspace
@@ -22,7 +23,10 @@ from autoresearch.loop.parallel import Replay, in_flight_note, replay_outcome
 from autoresearch.loop.policy import Policy
 from autoresearch.proposers import Proposal, ProposeContext, Proposer, ProposerError
 from autoresearch.proposers.brief import build_brief
+from autoresearch.proposers.changes import change_of
+from autoresearch.proposers.digest import research_digest
 from autoresearch.redact import scrub
+from autoresearch.trial import agent_notes
 from autoresearch.trial import scratch as scratch_mod
 from autoresearch.trial.branch import show_best
 from autoresearch.trial.lifecycle import ProposalInfo, Trial
@@ -95,13 +99,15 @@ class SlotExperiments:
         exp = trial.exp
         scratch = scratch_mod.make(s.ws, base, self._scratch_dir(slot),
                                    with_git=getattr(slot.proposer, "needs_git", True))
-        ctx = self._context(slot, exp, best, fix, scratch.root)
+        notes_file = agent_notes.seed(scratch.root, agent_notes.load(s.state_dir, self.tag))
+        ctx = self._context(slot, exp, best, fix, scratch.root, notes_file)
         self.on_phase("proposing", {"seq": exp.seq, "slot": slot.index, "agent": self.agent_name,
                                     "fix": fix.seq if fix else None})
         began = time.time()
         try:
             proposal: Proposal = yield Propose(ctx)
         except ProposerError as err:
+            self._take_notes(scratch.root, notes_file)
             exp.propose_seconds = time.time() - began
             exp.tokens_in = getattr(err, "tokens_in", None)  # a failed proposal still cost tokens
             exp.tokens_out = getattr(err, "tokens_out", None)
@@ -112,6 +118,7 @@ class SlotExperiments:
             tree = s.ws.tree_of(best)  # every attempt is a commit: this one changed nothing
             trial.commit(tree)
             return trial.settle(Verdict("crash", err.reason, {"message": str(err)[:2000]}))
+        self._take_notes(scratch.root, notes_file)
         trial.proposed(proposal.description, ProposalInfo(
             proposer=self.agent_name, propose_seconds=time.time() - began, tokens_in=proposal.tokens_in,
             tokens_out=proposal.tokens_out, cost_usd=proposal.cost_usd))
@@ -191,7 +198,31 @@ class SlotExperiments:
             self.on_phase(phase, {**info, "slot": slot.index})
         return on_phase
 
-    def _context(self, slot: Slot, exp: Experiment, best: str, fix: Experiment | None, root: Path) -> ProposeContext:
+    def _take_notes(self, root: Path, name: str) -> None:
+        """The agent's notes.md back from its folder, before the candidate is collected."""
+        notes = agent_notes.take(root, name)
+        if notes is not None:
+            agent_notes.store(self.session.state_dir, self.tag, notes)
+
+    def _digest(self) -> str:
+        """The research log of the whole run (each record's changes read from git once)."""
+        s = self.session
+        experiments = s.journal.experiments(self.tag)
+        changes = {}
+        for e in experiments:
+            if e.status == "running":  # not in the log until it is settled
+                continue
+            changes[e.seq] = change_of(e, s.ws)
+            if "changed" not in e.details and e.commit_sha:
+                e.details["changed"] = changes[e.seq]
+                s.journal.update(e)
+        noise = s.journal.latest_noise(self.tag)
+        sd = noise.std if noise else V.pooled_sd(s.journal.replicates(self.tag))
+        return research_digest(experiments, changes, metric=s.config.metric.name, maximize=s.config.maximize,
+                               noise=sd or 0.0, best=s.journal.best(self.tag))
+
+    def _context(self, slot: Slot, exp: Experiment, best: str, fix: Experiment | None, root: Path,
+                 notes_file: str = "") -> ProposeContext:
         s, config = self.session, self.session.config
         run_dir = s.run_dir(exp.seq)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +231,8 @@ class SlotExperiments:
         program = program_path.read_text(errors="replace") if program_path.exists() else ""
         brief = build_brief(config, program, best=s.journal.best(self.tag), best_commit=best,
                             history=history, files=config.editable_files(root),
-                            limits=self.policy.limits_left(), fix=fix)
+                            limits=self.policy.limits_left(), fix=fix, digest=self._digest(),
+                            notes=agent_notes.load(s.state_dir, self.tag), notes_file=notes_file)
         brief += in_flight_note([o.exp for o in self.slots if o is not slot and o.exp is not None])
         brief = scrub(brief)  # it goes to a remote model
         brief_path = run_dir / "brief.md"
