@@ -34,12 +34,16 @@ def constants(tree: ast.Module) -> dict[str, Any]:
             if isinstance(node, ast.ClassDef) and not prefix:
                 walk(node.body, node.name + ".")
                 continue
-            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
-                node.target if isinstance(node, ast.AnnAssign) else None
-            if not isinstance(target, ast.Name) or not target.id.isupper() or node.value is None:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if not isinstance(target, ast.Name) or not target.id.isupper():
                 continue
             try:
-                found[prefix + target.id] = ast.literal_eval(node.value)
+                found[prefix + target.id] = ast.literal_eval(value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
 
