@@ -24,7 +24,7 @@ from autoresearch.loop.policy import Policy
 from autoresearch.proposers import Proposal, ProposeContext, Proposer, ProposerError
 from autoresearch.proposers.brief import build_brief
 from autoresearch.proposers.changes import change_of
-from autoresearch.proposers.digest import research_digest
+from autoresearch.proposers.digest import DIGEST_MAX_CHARS, research_digest
 from autoresearch.redact import scrub
 from autoresearch.trial import agent_notes
 from autoresearch.trial import scratch as scratch_mod
@@ -33,6 +33,8 @@ from autoresearch.trial.lifecycle import ProposalInfo, Trial
 from autoresearch.trial.session import Session
 from autoresearch.verdict import MeasureRequest, Verdict
 from autoresearch.verdict.flow import PhaseCallback
+
+PREVIOUS_LOG_CHARS = 3_000  # the previous run's research log in the brief, at most
 
 
 @dataclass
@@ -99,7 +101,7 @@ class SlotExperiments:
         exp = trial.exp
         scratch = scratch_mod.make(s.ws, base, self._scratch_dir(slot),
                                    with_git=getattr(slot.proposer, "needs_git", True))
-        notes_file = agent_notes.seed(scratch.root, agent_notes.load(s.state_dir, self.tag))
+        notes_file = agent_notes.seed(scratch.root, self._notes())
         ctx = self._context(slot, exp, best, fix, scratch.root, notes_file)
         self.on_phase("proposing", {"seq": exp.seq, "slot": slot.index, "agent": self.agent_name,
                                     "fix": fix.seq if fix else None})
@@ -204,10 +206,23 @@ class SlotExperiments:
         if notes is not None:
             agent_notes.store(self.session.state_dir, self.tag, notes)
 
+    def _previous_tag(self) -> str | None:
+        """The run before this one (a relaunch with an edited program.md starts a new tag)."""
+        tags = self.session.journal.tags()
+        return tags[tags.index(self.tag) - 1] if self.tag in tags and tags.index(self.tag) > 0 else None
+
     def _digest(self) -> str:
-        """The research log of the whole run (each record's changes read from git once)."""
+        """The research log of this run, and a shorter one of the run before it."""
+        text = self._log_of(self.tag)
+        previous = self._previous_tag()
+        if previous:
+            text += self._log_of(previous, f"## Research log of the previous run `{previous}`", PREVIOUS_LOG_CHARS)
+        return text
+
+    def _log_of(self, tag: str, title: str = "", max_chars: int = DIGEST_MAX_CHARS) -> str:
+        """TAG's research log (each record's changes read from git once, then kept in it)."""
         s = self.session
-        experiments = s.journal.experiments(self.tag)
+        experiments = s.journal.experiments(tag)
         changes = {}
         for e in experiments:
             if e.status == "running":  # not in the log until it is settled
@@ -216,10 +231,16 @@ class SlotExperiments:
             if "changed" not in e.details and e.commit_sha:
                 e.details["changed"] = changes[e.seq]
                 s.journal.update(e)
-        noise = s.journal.latest_noise(self.tag)
-        sd = noise.std if noise else V.pooled_sd(s.journal.replicates(self.tag))
+        noise = s.journal.latest_noise(tag)
+        sd = noise.std if noise else V.pooled_sd(s.journal.replicates(tag))
         return research_digest(experiments, changes, metric=s.config.metric.name, maximize=s.config.maximize,
-                               noise=sd or 0.0, best=s.journal.best(self.tag))
+                               noise=sd or 0.0, best=s.journal.best(tag), title=title, max_chars=max_chars)
+
+    def _notes(self) -> str:
+        """This run's notes; a new run starts from the previous run's."""
+        state = self.session.state_dir
+        previous = self._previous_tag()
+        return agent_notes.load(state, self.tag) or (agent_notes.load(state, previous) if previous else "")
 
     def _context(self, slot: Slot, exp: Experiment, best: str, fix: Experiment | None, root: Path,
                  notes_file: str = "") -> ProposeContext:
@@ -232,7 +253,7 @@ class SlotExperiments:
         brief = build_brief(config, program, best=s.journal.best(self.tag), best_commit=best,
                             history=history, files=config.editable_files(root),
                             limits=self.policy.limits_left(), fix=fix, digest=self._digest(),
-                            notes=agent_notes.load(s.state_dir, self.tag), notes_file=notes_file)
+                            notes=self._notes(), notes_file=notes_file)
         brief += in_flight_note([o.exp for o in self.slots if o is not slot and o.exp is not None])
         brief = scrub(brief)  # it goes to a remote model
         brief_path = run_dir / "brief.md"

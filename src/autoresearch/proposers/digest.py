@@ -201,15 +201,18 @@ def _clip(line: str) -> str:
 
 
 def research_digest(experiments: list[Experiment], changes: dict[int, dict], *, metric: str, maximize: bool,
-                    noise: float = 0.0, best: Experiment | None = None) -> str:
+                    noise: float = 0.0, best: Experiment | None = None, title: str = "",
+                    max_chars: int = DIGEST_MAX_CHARS) -> str:
     """The digest as markdown (empty before the first tried change). NOISE: the run-to-run sd (0
-    when unknown), the scale below which an effect is not told apart from chance."""
+    when unknown), the scale below which an effect is not told apart from chance. TITLE: another
+    heading (the previous run's log); MAX_CHARS: a tighter cap."""
     groups = group_experiments(experiments, changes, maximize)
     if not groups:
         return ""
     tried = sum(1 for e in experiments if not e.is_baseline and e.status != "running")
     noise_text = f"noise sd {noise:.3g}" if noise > 0 else "noise not measured yet"
-    lines = [f"## Research log (all {tried} experiments of this run, grouped by what they changed)", "",
+    heading = title or "## Research log"
+    lines = [f"{heading} (all {tried} experiments of this run, grouped by what they changed)", "",
              f"Effect = improvement over the best of its time in `{metric}` (positive is better; {noise_text}; "
              "± is the standard error). An experiment that changed several things counts in each group.", ""]
     ordered = sorted(groups.values(), key=lambda g: (-len(g.tries), -g.tries[-1].seq))
@@ -251,6 +254,6 @@ def research_digest(experiments: list[Experiment], changes: dict[int, dict], *, 
             lines.append(f"- … {len(steps) - len(latest)} earlier keeps")
         lines += [_clip(f"- {s}") for s in latest]
     text = "\n".join(lines) + "\n"
-    if len(text) > DIGEST_MAX_CHARS:
-        text = text[: DIGEST_MAX_CHARS - 20].rsplit("\n", 1)[0] + "\n[research log cut]\n"
+    if len(text) > max_chars:
+        text = text[: max_chars - 20].rsplit("\n", 1)[0] + "\n[research log cut]\n"
     return text
