@@ -1,9 +1,11 @@
 """The brief: the bounded prompt a proposer gets for one experiment.
 
-It holds program.md, the task's rules, the best so far, the last N experiments as a compact
-table, the tail of the last crash log when the previous run crashed, and what is left of the
-run's limits. Every part has a cap, so its size does not grow with the length of the history;
-the whole run log is never included.
+It holds program.md, the task's rules, the best so far, the research log of the whole run
+(`digest`: experiments grouped by what they changed, dead ends, live leads, the best's
+lineage), the last N experiments as a compact table, the agent's own notes (`notes.md`, kept
+between experiments by `trial.agent_notes`), the tail of the last crash log when the previous
+run crashed, and what is left of the run's limits. Every part has a cap, so its size does not
+grow with the length of the history; the whole run log is never included.
 
 program.md speaks to two readers. An agent driving the loop itself (native mode: "read
 program.md and go") needs its loop protocol: run `autoresearch experiment`, repeat, never
