@@ -47,6 +47,9 @@ class Recorder:
 @pytest.mark.slow
 def test_review_program_drafts_a_patch_that_applies_and_a_new_tag_keeps_the_log(tmp_path: Path) -> None:
     root = recorded_session(tmp_path)
+    log = ar(root, "review", "--log").stdout  # what a native agent can read
+    assert "Dead ends" in log and "- LEARNING_RATE down: 3 tried (3 discard)" in log
+    assert "Live leads" in log and "STEPS up" in log and "#1 baseline" in log
     before = (root / "program.md").read_text()
     out = ar(root, "review", "--program")
     patch = out.stdout

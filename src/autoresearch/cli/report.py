@@ -21,6 +21,7 @@ from autoresearch.cli._common import open_session as _open
 from autoresearch.config.task import find_root
 from autoresearch.harness.guard import read_lock, verify
 from autoresearch.journal.results import render_tsv, throughput, write_tsv
+from autoresearch.proposers.research_log import research_log
 from autoresearch.report.finalize import finalize
 from autoresearch.report.gains import change_words, raw_note, session_gain
 from autoresearch.report.html import write_report
@@ -92,8 +93,11 @@ def watch_cmd(interval: float, once: bool, plain: bool) -> None:
               help="Draft additions to program.md from the record (ideas that failed again and again, directions "
                    "that keep winning, knobs that never mattered), printed as a diff `git apply` takes.")
 @click.option("--apply", "apply_", is_flag=True, help="With --program: write the draft into program.md.")
+@click.option("--log", "log", is_flag=True,
+              help="Print the research log the loop's agents get in their brief (the whole run, grouped by what "
+                   "each experiment changed): for an agent driving `autoresearch experiment` itself.")
 @_guarded
-def review_cmd(as_json: bool, tag: str | None, program: bool, apply_: bool) -> None:
+def review_cmd(as_json: bool, tag: str | None, program: bool, apply_: bool, log: bool) -> None:
     """The morning summary: what was kept, what crashed and why, what came closest.
 
     With --program, the next program.md instead: review the diff, then `git apply` it (or
@@ -104,6 +108,9 @@ def review_cmd(as_json: bool, tag: str | None, program: bool, apply_: bool) -> N
     with _open() as s:
         if program:
             program_draft(s, _tag(s, tag), apply_, as_json)
+            return
+        if log:
+            click.echo(research_log(s, _tag(s, tag)) or "nothing tried yet: no research log")
             return
         c = s.config
         review = build_review(s.journal, _tag(s, tag), c.metric.name, c.maximize, c.metric.holdout)

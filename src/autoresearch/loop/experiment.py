@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator, Union
 
-from autoresearch import verdict as V
 from autoresearch.executors import Executor
 from autoresearch.git.replay import replay_tree
 from autoresearch.git.workspace import Workspace
@@ -23,8 +22,7 @@ from autoresearch.loop.parallel import Replay, in_flight_note, replay_outcome
 from autoresearch.loop.policy import Policy
 from autoresearch.proposers import Proposal, ProposeContext, Proposer, ProposerError
 from autoresearch.proposers.brief import build_brief
-from autoresearch.proposers.changes import change_of
-from autoresearch.proposers.digest import DIGEST_MAX_CHARS, research_digest
+from autoresearch.proposers.research_log import research_log
 from autoresearch.redact import scrub
 from autoresearch.trial import agent_notes
 from autoresearch.trial import scratch as scratch_mod
@@ -101,7 +99,8 @@ class SlotExperiments:
         exp = trial.exp
         scratch = scratch_mod.make(s.ws, base, self._scratch_dir(slot),
                                    with_git=getattr(slot.proposer, "needs_git", True))
-        notes_file = agent_notes.seed(scratch.root, self._notes())
+        notes_file = agent_notes.seed(scratch.root, self._notes()) if getattr(slot.proposer, "writes_notes", True) \
+            else ""
         ctx = self._context(slot, exp, best, fix, scratch.root, notes_file)
         self.on_phase("proposing", {"seq": exp.seq, "slot": slot.index, "agent": self.agent_name,
                                     "fix": fix.seq if fix else None})
@@ -202,6 +201,8 @@ class SlotExperiments:
 
     def _take_notes(self, root: Path, name: str) -> None:
         """The agent's notes.md back from its folder, before the candidate is collected."""
+        if not name:
+            return
         notes = agent_notes.take(root, name)
         if notes is not None:
             agent_notes.store(self.session.state_dir, self.tag, notes)
@@ -213,28 +214,12 @@ class SlotExperiments:
 
     def _digest(self) -> str:
         """The research log of this run, and a shorter one of the run before it."""
-        text = self._log_of(self.tag)
+        text = research_log(self.session, self.tag)
         previous = self._previous_tag()
         if previous:
-            text += self._log_of(previous, f"## Research log of the previous run `{previous}`", PREVIOUS_LOG_CHARS)
+            text += research_log(self.session, previous, f"## Research log of the previous run `{previous}`",
+                                 PREVIOUS_LOG_CHARS)
         return text
-
-    def _log_of(self, tag: str, title: str = "", max_chars: int = DIGEST_MAX_CHARS) -> str:
-        """TAG's research log (each record's changes read from git once, then kept in it)."""
-        s = self.session
-        experiments = s.journal.experiments(tag)
-        changes = {}
-        for e in experiments:
-            if e.status == "running":  # not in the log until it is settled
-                continue
-            changes[e.seq] = change_of(e, s.ws)
-            if "changed" not in e.details and e.commit_sha:
-                e.details["changed"] = changes[e.seq]
-                s.journal.update(e)
-        noise = s.journal.latest_noise(tag)
-        sd = noise.std if noise else V.pooled_sd(s.journal.replicates(tag))
-        return research_digest(experiments, changes, metric=s.config.metric.name, maximize=s.config.maximize,
-                               noise=sd or 0.0, best=s.journal.best(tag), title=title, max_chars=max_chars)
 
     def _notes(self) -> str:
         """This run's notes; a new run starts from the previous run's."""

@@ -19,10 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch import verdict as V
 from autoresearch.journal.records import Experiment
-from autoresearch.proposers.changes import change_of
 from autoresearch.proposers.digest import Group, group_experiments, is_dead_end
+from autoresearch.proposers.research_log import changes_of, noise_sd
 from autoresearch.trial.session import Session
 
 MIN_FAILURES = 3  # tries of a group, never kept, before it is a rule
@@ -142,10 +141,7 @@ def draft_program(session: Session, tag: str) -> Draft:
     """The task's program.md with the lessons of TAG's record added (nothing is written)."""
     s = session
     experiments = s.journal.experiments(tag)
-    changes = {e.seq: change_of(e, s.ws) for e in experiments if e.status != "running"}
-    noise_record = s.journal.latest_noise(tag)
-    noise = noise_record.std if noise_record else V.pooled_sd(s.journal.replicates(tag))
-    found = lessons(experiments, changes, maximize=s.config.maximize, noise=noise or 0.0)
+    found = lessons(experiments, changes_of(s, experiments), maximize=s.config.maximize, noise=noise_sd(s, tag))
     path = s.config.task.program
     try:
         old = (s.root / path).read_text(encoding="utf-8")
