@@ -212,47 +212,40 @@ def research_digest(experiments: list[Experiment], changes: dict[int, dict], *, 
     tried = sum(1 for e in experiments if not e.is_baseline and e.status != "running")
     noise_text = f"noise sd {noise:.3g}" if noise > 0 else "noise not measured yet"
     heading = title or "## Research log"
-    lines = [f"{heading} (all {tried} experiments of this run, grouped by what they changed)", "",
-             f"Effect = improvement over the best of its time in `{metric}` (positive is better; {noise_text}; "
-             "± is the standard error). An experiment that changed several things counts in each group.", ""]
+    blocks = [[f"{heading} (all {tried} experiments of this run, grouped by what they changed)"],
+              [f"Effect = improvement over the best of its time in `{metric}` (positive is better; {noise_text}; "
+               "± is the standard error). An experiment that changed several things counts in each group."]]
     ordered = sorted(groups.values(), key=lambda g: (-len(g.tries), -g.tries[-1].seq))
     dead = [g for g in ordered if is_dead_end(g, noise)]
     leads = sorted((g for g in ordered if is_live_lead(g, noise)), key=lambda g: -g.tries[-1].seq)[:MAX_LIST]
     shown = {g.key for g in dead} | {g.key for g in leads}
-    if leads:
-        lines += ["Live leads (the latest try won, or came within noise of winning):"]
-        lines += [_row(g) for g in leads]
-        lines.append("")
-    if dead:
-        lines += ["Dead ends (tried again and again, never kept, never better than noise: do not try them again):"]
-        lines += [_row(g) for g in dead[:MAX_LIST]]
-        if len(dead) > MAX_LIST:
-            lines.append(_clip(f"- … {len(dead) - MAX_LIST} more: " + ", ".join(g.key for g in dead[MAX_LIST:])))
-        lines.append("")
     rest = [g for g in ordered if g.key not in shown]
+    if leads:
+        blocks.append(["Live leads (the latest try won, or came within noise of winning):", *map(_row, leads)])
+    if dead:
+        more = [_clip(f"- … {len(dead) - MAX_LIST} more: " + ", ".join(g.key for g in dead[MAX_LIST:]))] \
+            if len(dead) > MAX_LIST else []
+        blocks.append(["Dead ends (tried again and again, never kept, never better than noise: do not try them "
+                       "again):", *map(_row, dead[:MAX_LIST]), *more])
     if rest:
-        lines += ["Everything else tried (most tried first):"]
-        lines += [_row(g) for g in rest[:MAX_GROUPS]]
-        if len(rest) > MAX_GROUPS:
-            more = rest[MAX_GROUPS:]
-            lines.append(f"- … {len(more)} more groups, {sum(len(g.tries) for g in more)} tries")
+        more = [f"- … {len(rest) - MAX_GROUPS} more groups, {sum(len(g.tries) for g in rest[MAX_GROUPS:])} tries"] \
+            if len(rest) > MAX_GROUPS else []
+        blocks.append(["Everything else tried (most tried first):", *map(_row, rest[:MAX_GROUPS]), *more])
     near = near_duplicates(groups, noise)
     if near:
-        lines += ["", f"Near-duplicates (values within {NEAR:.0%} of each other measured the same: a value this "
-                      "close to a measured one is not a new experiment):"]
-        lines += [f"- {n}" for n in near[:MAX_LIST]]
+        blocks.append([f"Near-duplicates (values within {NEAR:.0%} of each other measured the same: a value this "
+                       "close to a measured one is not a new experiment):", *(f"- {n}" for n in near[:MAX_LIST])])
     repeats = [e for e in experiments if e.reason == "duplicate"]
     if repeats:
         pairs = ", ".join(f"#{e.seq}=#{e.details.get('duplicate_of', '?')}" for e in repeats[-MAX_LIST:])
-        lines += ["", _clip(f"Repeats: {len(repeats)} proposals were exactly a tree measured before (no run spent): "
-                            f"{pairs}")]
+        blocks.append([_clip(f"Repeats (proposals that were exactly a tree measured before; no run spent): "
+                             f"{len(repeats)}, the latest {pairs}")])
     steps = lineage(experiments, best, metric)
     if steps:
         latest = steps[-MAX_LINEAGE:]
-        lines += ["", "The best's lineage (its keeps, oldest first):"]
-        if len(steps) > len(latest):
-            lines.append(f"- … {len(steps) - len(latest)} earlier keeps")
-        lines += [_clip(f"- {s}") for s in latest]
+        earlier = [f"- … {len(steps) - len(latest)} earlier keeps"] if len(steps) > len(latest) else []
+        blocks.append(["The best's lineage (its keeps, oldest first):", *earlier, *(_clip(f"- {x}") for x in latest)])
+    lines = [line for block in blocks for line in [*block, ""]][:-1]
     text = "\n".join(lines) + "\n"
     if len(text) > max_chars:
         text = text[: max_chars - 20].rsplit("\n", 1)[0] + "\n[research log cut]\n"
