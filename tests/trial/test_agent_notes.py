@@ -49,6 +49,8 @@ def test_take_never_follows_a_link_nor_reads_a_folder_and_removes_the_file(tmp_p
     (scratch / "notes.md").mkdir()
     assert agent_notes.take(scratch, "notes.md") is None
     (scratch / "notes.md").rmdir()
+    os.mkfifo(scratch / "notes.md")  # a pipe nobody writes to: read, it would block forever
+    assert agent_notes.take(scratch, "notes.md") is None and not os.path.lexists(scratch / "notes.md")
     (scratch / "notes.md").write_bytes(b"y" * (agent_notes.MAX_BYTES * 50))
     taken = agent_notes.take(scratch, "notes.md")
     assert taken is not None and len(taken) <= agent_notes.MAX_CHARS
