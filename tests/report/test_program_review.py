@@ -69,6 +69,9 @@ def test_review_program_drafts_a_patch_that_applies_and_a_new_tag_keeps_the_log(
     assert (root / "program.md").read_text().count("## Lessons from run `t`") == 1
     assert ar(root, "review", "--apply", check=False).returncode == 2
 
+    notes = root / ".autoresearch" / "notes" / "t.md"  # what the old run's agent left
+    notes.parent.mkdir(parents=True, exist_ok=True)
+    notes.write_text("momentum never helped past 0.5\n")
     ar(root, "start", "--tag", "t2")
     assert "## Lessons from run `t`" in git(root, "show", "HEAD:program.md")  # committed and locked for t2
     recorder = Recorder()
@@ -77,6 +80,7 @@ def test_review_program_drafts_a_patch_that_applies_and_a_new_tag_keeps_the_log(
     brief = recorder.briefs[0]
     assert "## Research log of the previous run `t`" in brief and "LEARNING_RATE down" in brief
     assert "## Lessons from run `t`" in brief  # the new program.md is what the agent reads
+    assert "momentum never helped past 0.5" in brief  # the new run starts from the old run's notes
 
 
 def test_nothing_to_add_says_so(tmp_path: Path) -> None:
