@@ -2,7 +2,7 @@
 experiment with the `example` task and the built-in `tune` proposer.
 
 Part 1, size: `proposers.brief.build_brief` with a realistic synthetic history of HISTORIES
-experiments (tune-style and model-style descriptions, keeps, discards, crashes, rejections)
+experiments (the research log built from all of them, the notes at their 4,000-character cap) (tune-style and model-style descriptions, keeps, discards, crashes, rejections)
 for the program.md of each template in TEMPLATES, in three situations: the last experiment
 went fine, the last one crashed (the brief then carries its log tail), and a fix request.
 Printed: characters, approximate tokens (chars / 4; also tiktoken's count when its encoding
@@ -48,9 +48,10 @@ from autoresearch.config.task import find_root, load_config  # noqa: E402
 from autoresearch.harness.sandbox import bwrap_works  # noqa: E402
 from autoresearch.journal.records import Experiment  # noqa: E402
 from autoresearch.proposers.brief import Limits, build_brief  # noqa: E402
+from autoresearch.proposers.digest import research_digest  # noqa: E402
 
 # -- knobs ----------------------------------------------------------------------------------------
-HISTORIES = [10, 100, 1000]  # experiments of history given to build_brief
+HISTORIES = [10, 100, 1000, 10000]  # experiments of history given to build_brief (and its research log)
 TEMPLATES = ["example", "tinylm"]  # whose program.md and config the brief is built from
 CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English and code
 TIKTOKEN_ENCODING = "cl100k_base"  # counted only when its file is already in tiktoken's cache
@@ -58,6 +59,7 @@ BUILD_REPEATS = 20  # builds timed per row
 LOOP_EXPERIMENTS = 30  # experiments after the baseline in the loop part
 LOOP_SANDBOX = "auto"  # [sandbox] kind of the loop's task ("auto": bwrap where it works)
 SEED = 0
+NOTES = ("- lr above 0.004 diverges with depth 8\n" * 120)[:4000]  # the agent's notes at their cap
 CLI = [sys.executable, "-m", "autoresearch"]
 
 
@@ -135,6 +137,27 @@ def synthetic_history(n: int, rng: random.Random) -> list[Experiment]:
     return history
 
 
+REGIONS = ["train.py:MLP.forward", "train.py:CausalSelfAttention.forward", "train.py:lr_schedule",
+           "train.py:GPT.__init__", "train.py:CausalSelfAttention.__init__", "train.py:GPT.forward",
+           "train.py:build_optimizer"]
+
+
+def synthetic_changes(history: list[Experiment]) -> dict[int, dict]:
+    """What each experiment changed, as the loop records it (`details.changed`): tune's
+    descriptions name knob moves; each model idea edits one code region."""
+    changes: dict[int, dict] = {}
+    for e in history:
+        knobs, regions = {}, []
+        if e.description in IDEAS:
+            regions = [REGIONS[IDEAS.index(e.description) % len(REGIONS)]]
+        elif "->" in e.description:
+            for part in e.description.split(", "):
+                name, old, _, new = part.split()
+                knobs[name] = [float(old), float(new)]
+        changes[e.seq] = {"knobs": knobs, "regions": regions}
+    return changes
+
+
 def offline_tiktoken():  # noqa: ANN201 - a counting function, or None
     """tiktoken's encoder when its file is in the local cache; a named encoding otherwise needs
     the network (blocked here), so without the cache only chars / 4 is printed."""
@@ -183,10 +206,15 @@ def brief_sizes(work: Path, env: dict[str, str]) -> None:
                 "last crashed": (history[:-1] + [crash], None),
                 "fix request": (history[:-1] + [crash], crash),
             }
+            changes = synthetic_changes(history)
             for name, (hist, fix) in situations.items():
                 def build() -> str:
+                    # the whole history goes to the digest; the table shows its last [agent] history rows
+                    digest = research_digest(hist, changes, metric=config.metric.name, maximize=config.maximize,
+                                             noise=0.002, best=best)
                     return build_brief(config, program, best=best, best_commit=best.commit_sha, history=hist,
-                                       files=files, limits=Limits(experiments_left=40, hours_left=7.5), fix=fix)
+                                       files=files, limits=Limits(experiments_left=40, hours_left=7.5), fix=fix,
+                                       digest=digest, notes=NOTES, notes_file="notes.md")
                 times = []
                 for _ in range(BUILD_REPEATS):
                     t = time.perf_counter()
@@ -197,17 +225,22 @@ def brief_sizes(work: Path, env: dict[str, str]) -> None:
                 print(f"{template:9s} {n:7d}  {name:12s} {len(text):7d} {len(text) / CHARS_PER_TOKEN:8.0f} "
                       f"{tokens} {med(times) * 1000:8.2f}")
         sections = {"program.md": len(program), "history table": 0}
-        text = build_brief(config, program, best=best, best_commit=best.commit_sha, history=ok_history, files=files)
+        digest = research_digest(ok_history, synthetic_changes(ok_history), metric=config.metric.name,
+                                 maximize=config.maximize, noise=0.002, best=best)
+        text = build_brief(config, program, best=best, best_commit=best.commit_sha, history=ok_history, files=files,
+                           digest=digest, notes=NOTES, notes_file="notes.md")
         table = text.split("## Recent experiments", 1)[1].split("\n## ", 1)[0]
         sections["history table"] = len(table)
-        sections["rules, state, rest"] = len(text) - sections["program.md"] - sections["history table"]
+        sections["research log"] = len(digest)
+        sections["notes"] = len(NOTES)
+        sections["rules, state, rest"] = len(text) - sum(sections.values())
         print(f"{'':9s} the {HISTORIES[-1]}-experiment `last ok` brief holds: "
               + ", ".join(f"{k} {v}" for k, v in sections.items()))
     for template in TEMPLATES:
-        a, b = rows.get((template, HISTORIES[1], "last ok")), rows.get((template, HISTORIES[-1], "last ok"))
-        if a and b:
-            print(f"{template}: {HISTORIES[1]} -> {HISTORIES[-1]} experiments changes the brief by {b - a:+d} chars "
-                  f"({'bounded' if abs(b - a) < 200 else 'GROWS with the history'})")
+        a, b = rows.get((template, HISTORIES[-2], "last ok")), rows.get((template, HISTORIES[-1], "last ok"))
+        if a and b:  # the research log fills up to its cap by about 1,000 experiments; then it stays
+            print(f"{template}: {HISTORIES[-2]} -> {HISTORIES[-1]} experiments changes the brief by {b - a:+d} chars "
+                  f"({'bounded' if abs(b - a) < 600 else 'GROWS with the history'})")
 
 
 # -- part 2: the loop's overhead ------------------------------------------------------------------

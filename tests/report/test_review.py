@@ -9,6 +9,9 @@ import pytest
 from conftest import git
 from report.test_report import PLAN, rep, research_copy
 
+from autoresearch.journal.records import Experiment
+from autoresearch.report.review import closest_misses
+
 pytestmark = pytest.mark.slow  # a real run through the CLI
 
 
@@ -98,3 +101,10 @@ def test_without_a_re_measurement_every_headline_is_best_minus_baseline(research
     status = rep(research, "status").stdout
     assert f"gain     improved by {base - best:.6g}, {pct:+.2f}% vs the baseline {base:.6f} (seq 1)" in status
     assert "note " not in status
+
+
+def test_a_duplicate_is_not_a_second_near_miss() -> None:
+    original = Experiment(seq=2, tag="t", status="discard", started_at=0.0, metric=1.01, best_before=1.0)
+    repeat = Experiment(seq=3, tag="t", status="discard", started_at=0.0, metric=1.01, best_before=1.0,
+                        reason="duplicate", details={"duplicate_of": 2})
+    assert [e.seq for e in closest_misses([original, repeat], maximize=False)] == [2]

@@ -21,12 +21,14 @@ from autoresearch.cli._common import open_session as _open
 from autoresearch.config.task import find_root
 from autoresearch.harness.guard import read_lock, verify
 from autoresearch.journal.results import render_tsv, throughput, write_tsv
+from autoresearch.proposers.research_log import research_log
 from autoresearch.report.environment import environment_info, environment_lines
 from autoresearch.report.finalize import finalize
 from autoresearch.report.gains import change_words, raw_note, session_gain
 from autoresearch.report.html import write_report
 from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
+from autoresearch.report.program_review import MIN_FAILURES, draft_program, write_program
 from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
 from autoresearch.trial.branch import current_epoch, interrupted, rescues
 from autoresearch.trial.notes import experiment_refs
@@ -89,16 +91,51 @@ def watch_cmd(interval: float, once: bool, plain: bool) -> None:
 @click.command(name="review")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--tag", help="Another run tag than the current one.")
+@click.option("--program", "program", is_flag=True,
+              help="Draft additions to program.md from the record (ideas that failed again and again, directions "
+                   "that keep winning, knobs that never mattered), printed as a diff `git apply` takes.")
+@click.option("--apply", "apply_", is_flag=True, help="With --program: write the draft into program.md.")
+@click.option("--log", "log", is_flag=True,
+              help="Print the research log the loop's agents get in their brief (the whole run, grouped by what "
+                   "each experiment changed): for an agent driving `autoresearch experiment` itself.")
 @_guarded
-def review_cmd(as_json: bool, tag: str | None) -> None:
-    """The morning summary: what was kept, what crashed and why, what came closest."""
+def review_cmd(as_json: bool, tag: str | None, program: bool, apply_: bool, log: bool) -> None:
+    """The morning summary: what was kept, what crashed and why, what came closest.
+
+    With --program, the next program.md instead: review the diff, then `git apply` it (or
+    `--apply`), edit, and start a new run with it: `autoresearch start --tag NEW` (the new run's
+    agents still see this run's research log and notes)."""
+    if apply_ and not program:
+        _fail("--apply: only with --program (it writes the drafted program.md)", 2)
     with _open() as s:
+        if program:
+            program_draft(s, _tag(s, tag), apply_, as_json)
+            return
+        if log:
+            click.echo(research_log(s, _tag(s, tag)) or "nothing tried yet: no research log")
+            return
         c = s.config
         review = build_review(s.journal, _tag(s, tag), c.metric.name, c.maximize, c.metric.holdout)
         if as_json:
             click.echo(json.dumps(review.to_json(), default=str))
         else:
             render_review(review, consoles.out)
+
+
+def program_draft(s: Any, tag: str, apply_: bool, as_json: bool) -> None:
+    """`review --program`: the diff, or the file written."""
+    draft = draft_program(s, tag)
+    if as_json:
+        click.echo(json.dumps({"path": draft.path, "diff": draft.diff, "failed": draft.lessons.failed,
+                               "winning": draft.lessons.winning, "never_mattered": draft.lessons.flat}))
+    elif not draft.lessons:
+        click.echo(f"nothing to add to {draft.path} yet: no idea failed {MIN_FAILURES} times, no direction won twice, "
+                   "no knob was moved often enough to call it flat")
+    elif not apply_:
+        click.echo(draft.diff, nl=False)
+    if apply_ and draft.lessons:
+        write_program(s.root / draft.path, draft.new)
+        click.echo(f"wrote {draft.path}; edit it, then start a run with it: autoresearch start --tag NEW", err=as_json)
 
 
 def _echo_diff(diff: str) -> None:

@@ -23,11 +23,16 @@ def tsv_header(metric_name: str) -> str:
 
 
 def tsv_row(exp: Experiment, resource_scale: float) -> str:
-    """One line in the seed's format: 7-char commit, %.6f metric, %.1f memory, 0s for crashes."""
+    """One line in the seed's format: 7-char commit, %.6f metric, %.1f memory, 0s for crashes.
+    A duplicate (a tree measured before: no run of its own) is a `discard` (a `crash` when the
+    measurement it reuses crashed) with that measurement's numbers, its description starting
+    `(duplicate of #SEQ)`: the status column keeps the seed's three values (and `rejected`)."""
     ok = exp.status in ("keep", "discard") and exp.metric is not None
     metric = exp.metric if ok and exp.metric is not None else 0.0
     memory = (exp.resource or 0.0) * resource_scale if ok else 0.0
     description = " ".join((exp.description or "").split())  # no tabs or newlines in a TSV cell
+    if exp.reason == "duplicate":  # the seed's statuses only: which run it reused goes in the text
+        description = f"(duplicate of #{exp.details.get('duplicate_of', '?')}) {description}"
     return f"{exp.short_commit}\t{fixed(metric, 6)}\t{fixed(memory, 1)}\t{exp.status}\t{description}\n"
 
 

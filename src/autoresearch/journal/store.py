@@ -180,6 +180,15 @@ class Journal:
             (tag, start)).fetchone()
         return row_to_experiment(row) if row else None
 
+    def with_tree(self, tag: str, tree: str) -> list[Experiment]:
+        """The settled experiments of TAG's current epoch whose candidate had TREE (recorded at
+        commit as `details.tree`), oldest first: what an identical candidate may reuse."""
+        start = int(self.get_meta(f"epoch_start:{tag}", "0") or 0)
+        rows = self.db.execute(
+            "SELECT * FROM experiments WHERE tag = ? AND seq > ? AND status != 'running' "
+            "AND json_extract(details_json, '$.tree') = ? ORDER BY seq", (tag, start, tree))
+        return [row_to_experiment(r) for r in rows]
+
     def counts(self, tag: str) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM experiments WHERE tag = ? GROUP BY status", (tag,))
         counts = {s: 0 for s in STATUSES}

@@ -22,13 +22,17 @@ from autoresearch.loop.parallel import Replay, in_flight_note, replay_outcome
 from autoresearch.loop.policy import Policy
 from autoresearch.proposers import Proposal, ProposeContext, Proposer, ProposerError
 from autoresearch.proposers.brief import build_brief
+from autoresearch.proposers.research_log import research_log
 from autoresearch.redact import scrub
+from autoresearch.trial import agent_notes
 from autoresearch.trial import scratch as scratch_mod
 from autoresearch.trial.branch import show_best
 from autoresearch.trial.lifecycle import ProposalInfo, Trial
 from autoresearch.trial.session import Session
 from autoresearch.verdict import MeasureRequest, Verdict
 from autoresearch.verdict.flow import PhaseCallback
+
+PREVIOUS_LOG_CHARS = 3_000  # the previous run's research log in the brief, at most
 
 
 @dataclass
@@ -95,13 +99,16 @@ class SlotExperiments:
         exp = trial.exp
         scratch = scratch_mod.make(s.ws, base, self._scratch_dir(slot),
                                    with_git=getattr(slot.proposer, "needs_git", True))
-        ctx = self._context(slot, exp, best, fix, scratch.root)
+        notes_file = agent_notes.seed(scratch.root, self._notes()) if getattr(slot.proposer, "writes_notes", True) \
+            else ""
+        ctx = self._context(slot, exp, best, fix, scratch.root, notes_file)
         self.on_phase("proposing", {"seq": exp.seq, "slot": slot.index, "agent": self.agent_name,
                                     "fix": fix.seq if fix else None})
         began = time.time()
         try:
             proposal: Proposal = yield Propose(ctx)
         except ProposerError as err:
+            self._take_notes(scratch.root, notes_file)
             exp.propose_seconds = time.time() - began
             exp.tokens_in = getattr(err, "tokens_in", None)  # a failed proposal still cost tokens
             exp.tokens_out = getattr(err, "tokens_out", None)
@@ -112,6 +119,7 @@ class SlotExperiments:
             tree = s.ws.tree_of(best)  # every attempt is a commit: this one changed nothing
             trial.commit(tree)
             return trial.settle(Verdict("crash", err.reason, {"message": str(err)[:2000]}))
+        self._take_notes(scratch.root, notes_file)
         trial.proposed(proposal.description, ProposalInfo(
             proposer=self.agent_name, propose_seconds=time.time() - began, tokens_in=proposal.tokens_in,
             tokens_out=proposal.tokens_out, cost_usd=proposal.cost_usd))
@@ -191,7 +199,36 @@ class SlotExperiments:
             self.on_phase(phase, {**info, "slot": slot.index})
         return on_phase
 
-    def _context(self, slot: Slot, exp: Experiment, best: str, fix: Experiment | None, root: Path) -> ProposeContext:
+    def _take_notes(self, root: Path, name: str) -> None:
+        """The agent's notes.md back from its folder, before the candidate is collected."""
+        if not name:
+            return
+        notes = agent_notes.take(root, name)
+        if notes is not None:
+            agent_notes.store(self.session.state_dir, self.tag, notes)
+
+    def _previous_tag(self) -> str | None:
+        """The run before this one (a relaunch with an edited program.md starts a new tag)."""
+        tags = self.session.journal.tags()
+        return tags[tags.index(self.tag) - 1] if self.tag in tags and tags.index(self.tag) > 0 else None
+
+    def _digest(self) -> str:
+        """The research log of this run, and a shorter one of the run before it."""
+        text = research_log(self.session, self.tag)
+        previous = self._previous_tag()
+        if previous:
+            text += research_log(self.session, previous, f"## Research log of the previous run `{previous}`",
+                                 PREVIOUS_LOG_CHARS)
+        return text
+
+    def _notes(self) -> str:
+        """This run's notes; a new run starts from the previous run's."""
+        state = self.session.state_dir
+        previous = self._previous_tag()
+        return agent_notes.load(state, self.tag) or (agent_notes.load(state, previous) if previous else "")
+
+    def _context(self, slot: Slot, exp: Experiment, best: str, fix: Experiment | None, root: Path,
+                 notes_file: str = "") -> ProposeContext:
         s, config = self.session, self.session.config
         run_dir = s.run_dir(exp.seq)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +237,8 @@ class SlotExperiments:
         program = program_path.read_text(errors="replace") if program_path.exists() else ""
         brief = build_brief(config, program, best=s.journal.best(self.tag), best_commit=best,
                             history=history, files=config.editable_files(root),
-                            limits=self.policy.limits_left(), fix=fix)
+                            limits=self.policy.limits_left(), fix=fix, digest=self._digest(),
+                            notes=self._notes(), notes_file=notes_file)
         brief += in_flight_note([o.exp for o in self.slots if o is not slot and o.exp is not None])
         brief = scrub(brief)  # it goes to a remote model
         brief_path = run_dir / "brief.md"

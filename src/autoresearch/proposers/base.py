@@ -55,6 +55,9 @@ class Proposal:
 
 
 class Proposer(Protocol):
+    """A proposer may say `writes_notes = False` (it cannot leave a notes.md: an API model that
+    answers with edits, tune); the loop then gives it no notes file and its brief no notes."""
+
     name: str
 
     def propose(self, ctx: ProposeContext) -> Proposal:

@@ -1,9 +1,11 @@
 """The brief: the bounded prompt a proposer gets for one experiment.
 
-It holds program.md, the task's rules, the best so far, the last N experiments as a compact
-table, the tail of the last crash log when the previous run crashed, and what is left of the
-run's limits. Every part has a cap, so its size does not grow with the length of the history;
-the whole run log is never included.
+It holds program.md, the task's rules, the best so far, the research log of the whole run
+(`digest`: experiments grouped by what they changed, dead ends, live leads, the best's
+lineage), the last N experiments as a compact table, the agent's own notes (`notes.md`, kept
+between experiments by `trial.agent_notes`), the tail of the last crash log when the previous
+run crashed, and what is left of the run's limits. Every part has a cap, so its size does not
+grow with the length of the history; the whole run log is never included.
 
 program.md speaks to two readers. An agent driving the loop itself (native mode: "read
 program.md and go") needs its loop protocol: run `autoresearch experiment`, repeat, never
@@ -26,6 +28,7 @@ PROGRAM_MAX_CHARS = 12_000
 DESCRIPTION_MAX_CHARS = 80
 CRASH_TAIL_LINES = 30
 CRASH_TAIL_MAX_CHARS = 3_000
+NOTES_MAX_CHARS = 4_000  # the notes' cap (trial.agent_notes.MAX_CHARS keeps them to it)
 
 NATIVE_BEGIN = "<!-- native-loop: begin. `autoresearch run` leaves this part out of its agents' brief. -->"
 NATIVE_END = "<!-- native-loop: end -->"
@@ -73,6 +76,16 @@ def _tail(text: str) -> str:
     return out[-CRASH_TAIL_MAX_CHARS:]
 
 
+def notes_section(notes: str, name: str) -> str:
+    """The agent's notes, and how it keeps them (the file is taken back, never committed)."""
+    head = (f"## Your notes ({name})\n\nYour folder has `{name}`: your own notes, carried to the next "
+            "experiment and shown here (it is not part of your change and is never committed; the first "
+            f"{NOTES_MAX_CHARS:,} characters are kept, secrets removed). Record what you learned and what to "
+            "try next; rewrite it rather than let it grow.\n\n")
+    fence = "~~~~" if "```" in notes else "```"
+    return head + (f"{fence}\n{notes}\n{fence}" if notes.strip() else "(empty so far)")
+
+
 def research_guidance(program: str) -> str:
     """program.md without its native-loop protocol (see the module docstring)."""
     if _NATIVE_BLOCK.search(program):
@@ -85,8 +98,10 @@ def research_guidance(program: str) -> str:
 
 def build_brief(config: TaskConfig, program: str, *, best: Experiment | None, best_commit: str,
                 history: list[Experiment], files: list[str], limits: Limits | None = None,
-                fix: Experiment | None = None) -> str:
-    """The brief for one proposal. `fix` asks for a repair of that crashed experiment."""
+                fix: Experiment | None = None, digest: str = "", notes: str = "", notes_file: str = "") -> str:
+    """The brief for one proposal. `fix` asks for a repair of that crashed experiment. DIGEST:
+    the research log (`digest.research_digest`, bounded); NOTES: the agent's notes so far, and
+    NOTES_FILE the name it may rewrite them under in its folder (no notes section without one)."""
     metric = config.metric.name
     direction = "lower is better" if config.metric.goal == "minimize" else "higher is better"
     parts = ["# Your task for this experiment", ""]
@@ -126,8 +141,12 @@ def build_brief(config: TaskConfig, program: str, *, best: Experiment | None, be
             left.append(f"target {metric} {limits.target:g}")
         if left:
             parts.append("- Left: " + ", ".join(left) + ".")
+    if digest:
+        parts += ["", digest.rstrip()]
     parts += ["", f"## Recent experiments (last {config.agent.history})",
               _history_table(history, metric, config.agent.history), ""]
+    if notes_file:
+        parts += [notes_section(notes, notes_file), ""]
     crash_source = fix if fix is not None else (history[-1] if history and history[-1].status == "crash" else None)
     if crash_source is not None and crash_source.log_tail:
         parts += [f"## Tail of the crash log of seq {crash_source.seq}", "```", _tail(crash_source.log_tail), "```", ""]

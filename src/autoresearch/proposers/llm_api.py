@@ -162,6 +162,7 @@ class ApiProposer:
     """Proposes one edit per call through a chat API (see the module docstring)."""
 
     name = "api"
+    writes_notes = False  # it answers with edits of the editable files: no notes.md in its brief
 
     def __init__(self, config: TaskConfig, *, provider: str, model: str, base_url: str | None, api_key: str,
                  backoff_s: float = BACKOFF_S) -> None:

@@ -34,7 +34,7 @@ import traceback
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from autoresearch.config.task import STATE_DIR, TaskConfig
 from autoresearch.git.workspace import BRANCH_PREFIX, Workspace
@@ -115,6 +115,7 @@ class PastPoint:
 
 @dataclass
 class TuneProposer:
+    writes_notes: ClassVar[bool] = False  # reads no brief: no notes.md for it
     config: TaskConfig
     options: TuneOptions = field(default_factory=TuneOptions)
     name: str = "tune"

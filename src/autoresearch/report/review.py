@@ -117,8 +117,10 @@ def top_hits(experiments: list[Experiment], maximize: bool, n: int | None = None
 
 
 def closest_misses(experiments: list[Experiment], maximize: bool, n: int = CLOSEST) -> list[Experiment]:
-    """Discarded ideas that came nearest to (or past) the best without being kept."""
-    misses = [e for e in experiments if e.status == "discard" and gain(e, maximize) is not None]
+    """Discarded ideas that came nearest to (or past) the best without being kept (a duplicate
+    is its original's measurement again, so it is left out)."""
+    misses = [e for e in experiments if e.status == "discard" and e.reason != "duplicate"
+              and gain(e, maximize) is not None]
     misses.sort(key=lambda e: gain(e, maximize) or 0.0, reverse=True)
     return misses[:n]
 

@@ -39,6 +39,7 @@ from autoresearch.harness.sandbox import resolve_kind
 from autoresearch.journal.records import Experiment, NoiseRecord
 from autoresearch.journal.results import sync_tsv
 from autoresearch.trial.branch import current_epoch, refuse_stale_index, show_best
+from autoresearch.trial.duplicate import duplicate_verdict, earlier_measurement
 from autoresearch.trial.environment import check as check_environment
 from autoresearch.trial.environment import current_id
 from autoresearch.trial.measure import journaled_run, measure_commit, run_setup
@@ -123,7 +124,8 @@ class Trial:
     def commit(self, tree: str, violations: list[str] | None = None) -> Verdict | None:
         """Commit TREE as this attempt (always), then guard it. Returns the verdict when the
         attempt ends here (out of scope, no change), None when it is to be measured.
-        VIOLATIONS: problems found before the tree was built (a symlink, a huge new file)."""
+        VIOLATIONS: problems found before the tree was built (a symlink, a huge new file).
+        A tree already measured in this epoch ends here too, as a `duplicate` (trial.duplicate)."""
         s, exp = self.session, self.exp
         ws = s.ws
         message = (f"{exp.description.strip() or 'experiment'}\n\nautoresearch-seq: {exp.seq}\n"
@@ -131,6 +133,7 @@ class Trial:
         commit = ws.commit_tree(tree, exp.parent, message)
         ws.update_ref(experiment_ref(exp.tag, exp.seq), commit)
         exp.commit_sha = commit
+        exp.details["tree"] = tree
         changes, exp.lines_delta = ws.changes_and_lines(exp.parent, tree)
         self.added = [c.path for c in changes if c.status == "A"]
         exp.details["files"] = [c.path for c in changes]
@@ -146,6 +149,9 @@ class Trial:
             return Verdict("rejected", "out-of-scope", {"violations": found})
         if not changes and not exp.is_baseline:
             return Verdict("crash", "no-change")
+        earlier = None if exp.is_baseline else earlier_measurement(s.journal, exp.tag, tree, exp.seq)
+        if earlier is not None:  # measured already in this epoch: its record, no run
+            return duplicate_verdict(exp, earlier)
         return None
 
     # -- 3. runs ----------------------------------------------------------------------------

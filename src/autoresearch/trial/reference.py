@@ -47,7 +47,7 @@ class ReferenceWatch:
             if best is not None:
                 self.remeasure(tag, best.commit_sha, s.journal.reference(tag, best.commit_sha, best.metric), slot)
             return
-        if exp.metric is None or exp.status != "discard" or exp.reason.startswith("stale"):
+        if exp.metric is None or exp.status != "discard" or exp.reason.startswith(("stale", "duplicate")):
             return
         self.recent.append(exp.metric)
         self.since_check += 1
