@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,8 @@ def base_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_path: Path,
-              extra_env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+              extra_env: dict[str, str] | None = None, experiments: int = 1, revoke_after: int | None = None,
+              configure: Callable[[dict[str, str]], None] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
     executable = installed(cli)
     task = tmp_path / "task"
     shutil.copytree(base_task, task, symlinks=True)
@@ -100,12 +102,15 @@ def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_p
     env = model_server.client_env(cli, server.url, home, dict(os.environ))
     env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
     env.update(extra_env or {})
+    if configure is not None:
+        configure(env)
     # the agents' private homes: outside /tmp, where Codex refuses to set up its tools
     env["AUTORESEARCH_AGENT_HOMES"] = str(REAL_HOME / ".cache" / "autoresearch-agents" / "agent-homes")
     # the agent works in its scratch copy of the task (the task folder is read-only to it)
     server.reset(task / ".autoresearch" / "slots" / "0" / "scratch")
-    proc = autoresearch("run", "--agent", model_server.AGENT_ARG[cli], "--max-experiments", "1", "--quiet",
-                        cwd=task, env=env, check=False, timeout=300)
+    server.revoke_after = revoke_after
+    proc = autoresearch("run", "--agent", model_server.AGENT_ARG[cli], "--max-experiments", str(experiments),
+                        "--quiet", cwd=task, env=env, check=False, timeout=300)
     return proc, task
 
 
@@ -188,3 +193,56 @@ def test_claude_permission_flags_follow_the_uid(server, base_task, tmp_path):
     exp = assert_contract("claude", proc, task, server, base_task)
     command = (task / ".autoresearch" / "runs" / str(exp.seq) / "agent.log").read_text().splitlines()[0]
     assert "--dangerously-skip-permissions" in command and "--permission-mode" not in command
+
+
+# Where each CLI reads its key, and the variable the one-line reason must name.
+KEY_VARIABLE = {"claude": "ANTHROPIC_API_KEY", "codex": "CODEX_API_KEY", "gemini": "GEMINI_API_KEY",
+                "opencode": "apiKey", "aider": "OPENAI_API_KEY"}
+# Claude Code retries a 401 ten times (about three minutes) before it gives up: fewer here.
+FEW_RETRIES = {"CLAUDE_CODE_MAX_RETRIES": "1"}
+
+
+def wrong_key(env: dict[str, str]) -> None:
+    """The key each CLI sends, replaced by one the server refuses."""
+    for name in ("ANTHROPIC_API_KEY", "CODEX_API_KEY", "GEMINI_API_KEY", "OPENAI_API_KEY"):
+        if name in env:
+            env[name] = "sk-wrong"
+    if "OPENCODE_CONFIG" in env:
+        config = Path(env["OPENCODE_CONFIG"])
+        config.write_text(config.read_text().replace(model_server.TEST_KEY, "sk-wrong"))
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_bad_key_is_one_line_and_stops_the_loop(cli, server, base_task, tmp_path):
+    """A refused key: `agent-error: auth` with one line naming the key to check, whatever the CLI's
+    exit status (aider exits 0), and the loop stops after it instead of retrying the night away."""
+    installed(cli)
+    proc, task = run_agent(cli, server, base_task, tmp_path, extra_env=FEW_RETRIES, experiments=3,
+                           configure=wrong_key)
+    assert server.denied() >= 1
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    exp = last_experiment(task)
+    assert (exp.status, exp.reason, exp.details.get("failure")) == ("crash", "agent-error", "auth")
+    line = exp.details["message"].splitlines()[0]
+    assert line.startswith(f"invalid API key for {cli}") and KEY_VARIABLE[cli] in line, line
+    stopped = [x for x in proc.stdout.splitlines() if x.startswith("stopped:")]
+    assert stopped and "the agent cannot authenticate: invalid API key for" in stopped[0], proc.stdout
+    with Session.open(task) as session:  # the baseline and this one attempt: no second try
+        assert [e.seq for e in session.journal.experiments(session.require_tag()) if not e.is_baseline] == [exp.seq]
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_usage_of_a_failed_attempt_is_recorded(cli, server, base_task, tmp_path):
+    """The key stops working after the first answer: what that answer cost is still recorded
+    where the CLI reports it (Codex reports usage only for a completed turn, aider and Gemini
+    none for a failed run)."""
+    installed(cli)
+    proc, task = run_agent(cli, server, base_task, tmp_path, extra_env=FEW_RETRIES, revoke_after=1)
+    exp = last_experiment(task)
+    assert (exp.status, exp.details.get("failure")) == ("crash", "auth"), (exp.status, exp.reason, exp.details)
+    print(cli, exp.tokens_in, exp.tokens_out, exp.cost_usd)
+    if cli in ("claude", "opencode"):
+        assert exp.tokens_in and exp.tokens_in % model_server.USAGE_IN == 0
+        assert exp.tokens_out and exp.tokens_out % model_server.USAGE_OUT == 0
+    if cli == "claude":
+        assert exp.cost_usd and exp.cost_usd > 0

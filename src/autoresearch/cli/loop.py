@@ -124,7 +124,8 @@ def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, pl
         result = run_loop_cli(s, quiet)
         if result.stopped_because == "interrupted":
             sys.exit(EXIT_INTERRUPTED)
-        if result.stopped_because.startswith(("the proposer failed", "the agent is not installed", "the baseline failed")):
+        if result.stopped_because.startswith(("the proposer failed", "the agent is not installed", "the agent cannot authenticate",
+                                               "the baseline failed")):
             sys.exit(1)
 
 

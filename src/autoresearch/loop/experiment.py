@@ -103,15 +103,15 @@ class SlotExperiments:
             proposal: Proposal = yield Propose(ctx)
         except ProposerError as err:
             exp.propose_seconds = time.time() - began
-            exp.tokens_in = getattr(err, "tokens_in", None)  # a failed proposal still cost tokens
-            exp.tokens_out = getattr(err, "tokens_out", None)
-            exp.cost_usd = getattr(err, "cost_usd", None)
-            exp.description = f"({self.agent_name} failed: {err.reason})"
+            exp.tokens_in, exp.tokens_out, exp.cost_usd = err.tokens_in, err.tokens_out, err.cost_usd  # still spent
+            kind = f": {err.kind}" if err.kind else ""
+            exp.description = f"({self.agent_name} failed: {err.reason}{kind})"
             exp.log_path = str(ctx.log_path) if ctx.log_path.exists() else ""
             slot.model_driven = True
             tree = s.ws.tree_of(best)  # every attempt is a commit: this one changed nothing
             trial.commit(tree)
-            return trial.settle(Verdict("crash", err.reason, {"message": str(err)[:2000]}))
+            details = {"message": str(err)[:2000], **({"failure": err.kind} if err.kind else {})}
+            return trial.settle(Verdict("crash", err.reason, details))
         trial.proposed(proposal.description, ProposalInfo(
             proposer=self.agent_name, propose_seconds=time.time() - began, tokens_in=proposal.tokens_in,
             tokens_out=proposal.tokens_out, cost_usd=proposal.cost_usd))

@@ -2,7 +2,8 @@
 
 Stop conditions: `max_experiments`, `hours`, `target`, `plateau` (experiments without a keep),
 `autoresearch stop` (a stop file: after the experiments in flight, or at once with --now),
-Ctrl-C or SIGTERM, or a proposer (or executor) that keeps failing. With none set the loop runs
+Ctrl-C or SIGTERM, or a proposer (or executor) that keeps failing, or one whose provider refused its key (at the
+first such failure: retrying cannot fix a key). With none set the loop runs
 until stopped, as in the original.
 
 Crash repair: a model-driven proposer gets `[agent] fix_attempts` tries at fixing its own
@@ -126,7 +127,9 @@ class Policy:
         if proposer_failed:
             self.failures += 1
             message = str(exp.details.get("message", ""))
-            if exp.reason == "not-installed":
+            if exp.details.get("failure") == "auth":  # retrying cannot help: the key is wrong
+                out.stop, out.hard = f"the agent cannot authenticate: {message.splitlines()[0] if message else ''}", True
+            elif exp.reason == "not-installed":
                 out.stop, out.hard = f"the agent is not installed: {message}", True
             elif exp.reason == "no-knobs":
                 out.stop, out.hard = f"the agent cannot run: {message}", True

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.proposers.agent_errors import http_status, inner_message, is_auth, one_line
+
 AIDER_EVENTS = "aider.events.jsonl"  # aider's local event log, in the run folder
 
 # The root trap. Claude Code exits 1 with this line when its permission bypass
@@ -60,7 +62,16 @@ class Outcome:
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
-    error: str = ""  # the agent reported a failure despite exit status 0
+    error: str = ""  # the failure the agent reported, on one line (whatever its exit status)
+    status: int | None = None  # the HTTP status that failure names
+    auth: bool = False  # the provider refused the credentials
+
+    def failed(self, message: str, status: int | None = None) -> None:
+        """Record MESSAGE (a CLI's error, maybe a JSON body) as the failure, on one line."""
+        message = inner_message(message)
+        self.error = one_line(message)
+        self.status = status if status is not None else http_status(message)
+        self.auth = is_auth(self.status, message)
 
 
 @dataclass(frozen=True)
@@ -136,11 +147,13 @@ def parse_claude(output: str) -> Outcome:
     tokens_in, tokens_out = _claude_tokens(result)
     cost = result.get("total_cost_usd", result.get("cost_usd"))
     text = str(result.get("result")) if isinstance(result.get("result"), str) else ""
-    error = ""
+    out = Outcome(text=text, tokens_in=tokens_in, tokens_out=tokens_out,
+                  cost_usd=float(cost) if isinstance(cost, (int, float)) else None)
     if result.get("is_error") or str(result.get("subtype", "success")) != "success":
-        error = f"Claude Code reported {result.get('subtype') or 'an error'}: {text or '(no message)'}"
-    return Outcome(text=text, tokens_in=tokens_in, tokens_out=tokens_out,
-                   cost_usd=float(cost) if isinstance(cost, (int, float)) else None, error=error)
+        status = result.get("api_error_status")
+        out.failed(f"Claude Code reported {result.get('subtype') or 'an error'}: {text or '(no message)'}",
+                   status if isinstance(status, int) else None)
+    return out
 
 
 def _claude_tokens(result: dict) -> tuple[int | None, int | None]:
@@ -185,11 +198,11 @@ def parse_codex(output: str) -> Outcome:
             outs.append(_int(usage.get("output_tokens")))
             pending = ""
         elif kind == "turn.failed":
-            out.error = "Codex turn failed: " + str((event.get("error") or {}).get("message", ""))
+            out.failed("Codex turn failed: " + str((event.get("error") or {}).get("message", "")))
         elif kind == "error":
             pending = "Codex error: " + str(event.get("message", ""))
     if pending and not out.error:
-        out.error = pending
+        out.failed(pending)
     out.tokens_in, out.tokens_out = _sum_or_none(ins, bool(ins)), _sum_or_none(outs, bool(outs))
     return out
 
@@ -210,7 +223,9 @@ def parse_gemini(output: str) -> Outcome:
         out.tokens_out = sum(_int(t.get("candidates")) + _int(t.get("thoughts")) for t in tokens)
     err = doc.get("error")
     if err:
-        out.error = "Gemini CLI error: " + (str(err.get("message")) if isinstance(err, dict) else str(err))
+        message = str(err.get("message")) if isinstance(err, dict) else str(err)
+        code = err.get("code") if isinstance(err, dict) else None
+        out.failed("Gemini CLI error: " + inner_message(message), code if isinstance(code, int) else None)
     return out
 
 
@@ -239,13 +254,16 @@ def parse_opencode(output: str) -> Outcome:
             err = event.get("error") or {}
             data = err.get("data") if isinstance(err, dict) else None
             message = (data or {}).get("message") if isinstance(data, dict) else None
-            out.error = "opencode error: " + str(message or (err.get("name") if isinstance(err, dict) else err))
+            code = (data or {}).get("statusCode") if isinstance(data, dict) else None
+            out.failed("opencode error: " + str(message or (err.get("name") if isinstance(err, dict) else err)),
+                       code if isinstance(code, int) else None)
     if seen:
         # opencode reports 0 for a model it has no price for: unknown, not free.
         out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, (cost if cost > 0 else None)
     return out
 
 
+_AIDER_AUTH = "The API provider is not able to authenticate you"  # aider exits 0 after it
 _AIDER_TOKENS = re.compile(r"Tokens:\s*([\d.,]+[kKmM]?) sent.*?([\d.,]+[kKmM]?) received")
 _AIDER_COST = re.compile(r"Cost:\s*\$([\d.]+) message,\s*\$([\d.]+) session")
 _AIDER_NOISE = re.compile(
@@ -295,6 +313,9 @@ def parse_aider(output: str) -> Outcome:
             continue
         if fence or block:
             continue
+        if stripped.startswith(_AIDER_AUTH):
+            out.failed("aider: " + stripped)
+            out.auth = True
         if not _AIDER_NOISE.match(stripped):
             prose.append(stripped)
     out.text = "\n".join(prose[-20:])
