@@ -88,7 +88,7 @@ class ModelServer:
         self.root: Path | None = None
         self.records: list[Record] = []
         self.faults: list[str] = []
-        self.revoke_after: int | None = None  # main requests answered before the key stops working
+        self.revoke_after: int | None = None  # requests with tools answered before the key stops working
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
@@ -289,7 +289,8 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             record = Record(path=self.path, headers=headers, body=body, main=main)
             with server.lock:
                 server.records.append(record)
-            revoked = server.revoke_after is not None and len(server.main_records()) > server.revoke_after
+            revoked = server.revoke_after is not None and sum(
+                1 for r in server.main_records() if r.body.get("tools")) > server.revoke_after
             if revoked or _key(headers, self.path) != TEST_KEY:
                 record.fault = "401"
                 self._json(401, _auth_error_body(api))
