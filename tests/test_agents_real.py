@@ -303,3 +303,30 @@ def test_cli_config_fixed_between_experiments_reaches_the_second(cli, server, ba
     assert proc.returncode == 0, proc.stdout + proc.stderr
     second = last_experiment(task)
     assert second.seq == first.seq + 1 and second.status == "keep", (second.reason, second.details)
+
+
+def test_max_cost_stops_the_loop_at_the_reported_cost(server, base_task, tmp_path):
+    """aider reports $0.012 per answer (the price set for the server's model): with
+    `[agent] max_cost = 0.01` the loop stops after the first proposal although three were
+    allowed, and `run`'s last line and `status` show the night's totals."""
+    installed("aider")
+
+    def cap(env: dict[str, str]) -> None:
+        config = tmp_path / "task" / "autoresearch.toml"
+        text = config.read_text()
+        text = text.replace("[agent]\n", "[agent]\nmax_cost = 0.01\n") if "[agent]\n" in text else \
+            text + "\n[agent]\nmax_cost = 0.01\n"
+        config.write_text(text)
+
+    proc, task = run_agent("aider", server, base_task, tmp_path, experiments=3, configure=cap)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    exp = last_experiment(task)
+    assert exp.cost_usd == pytest.approx(0.012)
+    with Session.open(task) as session:
+        assert len([e for e in session.journal.experiments(session.require_tag()) if not e.is_baseline]) == 1
+    last = proc.stdout.strip().splitlines()
+    stopped = next(line for line in last if line.startswith("stopped:"))
+    assert "reached [agent] max_cost $0.01" in stopped and "agent: 1 proposal, 1,000 tokens in / 50 out, $0.012" \
+        in stopped, stopped
+    status = autoresearch("status", cwd=task, env=ENVS[task]).stdout
+    assert "agent    1 proposal, 1,000 tokens in / 50 out, $0.012" in status, status

@@ -27,6 +27,7 @@ from autoresearch.report.html import write_report
 from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
 from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
+from autoresearch.report.totals import Totals, totals
 from autoresearch.trial.branch import current_epoch, rescues
 
 
@@ -300,6 +301,7 @@ def status(as_json: bool) -> None:
                 "epoch": current_epoch(s, tag),
                 "claim_mismatches": s.journal.flagged(tag, "run_phase_claimed"),
                 "rescued": sorted(rescues(s, tag)),
+                "agent": totals(s.journal.experiments(tag)).to_json(),
             })
         if as_json:
             click.echo(json.dumps(info, default=str))
@@ -317,6 +319,7 @@ def status(as_json: bool) -> None:
             if last:
                 click.echo(f"last     seq {last['seq']} {last['status']} {last['reason']}: {last['description']}")
             click.echo("counts   " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            click.echo(f"agent    {Totals(**info['agent']).line()}")
             tp = info["throughput"]
             if tp.get("experiments"):
                 click.echo(f"speed    {tp['per_hour']:.1f} experiments/hour over {tp['slots']} slot(s) "

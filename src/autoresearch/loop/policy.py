@@ -1,6 +1,7 @@
 """When the loop stops, and what it does after a failure: one place for both.
 
 Stop conditions: `max_experiments`, `hours`, `target`, `plateau` (experiments without a keep),
+`[agent] max_cost` (the cost the agents reported),
 `autoresearch stop` (a stop file: after the experiments in flight, or at once with --now),
 Ctrl-C or SIGTERM, or a proposer (or executor) that keeps failing, or one whose provider refused its key (at the
 first such failure: retrying cannot fix a key). With none set the loop runs
@@ -94,6 +95,7 @@ class Policy:
         self.count = 0
         self.failures = 0
         self.executor_failures = 0
+        self.cost = 0.0  # what this run's proposals cost, as their agents reported it
 
     def stop_reason(self) -> str:
         s, lim = self.session, self.limits
@@ -108,6 +110,9 @@ class Policy:
                 return f"target {lim.target:g} reached ({best.metric:.6f})"
         if lim.plateau and s.journal.since_last_keep(self.tag) >= lim.plateau:
             return f"{lim.plateau} experiments without a keep"
+        max_cost = s.config.agent.max_cost
+        if max_cost and self.cost >= max_cost:
+            return f"the agents' cost ${self.cost:.4g} reached [agent] max_cost ${max_cost:g}"
         return ""
 
     def limits_left(self) -> Limits:
@@ -123,6 +128,7 @@ class Policy:
         """Count EXP's failure or success; returns the outcome and the slot's fixes left."""
         out = Outcome()
         agent = self.session.config.agent
+        self.cost += exp.cost_usd or 0.0
         proposer_failed = exp.status == "crash" and exp.reason in PROPOSER_REASONS
         if proposer_failed:
             self.failures += 1

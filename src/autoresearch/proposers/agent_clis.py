@@ -5,24 +5,16 @@ failures); what differs from one CLI to the next lives here, one `AgentSpec` per
 `CODING_AGENTS`: its argv builder, its output parser (final message, tokens, cost), where
 it leaves scratch files and how to install it. Adding a CLI means adding a spec here.
 
-How each CLI is invoked (flags from each tool's own documentation):
-
-- ``claude``: ``claude -p --output-format json --dangerously-skip-permissions [--model M]
-  < brief``. Print mode reads the prompt from stdin; the JSON result carries the final text,
-  ``total_cost_usd`` and ``usage``. As root see `claude_permission_args` (the root trap).
-- ``codex``: ``codex exec --sandbox workspace-write --skip-git-repo-check --json [--model M]
-  - < brief``. ``exec`` never asks for approvals; ``workspace-write`` lets it edit the task
-  folder only; ``-`` reads the prompt from stdin; ``--json`` prints JSONL events whose
-  ``turn.completed`` carries ``usage`` (input, cached input, output tokens).
-- ``aider``: ``aider --message-file brief --yes-always --no-auto-commits ... [--model M]
-  FILES``. The editable files are named so they are in the chat; its chat and input
-  history files go to the run folder, so nothing new appears in the work tree; the
-  ``Tokens: ... Cost: ...`` report lines give usage.
-- ``gemini``: ``gemini --yolo --output-format json [--model M] --prompt P < brief``. The
-  ``--prompt`` text is appended to stdin, so the brief comes first; the JSON has
-  ``response`` and per-model token ``stats``.
-- ``opencode``: ``opencode run --format json [--model provider/model] P < brief``. Piped
-  stdin is appended to the message; ``step_finish`` events carry ``cost`` and ``tokens``.
+How each CLI is invoked (flags from each tool's own documentation; the table in
+docs/guides/agents.md shows the whole command lines): ``claude -p --output-format json`` (one
+result object: text, ``total_cost_usd``, ``usage``; as root see `claude_permission_args`),
+``codex exec --sandbox workspace-write --json -`` (JSONL events; ``turn.completed`` carries
+usage), ``aider --message-file brief --yes-always --no-auto-commits ... FILES`` (plain text;
+its ``Tokens: ... Cost: ...`` lines and local event log give usage), ``gemini --yolo
+--output-format json --prompt P`` (the prompt is appended to the brief on stdin; one JSON
+document with per-model token ``stats``), ``opencode run --format json P`` (events;
+``step_finish`` carries cost and tokens). A failure is read from the same output (see
+`agent_errors` for what becomes of it).
 """
 
 from __future__ import annotations

@@ -255,17 +255,16 @@ class CodingAgent:
         outcome = (self.spec.parse if self.spec else parse_plain)(output)
         if self.spec is not None and self.spec.refine is not None:
             outcome = self.spec.refine(outcome, run_dir)
-        usage = {"tokens_in": outcome.tokens_in, "tokens_out": outcome.tokens_out, "cost_usd": outcome.cost_usd}
         if outcome.auth and self.spec is not None:  # whatever the exit status: aider exits 0 on a bad key
-            raise ProposerError("agent-error", f"{auth_reason(self.spec.name, outcome.status, output)}; "
-                                f"log: {ctx.log_path}\n{outcome.error}", kind="auth", **usage)
+            raise _error("agent-error", f"{auth_reason(self.spec.name, outcome.status, output)}; "
+                         f"log: {ctx.log_path}\n{outcome.error}", outcome, kind="auth")
         if result.timed_out:
-            raise ProposerError("agent-timeout", f"{what} did not finish within {ctx.timeout:g} s and was killed "
-                                f"([agent] timeout); log: {ctx.log_path}\n{_tail(output)}", **usage)
+            raise _error("agent-timeout", f"{what} did not finish within {ctx.timeout:g} s and was killed "
+                         f"([agent] timeout); log: {ctx.log_path}\n{_tail(output)}", outcome)
         if result.exit_code != 0:
             raise self._failure(result.exit_code, output, ctx.log_path, outcome)
         if outcome.error:
-            raise ProposerError("agent-error", f"{outcome.error}; log: {ctx.log_path}\n{_tail(output)}", **usage)
+            raise _error("agent-error", f"{outcome.error}; log: {ctx.log_path}\n{_tail(output)}", outcome)
         description = summary_line(outcome.text) or self._fallback_description(ctx, moved)
         return Proposal(description=description, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
                         cost_usd=outcome.cost_usd, model_driven=True)
@@ -286,20 +285,19 @@ class CodingAgent:
 
     def _failure(self, code: int | None, output: str, log_path: Path, outcome: Outcome) -> ProposerError:
         what = self.spec.title if self.spec else "the agent command"
-        usage = {"tokens_in": outcome.tokens_in, "tokens_out": outcome.tokens_out, "cost_usd": outcome.cost_usd}
         if self.spec is not None and self.spec.name == "claude" and CLAUDE_ROOT_REFUSAL in output:
-            return ProposerError(
+            return _error(
                 "agent-error",
                 "Claude Code refuses --dangerously-skip-permissions as root. Run autoresearch as a non-root "
                 "user; or, if this machine is a disposable sandbox, export IS_SANDBOX=1; or drop the bypass "
                 "from [agent] extra_args (as root autoresearch uses --permission-mode acceptEdits). "
-                f"Log: {log_path}", **usage)
+                f"Log: {log_path}", outcome)
         if code == 127 and self.spec is None:
             return ProposerError("not-installed", f"the agent command's program was not found (exit 127); "
                                  f"log: {log_path}\n{_tail(output)}")
         said = f": {outcome.error}" if outcome.error else ""  # the CLI's own reason, on one line
-        return ProposerError("agent-error", f"{what} exited with status {code}{said}; log: {log_path}\n"
-                             f"{_tail(output)}", **usage)
+        return _error("agent-error", f"{what} exited with status {code}{said}; log: {log_path}\n{_tail(output)}",
+                      outcome)
 
     def _move_scratch(self, ctx: ProposeContext, before: set[str], run_dir: Path) -> list[str]:
         """Move files the CLI left behind (history, caches) out of the work tree into the run
@@ -348,6 +346,12 @@ class CodingAgent:
         who = self.spec.name if self.spec else "command"
         what = ", ".join(sorted(set(changed))[:4]) or "no files"
         return summary_line(f"{who}: edit {what} (no summary given)")
+
+
+def _error(reason: str, message: str, outcome: Outcome, kind: str = "") -> ProposerError:
+    """A failure that carries what the attempt still cost, as the agent reported it."""
+    return ProposerError(reason, message, kind=kind, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
+                         cost_usd=outcome.cost_usd)
 
 
 def _tail(output: str, n: int = ERROR_TAIL_LINES) -> str:

@@ -28,6 +28,7 @@ from autoresearch.report.gains import pct_words
 from autoresearch.report.plot import focus_range, render_png
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
 from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
+from autoresearch.report.totals import Totals, duration
 from autoresearch.trial.session import Session
 
 TOP_HITS = 15
@@ -140,6 +141,8 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
                            f"{s['tokens_in'] or 0:,} in · {s['tokens_out'] or 0:,} out"))
     if s["cost_usd"] is not None:
         cards.append(_card("cost", f"${s['cost_usd']:.2f}"))
+    agent = Totals(**s["agent"])
+    cards.append(_card("agent time", duration(agent.agent_seconds), agent.line()))
     if s["noise"]:
         n = s["noise"]
         note = f"MAD {n['mad']:.3g} over {n['n']} runs of the best · suggested min_delta {n['suggested_min_delta']:.3g}"
