@@ -26,6 +26,7 @@ from autoresearch.report.gains import change_words, raw_note, session_gain
 from autoresearch.report.html import write_report
 from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
+from autoresearch.report.quarantine import parent_label, quarantine_diff
 from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
 from autoresearch.report.totals import Totals, totals
 from autoresearch.trial.branch import current_epoch, rescues
@@ -136,7 +137,8 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
             rows.append(("commit", f"{data['commit']}" + (f"  ({data['ref']})" if data["ref"] else "")))
         else:
             rows.append(("commit", "none: the change was refused before it was committed"))
-        rows.append(("parent", exp.parent or "-"))
+        parent = parent_label(s.journal.experiments(exp.tag), exp)
+        rows.append(("parent", (exp.parent or "-") + parent))
         if exp.metric is not None or exp.status in ("keep", "discard"):
             vs = f"  ({fmt_delta(exp.delta())} vs best {fmt_num(exp.best_before)})" if exp.delta() is not None else ""
             rows.append((metric, fmt_num(exp.metric) + vs))
@@ -170,7 +172,10 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
             if diff is None:
                 click.echo("no diff: never committed")
             elif not diff:
-                click.echo("no diff: no change against its parent (a baseline)")
+                click.echo(f"no diff: no change against its parent{parent}")
+                quarantined = quarantine_diff(s.ws, exp, s.run_dir(exp.seq))
+                if quarantined:
+                    _echo_diff(quarantined)
             else:
                 click.secho("diff against its parent:", bold=True)
                 _echo_diff(diff)
@@ -190,7 +195,7 @@ def diff_cmd(seq: int, stat: bool) -> None:
         if stat:
             click.echo(diff, nl=False)
         else:
-            _echo_diff(diff or "")
+            _echo_diff(diff or quarantine_diff(s.ws, exp, s.run_dir(exp.seq)))
 
 
 @click.command(name="finalize")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator, Union
 
+from autoresearch.config.task import CONFIG_NAME
 from autoresearch.executors import Executor
 from autoresearch.git.replay import replay_tree
 from autoresearch.git.workspace import Workspace
@@ -125,6 +126,9 @@ class SlotExperiments:
             exp.details["quarantined"] = got.quarantined
             exp.details["quarantine"] = got.details(config.budget.max_new_file_bytes)
         verdict = trial.commit(got.tree, got.violations)
+        edits = scratch_mod.harness_edits(got, [*config.task.readonly, CONFIG_NAME, config.task.program])
+        if edits and (verdict is None or verdict.reason == "no-change"):  # the attempt, not only the file, fails
+            verdict = Verdict("rejected", scratch_mod.harness_edit_reason(edits), {"harness_edit": edits})
         if verdict is not None:
             return trial.settle(verdict)
         return (yield from self._measure_flow(slot, trial))

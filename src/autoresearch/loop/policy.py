@@ -21,6 +21,7 @@ from pathlib import Path
 from autoresearch.config.task import LoopSection
 from autoresearch.journal.records import Experiment
 from autoresearch.proposers.brief import Limits
+from autoresearch.trial.scratch import HARNESS_EDIT
 from autoresearch.trial.session import Session
 
 STOP_FILE = "stop"
@@ -129,7 +130,8 @@ class Policy:
         out = Outcome()
         agent = self.session.config.agent
         self.cost += exp.cost_usd or 0.0
-        proposer_failed = exp.status == "crash" and exp.reason in PROPOSER_REASONS
+        proposer_failed = (exp.status == "crash" and exp.reason in PROPOSER_REASONS) or (
+            exp.status == "rejected" and exp.reason.startswith(HARNESS_EDIT))  # tampering counts as failing
         if proposer_failed:
             self.failures += 1
             message = str(exp.details.get("message", ""))

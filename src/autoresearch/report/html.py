@@ -26,6 +26,7 @@ from autoresearch.journal.records import Experiment
 from autoresearch.redact import scrub
 from autoresearch.report.gains import pct_words
 from autoresearch.report.plot import focus_range, render_png
+from autoresearch.report.quarantine import quarantine_diff
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
 from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
 from autoresearch.report.totals import Totals, duration
@@ -229,7 +230,7 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
     config = session.config
     page = build_report(experiments, task=config.task.name, tag=tag, metric=config.metric.name,
                         maximize=config.maximize, holdout=config.metric.holdout,
-                        diffs=batch_diffs(session.ws, experiments), noise=journal.latest_noise(tag) if tag else None,
+                        diffs=_with_quarantined(session, experiments), noise=journal.latest_noise(tag) if tag else None,
                         static_chart=static_chart,
                         references=reference_events(journal, tag, experiments) if tag else [])
     path = Path(path)
@@ -238,6 +239,15 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
     tmp.write_text(scrub(page), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _with_quarantined(session: Session, experiments: list[Experiment]) -> dict[int, str]:
+    """Each experiment's diff; where it changed nothing, the edits it had quarantined."""
+    diffs = batch_diffs(session.ws, experiments)
+    for e in experiments:
+        if not diffs.get(e.seq) and (e.details.get("quarantine") or {}).get("kept"):
+            diffs[e.seq] = quarantine_diff(session.ws, e, session.run_dir(e.seq)) or diffs.get(e.seq, "")
+    return diffs
 
 
 __all__ = ["build_report", "write_report"]

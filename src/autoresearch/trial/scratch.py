@@ -48,6 +48,22 @@ class Collected:
         return {"cap_bytes": cap, "kept": self.copies, "not_kept": self.not_kept}
 
 
+HARNESS_EDIT = "harness-edit"  # the reason of an attempt that changed what measures it
+
+
+def harness_edits(got: Collected, harness: list[str]) -> list[str]:
+    """The quarantined paths (changed by the agent, not applied) that match the HARNESS globs:
+    the read-only files, the config, program.md."""
+    paths = {entry.split(" (", 1)[0] for entry in got.quarantined}
+    return sorted(p for p in paths if matches_any(p, harness))
+
+
+def harness_edit_reason(paths: list[str], shown: int = 3) -> str:
+    """`harness-edit bench.py` (a few names, then how many more): the outcome, named."""
+    more = f" +{len(paths) - shown} more" if len(paths) > shown else ""
+    return f"{HARNESS_EDIT} {', '.join(paths[:shown])}{more}"
+
+
 def _walk(root: Path) -> dict[str, tuple[int, int, int]]:
     found: dict[str, tuple[int, int, int]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
