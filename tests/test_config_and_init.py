@@ -178,7 +178,7 @@ def test_init_refuses_harness_files_git_does_not_track(tmp_path: Path) -> None:
     out = ar(root, "init", "--editable", "solver.py", "--readonly", "benchdata/*", "--run", "python bench.py",
              "--metric", "score", "--goal", "maximize", "--budget", "5", check=False)
     assert out.returncode != 0
-    assert "git does not track benchdata/n.txt, bench.py" in out.stderr and "--commit" in out.stderr, out.stderr
+    assert "git does not track bench.py, benchdata/n.txt" in out.stderr and "--commit" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert not (root / "autoresearch.toml").exists() and not (root / "program.md").exists()
 
