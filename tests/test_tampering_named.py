@@ -58,3 +58,20 @@ def test_a_harness_edit_is_named_everywhere(tmp_path: Path) -> None:
     html = (task / "report.html").read_text()
     assert "harness-edit prepare.py" in html and "the fake agent was here" in html
     assert run.returncode == 0
+
+
+def test_a_failed_agents_edit_is_kept_and_shown(tmp_path: Path) -> None:
+    """An agent that edits and then fails: its unfinished edit is the attempt's commit (never
+    run), so `show` and `diff` show it instead of losing it."""
+    ar(tmp_path, "init", "task", "--template", "example")
+    task = tmp_path / "task"
+    ar(task, "start", "--tag", "t")
+    ar(task, "baseline")
+    agent = f"command:{sys.executable} {FAKE} --brief-file {{brief_file}} -- {{files}}"
+    ar(task, "run", "--agent", agent, "--max-experiments", "1", "--quiet", env={"FAKE_AGENT_BEHAVIOR": "editfail"},
+       check=False)
+    assert "MOMENTUM = 0.0" in (task / "train.py").read_text()  # the folder shows the best
+    show = ar(task, "show", "2").stdout
+    assert "crash (agent-error)" in show and "unfinished edit (kept, never run)" in show, show
+    assert "+MOMENTUM = 0.5" in show
+    assert "+MOMENTUM = 0.5" in ar(task, "diff", "2").stdout

@@ -177,7 +177,9 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
                 if quarantined:
                     _echo_diff(quarantined)
             else:
-                click.secho("diff against its parent:", bold=True)
+                unfinished = exp.details.get("unfinished_edit")
+                click.secho("the failed agent's unfinished edit (kept, never run):" if unfinished
+                            else "diff against its parent:", bold=True)
                 _echo_diff(diff)
 
 

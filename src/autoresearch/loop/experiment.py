@@ -109,9 +109,14 @@ class SlotExperiments:
             exp.description = f"({self.agent_name} failed: {err.reason}{kind})"
             exp.log_path = str(ctx.log_path) if ctx.log_path.exists() else ""
             slot.model_driven = True
-            tree = s.ws.tree_of(best)  # every attempt is a commit: this one changed nothing
-            trial.commit(tree)
+            # every attempt is a commit: this one holds whatever the agent had edited when it failed
+            # (it may hold the idea), never measured; its other changes are quarantined as usual
+            got = scratch_mod.collect(s.ws, scratch, best, config.task.editable, s.run_dir(exp.seq) / "quarantine",
+                                      config.budget.max_new_file_bytes)
+            trial.commit(got.tree)
             details = {"message": str(err)[:2000], **({"failure": err.kind} if err.kind else {})}
+            if exp.details.get("files"):
+                details["unfinished_edit"] = exp.details["files"]
             return trial.settle(Verdict("crash", err.reason, details))
         trial.proposed(proposal.description, ProposalInfo(
             proposer=self.agent_name, propose_seconds=time.time() - began, tokens_in=proposal.tokens_in,
