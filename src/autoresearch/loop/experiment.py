@@ -122,6 +122,8 @@ class SlotExperiments:
             proposer=self.agent_name, propose_seconds=time.time() - began, tokens_in=proposal.tokens_in,
             tokens_out=proposal.tokens_out, cost_usd=proposal.cost_usd))
         slot.model_driven = proposal.model_driven
+        if proposal.body:  # the commit message's body
+            exp.details["description_full"] = proposal.body
         if fix is not None:
             exp.details["fix_of"] = fix.seq
         self.on_phase("guarding", {"seq": exp.seq, "slot": slot.index})

@@ -59,6 +59,7 @@ class Proposal:
     tokens_out: int | None = None
     cost_usd: float | None = None
     model_driven: bool = True  # gets crash-repair attempts (tune does not)
+    body: str = ""  # the whole description, where `description` (a commit subject) had to be clipped
 
 
 class Proposer(Protocol):

@@ -66,6 +66,7 @@ from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
 from autoresearch.proposers.guard_env import PROPOSING_ENV
 
 DESCRIPTION_MAX_CHARS = 72  # a commit subject line
+DESCRIPTION_BODY_MAX_CHARS = 2000  # the whole summary, in the commit message's body
 ERROR_TAIL_LINES = 20
 OUTPUT_READ_MAX_BYTES = 4 * 1024 * 1024
 
@@ -89,8 +90,17 @@ _SUMMARY = re.compile(r"^\W*(?:one-line\s+)?(?:summary|description|change)\s*\**
 
 
 def summary_line(text: str) -> str:
-    """The one-line summary in an agent's final message: the last `Summary: ...` line if
-    there is one, else its last line; markdown decoration removed, clipped to one line."""
+    """The one-line summary in an agent's final message (`full_summary`), clipped to a commit
+    subject's length."""
+    chosen = full_summary(text)
+    if len(chosen) > DESCRIPTION_MAX_CHARS:
+        chosen = chosen[: DESCRIPTION_MAX_CHARS - 1].rstrip() + "…"
+    return chosen
+
+
+def full_summary(text: str) -> str:
+    """The summary in an agent's final message: the last `Summary: ...` line if there is one,
+    else its last line; markdown decoration removed, whitespace collapsed, never clipped."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("```")]
     if not lines:
         return ""
@@ -102,10 +112,7 @@ def summary_line(text: str) -> str:
             break
     chosen = re.sub(r"^(?:[-*>#]+\s*|\d+[.)]\s+)+", "", chosen)
     chosen = chosen.replace("**", "").replace("__", "").strip().strip("`").strip()
-    chosen = " ".join(chosen.split())
-    if len(chosen) > DESCRIPTION_MAX_CHARS:
-        chosen = chosen[: DESCRIPTION_MAX_CHARS - 1].rstrip() + "…"
-    return chosen
+    return " ".join(chosen.split())[:DESCRIPTION_BODY_MAX_CHARS]
 
 
 def running_as_root() -> bool:
@@ -266,8 +273,9 @@ class CodingAgent:
         if outcome.error:
             raise _error("agent-error", f"{outcome.error}; log: {ctx.log_path}\n{_tail(output)}", outcome)
         description = summary_line(outcome.text) or self._fallback_description(ctx, moved)
+        full = full_summary(outcome.text)
         return Proposal(description=description, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
-                        cost_usd=outcome.cost_usd, model_driven=True)
+                        cost_usd=outcome.cost_usd, model_driven=True, body=full if full != description else "")
 
     def _sandbox(self, ctx: ProposeContext, env: dict[str, str], run_dir: Path, command: str) -> "SandboxSpec | None":
         """Read-only everywhere but its scratch copy, its run folder and a private HOME seeded
