@@ -86,7 +86,8 @@ def base_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_path: Path,
               extra_env: dict[str, str] | None = None, experiments: int = 1, revoke_after: int | None = None,
-              configure: Callable[[dict[str, str]], None] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+              configure: Callable[[dict[str, str]], None] | None = None,
+              agent: Callable[[], str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
     executable = installed(cli)
     task = tmp_path / "task"
     shutil.copytree(base_task, task, symlinks=True)
@@ -108,18 +109,18 @@ def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_p
     # the agents' private homes: outside /tmp, where Codex refuses to set up its tools
     env["AUTORESEARCH_AGENT_HOMES"] = str(REAL_HOME / ".cache" / "autoresearch-agents" / "agent-homes")
     ENVS[task] = env
-    return start_run(cli, server, task, env, experiments, revoke_after), task
+    return start_run(cli, server, task, env, experiments, revoke_after, agent() if agent else None), task
 
 
 ENVS: dict[Path, dict[str, str]] = {}  # each test task's environment, for a second run in it
 
 
 def start_run(cli: str, server: model_server.ModelServer, task: Path, env: dict[str, str], experiments: int = 1,
-              revoke_after: int | None = None) -> subprocess.CompletedProcess:
+              revoke_after: int | None = None, agent: str | None = None) -> subprocess.CompletedProcess:
     # the agent works in its scratch copy of the task (the task folder is read-only to it)
     server.reset(task / ".autoresearch" / "slots" / "0" / "scratch")
     server.revoke_after = revoke_after
-    return autoresearch("run", "--agent", model_server.AGENT_ARG[cli], "--max-experiments", str(experiments),
+    return autoresearch("run", "--agent", agent or model_server.AGENT_ARG[cli], "--max-experiments", str(experiments),
                         "--quiet", cwd=task, env=env, check=False, timeout=300)
 
 
@@ -330,3 +331,54 @@ def test_max_cost_stops_the_loop_at_the_reported_cost(server, base_task, tmp_pat
         in stopped, stopped
     status = autoresearch("status", cwd=task, env=ENVS[task]).stdout
     assert "agent    1 proposal, 1,000 tokens in / 50 out, $0.012" in status, status
+
+
+# -- the documented custom-endpoint recipes, as written ------------------------------------------
+
+GUIDE = Path(__file__).parent.parent / "docs" / "guides" / "agents.md"
+DOC_URL, DOC_KEY = "http://127.0.0.1:8080", "sk-your-key"
+ENDPOINT_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CODEX_API_KEY", "GEMINI_API_KEY",
+                      "GOOGLE_GEMINI_BASE_URL", "OPENAI_API_KEY", "OPENAI_API_BASE", "OPENCODE_CONFIG")
+
+
+def recipe(cli: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """The guide's recipe for CLI: (files by ~/path, exported variables, the --agent value)."""
+    text = GUIDE.read_text()
+    start = text.index(f"<!-- recipe:{cli} -->")
+    end = min(i for i in (text.find("<!-- recipe:", start + 1), text.find("<!-- /recipes -->", start)) if i > 0)
+    part = text[start:end]
+    files = {m.group(1): m.group(2) for m in re.finditer(r"In `(~/[^`]+)`:\n\n```\w+\n(.*?)```", part, re.S)}
+    shell = re.search(r"```bash\n(.*?)```", part, re.S)
+    assert shell, f"no shell block in the {cli} recipe"
+    exports = dict(re.findall(r"^export (\w+)=(\S+)$", shell.group(1), re.M))
+    agent = re.search(r"autoresearch run --agent (\S+)", shell.group(1))
+    assert agent, f"no `autoresearch run --agent` in the {cli} recipe"
+    return files, exports, agent.group(1)
+
+
+def follow_recipe(cli: str, server: model_server.ModelServer, env: dict[str, str]) -> str:
+    """Point CLI at the server as the guide says, nothing more; returns the --agent value."""
+    files, exports, agent = recipe(cli)
+    for name in ENDPOINT_VARIABLES:  # what the harness's own setup put there goes
+        env.pop(name, None)
+    home = Path(env["HOME"])
+    for path, text in files.items():
+        rel = path.removeprefix("~/")
+        # Codex's folder lives outside /tmp in these tests (CODEX_HOME), where it can set up its tools
+        target = Path(env["CODEX_HOME"]) / rel.removeprefix(".codex/") if rel.startswith(".codex/") else home / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text.replace(DOC_URL, server.url))
+    env.update({k: v.replace(DOC_URL, server.url).replace(DOC_KEY, model_server.TEST_KEY) for k, v in exports.items()})
+    return agent
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_documented_endpoint_recipe_works_as_written(cli, server, base_task, tmp_path):
+    installed(cli)
+    agents: list[str] = []
+    proc, task = run_agent(cli, server, base_task, tmp_path,
+                           configure=lambda env: agents.append(follow_recipe(cli, server, env)),
+                           agent=lambda: agents[0])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    exp = last_experiment(task)
+    assert exp.status == "keep", (exp.reason, exp.details)

@@ -63,3 +63,9 @@ def test_one_line_reduces_json_and_clips():
     assert len(one_line("x" * 1000)) == 300
     assert http_status("unexpected status 403 Forbidden") == 403
     assert http_status("no number here") is None
+
+
+def test_gemini_exit_41_names_the_settings_key():
+    out = parse_gemini(json.dumps({"session_id": "x", "error": {"type": "Error", "message":
+                                                                "Invalid auth method selected.", "code": 41}}))
+    assert "security.auth.selectedType" in out.error and out.status is None and not out.auth

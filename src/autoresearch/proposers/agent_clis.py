@@ -42,6 +42,7 @@ CLAUDE_ROOT_TOOLS = ("Read,Edit,Write,Glob,Grep,Bash(python:*),Bash(python3:*),"
                      "Bash(git diff:*),Bash(git status:*),Bash(git log:*)")
 GEMINI_PROMPT = ("Carry out the task described above: edit the files in this folder, do not "
                  "commit, then end with a one-line summary of your change.")
+GEMINI_AUTH_HINT = ' (set security.auth.selectedType = "gemini-api-key" in ~/.gemini/settings.json)'
 OPENCODE_PROMPT = ("Carry out the task described below: edit the files in this folder, do not "
                    "commit, then end with a one-line summary of your change.")
 
@@ -217,7 +218,8 @@ def parse_gemini(output: str) -> Outcome:
     if err:
         message = str(err.get("message")) if isinstance(err, dict) else str(err)
         code = err.get("code") if isinstance(err, dict) else None
-        out.failed("Gemini CLI error: " + inner_message(message), code if isinstance(code, int) else None)
+        hint = GEMINI_AUTH_HINT if code == 41 else ""  # no auth method chosen (a custom endpoint needs one)
+        out.failed("Gemini CLI error: " + inner_message(message) + hint, code if isinstance(code, int) and code >= 100 else None)
     return out
 
 
