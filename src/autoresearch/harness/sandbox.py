@@ -24,6 +24,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,11 +165,18 @@ def seed_agent_home(dest: Path, user_home: Path, environ: dict[str, str] | None 
     made (a content hash of the source, kept in DEST/SEED_MANIFEST) and removed when the user's
     is gone, so a config fixed between two experiments reaches the second; while the user's is
     unchanged, what the agent wrote into its copy stays."""
-    environ = dict(os.environ if environ is None else environ)
+    with _SEEDING:  # the slots of one loop share the home: one seeds at a time
+        return _seed(Path(dest), Path(user_home), dict(os.environ if environ is None else environ))
+
+
+_SEEDING = threading.Lock()
+
+
+def _seed(dest: Path, user_home: Path, environ: dict[str, str]) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     manifest = dest / SEED_MANIFEST
     seeded = _read_manifest(manifest)
-    sources = [(rel, source) for rel, source in _config_sources(Path(user_home), environ) if source.exists()]
+    sources = [(rel, source) for rel, source in _config_sources(user_home, environ) if source.exists()]
     for rel in [r for r in seeded if r not in {rel for rel, _ in sources}]:  # the user removed it
         _remove(dest / rel)
         del seeded[rel]
