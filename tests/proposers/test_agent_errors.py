@@ -69,3 +69,8 @@ def test_gemini_exit_41_names_the_settings_key():
     out = parse_gemini(json.dumps({"session_id": "x", "error": {"type": "Error", "message":
                                                                 "Invalid auth method selected.", "code": 41}}))
     assert "security.auth.selectedType" in out.error and out.status is None and not out.auth
+
+
+def test_claude_error_with_subtype_success_reads_as_an_error():
+    out = parse_claude((OUTPUTS / "claude-401.log").read_text())
+    assert out.error == "Claude Code reported an error: Invalid API key · Fix external API key"

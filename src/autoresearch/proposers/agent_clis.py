@@ -144,7 +144,9 @@ def parse_claude(output: str) -> Outcome:
                   cost_usd=float(cost) if isinstance(cost, (int, float)) else None)
     if result.get("is_error") or str(result.get("subtype", "success")) != "success":
         status = result.get("api_error_status")
-        out.failed(f"Claude Code reported {result.get('subtype') or 'an error'}: {text or '(no message)'}",
+        subtype = str(result.get("subtype") or "")  # "success" with is_error: the API refused (a 401, say)
+        out.failed(f"Claude Code reported {subtype if subtype not in ('', 'success') else 'an error'}: "
+                   f"{text or '(no message)'}",
                    status if isinstance(status, int) else None)
     return out
 
