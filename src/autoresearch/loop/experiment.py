@@ -136,6 +136,10 @@ class SlotExperiments:
         edits = scratch_mod.harness_edits(got, [*config.task.readonly, CONFIG_NAME, config.task.program])
         if edits and (verdict is None or verdict.reason == "no-change"):  # the attempt, not only the file, fails
             verdict = Verdict("rejected", scratch_mod.harness_edit_reason(edits), {"harness_edit": edits})
+        elif verdict is not None and verdict.reason == "no-change" and got.quarantined:  # only the wrong files
+            others = scratch_mod.quarantined_paths(got)
+            verdict = Verdict("rejected", scratch_mod.harness_edit_reason(others, kind=scratch_mod.OUT_OF_SCOPE_EDIT),
+                              {"out_of_scope": others})
         if verdict is not None:
             return trial.settle(verdict)
         return (yield from self._measure_flow(slot, trial))

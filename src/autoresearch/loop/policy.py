@@ -21,7 +21,7 @@ from pathlib import Path
 from autoresearch.config.task import LoopSection
 from autoresearch.journal.records import Experiment
 from autoresearch.proposers.brief import Limits
-from autoresearch.trial.scratch import HARNESS_EDIT
+from autoresearch.trial.scratch import HARNESS_EDIT, OUT_OF_SCOPE_EDIT
 from autoresearch.trial.session import Session
 
 STOP_FILE = "stop"
@@ -131,7 +131,7 @@ class Policy:
         agent = self.session.config.agent
         self.cost += exp.cost_usd or 0.0
         proposer_failed = (exp.status == "crash" and exp.reason in PROPOSER_REASONS) or (
-            exp.status == "rejected" and exp.reason.startswith(HARNESS_EDIT))  # tampering counts as failing
+            exp.status == "rejected" and exp.reason.startswith((HARNESS_EDIT, OUT_OF_SCOPE_EDIT + " ")))  # as failing
         if proposer_failed:
             self.failures += 1
             message = str(exp.details.get("message", ""))
