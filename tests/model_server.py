@@ -17,6 +17,10 @@ requests (titles, routing, next-speaker checks) do not derail it. Tool names and
 names are taken from the tool schemas the CLI sent, so a renamed parameter shows up as a
 failed edit rather than as a silently skipped step.
 
+Keys: a request whose key (``x-api-key``, ``Authorization: Bearer``, ``x-goog-api-key`` or
+``?key=``) is not `TEST_KEY` gets the API's own HTTP 401 answer, as a real provider would
+give for an invalid key; `denied()` counts them.
+
 Faults: `fail_next(kind)` makes the next main request fail once, with ``"500"`` (an HTTP 500
 with the API's error body) or ``"drop"`` (the stream starts, then the connection closes
 before the response is complete). The CLI's retry is then what the test observes.
@@ -84,6 +88,7 @@ class ModelServer:
         self.root: Path | None = None
         self.records: list[Record] = []
         self.faults: list[str] = []
+        self.revoke_after: int | None = None  # requests with tools answered before the key stops working
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
@@ -106,6 +111,7 @@ class ModelServer:
             self.root = root.resolve()
             self.records = []
             self.faults = []
+            self.revoke_after = None
 
     def fail_next(self, kind: str) -> None:
         assert kind in ("500", "drop")
@@ -116,6 +122,10 @@ class ModelServer:
 
     def main_records(self) -> list[Record]:
         return [r for r in self.records if r.main]
+
+    def denied(self) -> int:
+        """How many requests were refused for a bad key (HTTP 401)."""
+        return sum(1 for r in self.records if r.fault == "401")
 
     def reported_usage(self) -> tuple[int, int]:
         """Tokens (in, out) the server reported in all completed answers (side requests too)."""
@@ -279,6 +289,12 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             record = Record(path=self.path, headers=headers, body=body, main=main)
             with server.lock:
                 server.records.append(record)
+            revoked = server.revoke_after is not None and sum(
+                1 for r in server.main_records() if r.body.get("tools")) > server.revoke_after
+            if revoked or _key(headers, self.path) != TEST_KEY:
+                record.fault = "401"
+                self._json(401, _auth_error_body(api))
+                return
             if main:
                 record.fault = server.take_fault()
                 step = server.next_step(tools, transcript) if api != "chat" or tools else _aider_step(server, transcript)
@@ -330,6 +346,30 @@ def _error_body(api: str) -> dict:
         return {"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}
     return {"error": {"message": "The server had an error while processing your request.", "type": "server_error",
                       "code": None, "param": None}}
+
+
+def _key(headers: dict[str, str], path: str) -> str:
+    """The API key a request presents, in whichever header its API uses."""
+    bearer = headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        return bearer[7:].strip()
+    for name in ("x-api-key", "x-goog-api-key"):
+        if headers.get(name):
+            return headers[name]
+    query = path.partition("?")[2]
+    return next((v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "key"), "")
+
+
+def _auth_error_body(api: str) -> dict:
+    """Each API's answer to an invalid key (HTTP 401), as the providers word it."""
+    if api == "anthropic":
+        return {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+    if api == "gemini":
+        return {"error": {"code": 401, "message": "API key not valid. Please pass a valid API key.",
+                          "status": "UNAUTHENTICATED"}}
+    return {"error": {"message": "Incorrect API key provided: sk-wrong. You can find your API key at "
+                                 "https://platform.openai.com/account/api-keys.", "type": "invalid_request_error",
+                      "code": "invalid_api_key", "param": None}}
 
 
 def _side_text(body: dict) -> str:

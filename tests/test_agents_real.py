@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,7 +85,9 @@ def base_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_path: Path,
-              extra_env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+              extra_env: dict[str, str] | None = None, experiments: int = 1, revoke_after: int | None = None,
+              configure: Callable[[dict[str, str]], None] | None = None,
+              agent: Callable[[], str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
     executable = installed(cli)
     task = tmp_path / "task"
     shutil.copytree(base_task, task, symlinks=True)
@@ -100,13 +104,24 @@ def run_agent(cli: str, server: model_server.ModelServer, base_task: Path, tmp_p
     env = model_server.client_env(cli, server.url, home, dict(os.environ))
     env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
     env.update(extra_env or {})
+    if configure is not None:
+        configure(env)
     # the agents' private homes: outside /tmp, where Codex refuses to set up its tools
     env["AUTORESEARCH_AGENT_HOMES"] = str(REAL_HOME / ".cache" / "autoresearch-agents" / "agent-homes")
+    ENVS[task] = env
+    return start_run(cli, server, task, env, experiments, revoke_after, agent() if agent else None), task
+
+
+ENVS: dict[Path, dict[str, str]] = {}  # each test task's environment, for a second run in it
+
+
+def start_run(cli: str, server: model_server.ModelServer, task: Path, env: dict[str, str], experiments: int = 1,
+              revoke_after: int | None = None, agent: str | None = None) -> subprocess.CompletedProcess:
     # the agent works in its scratch copy of the task (the task folder is read-only to it)
     server.reset(task / ".autoresearch" / "slots" / "0" / "scratch")
-    proc = autoresearch("run", "--agent", model_server.AGENT_ARG[cli], "--max-experiments", "1", "--quiet",
-                        cwd=task, env=env, check=False, timeout=300)
-    return proc, task
+    server.revoke_after = revoke_after
+    return autoresearch("run", "--agent", agent or model_server.AGENT_ARG[cli], "--max-experiments", str(experiments),
+                        "--quiet", cwd=task, env=env, check=False, timeout=300)
 
 
 def last_experiment(task: Path) -> Experiment:
@@ -188,3 +203,182 @@ def test_claude_permission_flags_follow_the_uid(server, base_task, tmp_path):
     exp = assert_contract("claude", proc, task, server, base_task)
     command = (task / ".autoresearch" / "runs" / str(exp.seq) / "agent.log").read_text().splitlines()[0]
     assert "--dangerously-skip-permissions" in command and "--permission-mode" not in command
+
+
+# Where each CLI reads its key, and the variable the one-line reason must name.
+KEY_VARIABLE = {"claude": "ANTHROPIC_API_KEY", "codex": "CODEX_API_KEY", "gemini": "GEMINI_API_KEY",
+                "opencode": "apiKey", "aider": "OPENAI_API_KEY"}
+# Claude Code retries a 401 ten times (about three minutes) before it gives up: fewer here.
+FEW_RETRIES = {"CLAUDE_CODE_MAX_RETRIES": "1"}
+
+
+def wrong_key(env: dict[str, str]) -> None:
+    """The key each CLI sends, replaced by one the server refuses."""
+    for name in ("ANTHROPIC_API_KEY", "CODEX_API_KEY", "GEMINI_API_KEY", "OPENAI_API_KEY"):
+        if name in env:
+            env[name] = "sk-wrong"
+    if "OPENCODE_CONFIG" in env:
+        config = Path(env["OPENCODE_CONFIG"])
+        config.write_text(config.read_text().replace(model_server.TEST_KEY, "sk-wrong"))
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_bad_key_is_one_line_and_stops_the_loop(cli, server, base_task, tmp_path):
+    """A refused key: `agent-error: auth` with one line naming the key to check, whatever the CLI's
+    exit status (aider exits 0), and the loop stops after it instead of retrying the night away."""
+    installed(cli)
+    proc, task = run_agent(cli, server, base_task, tmp_path, extra_env=FEW_RETRIES, experiments=3,
+                           configure=wrong_key)
+    assert server.denied() >= 1
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    exp = last_experiment(task)
+    assert (exp.status, exp.reason, exp.details.get("failure")) == ("crash", "agent-error", "auth")
+    line = exp.details["message"].splitlines()[0]
+    assert line.startswith(f"invalid API key for {cli}") and KEY_VARIABLE[cli] in line, line
+    stopped = [x for x in proc.stdout.splitlines() if x.startswith("stopped:")]
+    assert stopped and "the agent cannot authenticate: invalid API key for" in stopped[0], proc.stdout
+    with Session.open(task) as session:  # the baseline and this one attempt: no second try
+        assert [e.seq for e in session.journal.experiments(session.require_tag()) if not e.is_baseline] == [exp.seq]
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_usage_of_a_failed_attempt_is_recorded(cli, server, base_task, tmp_path):
+    """The key stops working after the first answer (the file read): what that answer cost is
+    still recorded where the CLI reports it. Codex reports usage only with a completed turn and
+    Gemini none beside its error; aider sends no tools, so its one request is answered."""
+    installed(cli)
+    if cli == "aider":
+        pytest.skip("aider makes one request per proposal: there is no second one to refuse")
+    proc, task = run_agent(cli, server, base_task, tmp_path, extra_env=FEW_RETRIES, revoke_after=1)
+    exp = last_experiment(task)
+    assert (exp.status, exp.details.get("failure")) == ("crash", "auth"), (exp.status, exp.reason, exp.details)
+    print(cli, exp.tokens_in, exp.tokens_out, exp.cost_usd)
+    if cli in ("claude", "opencode"):
+        assert exp.tokens_in and exp.tokens_in % model_server.USAGE_IN == 0
+        assert exp.tokens_out and exp.tokens_out % model_server.USAGE_OUT == 0
+    if cli == "claude":
+        assert exp.cost_usd and exp.cost_usd > 0
+
+
+def key_in_config(cli: str, env: dict[str, str], key: str) -> None:
+    """Move the key from the environment into the CLI's own config file under HOME (the copy
+    the agent's private HOME is seeded from), holding KEY."""
+    home = Path(env["HOME"])
+    if cli == "claude":  # apiKeyHelper: a command whose output is the key (documented setting)
+        env.pop("ANTHROPIC_API_KEY", None)
+        path = home / ".claude" / "settings.json"
+        text = json.dumps({"apiKeyHelper": f"echo {key}"})
+    elif cli == "codex":  # the provider's own token instead of env_key
+        env.pop("CODEX_API_KEY", None)
+        path = Path(env["CODEX_HOME"]) / "config.toml"
+        text = path.read_text().replace('env_key = "CODEX_API_KEY"', 'experimental_bearer_token = ""')
+        text = re.sub(r'experimental_bearer_token = "[^"]*"', f'experimental_bearer_token = "{key}"', text)
+    elif cli == "gemini":  # Gemini CLI reads ~/.gemini/.env
+        env.pop("GEMINI_API_KEY", None)
+        path = home / ".gemini" / ".env"
+        text = f"GEMINI_API_KEY={key}\n"
+    elif cli == "opencode":  # the global config instead of OPENCODE_CONFIG
+        path = home / ".config" / "opencode" / "opencode.json"
+        source = Path(env.pop("OPENCODE_CONFIG", str(path)))
+        text = re.sub(r'"apiKey": "[^"]*"', f'"apiKey": "{key}"', source.read_text())
+    else:  # aider: ~/.aider.conf.yml
+        env.pop("OPENAI_API_KEY", None)
+        path = home / ".aider.conf.yml"
+        text = f"openai-api-key: {key}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_config_fixed_between_experiments_reaches_the_second(cli, server, base_task, tmp_path):
+    """A wrong key in the CLI's own config file fails the first experiment; the user fixes the
+    file; the next experiment uses the fixed copy (the agent's HOME is re-seeded from it)."""
+    installed(cli)
+    proc, task = run_agent(cli, server, base_task, tmp_path, extra_env=FEW_RETRIES,
+                           configure=lambda env: key_in_config(cli, env, "sk-wrong"))
+    first = last_experiment(task)
+    assert (first.status, first.details.get("failure")) == ("crash", "auth"), (first.reason, first.details)
+    env = ENVS[task]
+    key_in_config(cli, env, model_server.TEST_KEY)
+    proc = start_run(cli, server, task, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    second = last_experiment(task)
+    assert second.seq == first.seq + 1 and second.status == "keep", (second.reason, second.details)
+
+
+def test_max_cost_stops_the_loop_at_the_reported_cost(server, base_task, tmp_path):
+    """aider reports $0.012 per answer (the price set for the server's model): with
+    `[agent] max_cost = 0.01` the loop stops after the first proposal although three were
+    allowed, and `run`'s last line and `status` show the night's totals."""
+    installed("aider")
+
+    def cap(env: dict[str, str]) -> None:
+        config = tmp_path / "task" / "autoresearch.toml"
+        text = config.read_text()
+        text = text.replace("[agent]\n", "[agent]\nmax_cost = 0.01\n") if "[agent]\n" in text else \
+            text + "\n[agent]\nmax_cost = 0.01\n"
+        config.write_text(text)
+
+    proc, task = run_agent("aider", server, base_task, tmp_path, experiments=3, configure=cap)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    exp = last_experiment(task)
+    assert exp.cost_usd == pytest.approx(0.012)
+    with Session.open(task) as session:
+        assert len([e for e in session.journal.experiments(session.require_tag()) if not e.is_baseline]) == 1
+    last = proc.stdout.strip().splitlines()
+    stopped = next(line for line in last if line.startswith("stopped:"))
+    assert "reached [agent] max_cost $0.01" in stopped and "agent: 1 proposal, 1,000 tokens in / 50 out, $0.012" \
+        in stopped, stopped
+    status = autoresearch("status", cwd=task, env=ENVS[task]).stdout
+    assert "agent    1 proposal, 1,000 tokens in / 50 out, $0.012" in status, status
+
+
+# -- the documented custom-endpoint recipes, as written ------------------------------------------
+
+GUIDE = Path(__file__).parent.parent / "docs" / "guides" / "agents.md"
+DOC_URL, DOC_KEY = "http://127.0.0.1:8080", "sk-your-key"
+ENDPOINT_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CODEX_API_KEY", "GEMINI_API_KEY",
+                      "GOOGLE_GEMINI_BASE_URL", "OPENAI_API_KEY", "OPENAI_API_BASE", "OPENCODE_CONFIG")
+
+
+def recipe(cli: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """The guide's recipe for CLI: (files by ~/path, exported variables, the --agent value)."""
+    text = GUIDE.read_text()
+    start = text.index(f"<!-- recipe:{cli} -->")
+    end = min(i for i in (text.find("<!-- recipe:", start + 1), text.find("<!-- /recipes -->", start)) if i > 0)
+    part = text[start:end]
+    files = {m.group(1): m.group(2) for m in re.finditer(r"In `(~/[^`]+)`:\n\n```\w+\n(.*?)```", part, re.S)}
+    shell = re.search(r"```bash\n(.*?)```", part, re.S)
+    assert shell, f"no shell block in the {cli} recipe"
+    exports = dict(re.findall(r"^export (\w+)=(\S+)$", shell.group(1), re.M))
+    agent = re.search(r"autoresearch run --agent (\S+)", shell.group(1))
+    assert agent, f"no `autoresearch run --agent` in the {cli} recipe"
+    return files, exports, agent.group(1)
+
+
+def follow_recipe(cli: str, server: model_server.ModelServer, env: dict[str, str]) -> str:
+    """Point CLI at the server as the guide says, nothing more; returns the --agent value."""
+    files, exports, agent = recipe(cli)
+    for name in ENDPOINT_VARIABLES:  # what the harness's own setup put there goes
+        env.pop(name, None)
+    home = Path(env["HOME"])
+    for path, text in files.items():
+        rel = path.removeprefix("~/")
+        # Codex's folder lives outside /tmp in these tests (CODEX_HOME), where it can set up its tools
+        target = Path(env["CODEX_HOME"]) / rel.removeprefix(".codex/") if rel.startswith(".codex/") else home / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text.replace(DOC_URL, server.url))
+    env.update({k: v.replace(DOC_URL, server.url).replace(DOC_KEY, model_server.TEST_KEY) for k, v in exports.items()})
+    return agent
+
+
+@pytest.mark.parametrize("cli", list(PINS))
+def test_cli_documented_endpoint_recipe_works_as_written(cli, server, base_task, tmp_path):
+    installed(cli)
+    agents: list[str] = []
+    proc, task = run_agent(cli, server, base_task, tmp_path,
+                           configure=lambda env: agents.append(follow_recipe(cli, server, env)),
+                           agent=lambda: agents[0])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    exp = last_experiment(task)
+    assert exp.status == "keep", (exp.reason, exp.details)

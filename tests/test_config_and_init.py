@@ -158,3 +158,50 @@ def test_verify_reports_changes(tmp_path: Path) -> None:
     out = ar(root, "verify", check=False)
     assert out.returncode == 1 and "prepare.py: missing" in out.stdout
     subprocess.run(["git", "checkout", "prepare.py"], cwd=root, check=True, env=git_env())
+
+
+def _project_with_an_untracked_bench(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / "benchdata").mkdir(parents=True)
+    (root / "solver.py").write_text("SIZE = 3\n")
+    git(root, "init", "-q")
+    git(root, "add", "solver.py")
+    git(root, "commit", "-qm", "user code")
+    # the harness, never committed: the check in the folder passes, every export lacks it
+    (root / "bench.py").write_text("import solver\nprint(f'score: {solver.SIZE * 2 + len(open(\"benchdata/n.txt\").read())}')\n")
+    (root / "benchdata" / "n.txt").write_text("xx")
+    return root
+
+
+def test_init_refuses_harness_files_git_does_not_track(tmp_path: Path) -> None:
+    root = _project_with_an_untracked_bench(tmp_path)
+    out = ar(root, "init", "--editable", "solver.py", "--readonly", "benchdata/*", "--run", "python bench.py",
+             "--metric", "score", "--goal", "maximize", "--budget", "5", check=False)
+    assert out.returncode != 0
+    assert "git does not track bench.py, benchdata/n.txt" in out.stderr and "--commit" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (root / "autoresearch.toml").exists() and not (root / "program.md").exists()
+
+
+def test_init_commit_commits_them_and_the_baseline_runs(tmp_path: Path) -> None:
+    root = _project_with_an_untracked_bench(tmp_path)
+    ar(root, "init", "--editable", "solver.py", "--readonly", "benchdata/*", "--run", "python bench.py",
+       "--metric", "score", "--goal", "maximize", "--budget", "5", "--commit")
+    assert git(root, "ls-files", "bench.py", "benchdata/n.txt").split() == ["bench.py", "benchdata/n.txt"]
+    ar(root, "start", "--tag", "t")
+    out = ar(root, "baseline")
+    assert "score 8.000000" in out.stdout, out.stdout
+
+
+def test_a_crash_prints_the_logs_last_line(tmp_path: Path) -> None:
+    """The cause of a crash is on screen beside the log's path, not only in the log."""
+    root = _project_with_an_untracked_bench(tmp_path)
+    ar(root, "init", "--editable", "solver.py", "--readonly", "benchdata/*", "--run", "python bench.py",
+       "--metric", "score", "--goal", "maximize", "--budget", "5", "--commit")
+    ar(root, "start", "--tag", "t")
+    ar(root, "baseline")
+    (root / "solver.py").write_text("SIZE = undefined_name\n")
+    out = ar(root, "experiment", "-m", "broken", check=False)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("crash:") and lines[1].startswith("log: ")
+    assert lines[2] == "last line of the log: NameError: name 'undefined_name' is not defined", lines

@@ -6,6 +6,7 @@ different file of the user's is a conflict, reported before anything is written.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import tempfile
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from autoresearch.config.task import CONFIG_NAME, load_config, parse_config, tomllib
+from autoresearch.config.task import CONFIG_NAME, TaskConfig, load_config, parse_config, tomllib
 from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import LOCK_REF, Workspace
 from autoresearch.harness.env import base_env
@@ -181,9 +182,13 @@ def _toml_str(text: str) -> str:
 
 
 def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run: str, metric: str,
-                    goal: str, budget: float, evaluate: str = "", name: str = "") -> float:
+                    goal: str, budget: float, evaluate: str = "", name: str = "", commit: bool = False) -> float:
     """Add autoresearch to an existing project: write the config and program.md, run the command
-    once to check that it prints the metric, commit those two files, lock. Returns the metric."""
+    once to check that it prints the metric, commit those two files, lock. Returns the metric.
+
+    Every run uses a clean export of a commit, so a file the task needs (read-only, editable, or
+    named by the run, evaluate or setup command) that git does not track would be missing from
+    it: refused, naming the files, unless COMMIT, which commits them with the config."""
     root = root.resolve()
     ws, existing = _open_repo(root)
     config_path = root / CONFIG_NAME
@@ -196,6 +201,13 @@ def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run
     config = parse_config(tomllib.loads(text), config_path, root)  # validates globs before writing
     if not existing:
         ws.init()
+    untracked = untracked_task_files(ws, config) if existing and ws.has_commits() else []
+    if untracked and not commit:
+        listed = " ".join(shlex.quote(p) for p in untracked)
+        raise ScaffoldError(f"git does not track {', '.join(untracked)}, which the task needs; every run uses a "
+                            "clean export of a commit, where they would be missing. Commit them (git add "
+                            f"{listed} && git commit), or run init again with --commit to commit them with "
+                            "the config; nothing was written")
     program = PROGRAM_TEMPLATE.format(
         name=name, goal=goal, metric=metric, direction="lower is better" if goal == "minimize" else "higher is better",
         editable=", ".join(f"`{e}`" for e in config.editable_files()) or "(none)",
@@ -208,9 +220,28 @@ def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run
     if not ws.has_commits():
         ws.commit_all("autoresearch: add task")
     else:
-        ws.commit_paths([CONFIG_NAME, "program.md", *extra], "autoresearch: add task config")
+        ws.commit_paths([CONFIG_NAME, "program.md", *extra, *untracked], "autoresearch: add task config")
     write_lock(load_config(root), anchor=lambda text: ws.anchor(LOCK_REF, text))
     return value
+
+
+def untracked_task_files(ws: Workspace, config: TaskConfig) -> list[str]:
+    """The read-only and editable files, and the files the run, evaluate and setup commands
+    name, that exist in the folder but that git does not track."""
+    root = config.root
+    named: set[str] = set()
+    for command in (config.task.run, config.task.evaluate, config.task.setup):
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = command.split()
+        for word in words:
+            path = (root / word) if not os.path.isabs(word) else Path(word)
+            if path.is_file() and root in path.resolve().parents:
+                named.add(str(path.resolve().relative_to(root)))
+    wanted = sorted(set(config.readonly_files()) | set(config.editable_files()) | named)
+    tracked = ws.tracked(wanted)
+    return [p for p in wanted if p not in tracked]
 
 
 def check_metric(config) -> float:  # noqa: ANN001 - a TaskConfig

@@ -5,7 +5,7 @@ CLI's flags strictly with argparse (an unknown flag or a missing required one ex
 wrong invocation fails the test), checks that it runs in the task folder with the brief as
 its prompt, records how it was called, then acts:
 
-    FAKE_AGENT_BEHAVIOR = improve | break | harness | hang | nochange   (default improve)
+    FAKE_AGENT_BEHAVIOR = improve | break | harness | hang | nochange | editfail   (default improve)
     FAKE_AGENT_RECORD   = path of a JSON file that gets argv, cwd, prompt, pid, env
     FAKE_AGENT_UID      = the uid to pretend to run as (the Claude root trap)
 """
@@ -86,6 +86,9 @@ def act() -> str:
         sys.stdout.flush()
         time.sleep(3600)
         return ""
+    if behavior == "editfail":  # the edit is made, then the agent dies (a dropped connection, a quota)
+        train.write_text(train.read_text().replace("MOMENTUM = 0.0", "MOMENTUM = 0.5"))
+        die("the model provider went away mid-task", 1)
     if behavior == "nochange":
         return "I looked at the code and decided to change nothing"
     die(f"unknown FAKE_AGENT_BEHAVIOR {behavior!r}", 5)

@@ -401,3 +401,34 @@ def test_the_bwrap_probe_is_remembered_per_boot_and_settings(tmp_path: Path, mon
         assert cache.read_text() == f"{key}\nworks\n"
     finally:
         sandbox.bwrap_works.cache_clear()
+
+
+def test_a_config_fixed_between_proposals_reaches_the_agent(tmp_path: Path) -> None:
+    """The copy follows the user's config: re-made when it changed, removed when it is gone,
+    left alone (with what the agent wrote into it) while it is the same."""
+    user, home = tmp_path / "user", tmp_path / "agent-home"
+    (user / ".codex").mkdir(parents=True)
+    (user / ".codex" / "config.toml").write_text('base_url = "http://127.0.0.1:1/v1"\n')  # the wrong port
+    (user / ".aider.conf.yml").write_text("openai-api-key: sk-wrong\n")
+    assert set(seed_agent_home(home, user, environ={})) == {".codex", ".aider.conf.yml"}
+    (home / ".codex" / "history.jsonl").write_text("the agent's own session")
+    assert seed_agent_home(home, user, environ={}) == []  # nothing changed: nothing copied
+    assert (home / ".codex" / "history.jsonl").exists()
+    (user / ".codex" / "config.toml").write_text('base_url = "http://127.0.0.1:8080/v1"\n')  # fixed
+    (user / ".aider.conf.yml").unlink()
+    (user / ".gemini").mkdir()
+    (user / ".gemini" / "settings.json").write_text('{"security": {"auth": {"selectedType": "gemini-api-key"}}}')
+    assert set(seed_agent_home(home, user, environ={})) == {".codex", ".gemini"}
+    assert "8080" in (home / ".codex" / "config.toml").read_text()
+    assert not (home / ".aider.conf.yml").exists()
+    assert (home / ".gemini" / "settings.json").exists()
+
+
+def test_a_home_seeded_before_the_manifest_is_seeded_again(tmp_path: Path) -> None:
+    user, home = tmp_path / "user", tmp_path / "agent-home"
+    (user / ".gemini").mkdir(parents=True)
+    (user / ".gemini" / "settings.json").write_text("fixed")
+    (home / ".gemini").mkdir(parents=True)
+    (home / ".gemini" / "settings.json").write_text("stale copy from an older autoresearch")
+    assert seed_agent_home(home, user, environ={}) == [".gemini"]
+    assert (home / ".gemini" / "settings.json").read_text() == "fixed"

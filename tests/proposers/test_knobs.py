@@ -441,9 +441,11 @@ def test_listing_says_what_was_skipped_and_why(tmp_path: Path) -> None:
     assert [s.path for s in listing.errors] == ["b.py", "c.py"]
     assert listing.problem() == ("tune: b.py:1 LR: bad `# search:` comment 'log(0, 1)': log needs a low bound "
                                  "above 0 (a log scale has no zero) (and 1 more); see `autoresearch knobs`")
-    lines = listing.lines()
-    assert lines[0] == "a.py:12 FINE = 7  int 3..11  (default)" and lines[1] == "skipped:"
-    assert "  a.py:7 FROM_ENV: not a literal" in "\n".join(lines)
+    assert listing.lines() == ["a.py:12 FINE = 7  int 3..11  (default)"]
+    assert "  a.py:7 FROM_ENV: not a literal" in "\n".join(listing.skipped_lines(verbose=True))
+    summary, *errors = listing.skipped_lines()
+    assert summary.startswith("skipped ") and "not a literal" in summary and summary.endswith("(--verbose lists them)")
+    assert [e.split(":")[0] for e in errors] == ["error", "error"]  # the mistakes are always listed
 
 
 # -- the `autoresearch knobs` command, on real task folders -----------------------------------------
@@ -474,8 +476,11 @@ def test_knobs_command_lists_knobs_and_skips(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "sortedmini/sortedlist.py:7 SortedList.DEFAULT_LOAD_FACTOR = 1000  int 500..1500  (default)"
-    assert lines[1:] == ["skipped:", "  README.md: not a Python file",
-                         "1 knobs, 1 searched by tune (in README.md, sortedmini/__init__.py, sortedmini/sortedlist.py)"]
+    # what it found first, then what it skipped in one line; --verbose lists each
+    assert lines[1:] == ["1 knobs, 1 searched by tune (in README.md, sortedmini/__init__.py, sortedmini/sortedlist.py)",
+                         "skipped 1: 1 not a Python file (--verbose lists them)"]
+    verbose = runner.invoke(knobs_command, ["--dir", str(root), "--verbose"]).stdout.splitlines()
+    assert verbose[2:] == ["skipped:", "  README.md: not a Python file"]
     data = json.loads(runner.invoke(knobs_command, ["--dir", str(root / "sortedmini"), "--json"]).stdout)
     assert data["problem"] is None and data["skipped"][0]["reason"] == "not a Python file"
     [knob] = data["knobs"]

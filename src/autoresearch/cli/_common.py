@@ -26,6 +26,7 @@ from autoresearch.errors import (  # noqa: F401
     disk_full_message,
     is_disk_full,
 )
+from autoresearch.harness.output import tail_lines
 from autoresearch.harness.sandbox import resolve_kind
 from autoresearch.journal.records import Experiment, fixed  # noqa: F401 - the commands' number format
 from autoresearch.journal.schema import journal_problem
@@ -116,8 +117,10 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else fixed(value)
 
 
-def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, str]:
-    """The two short lines an agent reads after an experiment."""
+def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, ...]:
+    """The two short lines an agent reads after an experiment; after a crash or a rejection a
+    third, the log's last meaningful line (a missing file, an exception), so the cause is on
+    screen beside the log's path."""
     delta = exp.delta()
     if exp.status in ("keep", "discard") and exp.metric is not None:
         against = "" if delta is None else f" ({_num(delta, '+')} vs best {_num(exp.best_before)})"
@@ -126,7 +129,19 @@ def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, str]:
         first = f"{exp.status}: {exp.reason}"
     reason = f" [{exp.reason}]" if exp.status in ("keep", "discard") and exp.reason not in ("improved", "not-better", "") else ""
     first += f"{reason} | seq {exp.seq} commit {exp.short_commit or '-'}"
-    return first, f"log: {exp.log_path or '-'}"
+    last = last_meaningful_line(exp) if exp.status in ("crash", "rejected") else ""
+    return (first, f"log: {exp.log_path or '-'}", *([f"last line of the log: {last}"] if last else []))
+
+
+def last_meaningful_line(exp: Experiment) -> str:
+    """The last line of EXP's log that says something: not blank, not the harness's echo of the
+    command (`$ ...`), not a rule of dashes."""
+    text = exp.log_tail or (tail_lines(Path(exp.log_path)) if exp.log_path else "")
+    for line in reversed(text.splitlines()):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("$ ") and any(c.isalnum() for c in stripped):
+            return stripped[:300]
+    return ""
 
 
 def _num(value: float | None, sign: str = "") -> str:

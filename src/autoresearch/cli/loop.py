@@ -27,6 +27,7 @@ from autoresearch.report.gains import session_gain, summary_lines
 from autoresearch.report.html import write_report
 from autoresearch.report.live import LiveView, PlainView
 from autoresearch.report.plot import write_plot
+from autoresearch.report.totals import totals
 from autoresearch.scaffold import init_from_template, list_templates, missing_extras
 
 
@@ -105,7 +106,7 @@ def run_loop_cli(session: Session, quiet: bool) -> LoopResult:
     baseline = sum(1 for e in result.experiments if e.is_baseline)
     # one count everywhere: experiments include a baseline run this time; keeps never count it
     click.echo(f"stopped: {result.stopped_because} ({n} experiments{' incl. the baseline' if baseline else ''}, "
-               f"{keeps} keep{'s' if keeps != 1 else ''} beyond the baseline)")
+               f"{keeps} keep{'s' if keeps != 1 else ''} beyond the baseline; agent: {totals(result.experiments).line()})")
     for path in _write_outputs(session):
         click.echo(f"wrote {path}")
     return result
@@ -124,7 +125,8 @@ def run_cmd(agent, model, base_url, provider, max_experiments, hours, target, pl
         result = run_loop_cli(s, quiet)
         if result.stopped_because == "interrupted":
             sys.exit(EXIT_INTERRUPTED)
-        if result.stopped_because.startswith(("the proposer failed", "the agent is not installed", "the baseline failed")):
+        if result.stopped_because.startswith(("the proposer failed", "the agent is not installed", "the agent cannot authenticate",
+                                               "the baseline failed")):
             sys.exit(1)
 
 

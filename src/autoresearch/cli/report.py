@@ -29,7 +29,9 @@ from autoresearch.report.html import write_report
 from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
 from autoresearch.report.program_review import MIN_FAILURES, draft_program, write_program
+from autoresearch.report.quarantine import parent_label, quarantine_diff
 from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
+from autoresearch.report.totals import Totals, totals
 from autoresearch.trial.branch import current_epoch, interrupted, rescues
 from autoresearch.trial.notes import experiment_refs
 
@@ -177,7 +179,8 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
                                    "parent's tree and this record"))
         else:
             rows.append(("commit", "none: the change was refused before it was committed"))
-        rows.append(("parent", exp.parent or "-"))
+        parent = parent_label(s.journal.experiments(exp.tag), exp)
+        rows.append(("parent", (exp.parent or "-") + parent))
         if exp.metric is not None or exp.status in ("keep", "discard"):
             vs = f"  ({fmt_delta(exp.delta())} vs best {fmt_num(exp.best_before)})" if exp.delta() is not None else ""
             rows.append((metric, fmt_num(exp.metric) + vs))
@@ -211,9 +214,14 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
             if diff is None:
                 click.echo("no diff: never committed")
             elif not diff:
-                click.echo("no diff: no change against its parent (a baseline)")
+                click.echo(f"no diff: no change against its parent{parent}")
+                quarantined = quarantine_diff(s.ws, exp, s.run_dir(exp.seq))
+                if quarantined:
+                    _echo_diff(quarantined)
             else:
-                click.secho("diff against its parent:", bold=True)
+                unfinished = exp.details.get("unfinished_edit")
+                click.secho("the failed agent's unfinished edit (kept, never run):" if unfinished
+                            else "diff against its parent:", bold=True)
                 _echo_diff(diff)
 
 
@@ -231,7 +239,7 @@ def diff_cmd(seq: int, stat: bool) -> None:
         if stat:
             click.echo(diff, nl=False)
         else:
-            _echo_diff(diff or "")
+            _echo_diff(diff or quarantine_diff(s.ws, exp, s.run_dir(exp.seq)))
 
 
 @click.command(name="finalize")
@@ -350,6 +358,7 @@ def status(as_json: bool) -> None:
                 "rescued": sorted(rescues(s, tag)),
                 "interrupted": [e.seq for e in interrupted(s) if e.tag == tag],
                 "environment": environment_info(s, tag),
+                "agent": totals(s.journal.experiments(tag)).to_json(),
             })
         if as_json:
             click.echo(json.dumps(info, default=str))
@@ -371,6 +380,7 @@ def status(as_json: bool) -> None:
                 click.echo(f"pending  seq {seq} interrupted; the next command records it (its results.tsv row "
                            "is pending until then)")
             click.echo("counts   " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            click.echo(f"agent    {Totals(**info['agent']).line()}")
             tp = info["throughput"]
             if tp.get("experiments"):
                 click.echo(f"speed    {tp['per_hour']:.1f} experiments/hour over {tp['slots']} slot(s) "

@@ -26,9 +26,13 @@ from autoresearch.scaffold import init_from_flags, init_from_template, list_temp
 @click.option("--goal", type=click.Choice(["minimize", "maximize"]), default="minimize", show_default=True)
 @click.option("--budget", type=float, default=300.0, show_default=True, help="Seconds per experiment.")
 @click.option("--name", default="", help="Task name (default: the folder's name).")
+@click.option("--commit", "commit_files", is_flag=True,
+              help="Commit the task's files that git does not track (read-only, editable, named by --run) with the "
+                   "config; without it init refuses them, since every run uses a clean export of a commit.")
 @guarded
 def init(directory: Path, template: str | None, editable: tuple[str, ...], readonly: tuple[str, ...],
-         run_cmd: str | None, evaluate_cmd: str, metric: str | None, goal: str, budget: float, name: str) -> None:
+         run_cmd: str | None, evaluate_cmd: str, metric: str | None, goal: str, budget: float, name: str,
+         commit_files: bool) -> None:
     """Create a task: from a template, or in an existing project from flags."""
     if template:
         _require_extras(template)
@@ -40,7 +44,8 @@ def init(directory: Path, template: str | None, editable: tuple[str, ...], reado
     if missing:
         fail(f"without --template, init needs {', '.join(missing)} (or pick a template: autoresearch templates)", 2)
     value = init_from_flags(directory, editable=list(editable), readonly=list(readonly), run=run_cmd or "",
-                            metric=metric or "", goal=goal, budget=budget, evaluate=evaluate_cmd, name=name)
+                            metric=metric or "", goal=goal, budget=budget, evaluate=evaluate_cmd, name=name,
+                            commit=commit_files)
     click.echo(f"the check run printed {metric}: {value:g}; wrote autoresearch.toml and program.md, committed and locked")
     click.echo("next: autoresearch start && autoresearch baseline")
 

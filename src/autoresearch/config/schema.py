@@ -256,6 +256,9 @@ class AgentSection:
         "Tries a model-driven proposer gets at repairing a crash.", ge=0))
     max_failures: int = field(default=5, metadata=meta(
         "Proposer failures in a row that stop the loop.", ge=1))
+    max_cost: float = field(default=0.0, metadata=meta(
+        "Stop the loop once its proposals cost this much, summed as the agents report it (US dollars; "
+        "attempts that report no cost, e.g. Codex and Gemini CLI, add nothing; 0: no limit).", ge=0, note=_NO_LIMIT))
     history: int = field(default=15, metadata=meta(
         "Rows of the experiment table shown in the agent's brief.", ge=0))
     extra_args: list[str] = field(default_factory=list, metadata=meta(

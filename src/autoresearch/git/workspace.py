@@ -254,6 +254,13 @@ class Workspace:
         out = self.git("ls-files", "-z", "--others", "--exclude-standard")
         return [p for p in out.split("\0") if p and p.split("/", 1)[0] != STATE_FOLDER]
 
+    def tracked(self, paths: list[str]) -> set[str]:
+        """Which of PATHS (relative to the root) git tracks."""
+        if not paths:
+            return set()
+        out = self.git("ls-files", "-z", "--", *paths)
+        return {p for p in out.split("\0") if p}
+
     def dirty(self) -> list[str]:
         """Tracked files that differ from HEAD (staged or not)."""
         out = self.git("status", "--porcelain", "-z", "--untracked-files=no")

@@ -17,11 +17,14 @@ keystroke injection into the user's shell).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +149,7 @@ SKIPPED = {
     ".local/share/opencode": {"storage", "log", "snapshot", "project"},
     # .aider/caches is kept: its model price table lets aider price its usage offline
 }
+SEED_MANIFEST = ".autoresearch-seed.json"  # in the agent's HOME: the hash of each user config it copied
 # Env variables that move a CLI's config folder: seeded from there, pointed at the copy.
 RELOCATING = {"CLAUDE_CONFIG_DIR": ".claude", "CODEX_HOME": ".codex"}
 
@@ -153,16 +157,36 @@ RELOCATING = {"CLAUDE_CONFIG_DIR": ".claude", "CODEX_HOME": ".codex"}
 def seed_agent_home(dest: Path, user_home: Path, environ: dict[str, str] | None = None) -> list[str]:
     """Copy the user's coding-agent config and auth (AGENT_CONFIG) into DEST, the agent's
     private HOME. Copies, never binds: what the agent writes there (refreshed tokens, session
-    files, a poisoned settings file) never reaches the user's own. Returns the copied paths,
-    relative to DEST. A CLI whose folder was moved by CLAUDE_CONFIG_DIR / CODEX_HOME, or by
-    XDG_CONFIG_HOME / XDG_DATA_HOME, is copied from there (agent_home_env points at the copy)."""
-    environ = dict(os.environ if environ is None else environ)
+    files, a poisoned settings file) never reaches the user's own. Returns the paths copied this
+    time, relative to DEST. A CLI whose folder was moved by CLAUDE_CONFIG_DIR / CODEX_HOME, or by
+    XDG_CONFIG_HOME / XDG_DATA_HOME, is copied from there (agent_home_env points at the copy).
+
+    Called before every proposal. Each copy is re-made when the user's own changed since it was
+    made (a content hash of the source, kept in DEST/SEED_MANIFEST) and removed when the user's
+    is gone, so a config fixed between two experiments reaches the second; while the user's is
+    unchanged, what the agent wrote into its copy stays."""
+    with _SEEDING:  # the slots of one loop share the home: one seeds at a time
+        return _seed(Path(dest), Path(user_home), dict(os.environ if environ is None else environ))
+
+
+_SEEDING = threading.Lock()
+
+
+def _seed(dest: Path, user_home: Path, environ: dict[str, str]) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    manifest = dest / SEED_MANIFEST
+    seeded = _read_manifest(manifest)
+    sources = [(rel, source) for rel, source in _config_sources(user_home, environ) if source.exists()]
+    for rel in [r for r in seeded if r not in {rel for rel, _ in sources}]:  # the user removed it
+        _remove(dest / rel)
+        del seeded[rel]
     copied: list[str] = []
-    for rel, source in _config_sources(Path(user_home), environ):
+    for rel, source in sources:
         target = dest / rel
-        if target.exists() or target.is_symlink() or not source.exists():
-            continue
+        digest = _digest(source, SKIPPED.get(rel, set()))
+        if (target.exists() or target.is_symlink()) and seeded.get(rel) == digest:
+            continue  # the user's is unchanged: the agent's copy (and what it wrote there) stays
+        _remove(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             if source.is_dir():
@@ -176,8 +200,49 @@ def seed_agent_home(dest: Path, user_home: Path, environ: dict[str, str] | None 
             pass  # some entries were unreadable; the rest is copied
         except OSError:
             continue  # unreadable: the CLI starts as it would without this config
+        seeded[rel] = digest
         copied.append(rel)
+    manifest.write_text(json.dumps(seeded, indent=1, sort_keys=True))
     return copied
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def _digest(source: Path, skip: set[str]) -> str:
+    """A hash of what seeding SOURCE would copy: each regular file's path and bytes, each
+    link's target; SKIP folders at the top and special files left out, as the copy does."""
+    h = hashlib.sha256()
+    if not source.is_dir():
+        h.update(_read_bytes(source))
+        return h.hexdigest()
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not (here == source and d in skip))
+        for name in sorted(files + [d for d in dirs if (here / d).is_symlink()]):
+            path = here / name
+            h.update(str(path.relative_to(source)).encode() + b"\0")
+            h.update(os.readlink(path).encode() if path.is_symlink() else _read_bytes(path))
+    return h.hexdigest()
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes() if stat.S_ISREG(os.stat(path).st_mode) else b""
+    except OSError:
+        return b"unreadable"
 
 
 def _skipper(top: Path, skip: set[str]):
@@ -318,11 +383,10 @@ def _needed_under_tmp(cwd: Path, spec: SandboxSpec) -> list[Path]:
 
 
 def agent_home(task_root: Path) -> Path:
-    """The agent's private HOME for this task: seeded once from the user's agent config, kept
-    between proposals (sessions, caches), never the user's own. Outside the task folder and
-    outside /tmp (Codex refuses to set up its tools under a temporary folder)."""
-    import hashlib
-
+    """The agent's private HOME for this task: seeded from the user's agent config before each
+    proposal (a copy re-made when the user's changed), kept between proposals (sessions,
+    caches), never the user's own. Outside the task folder and outside /tmp (Codex refuses to
+    set up its tools under a temporary folder)."""
     key = hashlib.sha256(str(task_root.resolve()).encode()).hexdigest()[:16]
     base = os.environ.get("AUTORESEARCH_AGENT_HOMES") or str(Path.home() / ".cache" / "autoresearch" / "agent-homes")
     return Path(base) / f"{task_root.name}-{key}"

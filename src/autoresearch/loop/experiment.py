@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator, Union
 
+from autoresearch.config.task import CONFIG_NAME
 from autoresearch.executors import Executor
 from autoresearch.git.replay import replay_tree
 from autoresearch.git.workspace import Workspace
@@ -110,20 +111,27 @@ class SlotExperiments:
         except ProposerError as err:
             self._take_notes(scratch.root, notes_file)
             exp.propose_seconds = time.time() - began
-            exp.tokens_in = getattr(err, "tokens_in", None)  # a failed proposal still cost tokens
-            exp.tokens_out = getattr(err, "tokens_out", None)
-            exp.cost_usd = getattr(err, "cost_usd", None)
-            exp.description = f"({self.agent_name} failed: {err.reason})"
+            exp.tokens_in, exp.tokens_out, exp.cost_usd = err.tokens_in, err.tokens_out, err.cost_usd  # still spent
+            kind = f": {err.kind}" if err.kind else ""
+            exp.description = f"({self.agent_name} failed: {err.reason}{kind})"
             exp.log_path = str(ctx.log_path) if ctx.log_path.exists() else ""
             slot.model_driven = True
-            tree = s.ws.tree_of(best)  # every attempt is a commit: this one changed nothing
-            trial.commit(tree)
-            return trial.settle(Verdict("crash", err.reason, {"message": str(err)[:2000]}))
+            # every attempt is a commit: this one holds whatever the agent had edited when it failed
+            # (it may hold the idea), never measured; its other changes are quarantined as usual
+            got = scratch_mod.collect(s.ws, scratch, best, config.task.editable, s.run_dir(exp.seq) / "quarantine",
+                                      config.budget.max_new_file_bytes)
+            trial.commit(got.tree)
+            details = {"message": str(err)[:2000], **({"failure": err.kind} if err.kind else {})}
+            if exp.details.get("files"):
+                details["unfinished_edit"] = exp.details["files"]
+            return trial.settle(Verdict("crash", err.reason, details))
         self._take_notes(scratch.root, notes_file)
         trial.proposed(proposal.description, ProposalInfo(
             proposer=self.agent_name, propose_seconds=time.time() - began, tokens_in=proposal.tokens_in,
             tokens_out=proposal.tokens_out, cost_usd=proposal.cost_usd))
         slot.model_driven = proposal.model_driven
+        if proposal.body:  # the commit message's body
+            exp.details["description_full"] = proposal.body
         if fix is not None:
             exp.details["fix_of"] = fix.seq
         self.on_phase("guarding", {"seq": exp.seq, "slot": slot.index})
@@ -133,6 +141,13 @@ class SlotExperiments:
             exp.details["quarantined"] = got.quarantined
             exp.details["quarantine"] = got.details(config.budget.max_new_file_bytes)
         verdict = trial.commit(got.tree, got.violations)
+        edits = scratch_mod.harness_edits(got, [*config.task.readonly, CONFIG_NAME, config.task.program])
+        if edits and (verdict is None or verdict.reason == "no-change"):  # the attempt, not only the file, fails
+            verdict = Verdict("rejected", scratch_mod.harness_edit_reason(edits), {"harness_edit": edits})
+        elif verdict is not None and verdict.reason == "no-change" and got.quarantined:  # only the wrong files
+            others = scratch_mod.quarantined_paths(got)
+            verdict = Verdict("rejected", scratch_mod.harness_edit_reason(others, kind=scratch_mod.OUT_OF_SCOPE_EDIT),
+                              {"out_of_scope": others})
         if verdict is not None:
             return trial.settle(verdict)
         return (yield from self._measure_flow(slot, trial))

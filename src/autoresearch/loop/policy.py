@@ -1,8 +1,10 @@
 """When the loop stops, and what it does after a failure: one place for both.
 
 Stop conditions: `max_experiments`, `hours`, `target`, `plateau` (experiments without a keep),
+`[agent] max_cost` (the cost the agents reported),
 `autoresearch stop` (a stop file: after the experiments in flight, or at once with --now),
-Ctrl-C or SIGTERM, or a proposer (or executor) that keeps failing. With none set the loop runs
+Ctrl-C or SIGTERM, or a proposer (or executor) that keeps failing, or one whose provider refused its key (at the
+first such failure: retrying cannot fix a key). With none set the loop runs
 until stopped, as in the original.
 
 Crash repair: a model-driven proposer gets `[agent] fix_attempts` tries at fixing its own
@@ -19,6 +21,7 @@ from pathlib import Path
 from autoresearch.config.task import LoopSection
 from autoresearch.journal.records import Experiment
 from autoresearch.proposers.brief import Limits
+from autoresearch.trial.scratch import HARNESS_EDIT, OUT_OF_SCOPE_EDIT
 from autoresearch.trial.session import Session
 
 STOP_FILE = "stop"
@@ -93,6 +96,7 @@ class Policy:
         self.count = 0
         self.failures = 0
         self.executor_failures = 0
+        self.cost = 0.0  # what this run's proposals cost, as their agents reported it
 
     def stop_reason(self) -> str:
         s, lim = self.session, self.limits
@@ -107,6 +111,9 @@ class Policy:
                 return f"target {lim.target:g} reached ({best.metric:.6f})"
         if lim.plateau and s.journal.since_last_keep(self.tag) >= lim.plateau:
             return f"{lim.plateau} experiments without a keep"
+        max_cost = s.config.agent.max_cost
+        if max_cost and self.cost >= max_cost:
+            return f"the agents' cost ${self.cost:.4g} reached [agent] max_cost ${max_cost:g}"
         return ""
 
     def limits_left(self) -> Limits:
@@ -122,11 +129,15 @@ class Policy:
         """Count EXP's failure or success; returns the outcome and the slot's fixes left."""
         out = Outcome()
         agent = self.session.config.agent
-        proposer_failed = exp.status == "crash" and exp.reason in PROPOSER_REASONS
+        self.cost += exp.cost_usd or 0.0
+        proposer_failed = (exp.status == "crash" and exp.reason in PROPOSER_REASONS) or (
+            exp.status == "rejected" and exp.reason.startswith((HARNESS_EDIT, OUT_OF_SCOPE_EDIT + " ")))  # as failing
         if proposer_failed:
             self.failures += 1
             message = str(exp.details.get("message", ""))
-            if exp.reason == "not-installed":
+            if exp.details.get("failure") == "auth":  # retrying cannot help: the key is wrong
+                out.stop, out.hard = f"the agent cannot authenticate: {message.splitlines()[0] if message else ''}", True
+            elif exp.reason == "not-installed":
                 out.stop, out.hard = f"the agent is not installed: {message}", True
             elif exp.reason == "no-knobs":
                 out.stop, out.hard = f"the agent cannot run: {message}", True

@@ -5,24 +5,16 @@ failures); what differs from one CLI to the next lives here, one `AgentSpec` per
 `CODING_AGENTS`: its argv builder, its output parser (final message, tokens, cost), where
 it leaves scratch files and how to install it. Adding a CLI means adding a spec here.
 
-How each CLI is invoked (flags from each tool's own documentation):
-
-- ``claude``: ``claude -p --output-format json --dangerously-skip-permissions [--model M]
-  < brief``. Print mode reads the prompt from stdin; the JSON result carries the final text,
-  ``total_cost_usd`` and ``usage``. As root see `claude_permission_args` (the root trap).
-- ``codex``: ``codex exec --sandbox workspace-write --skip-git-repo-check --json [--model M]
-  - < brief``. ``exec`` never asks for approvals; ``workspace-write`` lets it edit the task
-  folder only; ``-`` reads the prompt from stdin; ``--json`` prints JSONL events whose
-  ``turn.completed`` carries ``usage`` (input, cached input, output tokens).
-- ``aider``: ``aider --message-file brief --yes-always --no-auto-commits ... [--model M]
-  FILES``. The editable files are named so they are in the chat; its chat and input
-  history files go to the run folder, so nothing new appears in the work tree; the
-  ``Tokens: ... Cost: ...`` report lines give usage.
-- ``gemini``: ``gemini --yolo --output-format json [--model M] --prompt P < brief``. The
-  ``--prompt`` text is appended to stdin, so the brief comes first; the JSON has
-  ``response`` and per-model token ``stats``.
-- ``opencode``: ``opencode run --format json [--model provider/model] P < brief``. Piped
-  stdin is appended to the message; ``step_finish`` events carry ``cost`` and ``tokens``.
+How each CLI is invoked (flags from each tool's own documentation; the table in
+docs/guides/agents.md shows the whole command lines): ``claude -p --output-format json`` (one
+result object: text, ``total_cost_usd``, ``usage``; as root see `claude_permission_args`),
+``codex exec --sandbox workspace-write --json -`` (JSONL events; ``turn.completed`` carries
+usage), ``aider --message-file brief --yes-always --no-auto-commits ... FILES`` (plain text;
+its ``Tokens: ... Cost: ...`` lines and local event log give usage), ``gemini --yolo
+--output-format json --prompt P`` (the prompt is appended to the brief on stdin; one JSON
+document with per-model token ``stats``), ``opencode run --format json P`` (events;
+``step_finish`` carries cost and tokens). A failure is read from the same output (see
+`agent_errors` for what becomes of it).
 """
 
 from __future__ import annotations
@@ -33,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from autoresearch.proposers.agent_errors import http_status, inner_message, is_auth, one_line
 
 AIDER_EVENTS = "aider.events.jsonl"  # aider's local event log, in the run folder
 
@@ -48,6 +42,7 @@ CLAUDE_ROOT_TOOLS = ("Read,Edit,Write,Glob,Grep,Bash(python:*),Bash(python3:*),"
                      "Bash(git diff:*),Bash(git status:*),Bash(git log:*)")
 GEMINI_PROMPT = ("Carry out the task described above: edit the files in this folder, do not "
                  "commit, then end with a one-line summary of your change.")
+GEMINI_AUTH_HINT = ' (set security.auth.selectedType = "gemini-api-key" in ~/.gemini/settings.json)'
 OPENCODE_PROMPT = ("Carry out the task described below: edit the files in this folder, do not "
                    "commit, then end with a one-line summary of your change.")
 
@@ -60,7 +55,16 @@ class Outcome:
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
-    error: str = ""  # the agent reported a failure despite exit status 0
+    error: str = ""  # the failure the agent reported, on one line (whatever its exit status)
+    status: int | None = None  # the HTTP status that failure names
+    auth: bool = False  # the provider refused the credentials
+
+    def failed(self, message: str, status: int | None = None) -> None:
+        """Record MESSAGE (a CLI's error, maybe a JSON body) as the failure, on one line."""
+        message = inner_message(message)
+        self.error = one_line(message)
+        self.status = status if status is not None else http_status(message)
+        self.auth = is_auth(self.status, message)
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,15 @@ def parse_claude(output: str) -> Outcome:
     tokens_in, tokens_out = _claude_tokens(result)
     cost = result.get("total_cost_usd", result.get("cost_usd"))
     text = str(result.get("result")) if isinstance(result.get("result"), str) else ""
-    error = ""
+    out = Outcome(text=text, tokens_in=tokens_in, tokens_out=tokens_out,
+                  cost_usd=float(cost) if isinstance(cost, (int, float)) else None)
     if result.get("is_error") or str(result.get("subtype", "success")) != "success":
-        error = f"Claude Code reported {result.get('subtype') or 'an error'}: {text or '(no message)'}"
-    return Outcome(text=text, tokens_in=tokens_in, tokens_out=tokens_out,
-                   cost_usd=float(cost) if isinstance(cost, (int, float)) else None, error=error)
+        status = result.get("api_error_status")
+        subtype = str(result.get("subtype") or "")  # "success" with is_error: the API refused (a 401, say)
+        out.failed(f"Claude Code reported {subtype if subtype not in ('', 'success') else 'an error'}: "
+                   f"{text or '(no message)'}",
+                   status if isinstance(status, int) else None)
+    return out
 
 
 def _claude_tokens(result: dict) -> tuple[int | None, int | None]:
@@ -185,11 +193,11 @@ def parse_codex(output: str) -> Outcome:
             outs.append(_int(usage.get("output_tokens")))
             pending = ""
         elif kind == "turn.failed":
-            out.error = "Codex turn failed: " + str((event.get("error") or {}).get("message", ""))
+            out.failed("Codex turn failed: " + str((event.get("error") or {}).get("message", "")))
         elif kind == "error":
             pending = "Codex error: " + str(event.get("message", ""))
     if pending and not out.error:
-        out.error = pending
+        out.failed(pending)
     out.tokens_in, out.tokens_out = _sum_or_none(ins, bool(ins)), _sum_or_none(outs, bool(outs))
     return out
 
@@ -210,7 +218,10 @@ def parse_gemini(output: str) -> Outcome:
         out.tokens_out = sum(_int(t.get("candidates")) + _int(t.get("thoughts")) for t in tokens)
     err = doc.get("error")
     if err:
-        out.error = "Gemini CLI error: " + (str(err.get("message")) if isinstance(err, dict) else str(err))
+        message = str(err.get("message")) if isinstance(err, dict) else str(err)
+        code = err.get("code") if isinstance(err, dict) else None
+        hint = GEMINI_AUTH_HINT if code == 41 else ""  # no auth method chosen (a custom endpoint needs one)
+        out.failed("Gemini CLI error: " + inner_message(message) + hint, code if isinstance(code, int) and code >= 100 else None)
     return out
 
 
@@ -239,13 +250,16 @@ def parse_opencode(output: str) -> Outcome:
             err = event.get("error") or {}
             data = err.get("data") if isinstance(err, dict) else None
             message = (data or {}).get("message") if isinstance(data, dict) else None
-            out.error = "opencode error: " + str(message or (err.get("name") if isinstance(err, dict) else err))
+            code = (data or {}).get("statusCode") if isinstance(data, dict) else None
+            out.failed("opencode error: " + str(message or (err.get("name") if isinstance(err, dict) else err)),
+                       code if isinstance(code, int) else None)
     if seen:
         # opencode reports 0 for a model it has no price for: unknown, not free.
         out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, (cost if cost > 0 else None)
     return out
 
 
+_AIDER_AUTH = "The API provider is not able to authenticate you"  # aider exits 0 after it
 _AIDER_TOKENS = re.compile(r"Tokens:\s*([\d.,]+[kKmM]?) sent.*?([\d.,]+[kKmM]?) received")
 _AIDER_COST = re.compile(r"Cost:\s*\$([\d.]+) message,\s*\$([\d.]+) session")
 _AIDER_NOISE = re.compile(
@@ -295,6 +309,9 @@ def parse_aider(output: str) -> Outcome:
             continue
         if fence or block:
             continue
+        if stripped.startswith(_AIDER_AUTH):
+            out.failed("aider: " + stripped)
+            out.auth = True
         if not _AIDER_NOISE.match(stripped):
             prose.append(stripped)
     out.text = "\n".join(prose[-20:])

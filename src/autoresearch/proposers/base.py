@@ -3,7 +3,9 @@
 A proposer gets a `ProposeContext` (the brief, the work tree, where to log) and changes the
 editable files in place; it returns a `Proposal` with a one-line description and whatever
 usage it knows. It signals failure by raising `ProposerError` with a reason the journal
-records (`agent-error`, `agent-timeout`, `bad-edit`, `not-installed`).
+records (`agent-error`, `agent-timeout`, `bad-edit`, `not-installed`); its `kind` narrows it
+(`auth`: the provider refused the key, so the loop stops at once), and the usage a failed
+attempt still cost rides along on it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from autoresearch.journal.records import Experiment
 
 
 class ProposerError(AutoresearchError):
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, kind: str = "", tokens_in: int | None = None,
+                 tokens_out: int | None = None, cost_usd: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.kind = kind  # "auth": the model provider refused the credentials
+        self.tokens_in = tokens_in  # what the failed attempt still cost, when the agent said
+        self.tokens_out = tokens_out
+        self.cost_usd = cost_usd
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Proposal:
     tokens_out: int | None = None
     cost_usd: float | None = None
     model_driven: bool = True  # gets crash-repair attempts (tune does not)
+    body: str = ""  # the whole description, where `description` (a commit subject) had to be clipped
 
 
 class Proposer(Protocol):

@@ -61,10 +61,12 @@ from autoresearch.proposers.agent_clis import (  # noqa: F401 - re-exported: tes
     parse_opencode,
     parse_plain,
 )
+from autoresearch.proposers.agent_errors import auth_reason
 from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
 from autoresearch.proposers.guard_env import PROPOSING_ENV
 
 DESCRIPTION_MAX_CHARS = 72  # a commit subject line
+DESCRIPTION_BODY_MAX_CHARS = 2000  # the whole summary, in the commit message's body
 ERROR_TAIL_LINES = 20
 OUTPUT_READ_MAX_BYTES = 4 * 1024 * 1024
 
@@ -88,8 +90,17 @@ _SUMMARY = re.compile(r"^\W*(?:one-line\s+)?(?:summary|description|change)\s*\**
 
 
 def summary_line(text: str) -> str:
-    """The one-line summary in an agent's final message: the last `Summary: ...` line if
-    there is one, else its last line; markdown decoration removed, clipped to one line."""
+    """The one-line summary in an agent's final message (`full_summary`), clipped to a commit
+    subject's length."""
+    chosen = full_summary(text)
+    if len(chosen) > DESCRIPTION_MAX_CHARS:
+        chosen = chosen[: DESCRIPTION_MAX_CHARS - 1].rstrip() + "…"
+    return chosen
+
+
+def full_summary(text: str) -> str:
+    """The summary in an agent's final message: the last `Summary: ...` line if there is one,
+    else its last line; markdown decoration removed, whitespace collapsed, never clipped."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("```")]
     if not lines:
         return ""
@@ -101,10 +112,7 @@ def summary_line(text: str) -> str:
             break
     chosen = re.sub(r"^(?:[-*>#]+\s*|\d+[.)]\s+)+", "", chosen)
     chosen = chosen.replace("**", "").replace("__", "").strip().strip("`").strip()
-    chosen = " ".join(chosen.split())
-    if len(chosen) > DESCRIPTION_MAX_CHARS:
-        chosen = chosen[: DESCRIPTION_MAX_CHARS - 1].rstrip() + "…"
-    return chosen
+    return " ".join(chosen.split())[:DESCRIPTION_BODY_MAX_CHARS]
 
 
 def running_as_root() -> bool:
@@ -250,19 +258,24 @@ class CodingAgent:
         if result.interrupted:
             raise KeyboardInterrupt
         what = self.spec.title if self.spec else "the agent command"
-        if result.timed_out:
-            raise ProposerError("agent-timeout", f"{what} did not finish within {ctx.timeout:g} s and was killed "
-                                f"([agent] timeout); log: {ctx.log_path}\n{_tail(output)}")
-        if result.exit_code != 0:
-            raise self._failure(result.exit_code, output, ctx.log_path)
+        # read whatever the CLI said, success or not: a failed attempt's usage is recorded too
         outcome = (self.spec.parse if self.spec else parse_plain)(output)
         if self.spec is not None and self.spec.refine is not None:
             outcome = self.spec.refine(outcome, run_dir)
+        if outcome.auth and self.spec is not None:  # whatever the exit status: aider exits 0 on a bad key
+            raise _error("agent-error", f"{auth_reason(self.spec.name, outcome.status, output)}; "
+                         f"log: {ctx.log_path}\n{outcome.error}", outcome, kind="auth")
+        if result.timed_out:
+            raise _error("agent-timeout", f"{what} did not finish within {ctx.timeout:g} s and was killed "
+                         f"([agent] timeout); log: {ctx.log_path}\n{_tail(output)}", outcome)
+        if result.exit_code != 0:
+            raise self._failure(result.exit_code, output, ctx.log_path, outcome)
         if outcome.error:
-            raise ProposerError("agent-error", f"{outcome.error}; log: {ctx.log_path}\n{_tail(output)}")
+            raise _error("agent-error", f"{outcome.error}; log: {ctx.log_path}\n{_tail(output)}", outcome)
         description = summary_line(outcome.text) or self._fallback_description(ctx, moved)
+        full = full_summary(outcome.text)
         return Proposal(description=description, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
-                        cost_usd=outcome.cost_usd, model_driven=True)
+                        cost_usd=outcome.cost_usd, model_driven=True, body=full if full != description else "")
 
     def _sandbox(self, ctx: ProposeContext, env: dict[str, str], run_dir: Path, command: str) -> "SandboxSpec | None":
         """Read-only everywhere but its scratch copy, its run folder and a private HOME seeded
@@ -278,19 +291,21 @@ class CodingAgent:
                           visible=_needed_paths(command, env))
         return dataclasses.replace(spec, writable=[*spec.writable, run_dir])
 
-    def _failure(self, code: int | None, output: str, log_path: Path) -> ProposerError:
+    def _failure(self, code: int | None, output: str, log_path: Path, outcome: Outcome) -> ProposerError:
         what = self.spec.title if self.spec else "the agent command"
         if self.spec is not None and self.spec.name == "claude" and CLAUDE_ROOT_REFUSAL in output:
-            return ProposerError(
+            return _error(
                 "agent-error",
                 "Claude Code refuses --dangerously-skip-permissions as root. Run autoresearch as a non-root "
                 "user; or, if this machine is a disposable sandbox, export IS_SANDBOX=1; or drop the bypass "
                 "from [agent] extra_args (as root autoresearch uses --permission-mode acceptEdits). "
-                f"Log: {log_path}")
+                f"Log: {log_path}", outcome)
         if code == 127 and self.spec is None:
             return ProposerError("not-installed", f"the agent command's program was not found (exit 127); "
                                  f"log: {log_path}\n{_tail(output)}")
-        return ProposerError("agent-error", f"{what} exited with status {code}; log: {log_path}\n{_tail(output)}")
+        said = f": {outcome.error}" if outcome.error else ""  # the CLI's own reason, on one line
+        return _error("agent-error", f"{what} exited with status {code}{said}; log: {log_path}\n{_tail(output)}",
+                      outcome)
 
     def _move_scratch(self, ctx: ProposeContext, before: set[str], run_dir: Path) -> list[str]:
         """Move files the CLI left behind (history, caches) out of the work tree into the run
@@ -339,6 +354,12 @@ class CodingAgent:
         who = self.spec.name if self.spec else "command"
         what = ", ".join(sorted(set(changed))[:4]) or "no files"
         return summary_line(f"{who}: edit {what} (no summary given)")
+
+
+def _error(reason: str, message: str, outcome: Outcome, kind: str = "") -> ProposerError:
+    """A failure that carries what the attempt still cost, as the agent reported it."""
+    return ProposerError(reason, message, kind=kind, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
+                         cost_usd=outcome.cost_usd)
 
 
 def _tail(output: str, n: int = ERROR_TAIL_LINES) -> str:

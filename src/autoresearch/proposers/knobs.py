@@ -284,13 +284,25 @@ class KnobListing:
         return None
 
     def lines(self) -> list[str]:
-        """The listing as text: one line per knob, then the skipped assignments and files."""
-        out = [f"{k.path}:{k.line} {k.qualname} = {' '.join(k.source.split())}  {k.space.describe()}"
-               + ("" if k.space.explicit else "  (default)") for k in self.knobs]
-        if self.skipped:
-            out.append("skipped:")
-            out += [f"  {s.describe()}" for s in self.skipped]
-        return out
+        """One line per knob: `file:line NAME = value  space`."""
+        return [f"{k.path}:{k.line} {k.qualname} = {' '.join(k.source.split())}  {k.space.describe()}"
+                + ("" if k.space.explicit else "  (default)") for k in self.knobs]
+
+    def skipped_lines(self, verbose: bool = False) -> list[str]:
+        """What was skipped: each entry (VERBOSE), or one line counting them by reason; the
+        mistakes to fix (a bad `# search:` comment, an unparsable file) are always listed."""
+        if verbose:
+            return ["skipped:", *(f"  {s.describe()}" for s in self.skipped)] if self.skipped else []
+        choices = [s for s in self.skipped if not s.error]
+        out = []
+        if choices:
+            kinds: dict[str, int] = {}
+            for s in choices:
+                kind = re.sub(r"\d+", "N", s.reason.split(":", 1)[0].split(" (", 1)[0])
+                kinds[kind] = kinds.get(kind, 0) + 1
+            counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+            out.append(f"skipped {len(choices)}: {counted} (--verbose lists them)")
+        return out + [f"error: {s.describe()}" for s in self.skipped if s.error]
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:

@@ -3,8 +3,8 @@
 tune only edits the knobs it finds (module- and class-level UPPER_CASE constants and any
 `NAME = <literal>` with a `# search:` comment). When a project keeps its settings somewhere
 else, the loop used to discover that by failing; this command shows the same listing up front:
-every knob with file, line, scope, current value and search space, then every assignment that
-looked like a knob but was skipped, with the reason. It exits 1 when tune has nothing to search
+every knob with file, line, scope, current value and search space, then the assignments that
+looked like knobs but were skipped, counted by reason in one line (`--verbose` lists each). It exits 1 when tune has nothing to search
 (and says why), so scripts can check a task before starting a long run.
 
 The command lives here, beside the listing it prints; the CLI registers it (`cli.add_command`).
@@ -24,10 +24,12 @@ from autoresearch.proposers.knobs import list_knobs
 
 @click.command(name="knobs")
 @click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="List every skipped assignment with its reason.")
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False, path_type=Path),
               help="The task folder (default: the one holding the current directory).")
-def knobs_command(as_json: bool, directory: Path) -> None:
-    """List the knobs `--agent tune` searches: file:line NAME = value  space; then what was skipped."""
+def knobs_command(as_json: bool, directory: Path, verbose: bool) -> None:
+    """List the knobs `--agent tune` searches (file:line NAME = value  space), then what was skipped,
+    in one line (--verbose: each)."""
     try:
         config = load_config(find_root(directory))
     except ConfigError as exc:
@@ -43,6 +45,8 @@ def knobs_command(as_json: bool, directory: Path) -> None:
         if listing.knobs:
             click.echo(f"{len(listing.knobs)} knobs, {len(listing.tunable)} searched by tune "
                        f"(in {', '.join(listing.files) or 'no files'})")
+        for line in listing.skipped_lines(verbose or not listing.tunable):  # nothing to search: say why, each
+            click.echo(line)
         if problem:
             click.echo(problem, err=True)
     sys.exit(1 if problem else 0)

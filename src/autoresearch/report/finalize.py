@@ -76,7 +76,8 @@ def final_branch(tag: str) -> str:
 def commit_message(exp: Experiment, metric: str, maximize: bool, holdout: str = "") -> str:
     """The description first (the subject), then what was measured."""
     subject = " ".join((exp.description or f"experiment {exp.seq}").split())
-    lines = [subject, ""]
+    body = str(exp.details.get("description_full") or "")  # the whole description, where the subject is clipped
+    lines = [subject, "", *([body, ""] if body else [])]
     if exp.metric is not None and exp.best_before is not None:
         delta = exp.metric - exp.best_before
         pct = f", {100 * delta / abs(exp.best_before):+.2f}%" if exp.best_before else ""

@@ -28,8 +28,10 @@ from autoresearch.redact import scrub
 from autoresearch.report.environment import environment_html, environment_info
 from autoresearch.report.gains import pct_words
 from autoresearch.report.plot import focus_range, render_png
+from autoresearch.report.quarantine import quarantine_diff
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
 from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
+from autoresearch.report.totals import Totals, duration
 from autoresearch.report.transfer import transfer_html
 from autoresearch.trial.session import Session
 
@@ -143,6 +145,8 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
                            f"{s['tokens_in'] or 0:,} in · {s['tokens_out'] or 0:,} out"))
     if s["cost_usd"] is not None:
         cards.append(_card("cost", f"${s['cost_usd']:.2f}"))
+    agent = Totals(**s["agent"])
+    cards.append(_card("agent time", duration(agent.agent_seconds), agent.line()))
     if s["noise"]:
         n = s["noise"]
         note = f"MAD {n['mad']:.3g} over {n['n']} runs of the best · suggested min_delta {n['suggested_min_delta']:.3g}"
@@ -230,7 +234,7 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
     config = session.config
     page = build_report(experiments, task=config.task.name, tag=tag, metric=config.metric.name,
                         maximize=config.maximize, holdout=config.metric.holdout,
-                        diffs=batch_diffs(session.ws, experiments), noise=journal.latest_noise(tag) if tag else None,
+                        diffs=_with_quarantined(session, experiments), noise=journal.latest_noise(tag) if tag else None,
                         static_chart=static_chart,
                         references=reference_events(journal, tag, experiments) if tag else [],
                         sections=extra_sections(session, tag, experiments) if tag else "")
@@ -245,6 +249,15 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
 def extra_sections(session: Session, tag: str, experiments: list[Experiment]) -> str:
     """The sections after the top hits: the runs' environment, the transfer checks."""
     return environment_html(environment_info(session, tag)) + transfer_html(transfers(session.journal, tag))
+
+
+def _with_quarantined(session: Session, experiments: list[Experiment]) -> dict[int, str]:
+    """Each experiment's diff; where it changed nothing, the edits it had quarantined."""
+    diffs = batch_diffs(session.ws, experiments)
+    for e in experiments:
+        if not diffs.get(e.seq) and (e.details.get("quarantine") or {}).get("kept"):
+            diffs[e.seq] = quarantine_diff(session.ws, e, session.run_dir(e.seq)) or diffs.get(e.seq, "")
+    return diffs
 
 
 __all__ = ["build_report", "write_report"]

@@ -22,6 +22,7 @@ from autoresearch.journal.records import Experiment, NoiseRecord, fixed
 from autoresearch.journal.store import Journal
 from autoresearch.report.gains import baseline_of, change_words, raw_note, session_gain
 from autoresearch.report.gains import best_of as _best_of
+from autoresearch.report.totals import Totals, totals
 
 DONE = ("keep", "discard", "crash", "rejected")
 CLOSEST = 5  # how many near misses the review lists
@@ -99,6 +100,7 @@ def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord 
         "tokens_in": sum(tokens_in) if tokens_in else None,
         "tokens_out": sum(tokens_out) if tokens_out else None,
         "cost_usd": sum(costs) if costs else None,
+        "agent": totals(experiments).to_json(),
         "noise": None,
     }
     if noise is not None:
@@ -332,6 +334,7 @@ def render_review(review: Review, console: Console) -> None:
         extra = (f"; the improvement is {n['improvement_in_std']:.1f} std" if n["improvement_in_std"] is not None
                  else "")
         console.print(f"noise: std {n['std']:.3g} over {n['n']} runs of the best{extra}")
+    console.print(f"agent: {Totals(**s['agent']).line()}", soft_wrap=True)
 
     console.print()
     if review.kept:

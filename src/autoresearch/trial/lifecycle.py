@@ -128,8 +128,9 @@ class Trial:
         A tree already measured in this epoch ends here too, as a `duplicate` (trial.duplicate)."""
         s, exp = self.session, self.exp
         ws = s.ws
-        message = (f"{exp.description.strip() or 'experiment'}\n\nautoresearch-seq: {exp.seq}\n"
-                   f"autoresearch-tag: {exp.tag}\n")
+        body = str(exp.details.get("description_full") or "")  # a clipped subject's whole text
+        message = (f"{exp.description.strip() or 'experiment'}\n\n{body + chr(10) * 2 if body else ''}"
+                   f"autoresearch-seq: {exp.seq}\nautoresearch-tag: {exp.tag}\n")
         commit = ws.commit_tree(tree, exp.parent, message)
         ws.update_ref(experiment_ref(exp.tag, exp.seq), commit)
         exp.commit_sha = commit

@@ -48,6 +48,26 @@ class Collected:
         return {"cap_bytes": cap, "kept": self.copies, "not_kept": self.not_kept}
 
 
+HARNESS_EDIT = "harness-edit"  # the reason of an attempt that changed what measures it
+OUT_OF_SCOPE_EDIT = "out-of-scope"  # ... that changed only files outside the editable surface
+
+
+def harness_edits(got: Collected, harness: list[str]) -> list[str]:
+    """The quarantined paths (changed by the agent, not applied) that match the HARNESS globs:
+    the read-only files, the config, program.md."""
+    return [p for p in quarantined_paths(got) if matches_any(p, harness)]
+
+
+def quarantined_paths(got: Collected) -> list[str]:
+    return sorted({entry.split(" (", 1)[0] for entry in got.quarantined})
+
+
+def harness_edit_reason(paths: list[str], shown: int = 3, kind: str = HARNESS_EDIT) -> str:
+    """`harness-edit bench.py` (a few names, then how many more): the outcome, named."""
+    more = f" +{len(paths) - shown} more" if len(paths) > shown else ""
+    return f"{kind} {', '.join(paths[:shown])}{more}"
+
+
 def _walk(root: Path) -> dict[str, tuple[int, int, int]]:
     found: dict[str, tuple[int, int, int]] = {}
     for dirpath, dirnames, filenames in os.walk(root):

@@ -226,7 +226,7 @@
     var diff = D.diffs[String(r.s)];
     parts.push("<h4>diff against its parent</h4>");
     if (diff) parts.push('<pre class="diff">' + diffHtml(diff) + "</pre>");
-    else parts.push('<div class="muted nodiff">' + (r.c ? "no change against its parent (a baseline)" :
+    else parts.push('<div class="muted nodiff">' + (r.c ? "no change against its parent" :
                     "never committed: the change was refused before it ran") + "</div>");
     var log = D.logs[String(r.s)];
     if (log) parts.push("<h4>log tail" + (r.lp ? " (" + esc(r.lp) + ")" : "") + '</h4><pre class="log">' + esc(log) + "</pre>");
