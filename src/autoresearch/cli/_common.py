@@ -30,6 +30,7 @@ from autoresearch.harness.sandbox import resolve_kind
 from autoresearch.journal.records import Experiment
 from autoresearch.journal.schema import journal_problem
 from autoresearch.proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
+from autoresearch.report.gains import estimate_words, keep_estimate
 from autoresearch.trial.session import Session
 
 
@@ -116,7 +117,7 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6f}"
 
 
-def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, str]:
+def experiment_lines(exp: Experiment, metric_name: str, maximize: bool | None = None) -> tuple[str, str]:
     """The two short lines an agent reads after an experiment."""
     delta = exp.delta()
     if exp.status in ("keep", "discard") and exp.metric is not None:
@@ -126,6 +127,9 @@ def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, str]:
         first = f"{exp.status}: {exp.reason}"
     reason = f" [{exp.reason}]" if exp.status in ("keep", "discard") and exp.reason not in ("improved", "not-better", "") else ""
     first += f"{reason} | seq {exp.seq} commit {exp.short_commit or '-'}"
+    est = keep_estimate(exp, maximize) if exp.status == "keep" and maximize is not None else None
+    if est is not None and est.how != "screen":  # the gain its confirmation measured (the bar may be stale)
+        first += f" | {estimate_words(est)}"
     return first, f"log: {exp.log_path or '-'}"
 
 
@@ -140,9 +144,9 @@ def exit_code_for(exp: Experiment) -> int:
     return {"crash": EXIT_CRASH, "rejected": EXIT_REJECTED}.get(exp.status, 0)
 
 
-def print_experiment(exp: Experiment, metric_name: str, as_json: bool) -> None:
+def print_experiment(exp: Experiment, metric_name: str, as_json: bool, maximize: bool | None = None) -> None:
     if as_json:
         echo(json.dumps(exp.to_json(), default=str))
     else:
-        for line in experiment_lines(exp, metric_name):
+        for line in experiment_lines(exp, metric_name, maximize):
             echo(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 
@@ -17,7 +18,9 @@ from autoresearch.cli._common import (
     refuse_inside_proposal,
     warn_unsandboxed,
 )
+from autoresearch.report.gains import compare_estimate, estimate_words
 from autoresearch.trial.branch import repair, rescues
+from autoresearch.trial.compare import compare, resolve
 from autoresearch.trial.lifecycle import baseline, experiment, measure_noise
 from autoresearch.trial.notes import rebuild
 
@@ -52,7 +55,7 @@ def experiment_cmd(description: str, as_json: bool) -> None:
         warn_unsandboxed(s)
         repair(s)
         exp = experiment(s, description, refuse_no_change=True)
-        print_experiment(exp, s.config.metric.name, as_json)
+        print_experiment(exp, s.config.metric.name, as_json, s.config.maximize)
         sys.exit(exit_code_for(exp))
 
 
@@ -81,6 +84,47 @@ def noise_cmd(runs: int) -> None:
         click.echo(f"suggested: [verdict] min_delta = {advice.settings['min_delta']:.6g}"
                    + (", relative = true" if advice.settings.get("relative") else "") + f"  (for the {advice.policy})")
         click.echo(f"the best's reference is now this median ({rec.median:.6g}): later candidates are compared with it")
+
+
+@click.command(name="compare")
+@click.argument("a", default="baseline")
+@click.argument("b", default="best")
+@click.option("-n", "pairs", type=int, default=3, show_default=True,
+              help="Pairs of runs: one run of A and one of B each, in ABBA order.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as one JSON object.")
+@guarded
+def compare_cmd(a: str, b: str, pairs: int, as_json: bool) -> None:
+    """Measure B against A side by side: N pairs of runs, and how much better B is, with its 95 %
+    interval. A and B: baseline, best, an experiment's seq or a git revision (default: baseline
+    and best, the session's gain; status, review and the report then lead with it)."""
+    refuse_inside_proposal("compare")
+    if pairs < 2:
+        fail("-n: at least 2 pairs (one pair has no interval)", 2)
+    with open_session() as s:
+        s.acquire("compare")
+        warn_unsandboxed(s)
+        repair(s)
+        tag = s.require_tag()
+        (ca, la), (cb, lb) = resolve(s, tag, a), resolve(s, tag, b)
+        metric = s.config.metric.name
+
+        def line(done: int, total: int, side: str, value: float, est: V.Estimate | None) -> None:
+            if as_json:
+                return
+            sofar = f", paired diff {est.value:+.4g}" + (f" ± {est.half:.2g}" if est.half is not None else "") \
+                if est is not None else ""
+            click.echo(f"run {done}/{total}: {la if side == 'a' else lb} {metric} {value:.6g}{sofar}")
+
+        record = compare(s, tag, ca, cb, pairs, on_run=line)
+        if as_json:
+            click.echo(json.dumps({**record, "a_label": la, "b_label": lb}))
+            return
+        est = compare_estimate(record, s.config.maximize)
+        click.echo(f"{lb} ({cb[:7]}) against {la} ({ca[:7]}): {estimate_words(est)}")
+        if not est.covers(0.0) and est.low is not None:
+            click.echo("the interval leaves out 0: " + ("B is better" if est.value > 0 else "B is worse"))
+        else:
+            click.echo("the interval includes 0: no difference shown at this many pairs")
 
 
 @click.command(name="repair")

@@ -24,7 +24,7 @@ from typing import Any
 
 from autoresearch.journal.records import Experiment
 from autoresearch.redact import scrub
-from autoresearch.report.gains import pct_words
+from autoresearch.report.gains import estimate_words, keep_estimate, pct_words
 from autoresearch.report.plot import focus_range, render_png
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
 from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
@@ -110,7 +110,13 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
         _card("baseline", _fmt(s["baseline"]), f"seq {s['baseline_seq']}" if s["baseline_seq"] else ""),
         _card("best", _fmt(s["best"]), f"seq {s['best_seq']}" if s["best_seq"] else ""),
     ]
-    if s["improvement"] is not None:
+    evidence = s.get("gain_evidence")
+    if s["improvement"] is not None and evidence is not None:
+        # the gain from the evidence (gains.stated_gain), its interval beside it
+        cards.append(_card("gain" + (" (side by side)" if evidence["how"] == "compare" else " (sum of keeps' estimates)"),
+                           f"{s['improvement']:.6g}" + (f" ± {evidence['half']:.2g}" if evidence["half"] is not None else ""),
+                           " · ".join(s["gain_lines"])))
+    elif s["improvement"] is not None:
         pct = "" if s["improvement_pct"] is None else pct_words(s["improvement_pct"])
         if s["remeasured"]:  # the bar moved: the keeps' own gains lead, the raw difference follows
             cards.append(_card("improvement (sum of keeps)", f"{s['improvement']:.6g}",
@@ -153,12 +159,15 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
 def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | None, metric: str, holdout: str) -> str:
     if not hits:
         return '<p class="muted" id="top-hits">No keeps beyond the baseline yet.</p>'
-    head = ["#", "seq", "gain", "% of baseline", metric] + ([holdout] if holdout else []) + ["description"]
+    head = ["#", "seq", "gain", "% of baseline", "evidence", metric] + ([holdout] if holdout else []) + ["description"]
     rows = []
     for rank, e in enumerate(hits, 1):
-        g = gain(e, maximize) or 0.0
+        est = keep_estimate(e, maximize)  # its decision's evidence, not its metric vs a bar that may be stale
+        g = est.value if est is not None else 0.0
+        half = f" ± {est.half:.2g}" if est is not None and est.half is not None else ""
         pct = f"{100 * g / abs(baseline):.2f}%" if baseline else "–"
-        cells = [str(rank), f'<a href="#open={e.seq}">{e.seq}</a>', f"{g:+.6g}", pct, _fmt(e.metric)]
+        cells = [str(rank), f'<a href="#open={e.seq}">{e.seq}</a>', f"{g:+.6g}{half}", pct,
+                 html.escape(estimate_words(est)) if est is not None else "–", _fmt(e.metric)]
         if holdout:
             cells.append(_fmt(e.holdout))
         cells.append(html.escape(e.description))
@@ -170,13 +179,13 @@ def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | Non
 def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: str, maximize: bool,
                  holdout: str = "", diffs: dict[int, str] | None = None, noise: Any = None,
                  static_chart: bool = True, generated: float | None = None,
-                 references: list[ReferenceEvent] | None = None) -> str:
+                 references: list[ReferenceEvent] | None = None, comparisons: list[dict] | None = None) -> str:
     """The report page for these experiments, as one HTML string.
 
     REFERENCES (the best's re-measurements) are drawn on the chart and listed in their own
     section; they are not experiments, so no row, count or rate includes them."""
     references = references or []
-    s = summarize(experiments, maximize, noise)
+    s = summarize(experiments, maximize, noise, comparisons)
     rows = [_row(e, maximize) for e in experiments]
     logs = {}
     for e in experiments:
@@ -228,7 +237,8 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
                         maximize=config.maximize, holdout=config.metric.holdout,
                         diffs=batch_diffs(session.ws, experiments), noise=journal.latest_noise(tag) if tag else None,
                         static_chart=static_chart,
-                        references=reference_events(journal, tag, experiments) if tag else [])
+                        references=reference_events(journal, tag, experiments) if tag else [],
+                        comparisons=journal.comparisons(tag) if tag else [])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -146,7 +146,7 @@ class PlainView:
         exp = self.events.update(phase, info)
         if exp is not None:
             stream = self.stream or sys.stdout
-            stream.write(verdict_line(exp, self.state.metric, self.state.best) + "\n")
+            stream.write(verdict_line(exp, self.state.metric, self.state.best, self.state.maximize) + "\n")
             stream.flush()
 
 
@@ -190,7 +190,7 @@ def _watch_plain(session: Session, interval: float, once: bool, console: Console
         say(f"autoresearch/{state.tag or '-'}: no best yet")
     last_seq = 0
     for e in state.recent:
-        say(verdict_line(e, state.metric))
+        say(verdict_line(e, state.metric, maximize=state.maximize))
         last_seq = max(last_seq, e.seq)
     last_phase: tuple[Any, ...] = ()
     try:
@@ -209,7 +209,7 @@ def _watch_plain(session: Session, interval: float, once: bool, console: Console
             tag = state.tag
             new = [e for e in session.journal.experiments(tag) if e.seq > last_seq and e.status in DONE] if tag else []
             for e in new:
-                say(verdict_line(e, state.metric, state.best))
+                say(verdict_line(e, state.metric, state.best, state.maximize))
                 last_seq = max(last_seq, e.seq)
     except KeyboardInterrupt:
         return

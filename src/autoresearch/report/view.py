@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.journal.records import Experiment
-from autoresearch.report.gains import SessionGain, pct_words, session_gain
+from autoresearch.report.gains import SessionGain, estimate_words, keep_estimate, pct_words, session_gain, stated_gain
 from autoresearch.report.review import DONE, fmt_delta, fmt_num
 from autoresearch.trial.session import Session
 
@@ -91,11 +91,17 @@ def failure_message(exp: Experiment, limit: int = FAILURE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -> str:
-    """One plain line for a finished experiment."""
+def verdict_line(exp: Experiment, metric: str = "", best: float | None = None, maximize: bool | None = None) -> str:
+    """One plain line for a finished experiment. A confirmed keep states its gain from its
+    confirmation's evidence (with MAXIMIZE known), never its metric against a bar that may be stale."""
     stamp = time.strftime("%H:%M:%S", time.localtime(exp.finished_at or time.time()))
     name = metric or "metric"
-    if exp.status in ("keep", "discard") and exp.metric is not None:
+    est = keep_estimate(exp, maximize) if exp.status == "keep" and maximize is not None else None
+    if est is not None and est.how != "screen" and exp.metric is not None:
+        what = f"{name} {exp.metric:.6f}, {estimate_words(est)}"
+        if exp.reason and exp.reason not in ("improved", "not-better"):
+            what += f" [{exp.reason}]"
+    elif exp.status in ("keep", "discard") and exp.metric is not None:
         delta = exp.delta()
         what = f"{name} {exp.metric:.6f}" + ("" if delta is None else f" ({delta:+.6f})")
         if exp.reason and exp.reason not in ("improved", "not-better"):
@@ -129,7 +135,12 @@ def render_state(state: ViewState, now: float | None = None, width: int = 40) ->
         if state.baseline is not None:
             head.append(f" · baseline {state.baseline:.6f}", style="dim")
         g = state.gain()
-        if g is not None and g.headline_pct is not None:
+        evidence = stated_gain(state.keeps, state.maximize) if g is not None and state.maximize is not None else None
+        if evidence is not None and evidence.pct is not None:  # the keeps' confirmation estimates, summed
+            head.append(f" · {pct_words(evidence.pct)}", style="green" if evidence.pct >= 0 else "red")
+            if evidence.pct_half is not None:
+                head.append(f" ± {evidence.pct_half:.2g}% (the keeps' paired estimates)", style="dim")
+        elif g is not None and g.headline_pct is not None:
             head.append(f" · {pct_words(g.headline_pct)}", style="green" if g.headline_pct >= 0 else "red")
             if g.remeasured:
                 head.append(" (sum of keeps: the bar was re-measured, best vs baseline is not like-for-like)",
