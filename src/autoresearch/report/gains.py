@@ -232,6 +232,13 @@ def estimate_words(est: Estimate) -> str:
     return f"{verb} {_g(abs(est.value))}{half} ({pct + '; ' if pct else ''}{runs}{where})"
 
 
+def estimate_short(est: Estimate) -> str:
+    """A stated gain in a table cell: "+0.07 ± 0.03" (positive is better), "+0.12 (1 run)"."""
+    if est.half is None:
+        return f"{est.value:+.4g} ({'1 run' if est.how == 'screen' else 'no interval'})"
+    return f"{est.value:+.4g} ± {est.half:.2g}"
+
+
 def compare_estimate(record: dict[str, Any], maximize: bool) -> Estimate:
     """The estimate of one `autoresearch compare` record (B against A, pair by pair)."""
     return paired_estimate([float(v) for v in record["a_runs"]], [float(v) for v in record["b_runs"]],
@@ -275,6 +282,6 @@ def headline_lines(g: SessionGain, stated: Estimate | None, label: str = "gain")
             "the bar of its time", note + raw_note(g)]
 
 
-__all__ = ["Estimate", "SOURCE", "compare_estimate", "estimate_words", "headline_lines", "keep_estimate",
+__all__ = ["Estimate", "SOURCE", "compare_estimate", "estimate_short", "estimate_words", "headline_lines", "keep_estimate",
            "stated_gain"]
 __all__ += ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain", "summary_lines"]

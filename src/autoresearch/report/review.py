@@ -23,7 +23,7 @@ from autoresearch.journal.store import Journal
 from autoresearch.report.gains import (
     baseline_of,
     change_words,
-    estimate_words,
+    estimate_short,
     headline_lines,
     keep_estimate,
     raw_note,
@@ -368,13 +368,13 @@ def render_review(review: Review, console: Console) -> None:
     console.print()
     if review.kept:
         table = Table(title="kept", title_justify="left", show_edge=False)
-        for col, just in (("seq", "right"), (m, "right"), ("gain (95% interval)", "right"), ("description", "left")):
+        for col, just in (("seq", "right"), (m, "right"), ("gain ± 95%", "right"), ("description", "left")):
             table.add_column(col, justify=just)  # type: ignore[arg-type]
         if review.holdout:
             table.add_column(review.holdout, justify="right")
         for e in review.kept:
             est = keep_estimate(e, review.maximize)
-            row = [str(e.seq), fmt_num(e.metric), estimate_words(est) if est is not None else "-", e.description]
+            row = [str(e.seq), fmt_num(e.metric), estimate_short(est) if est is not None else "-", e.description]
             if review.holdout:
                 row.append(fmt_num(e.holdout))
             table.add_row(*row, style="green")
