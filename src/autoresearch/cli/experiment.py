@@ -75,7 +75,8 @@ def noise_cmd(runs: int) -> None:
         s.acquire("noise")
         warn_unsandboxed(s)
         repair(s)
-        rec = measure_noise(s, runs)
+        said: list[str] = []
+        rec = measure_noise(s, runs, on_message=said.append)
         click.echo(f"{s.config.metric.name} over {rec.n} runs of {rec.commit_sha[:7]}: median {rec.median:.6f}, "
                    f"std {rec.std:.6f}, MAD {rec.mad:.6f}, min {rec.min:.6f}, max {rec.max:.6f}")
         advice = V.advise(V.spread(rec.values), s.config.verdict)
@@ -83,7 +84,8 @@ def noise_cmd(runs: int) -> None:
             click.echo(line)
         click.echo(f"suggested: [verdict] min_delta = {advice.settings['min_delta']:.6g}"
                    + (", relative = true" if advice.settings.get("relative") else "") + f"  (for the {advice.policy})")
-        click.echo(f"the best's reference is now this median ({rec.median:.6g}): later candidates are compared with it")
+        for text in said:  # under load the runs are no reference: said so, and the old one stays
+            click.echo(text)
 
 
 @click.command(name="compare")
@@ -120,6 +122,9 @@ def compare_cmd(a: str, b: str, pairs: int, as_json: bool) -> None:
             click.echo(json.dumps({**record, "a_label": la, "b_label": lb}))
             return
         est = compare_estimate(record, s.config.maximize)
+        if record["busy_runs"]:
+            click.echo(f"{record['busy_runs']} of {2 * pairs} runs were under load (the pairs share it, "
+                       "but a burst inside one pair widens the interval)")
         click.echo(f"{lb} ({cb[:7]}) against {la} ({ca[:7]}): {estimate_words(est)}")
         if not est.covers(0.0) and est.low is not None:
             click.echo("the interval leaves out 0: " + ("B is better" if est.value > 0 else "B is worse"))

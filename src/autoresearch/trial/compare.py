@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from autoresearch import verdict as V
 from autoresearch.errors import StateError
+from autoresearch.harness.load import was_busy
 from autoresearch.trial.measure import journaled_run
 from autoresearch.trial.session import Session
 
@@ -62,6 +63,7 @@ def compare(session: Session, tag: str, a: str, b: str, pairs: int, *, on_run: R
     base = 30_000_000 + session.journal.count_runs(tag) * 7
     roles = V.abba_roles(2 * pairs)
     stamp = int(time.time())
+    busy = 0
     for i, role in enumerate(roles):
         side = "a" if role == "best" else "b"
         pair = len(runs[side])
@@ -70,11 +72,13 @@ def compare(session: Session, tag: str, a: str, b: str, pairs: int, *, on_run: R
         if not m.ok or m.metric is None:
             raise StateError(f"compare: run {i + 1} ({side.upper()}) failed ({m.reason}); see {m.log_path}")
         runs[side].append(m.metric)
+        busy += was_busy(m.flags)
         done = min(len(runs["a"]), len(runs["b"]))
         est = V.paired_estimate(runs["a"][:done], runs["b"][:done], maximize, how="compare") if done else None
         on_run(i + 1, len(roles), side, m.metric, est)
     est = V.paired_estimate(runs["a"], runs["b"], maximize, how="compare")
-    record = {"a": a, "b": b, "pairs": pairs, "a_runs": runs["a"], "b_runs": runs["b"], "estimate": est.to_json()}
+    record = {"a": a, "b": b, "pairs": pairs, "a_runs": runs["a"], "b_runs": runs["b"], "estimate": est.to_json(),
+              "busy_runs": busy}
     session.journal.add_comparison(tag, record)
     return record
 
