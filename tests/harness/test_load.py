@@ -3,6 +3,7 @@ the run's own CPU time is not counted as load; stolen time is."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ar, git, make_task
 
 from autoresearch.harness.load import load_between, load_words, sample_cpu, was_busy
 
@@ -74,3 +76,21 @@ def test_stolen_time_is_load(tmp_path: Path) -> None:
 def test_no_readings_no_verdict(tmp_path: Path) -> None:
     assert sample_cpu(str(tmp_path / "missing")) is None
     assert load_between(None, sample_cpu(str(tmp_path / "missing"))) is None
+
+
+@pytest.mark.slow
+def test_a_sandboxed_runs_own_cpu_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bubblewrap's PID namespace keeps the run's CPU time out of our rusage: TreeWatch reads it from
+    # /proc while the run lives, so a run that saturates the machine itself is not "under load"
+    monkeypatch.delenv("AUTORESEARCH_PROC_STAT")
+    root = make_task(tmp_path, start=False)
+    (root / "train.py").write_text("import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5: pass\n"
+                                   "print('val_loss: 1.0')\n")
+    git(root, "commit", "-qam", "burn 1.5 CPU-seconds")
+    ar(root, "lock")
+    ar(root, "start", "--tag", "t")
+    ar(root, "baseline")
+    exp = json.loads(ar(root, "show", "1", "--json").stdout)
+    assert exp["details"]["sandbox"] == "bwrap"
+    load = exp["details"]["load"]
+    assert load["run_cpu_s"] >= 1.0, load

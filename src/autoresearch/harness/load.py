@@ -1,8 +1,8 @@
 """How busy the machine was while a run ran: what the rest of the machine did with the CPUs.
 
 Two readings of /proc/stat (the whole machine's CPU time: busy, idle, stolen by the hypervisor)
-and of this process's reaped children's CPU time (resource.getrusage), one before and one after
-the run, give: the run's own CPU seconds, the CPU seconds everything else used meanwhile (in
+and of the run's own CPU time (this process's reaped children's rusage, or for a sandboxed run
+its process tree sampled from /proc: TreeWatch), one before and one after the run, give: the run's own CPU seconds, the CPU seconds everything else used meanwhile (in
 busy CPUs on average), and the share stolen. A run is *under load* when the machine was
 saturated and something else held at least half a CPU of it, or when the hypervisor stole a
 tenth of the time: then the run got less CPU than it would have had alone, and its number says
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,70 @@ def sample_cpu(stat: str | None = None) -> CpuSample | None:
                      children=usage.ru_utime + usage.ru_stime, at=time.monotonic())
 
 
+def tree_cpu(root: int, proc: str = "/proc") -> float:
+    """CPU seconds of process ROOT and its living descendants, each with the children it reaped
+    (utime + stime + cutime + cstime: a living child is in nobody's cutime yet, so nothing counts
+    twice). 0 when ROOT is gone."""
+    kids: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    try:
+        entries = [e.name for e in os.scandir(proc) if e.name.isdigit()]
+    except OSError:
+        return 0.0
+    for name in entries:
+        try:
+            with open(f"{proc}/{name}/stat", encoding="ascii", errors="replace") as fh:
+                text = fh.read()
+            rest = text[text.rindex(")") + 2:].split()
+            pid, ppid = int(name), int(rest[1])
+            ticks[pid] = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(pid)
+    total, todo, seen = 0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += ticks.get(pid, 0)
+        todo.extend(kids.get(pid, []))
+    return total / _tick()
+
+
+class TreeWatch:
+    """The CPU time of a run's process trees, sampled every INTERVAL seconds while it runs.
+
+    Why: a sandboxed run's CPU time never reaches this process's rusage (bubblewrap's PID
+    namespace init is not reaped by us), so it is read from /proc while the run lives. The last
+    sample of each tree stands for it: at most INTERVAL seconds of its CPU time go unseen."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.roots: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def follow(self, root: int) -> None:
+        """Sample ROOT's tree from now on (each phase of a run starts one)."""
+        self.roots.setdefault(root, 0.0)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="autoresearch-load", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            for root in list(self.roots):
+                self.roots[root] = max(self.roots[root], tree_cpu(root))
+
+    def stop(self) -> float:
+        """Stop sampling; the CPU seconds seen, over every tree followed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return sum(self.roots.values())
+
+
 @dataclass(frozen=True)
 class Load:
     """The machine during one run (see the module docstring)."""
@@ -87,8 +152,10 @@ class Load:
                 "wall_s": round(self.wall, 3)}
 
 
-def load_between(before: CpuSample | None, after: CpuSample | None) -> Load | None:
-    """The load between two readings; None without both, or when too little time passed to tell."""
+def load_between(before: CpuSample | None, after: CpuSample | None, run_cpu: float = 0.0) -> Load | None:
+    """The load between two readings; None without both, or when too little time passed to tell.
+    RUN_CPU: the run's CPU seconds as seen otherwise (TreeWatch); the larger of it and the
+    reaped children's rusage is the run's."""
     if before is None or after is None:
         return None
     wall = after.at - before.at
@@ -96,7 +163,7 @@ def load_between(before: CpuSample | None, after: CpuSample | None) -> Load | No
     if wall <= 0.05 or total <= 0:
         return None
     cpus = max(1.0, total / wall)
-    run_cpu = max(0.0, after.children - before.children)
+    run_cpu = max(0.0, after.children - before.children, run_cpu)
     busy = max(0.0, after.busy - before.busy)
     others = max(0.0, busy - run_cpu) / wall
     return Load(wall=wall, cpus=cpus, run_cpu=run_cpu, others=others, machine=min(1.0, busy / total),
@@ -118,4 +185,4 @@ def load_words(flags: dict[str, Any]) -> str:
             f"the machine {load.get('machine', 0):.0%} busy, {load.get('steal', 0):.0%} stolen")
 
 
-__all__ = ["BUSY_CPUS", "load_words", "SATURATED", "STOLEN", "CpuSample", "Load", "load_between", "sample_cpu", "was_busy"]
+__all__ = ["BUSY_CPUS", "TreeWatch", "load_words", "tree_cpu", "SATURATED", "STOLEN", "CpuSample", "Load", "load_between", "sample_cpu", "was_busy"]

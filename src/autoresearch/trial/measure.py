@@ -27,7 +27,7 @@ from autoresearch.errors import StateError
 from autoresearch.git.workspace import clear_dir
 from autoresearch.harness.env import base_env, task_env
 from autoresearch.harness.guard import read_lock, verify
-from autoresearch.harness.load import load_between, sample_cpu, was_busy
+from autoresearch.harness.load import TreeWatch, load_between, sample_cpu, was_busy
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.process import RunResult, run_command
 from autoresearch.harness.sandbox import SandboxSpec, expand_path, resolve_kind
@@ -86,10 +86,16 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
     A log that could not be written (a full disk) does not change the result; it is recorded
     in the experiment's details as `log_problem`."""
     log_problems: list[str] = []
-    before = sample_cpu()
+    before, watch = sample_cpu(), TreeWatch()
+
+    def started(pid: int) -> None:
+        watch.follow(pid)
+        if on_start is not None:
+            on_start(pid)
+
     m = _measure(session, workdir, seq, seed, label, stop=stop, devices=devices, on_phase=on_phase,
-                 on_start=on_start, log_problems=log_problems)
-    load = load_between(before, sample_cpu())
+                 on_start=started, log_problems=log_problems)
+    load = load_between(before, sample_cpu(), watch.stop())
     if load is not None:  # how busy the machine was meanwhile (a reference is never made of busy runs)
         m.flags["load"] = load.to_json()
     if log_problems:
