@@ -14,6 +14,7 @@ within its interval.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -100,3 +101,29 @@ def test_a_burst_during_the_reference_re_measurement_inflates_no_printed_gain(tm
     assert len(claimed) == 2, messages
     assert abs(sum(claimed) - side["value"]) <= math.hypot(before["gain_evidence"]["half"], side["half"])
     assert not any("153" in m for m in messages)  # the stale bar is in no message
+
+
+NOISY = '''import os
+import random
+rng = random.Random(int(os.environ["AUTORESEARCH_SEED"]))
+print(f"val_loss: {100 * (1 + 0.1 * rng.gauss(0, 1)):.6f}")
+'''
+
+
+def test_noise_status_and_the_report_give_one_advice(tmp_path: Path) -> None:
+    # a timing-like metric with 10 % noise on a greedy policy: noise once advised both
+    # confirm = "sequential" and a greedy min_delta, and status showed a third number
+    root = make_task(tmp_path, start=False, config_edits={"[agent]": '[sandbox]\nkind = "none"\n\n[agent]'})
+    (root / "train.py").write_text(NOISY)
+    git(root, "commit", "-qam", "a noisy task")
+    ar(root, "lock")
+    ar(root, "start", "--tag", "t")
+    ar(root, "baseline")
+    out = ar(root, "noise", "-n", "4").stdout
+    advice = next(line for line in out.splitlines() if line.startswith("suggested: ")).removeprefix("suggested: ")
+    assert advice.startswith('[verdict] confirm = "sequential", min_delta = 0'), out
+    assert "min_delta = 0." not in out.split("suggested")[-1]  # no second, greedy number
+    status = ar(root, "status").stdout
+    assert f"suggested {advice}" in status, status
+    ar(root, "report")
+    assert html.escape(advice) in (root / "report.html").read_text()

@@ -82,8 +82,7 @@ def noise_cmd(runs: int) -> None:
         advice = V.advise(V.spread(rec.values), s.config.verdict)
         for line in advice.lines:
             click.echo(line)
-        click.echo(f"suggested: [verdict] min_delta = {advice.settings['min_delta']:.6g}"
-                   + (", relative = true" if advice.settings.get("relative") else "") + f"  (for the {advice.policy})")
+        click.echo(f"suggested: {advice.headline}")  # what status and the report say too
         for text in said:  # under load the runs are no reference: said so, and the old one stays
             click.echo(text)
 

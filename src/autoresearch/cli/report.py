@@ -22,7 +22,7 @@ from autoresearch.config.task import find_root
 from autoresearch.harness.guard import read_lock, verify
 from autoresearch.journal.results import render_tsv, throughput, write_tsv
 from autoresearch.report.finalize import finalize
-from autoresearch.report.gains import headline_lines, session_gain, stated_gain
+from autoresearch.report.gains import headline_lines, noise_advice, session_gain, stated_gain
 from autoresearch.report.html import write_report
 from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
@@ -286,6 +286,7 @@ def status(as_json: bool) -> None:
                 "throughput": throughput(s.journal, tag),
                 "noise": None if noise is None else {k: getattr(noise, k) for k in
                                                       ("n", "median", "std", "mad", "min", "max", "suggested_min_delta")},
+                "advice": noise_advice(noise, s.config.verdict),
                 "epoch": current_epoch(s, tag),
                 "claim_mismatches": s.journal.flagged(tag, "run_phase_claimed"),
                 "rescued": sorted(rescues(s, tag)),
@@ -313,7 +314,7 @@ def status(as_json: bool) -> None:
             if info["noise"]:
                 n = info["noise"]
                 click.echo(f"noise    std {n['std']:.6g}, MAD {n['mad']:.6g} over {n['n']} runs; "
-                           f"suggested min_delta {n['suggested_min_delta']:.6g}")
+                           f"suggested {info['advice']}")
             if info["epoch"]:
                 click.echo(f"epoch    {info['epoch']} (the harness changed: results before the break are not "
                            "compared with results after it)")

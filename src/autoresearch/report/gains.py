@@ -27,8 +27,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from autoresearch.journal.records import Experiment
+from autoresearch.config.task import VerdictSection
+from autoresearch.journal.records import Experiment, NoiseRecord
 from autoresearch.verdict.estimate import Estimate, decision_estimate, paired_estimate, sum_estimates
+from autoresearch.verdict.noise import advise, spread
 from autoresearch.verdict.stats import improvement
 
 
@@ -263,6 +265,14 @@ def stated_gain(experiments: Iterable[Experiment], maximize: bool, comparisons: 
     return sum_estimates([p for p in parts if p is not None], base.metric)
 
 
+def noise_advice(noise: NoiseRecord | None, policy: VerdictSection) -> str:
+    """The advice of the latest `noise` record for the task's policy, in the one line `noise`
+    itself ends with (verdict.advise): status and the report print this, never a stored number."""
+    if noise is None or len(noise.values) < 2:
+        return ""
+    return advise(spread(noise.values), policy).headline
+
+
 def headline_lines(g: SessionGain, stated: Estimate | None, label: str = "gain") -> list[str]:
     """The session's gain as status and review print it (one place, so they agree): the stated
     gain from the evidence when there is one, else the chain (single runs, not confirmed)."""
@@ -283,5 +293,5 @@ def headline_lines(g: SessionGain, stated: Estimate | None, label: str = "gain")
 
 
 __all__ = ["Estimate", "SOURCE", "compare_estimate", "estimate_short", "estimate_words", "headline_lines", "keep_estimate",
-           "stated_gain"]
+           "noise_advice", "stated_gain"]
 __all__ += ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain", "summary_lines"]

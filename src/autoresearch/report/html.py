@@ -24,7 +24,7 @@ from typing import Any
 
 from autoresearch.journal.records import Experiment
 from autoresearch.redact import scrub
-from autoresearch.report.gains import estimate_words, keep_estimate, pct_words
+from autoresearch.report.gains import estimate_words, keep_estimate, noise_advice, pct_words
 from autoresearch.report.plot import focus_range, render_png
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
 from autoresearch.report.review import batch_diffs, cap_text, fmt_hours, gain, log_tail, summarize, top_hits
@@ -104,7 +104,7 @@ def _warnings_html(experiments: list[Experiment]) -> str:
         f"<li>{html.escape(i)}</li>" for i in items) + "</ul></section>"
 
 
-def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
+def _summary_html(s: dict[str, Any], metric: str, holdout: str, advice: str = "") -> str:
     c = s["counts"]
     cards = [
         _card("baseline", _fmt(s["baseline"]), f"seq {s['baseline_seq']}" if s["baseline_seq"] else ""),
@@ -148,7 +148,7 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
         cards.append(_card("cost", f"${s['cost_usd']:.2f}"))
     if s["noise"]:
         n = s["noise"]
-        note = f"MAD {n['mad']:.3g} over {n['n']} runs of the best · suggested min_delta {n['suggested_min_delta']:.3g}"
+        note = f"MAD {n['mad']:.3g} over {n['n']} runs of the best" + (f" · suggested {advice}" if advice else "")
         if n["improvement_in_std"] is not None:
             note += f" · improvement = {n['improvement_in_std']:.1f} std"
         cards.append(_card("noise (std)", f"{n['std']:.3g}", note))
@@ -179,7 +179,8 @@ def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | Non
 def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: str, maximize: bool,
                  holdout: str = "", diffs: dict[int, str] | None = None, noise: Any = None,
                  static_chart: bool = True, generated: float | None = None,
-                 references: list[ReferenceEvent] | None = None, comparisons: list[dict] | None = None) -> str:
+                 references: list[ReferenceEvent] | None = None, comparisons: list[dict] | None = None,
+                 advice: str = "") -> str:
     """The report page for these experiments, as one HTML string.
 
     REFERENCES (the best's re-measurements) are drawn on the chart and listed in their own
@@ -212,7 +213,7 @@ def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: 
     goal = "higher" if maximize else "lower"
     body = f"""<header><h1>{html.escape(title)}</h1>
 <div class="muted">{html.escape(metric)} ({goal} is better) · generated {when}</div></header>
-{_warnings_html(experiments)}<section><h2>Summary</h2>{_summary_html(s, metric, holdout)}</section>
+{_warnings_html(experiments)}<section><h2>Summary</h2>{_summary_html(s, metric, holdout, advice)}</section>
 <section><h2>Progress</h2><div id="chart" class="chart"><noscript>The interactive chart needs
 JavaScript; the static chart is below.</noscript></div>{png}</section>
 {references_html(references)}<section><h2>Top hits</h2>{_top_hits_html(top_hits(experiments, maximize, TOP_HITS), maximize, s['baseline'], metric, holdout)}</section>
@@ -238,7 +239,8 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
                         diffs=batch_diffs(session.ws, experiments), noise=journal.latest_noise(tag) if tag else None,
                         static_chart=static_chart,
                         references=reference_events(journal, tag, experiments) if tag else [],
-                        comparisons=journal.comparisons(tag) if tag else [])
+                        comparisons=journal.comparisons(tag) if tag else [],
+                        advice=noise_advice(journal.latest_noise(tag) if tag else None, config.verdict))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
