@@ -57,8 +57,12 @@ def test_a_burst_during_the_reference_re_measurement_inflates_no_printed_gain(tm
     ar(root, "noise", "-n", "3")
     burst.unlink()
     set_work(root, 85.0)
-    second = ar(root, "experiment", "-m", "even less work").stdout
+    done = ar(root, "experiment", "-m", "even less work")
+    second = done.stdout
     assert second.startswith("keep:"), second
+    # the confirmation's runs, one line each as they happen (on stderr: stdout is the agent's two lines)
+    assert re.search(r"^run 4/\d+: candidate [0-9.]+ vs best [0-9.]+, paired diff -[0-9.]+ ± [0-9.]+$", done.stderr, re.M), \
+        done.stderr
     # the attack: measured against the stale bar, this keep "gained" ~68 (153 -> 85)
     assert "vs best 15" in second
     stated = re.search(r"improved by ([0-9.]+) ± ([0-9.]+)", second)

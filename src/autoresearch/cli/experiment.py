@@ -19,6 +19,7 @@ from autoresearch.cli._common import (
     warn_unsandboxed,
 )
 from autoresearch.report.gains import compare_estimate, estimate_words
+from autoresearch.report.view import confirm_line
 from autoresearch.trial.branch import repair, rescues
 from autoresearch.trial.compare import compare, resolve
 from autoresearch.trial.lifecycle import baseline, experiment, measure_noise
@@ -54,9 +55,15 @@ def experiment_cmd(description: str, as_json: bool) -> None:
         s.acquire("experiment")
         warn_unsandboxed(s)
         repair(s)
-        exp = experiment(s, description, refuse_no_change=True)
+        exp = experiment(s, description, refuse_no_change=True, on_phase=_confirm_progress)
         print_experiment(exp, s.config.metric.name, as_json, s.config.maximize)
         sys.exit(exit_code_for(exp))
+
+
+def _confirm_progress(phase: str, info: dict) -> None:
+    """A line per confirmation run on stderr: a decision that needs many runs is seen as it happens."""
+    if phase == "confirming" and "run" in info:
+        click.echo(confirm_line(info), err=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

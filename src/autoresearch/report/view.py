@@ -50,6 +50,7 @@ class ViewState:
     began: float = field(default_factory=time.time)
     finished: int = 0  # verdicts seen since the view began (for the rate)
     keeps: list = field(default_factory=list)  # the kept experiments, baseline first (for the gain)
+    confirm: dict = field(default_factory=dict)  # the last confirmation run's progress (verdict.flow._progress)
 
     def record(self, exp: Experiment) -> None:
         """Take in one finished experiment."""
@@ -115,6 +116,19 @@ def verdict_line(exp: Experiment, metric: str = "", best: float | None = None, m
     return f"{stamp} seq {exp.seq} {exp.status}: {what}{best_text} | {exp.description}"
 
 
+def confirm_line(info: dict) -> str:
+    """One confirmation run's progress: "run 7/20: candidate 1.49 vs best 1.61, paired diff
+    -0.07 ± 0.03" (the difference is candidate - best, in the metric's units)."""
+    text = f"run {info.get('run')}/{info.get('of')}"
+    if info.get("candidate") is not None and info.get("best") is not None:
+        text += f": candidate {info['candidate']:.6g} vs best {info['best']:.6g}"
+        if info.get("diff") is not None:
+            half = info.get("half")
+            what = "paired diff" if info.get("paired") else "diff vs its reference runs"
+            text += f", {what} {info['diff']:+.4g}" + (f" ± {half:.2g}" if half is not None else "")
+    return text
+
+
 def _fmt_seconds(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f}s"
@@ -169,6 +183,10 @@ def render_state(state: ViewState, now: float | None = None, width: int = 40) ->
                               + (" (over budget: finishing)" if elapsed > state.budget else ""), style="dim"))
         else:
             grid.add_row(Text(f"{state.phase} for {_fmt_seconds(elapsed)}", style="dim"))
+        if state.confirm.get("seq") == state.seq and state.confirm.get("of"):
+            # a decision that needs many runs shows how far it is (at most "of" runs)
+            grid.add_row(ProgressBar(total=float(state.confirm["of"]), completed=float(state.confirm["run"]), width=width),
+                         Text("confirming: " + confirm_line(state.confirm), style="bright_blue"))
         bar = grid
 
     c = state.counts
