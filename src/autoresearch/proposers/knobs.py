@@ -101,7 +101,10 @@ class Scan:
     errors: list[tuple[Knob, Skipped]] = field(default_factory=list)  # (the knob on its default space, why)
 
 
+@functools.lru_cache(maxsize=32)
 def parse_module(source: str, path: str = "<string>") -> cst.Module:
+    """SOURCE as libcst's tree (immutable, so one parse serves the listing and the edit of the
+    same content; a parse of a 300-line file takes 0.2-0.5 s)."""
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:

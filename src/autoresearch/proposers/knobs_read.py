@@ -22,38 +22,45 @@ from autoresearch.proposers.spaces import NotLiteral, literal_value
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 
-def _bound(body: list[ast.stmt]) -> tuple[dict[str, int], set[str]]:
-    """How often each name is bound in the scope of BODY (nested scopes aside), and the names
-    declared global/nonlocal anywhere inside it (nested functions too: they rebind at run time)."""
-    count: dict[str, int] = {}
-    declared = {name for stmt in body for node in ast.walk(stmt) if isinstance(node, (ast.Global, ast.Nonlocal))
-                for name in node.names}
+def _scopes(tree: ast.Module) -> dict[int, tuple[dict[str, int], set[str]]]:
+    """For each scope (the module, every class and function; by id of its node): how often each
+    name is bound directly in it (nested scopes aside), and the names declared global/nonlocal
+    anywhere inside it (nested functions too: they rebind at run time). One pass over the tree."""
+    found: dict[int, tuple[dict[str, int], set[str]]] = {}
 
-    def target(node: ast.AST) -> None:
+    def bind(node: ast.AST, count: dict[str, int]) -> None:
         if isinstance(node, ast.Name):
             count[node.id] = count.get(node.id, 0) + 1
         elif isinstance(node, (ast.Tuple, ast.List)):
             for element in node.elts:
-                target(element)
+                bind(element, count)
         elif isinstance(node, ast.Starred):
-            target(node.value)
+            bind(node.value, count)
 
-    todo: list[ast.AST] = list(body)
-    while todo:
-        node = todo.pop()
+    def visit(node: ast.AST, stack: list[tuple[dict[str, int], set[str]]]) -> None:
+        count = stack[-1][0]
         if isinstance(node, ast.Assign):
             for t in node.targets:
-                target(t)
+                bind(t, count)
         elif isinstance(node, ast.AugAssign) or (isinstance(node, ast.AnnAssign) and node.value is not None):
-            target(node.target)
+            bind(node.target, count)
         elif isinstance(node, (ast.For, ast.AsyncFor)):
-            target(node.target)
+            bind(node.target, count)
         elif isinstance(node, ast.NamedExpr):
-            target(node.target)
+            bind(node.target, count)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            for _, declared in stack:
+                declared.update(node.names)
         if isinstance(node, _SCOPES):
-            continue  # its own scope (its name binding aside, which knobs never are)
-        todo.extend(ast.iter_child_nodes(node))
-    return count, declared
+            found[id(node)] = ({}, set())
+            stack = [*stack, found[id(node)]]
+        for child in ast.iter_child_nodes(node):
+            visit(child, stack)
+
+    found[id(tree)] = ({}, set())
+    for stmt in tree.body:
+        visit(stmt, [found[id(tree)]])
+    return found
 
 
 def read_values(source: str) -> dict[str, Any]:
@@ -74,13 +81,15 @@ def read_values(source: str) -> dict[str, Any]:
             return lines[first][node.col_offset:end_col].decode()
         return (lines[first][node.col_offset:] + b"".join(lines[first + 1:last]) + lines[last][:end_col]).decode()
 
-    def walk(body: list[ast.stmt], scope: str, checks_declared: bool) -> None:
-        count, declared = _bound(body)
+    scopes = _scopes(tree)
+
+    def walk(owner: ast.AST, body: list[ast.stmt], scope: str, checks_declared: bool) -> None:
+        count, declared = scopes[id(owner)]
         for stmt in body:
             if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 is_class = isinstance(stmt, ast.ClassDef)
                 name = stmt.name + ("" if is_class else "()")
-                walk(stmt.body, f"{scope}.{name}".lstrip("."), not is_class)  # a class body: no such check
+                walk(stmt, stmt.body, f"{scope}.{name}".lstrip("."), not is_class)  # a class body: no such check
                 continue
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
                 node, value = stmt.targets[0], stmt.value
@@ -98,7 +107,7 @@ def read_values(source: str) -> dict[str, Any]:
             except NotLiteral:
                 continue
 
-    walk(tree.body, "", True)  # a module's name declared global in a function changes at run time
+    walk(tree, tree.body, "", True)  # a module's name declared global in a function changes at run time
     return values
 
 

@@ -41,7 +41,7 @@ from autoresearch.git.workspace import BRANCH_PREFIX, Workspace
 from autoresearch.journal.records import Experiment
 from autoresearch.journal.store import Journal
 from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
-from autoresearch.proposers.knobs import Knob, KnobError, KnobListing, find_knobs, list_files, list_knobs
+from autoresearch.proposers.knobs import Knob, KnobError, KnobListing, list_files, list_knobs
 from autoresearch.proposers.knobs_read import read_values
 from autoresearch.proposers.knobs_write import format_value, set_knobs
 from autoresearch.proposers.tune_space import decode, distribution, encode, normalize, quiet_optuna, sample
@@ -351,8 +351,8 @@ class TuneProposer:
             file_knobs = [k for k in knobs.values() if k.path == path]
             try:
                 updated = set_knobs(_read(root / path), file_knobs, values)
-                check = {k.qualname: k.value for k in find_knobs(updated, path, strict=False)}
-            except (KnobError, ValueError, OSError) as exc:
+                check = read_values(updated)  # read back with Python's parser (knobs_read.py): fast
+            except (KnobError, ValueError, OSError, SyntaxError) as exc:
                 raise ProposerError("bad-edit", one_line(f"tune: could not edit {path}: {exc}")) from None
             for name, value in values.items():
                 if normalize(check.get(name, ABSENT)) != normalize(value):
