@@ -71,6 +71,8 @@ def test_a_burst_during_the_reference_re_measurement_inflates_no_printed_gain(tm
 
     before = json.loads(ar(root, "review", "--json").stdout)["summary"]
     assert before["gain_evidence"]["how"] == "sum"  # the keeps' own estimates, summed
+    rpd = before["runs_per_decision"]  # the screen's run and each confirmation's pairs
+    assert rpd["decisions"] == 2 and rpd["max"] >= 5 and rpd["mean"] >= 5
     assert "autoresearch compare" in " ".join(before["gain_lines"])
 
     out = ar(root, "compare", "-n", "3").stdout

@@ -273,6 +273,27 @@ def noise_advice(noise: NoiseRecord | None, policy: VerdictSection) -> str:
     return advise(spread(noise.values), policy).headline
 
 
+def runs_of(exp: Experiment) -> int:
+    """The runs an experiment's decision took: its screening runs and its confirmation runs
+    (both sides), from its record."""
+    screening = len(exp.details.get("repeats") or []) or 1
+    confirm = exp.details.get("confirm")
+    if not isinstance(confirm, dict):
+        return screening
+    best = len(confirm.get("best_runs") or [])
+    if confirm.get("test") == "reference":  # its candidate runs include the screening ones
+        return max(screening, len(confirm.get("candidate_runs") or [])) + best
+    return screening + best + len(confirm.get("candidate_runs") or [])
+
+
+def runs_per_decision(experiments: Iterable[Experiment]) -> dict[str, Any] | None:
+    """Runs per decided experiment (keeps and discards, the baseline aside): mean and max."""
+    counts = [runs_of(e) for e in experiments if e.status in ("keep", "discard") and not e.is_baseline]
+    if not counts:
+        return None
+    return {"mean": sum(counts) / len(counts), "max": max(counts), "decisions": len(counts)}
+
+
 def headline_lines(g: SessionGain, stated: Estimate | None, label: str = "gain") -> list[str]:
     """The session's gain as status and review print it (one place, so they agree): the stated
     gain from the evidence when there is one, else the chain (single runs, not confirmed)."""
@@ -293,5 +314,6 @@ def headline_lines(g: SessionGain, stated: Estimate | None, label: str = "gain")
 
 
 __all__ = ["Estimate", "SOURCE", "compare_estimate", "estimate_short", "estimate_words", "headline_lines", "keep_estimate",
-           "noise_advice", "stated_gain"]
+           "noise_advice", "runs_of",
+           "runs_per_decision", "stated_gain"]
 __all__ += ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain", "summary_lines"]

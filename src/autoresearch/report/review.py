@@ -27,6 +27,7 @@ from autoresearch.report.gains import (
     headline_lines,
     keep_estimate,
     raw_note,
+    runs_per_decision,
     session_gain,
     stated_gain,
 )
@@ -110,6 +111,7 @@ def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord 
         "gain_note": raw_note(g),
         "gain_evidence": stated.to_json() if stated is not None else None,
         "gain_lines": headline_lines(g, stated, label=""),
+        "runs_per_decision": runs_per_decision(experiments),
         "keep_rate": kept / len(trials) if trials else None,
         "wall_hours": wall,
         "per_hour": len(done) / wall if wall > 0 else None,
@@ -382,6 +384,10 @@ def render_review(review: Review, console: Console) -> None:
     else:
         console.print("kept: nothing beyond the baseline yet")
     console.print(f"since the last keep: {review.since_last_keep} experiments")
+    rpd = s.get("runs_per_decision")
+    if rpd:
+        console.print(f"runs per decision: {rpd['mean']:.1f} on average, at most {rpd['max']} "
+                      f"({rpd['decisions']} decisions)")
 
     for title, groups, style in (("crashed", review.crashes, "red"), ("rejected", review.rejections, "magenta")):
         if not groups:
