@@ -1,4 +1,4 @@
-"""Experimenting by hand (the native loop): baseline, experiment, noise, repair, rescue."""
+"""Experimenting by hand (the native loop): baseline, experiment, noise, compare, repair, rescue."""
 
 from __future__ import annotations
 
