@@ -146,9 +146,10 @@ def test_the_native_experiment_re_measures_a_stale_reference_at_once(tmp_path: P
     assert db.execute("SELECT COUNT(*) FROM runs WHERE role = 'reference'").fetchone()[0] == 4
 
 
-LOADED_TRAIN = '''import os, random
+LOADED_TRAIN = '''import os, random, time
 from pathlib import Path
 LEVEL = 10.0
+time.sleep(0.2)  # long enough for the harness to tell a load (it judges none over 0.05 s)
 burst, stat = Path({burst!r}), Path({stat!r})
 busy = burst.exists()
 if busy:  # a neighbour keeps two CPUs busy for 2 s: the machine's CPU readings say so
