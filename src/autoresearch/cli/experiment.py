@@ -119,8 +119,10 @@ def compare_cmd(a: str, b: str, pairs: int, as_json: bool) -> None:
         def line(done: int, total: int, side: str, value: float, est: V.Estimate | None) -> None:
             if as_json:
                 return
-            sofar = f", paired diff {est.value:+.4g}" + (f" ± {est.half:.2g}" if est.half is not None else "") \
-                if est is not None else ""
+            sofar = ""
+            if est is not None:  # B - A in the metric's units, as confirmation lines show candidate - best
+                diff = est.value if s.config.maximize else -est.value
+                sofar = f", paired diff B - A {diff:+.4g}" + (f" ± {est.half:.2g}" if est.half is not None else "")
             click.echo(f"run {done}/{total}: {la if side == 'a' else lb} {metric} {value:.6g}{sofar}")
 
         record = compare(s, tag, ca, cb, pairs, on_run=line)
@@ -131,7 +133,7 @@ def compare_cmd(a: str, b: str, pairs: int, as_json: bool) -> None:
         if record["busy_runs"]:
             click.echo(f"{record['busy_runs']} of {2 * pairs} runs were under load (the pairs share it, "
                        "but a burst inside one pair widens the interval)")
-        click.echo(f"{lb} ({cb[:7]}) against {la} ({ca[:7]}): {estimate_words(est)}")
+        click.echo(f"B = {lb} {cb[:7]} against A = {la} {ca[:7]}: {estimate_words(est)}")
         if not est.covers(0.0) and est.low is not None:
             click.echo("the interval leaves out 0: " + ("B is better" if est.value > 0 else "B is worse"))
         else:
