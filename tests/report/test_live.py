@@ -43,3 +43,17 @@ def test_the_live_panel_shows_how_far_the_confirmation_is() -> None:
     console.print(render_state(view.state))
     panel = console.file.getvalue()  # type: ignore[attr-defined]
     assert "confirming: run 7/20: candidate 1.49 vs best 1.61, paired diff -0.07 ± 0.03" in panel
+
+
+def test_a_confirmed_keeps_line_states_its_evidence_not_its_stale_bar() -> None:
+    # the bar (886.82) was re-measured during a burst; the paired confirmation measured ~5 %
+    confirm = {"test": "sequential", "best_runs": [510.0, 515.0, 505.0], "candidate_runs": [485.0, 488.0, 480.0]}
+    keep = Experiment(seq=9, tag="t", status="keep", started_at=0.0, metric=486.0, best_before=886.82,
+                      reason="improved", description="cache the parser", details={"confirm": confirm})
+    out = io.StringIO()
+    view = PlainView(stream=out)
+    view.state.maximize = False
+    view.on_phase("done", {"experiment": keep})
+    line = out.getvalue()
+    assert "improved by 25.67 ± " in line and "(+5.03% ±" in line and "6 runs side by side with its parent" in line
+    assert "-400" not in line and "886" not in line  # not the metric against the stale bar
