@@ -9,8 +9,8 @@ tenth of the time: then the run got less CPU than it would have had alone, and i
 more about the neighbours than about the commit.
 
 What it cannot see: contention for caches and memory bandwidth, a GPU shared with another job,
-and in a loop with several slots the other slots' runs count as "the rest of the machine" only
-once they end (their CPU time is reaped then). The readings are Linux's; elsewhere there are none
+and in a loop with several slots, another slot's run that ends meanwhile may be counted as this
+run's own (this process reaps it): there the load is underestimated, never overestimated. The readings are Linux's; elsewhere there are none
 and nothing is called busy.
 """
 
