@@ -93,9 +93,12 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
         if on_start is not None:
             on_start(pid)
 
-    m = _measure(session, workdir, seq, seed, label, stop=stop, devices=devices, on_phase=on_phase,
-                 on_start=started, log_problems=log_problems)
-    load = load_between(before, sample_cpu(), watch.stop())
+    try:
+        m = _measure(session, workdir, seq, seed, label, stop=stop, devices=devices, on_phase=on_phase,
+                     on_start=started, log_problems=log_problems)
+    finally:
+        seen = watch.stop()  # never a sampling thread left behind, whatever _measure raised
+    load = load_between(before, sample_cpu(), seen)
     if load is not None:  # how busy the machine was meanwhile (a reference is never made of busy runs)
         m.flags["load"] = load.to_json()
     if log_problems:
