@@ -39,6 +39,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
         monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _steady_machine(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The machine the tests share is visibly busy at times, and a reference is never made of
+    runs under load (harness/load.py): the runs of a test see CPU readings that never change (no
+    load) unless the test scripts its own (tests/trial/test_reference.py) or reads the real ones.
+    Session-wide, so module-scoped fixtures that run sessions see it too."""
+    stat = tmp_path_factory.getbasetemp() / "steady-proc-stat"
+    if not stat.exists():
+        stat.write_text("cpu  100 0 100 1000 0 0 0 0 0 0\n")
+    os.environ["AUTORESEARCH_PROC_STAT"] = str(stat)
+
+
 def make_task(tmp_path: Path, *, config_edits: dict[str, str] | None = None, start: bool = True,
               baseline: bool = True, name: str = "task", harness_owned: bool = False) -> Path:
     """An `example` task via the CLI; CONFIG_EDITS replace lines of autoresearch.toml before lock.

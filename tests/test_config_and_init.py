@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ar, git, git_env
 
+from autoresearch.config.task import load_config
+
 
 def tree_digest(root: Path) -> str:
     """A fingerprint of every file under root (to assert that nothing changed on disk)."""
@@ -126,6 +128,29 @@ def test_init_from_flags_in_an_existing_project(tmp_path: Path) -> None:
     out = ar(root, "experiment", "-m", "bigger")
     assert out.stdout.startswith("keep: score 8.000000")
     assert (root / "data.txt").read_text() == "user data\n"
+
+
+@pytest.mark.parametrize("metric, code, flags, confirm, runs", [
+    ("score", "print('score: 6')", [], "none", 2),  # the same number twice: deterministic
+    ("score", "import os\nprint(f\"score: {6 + int(os.environ['AUTORESEARCH_SEED'])}\")", [], "sequential", 2),
+    ("format_seconds", "print('format_seconds: 4.5')", [], "sequential", 1),  # a timing, by its name
+    ("score", "print('score: 6')", ["--confirm", "reference"], "reference", 1),
+])
+def test_init_from_flags_picks_an_honest_policy(tmp_path: Path, metric: str, code: str, flags: list[str],
+                                                confirm: str, runs: int) -> None:
+    # issue 23: a timing task was set up greedy (confirm = "none") and its printed gains were noise
+    root = tmp_path / "project"
+    root.mkdir()
+    counter = tmp_path / "runs"
+    (root / "solver.py").write_text(f"open({str(counter)!r}, 'a').write('x')\n{code}\n")
+    git(root, "init", "-q")
+    git(root, "add", "solver.py")
+    git(root, "commit", "-qm", "user code")
+    out = ar(root, "init", "--editable", "solver.py", "--run", "python solver.py", "--metric", metric, *flags)
+    assert f'[verdict] confirm = "{confirm}"' in out.stdout, out.stdout
+    verdict = load_config(root).verdict  # "sequential" loads as paired confirmation with the sequential test
+    assert (verdict.confirm, verdict.test) == (("paired", "sequential") if confirm == "sequential" else (confirm, "bootstrap"))
+    assert len(counter.read_text()) == runs  # a second check run only where it decides
 
 
 def test_init_from_flags_checks_the_metric_before_writing(tmp_path: Path) -> None:

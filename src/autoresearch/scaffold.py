@@ -7,12 +7,14 @@ different file of the user's is a conflict, reported before anything is written.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from autoresearch.config.task import CONFIG_NAME, TaskConfig, load_config, parse_config, tomllib
 from autoresearch.errors import AutoresearchError
@@ -159,7 +161,7 @@ the editable files, measure, keep what improves `{metric}` ({direction}), discar
 
 
 def render_config(name: str, editable: list[str], readonly: list[str], run: str, metric: str, goal: str,
-                  budget: float, evaluate: str = "") -> str:
+                  budget: float, evaluate: str = "", confirm: str = "", why: str = "") -> str:
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(_toml_str(i) for i in items) + "]"
 
@@ -174,6 +176,8 @@ def render_config(name: str, editable: list[str], readonly: list[str], run: str,
         lines.append(f"evaluate = {_toml_str(evaluate)}")
     lines += ["", "[metric]", f"name = {_toml_str(metric)}", f"goal = {_toml_str(goal)}", "",
               "[budget]", f"seconds = {budget:g}", ""]
+    if confirm:
+        lines += ["[verdict]", *([f"# {why}"] if why else []), f"confirm = {_toml_str(confirm)}", ""]
     return "\n".join(lines)
 
 
@@ -181,14 +185,37 @@ def _toml_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# A metric named like a timing follows the machine's load: confirm apparent wins (issue 23).
+TIMED = re.compile(r"time|second|(^|_)(s|ms|us|ns)$|latency|duration|elapsed|throughput|per_s|speed|qps|rps",
+                   re.IGNORECASE)
+
+
+def choose_confirm(metric: str, values: list[float]) -> tuple[str, str]:
+    """The honest [verdict] confirm for METRIC, from its name and the check runs' VALUES (one run
+    with seed 0, then one with seed 1 unless the name already says it is timed): a timed or
+    noisy metric gets sequential confirmation; only a metric that gave the same number twice is
+    decided on its screen alone. Returns (confirm, why)."""
+    if TIMED.search(metric):
+        return "sequential", f"{metric} is a timing: it follows the machine's load, so apparent wins are confirmed"
+    if len(values) >= 2 and values[0] != values[1]:
+        return "sequential", (f"two check runs gave {values[0]:g} and {values[1]:g}: a noisy metric, so apparent wins "
+                              "are confirmed")
+    return "none", "two check runs gave the same number: a deterministic metric is decided on its screen alone"
+
+
 def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run: str, metric: str,
-                    goal: str, budget: float, evaluate: str = "", name: str = "", commit: bool = False) -> float:
+                    goal: str, budget: float, evaluate: str = "", name: str = "", commit: bool = False,
+                    confirm: str = "auto", on_message: Callable[[str], None] = lambda text: None) -> float:
     """Add autoresearch to an existing project: write the config and program.md, run the command
     once to check that it prints the metric, commit those two files, lock. Returns the metric.
 
     Every run uses a clean export of a commit, so a file the task needs (read-only, editable, or
     named by the run, evaluate or setup command) that git does not track would be missing from
-    it: refused, naming the files, unless COMMIT, which commits them with the config."""
+    it: refused, naming the files, unless COMMIT, which commits them with the config.
+
+    CONFIRM ("auto" or a [verdict] confirm value): with "auto", choose_confirm picks it (one more
+    check run, with another seed, unless the metric's name says it is a timing); ON_MESSAGE is
+    told the choice and why."""
     root = root.resolve()
     ws, existing = _open_repo(root)
     config_path = root / CONFIG_NAME
@@ -214,6 +241,13 @@ def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run
         readonly=", ".join(f"`{r}`" for r in config.readonly_files()) or "(none)", run=run, budget=budget,
         native_begin=NATIVE_BEGIN, native_end=NATIVE_END)
     value = check_metric(config)
+    if confirm == "auto":
+        values = [value] if TIMED.search(metric) else [value, check_metric(config, seed=1)]
+        confirm, why = choose_confirm(metric, values)
+    else:
+        why = "chosen with --confirm"
+    text = render_config(name, editable, readonly, run, metric, goal, budget, evaluate, confirm, why)
+    on_message(f'[verdict] confirm = "{confirm}": {why}')
     config_path.write_text(text, encoding="utf-8")
     program_path.write_text(program, encoding="utf-8")
     extra = _ensure_ignored(ws, root, existing)
@@ -244,13 +278,13 @@ def untracked_task_files(ws: Workspace, config: TaskConfig) -> list[str]:
     return [p for p in wanted if p not in tracked]
 
 
-def check_metric(config) -> float:  # noqa: ANN001 - a TaskConfig
-    """Run the task's commands once in place; the metric must appear. Raises ScaffoldError."""
+def check_metric(config, seed: int = 0) -> float:  # noqa: ANN001 - a TaskConfig
+    """Run the task's commands once in place (with SEED); the metric must appear. Raises ScaffoldError."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         out = Path(tmp) / "out"
         out.mkdir()
         env = base_env({"AUTORESEARCH_BUDGET_S": f"{config.budget.seconds:g}", "AUTORESEARCH_SEQ": "0",
-                        "AUTORESEARCH_SEED": "0", "AUTORESEARCH_OUT": str(out), "AUTORESEARCH_PHASE": "run"})
+                        "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_OUT": str(out), "AUTORESEARCH_PHASE": "run"})
         log = Path(tmp) / "check.log"
         result = run_command(config.task.run, cwd=config.root, env=env, timeout=config.budget.hard_timeout,
                              log_path=log)

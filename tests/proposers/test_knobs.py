@@ -550,3 +550,23 @@ def test_tune_on_a_class_attribute_after_adding_only_a_search_comment(tmp_path: 
                                                             int(best.description.rsplit(" ", 1)[1]))
     for line in proc.stdout.splitlines()[:3]:
         assert " seq " in line
+
+
+def test_past_commits_values_read_fast_equal_the_knob_listing() -> None:
+    """tune reads every past commit's knob values with Python's parser (knobs_read.py), not
+    libcst: on every template file the two agree on every knob, value and type."""
+    from importlib import resources
+
+    from autoresearch.proposers.knobs import knob_values
+    from autoresearch.proposers.knobs_read import read_values
+
+    templates = resources.files("autoresearch") / "templates"
+    sources = [p.read_text() for t in templates.iterdir() if t.is_dir() for p in t.iterdir() if p.name.endswith(".py")]
+    sources += [SORTEDLIST.format(comment=""), "X = 1\nX = 2\nY = 3\ndef f():\n    global Y\n    Y = 4\n"
+                "class C:\n    A = (1, 2.5)  # search: [(1, 2.5), (2, 3)]\n    B: int = 2**10\n"]
+    assert len(sources) > 10
+    for source in sources:
+        slow, fast = knob_values(source), read_values(source)
+        assert {k: (v, type(v)) for k, v in slow.items()} == {k: (fast[k], type(fast[k])) for k in slow}
+    assert "X" not in read_values(sources[-1]) and "Y" not in read_values(sources[-1])  # set twice; rebound
+    assert read_values(sources[-1])["C.B"] == 1024

@@ -248,8 +248,8 @@ def test_report_shows_noise_and_holdout_once_measured(tmp_path: Path) -> None:
     without = build_report(exps, task="x", tag="t", metric="val_loss", maximize=False, static_chart=False)
     assert "noise (std)" not in without and "holdout_loss" not in without
     page = build_report(exps, task="x", tag="t", metric="val_loss", maximize=False, holdout="holdout_loss",
-                        noise=journal.latest_noise("t"), static_chart=False)
-    assert "noise (std)" in page and "0.0021" in page and "suggested min_delta 0.0042" in page
+                        noise=journal.latest_noise("t"), static_chart=False, advice="[verdict] min_delta = 0.0042")
+    assert "noise (std)" in page and "0.0021" in page and "suggested [verdict] min_delta = 0.0042" in page
     assert "holdout_loss (held out)" in page
     hits = page[page.index('id="top-hits"'):]
     assert "<th>holdout_loss</th>" in hits

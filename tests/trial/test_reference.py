@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import ar, git, make_task
 
+from autoresearch.trial.reference import calm_reference
+
 TRAIN = '''import os
 from pathlib import Path
 LEVEL = 10.0
@@ -142,3 +144,76 @@ def test_the_native_experiment_re_measures_a_stale_reference_at_once(tmp_path: P
     events = json.loads(db.execute("SELECT value FROM meta WHERE key = 'references:t'").fetchone()[0])
     assert [e["why"] for e in events] == ["drift"] and events[0]["value"] < 6.0  # the fast machine's level
     assert db.execute("SELECT COUNT(*) FROM runs WHERE role = 'reference'").fetchone()[0] == 4
+
+
+LOADED_TRAIN = '''import os, random, time
+from pathlib import Path
+LEVEL = 10.0
+time.sleep(0.2)  # long enough for the harness to tell a load (it judges none over 0.05 s)
+burst, stat = Path({burst!r}), Path({stat!r})
+busy = burst.exists()
+if busy:  # a neighbour keeps two CPUs busy for 2 s: the machine's CPU readings say so
+    fields = stat.read_text().split()
+    fields[1] = str(int(fields[1]) + 4 * {tick})
+    stat.write_text(" ".join(fields) + "\\n")
+noise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0.0, 0.01)
+print(f"val_loss: {{LEVEL + (5.0 if busy else 0.0) + noise:.6f}}")
+'''
+
+
+def loaded_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verdict: str) -> tuple[Path, Path]:
+    """A started task (baseline measured on a calm machine) whose runs, while the returned burst
+    file exists, are 5 units slower and leave the machine's CPU readings saying it was busy."""
+    stat, burst = tmp_path / "proc-stat", tmp_path / "burst"
+    stat.write_text("cpu  100 0 100 1000 0 0 0 0 0 0\n")
+    monkeypatch.setenv("AUTORESEARCH_PROC_STAT", str(stat))
+    root = drifting_task(tmp_path, LOADED_TRAIN.format(burst=str(burst), stat=str(stat), tick=os.sysconf("SC_CLK_TCK")),
+                         verdict)
+    return root, burst
+
+
+def references(root: Path) -> list[dict]:
+    db = sqlite3.connect(root / ".autoresearch" / "journal.db")
+    row = db.execute("SELECT value FROM meta WHERE key = 'references:t'").fetchone()
+    return json.loads(row[0]) if row else []
+
+
+@pytest.mark.slow
+def test_noise_under_load_is_no_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, burst = loaded_task(tmp_path, monkeypatch, "min_delta = 0.05")
+    burst.write_text("busy")
+    out = ar(root, "noise", "-n", "3").stdout
+    assert "3 of 3 runs were under load" in out and "not a reference, the old one stays" in out, out
+    assert "the best's reference stays" in out
+    assert references(root) == []  # the bar is still the calm baseline's
+    db = sqlite3.connect(root / ".autoresearch" / "journal.db")
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE role = 'noise' AND status = 'busy'").fetchone()[0] == 3
+    status = json.loads(ar(root, "status", "--json").stdout)
+    assert status["best"]["metric"] < 10.1
+    burst.unlink()  # calm again: now it is a reference
+    out = ar(root, "noise", "-n", "3").stdout
+    assert "the best's reference is now " in out, out
+    assert [e["why"] for e in references(root)] == ["noise"] and references(root)[0]["value"] < 10.1
+
+
+@pytest.mark.slow
+def test_the_drift_rule_does_not_re_measure_under_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine gets visibly busy after the baseline: every candidate loses by far, the drift
+    rule re-measures the best, and those runs, under load too, do not become its reference."""
+    root, burst = loaded_task(tmp_path, monkeypatch, "min_delta = 0.05")
+    ar(root, "noise", "-n", "3")  # calm: the noise sd the drift rule needs, and a calm reference
+    burst.write_text("busy")
+    (tmp_path / "agent.py").write_text(AGENT)
+    out = ar(root, "run", "-q", "-n", "4", "--agent", f"command:{sys.executable} {tmp_path / 'agent.py'} {{seq}}")
+    assert "re-measuring the best: 3 of 3 runs were under load" in out.stderr, out.stdout + out.stderr
+    assert "the best's reference was re-measured" not in out.stderr
+    assert [e["why"] for e in references(root)] == ["noise"]  # the calm one only
+
+
+def test_a_reference_is_made_of_calm_runs_only() -> None:
+    assert calm_reference([1.0, 2.0, 3.0], [], []) == (2.0, "")
+    value, said = calm_reference([1.0, 2.0], [9.0], ["the machine 100% busy"])
+    assert value == 1.5 and "1 of 3 runs were under load (the machine 100% busy)" in said
+    assert calm_reference([1.0], [9.0, 9.5], ["x", "y"])[0] is None
+    assert calm_reference([1.0, 2.0], [9.0, 9.5], ["x", "y"])[0] is None  # calm runs must be the majority
+    assert calm_reference([], [], []) == (None, "")

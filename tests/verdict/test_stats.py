@@ -433,6 +433,10 @@ def test_noise_advice_uses_the_corrected_sd_and_names_the_policy() -> None:
     assert rel.settings["min_delta"] == pytest.approx(2 * math.sqrt(2 / 3) * sp.noise_sd / 1.475)
     coarse = V.advise(V.spread([100.0, 150.0, 60.0, 120.0, 80.0]), VerdictSection())
     assert any('confirm = "sequential"' in line for line in coarse.lines)
+    # one recommendation (issue 23: noise advised both sequential and a greedy min_delta of 229.5)
+    assert coarse.settings == {"confirm": "sequential", "min_delta": 0.0}
+    assert coarse.headline == '[verdict] confirm = "sequential", min_delta = 0  (for the sequential confirmation)'
+    assert greedy.headline.startswith("[verdict] min_delta = ") and "greedy screen" in greedy.headline
     paired = V.advise(sp, VerdictSection(confirm="paired", test="sequential", min_delta=0.01))
     assert paired.policy == "paired confirmation (sequential)" and paired.settings == {"min_delta": 0.01}
     assert any("smallest gain worth keeping" in line for line in paired.lines)

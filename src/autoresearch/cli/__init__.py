@@ -1,7 +1,7 @@
 """The `autoresearch` command: one click group, the commands grouped by what the user is doing.
 
 - task: init, templates, knobs, lock, verify, start
-- experiment: baseline, experiment, noise, repair, rescue (the native loop, by hand)
+- experiment: baseline, experiment, noise, compare, repair, rescue (the native loop, by hand)
 - loop: run, stop, quickstart (the autonomous loop)
 - report: results, status, plot, report, watch, review, show, diff, finalize
 

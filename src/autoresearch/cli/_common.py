@@ -31,6 +31,7 @@ from autoresearch.harness.sandbox import resolve_kind
 from autoresearch.journal.records import Experiment, fixed  # noqa: F401 - the commands' number format
 from autoresearch.journal.schema import journal_problem
 from autoresearch.proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
+from autoresearch.report.gains import estimate_words, keep_estimate
 from autoresearch.trial.session import Session
 
 
@@ -117,7 +118,7 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else fixed(value)
 
 
-def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, ...]:
+def experiment_lines(exp: Experiment, metric_name: str, maximize: bool | None = None) -> tuple[str, ...]:
     """The two short lines an agent reads after an experiment; after a crash or a rejection a
     third, the log's last meaningful line (a missing file, an exception), so the cause is on
     screen beside the log's path."""
@@ -129,6 +130,9 @@ def experiment_lines(exp: Experiment, metric_name: str) -> tuple[str, ...]:
         first = f"{exp.status}: {exp.reason}"
     reason = f" [{exp.reason}]" if exp.status in ("keep", "discard") and exp.reason not in ("improved", "not-better", "") else ""
     first += f"{reason} | seq {exp.seq} commit {exp.short_commit or '-'}"
+    est = keep_estimate(exp, maximize) if exp.status == "keep" and maximize is not None else None
+    if est is not None and est.how != "screen":  # the gain its confirmation measured (the bar may be stale)
+        first += f" | {estimate_words(est)}"
     last = last_meaningful_line(exp) if exp.status in ("crash", "rejected") else ""
     return (first, f"log: {exp.log_path or '-'}", *([f"last line of the log: {last}"] if last else []))
 
@@ -155,9 +159,9 @@ def exit_code_for(exp: Experiment) -> int:
     return {"crash": EXIT_CRASH, "rejected": EXIT_REJECTED}.get(exp.status, 0)
 
 
-def print_experiment(exp: Experiment, metric_name: str, as_json: bool) -> None:
+def print_experiment(exp: Experiment, metric_name: str, as_json: bool, maximize: bool | None = None) -> None:
     if as_json:
         echo(json.dumps(exp.to_json(), default=str))
     else:
-        for line in experiment_lines(exp, metric_name):
+        for line in experiment_lines(exp, metric_name, maximize):
             echo(line)

@@ -16,7 +16,7 @@ COMMANDS = {
     "init": ("task", "init"), "templates": ("task", "templates"), "knobs": ("task", "knobs_command"),
     "lock": ("task", "lock"), "verify": ("task", "verify_cmd"), "start": ("task", "start_cmd"),
     "baseline": ("experiment", "baseline_cmd"), "experiment": ("experiment", "experiment_cmd"),
-    "noise": ("experiment", "noise_cmd"), "repair": ("experiment", "repair_cmd"),
+    "noise": ("experiment", "noise_cmd"), "compare": ("experiment", "compare_cmd"), "repair": ("experiment", "repair_cmd"),
     "rescue": ("experiment", "rescue_cmd"), "transfer": ("transfer", "transfer_cmd"),
     "run": ("loop", "run_cmd"), "stop": ("loop", "stop_cmd"), "quickstart": ("loop", "quickstart"),
     "results": ("report", "results"), "status": ("report", "status"), "plot": ("report", "plot_cmd"),

@@ -1,7 +1,8 @@
-"""Experimenting by hand (the native loop): baseline, experiment, noise, repair, rescue."""
+"""Experimenting by hand (the native loop): baseline, experiment, noise, compare, repair, rescue."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 
@@ -18,7 +19,10 @@ from autoresearch.cli._common import (
     refuse_inside_proposal,
     warn_unsandboxed,
 )
+from autoresearch.report.gains import compare_estimate, estimate_words
+from autoresearch.report.view import confirm_line
 from autoresearch.trial.branch import repair, rescues
+from autoresearch.trial.compare import compare, resolve
 from autoresearch.trial.lifecycle import baseline, experiment, measure_noise
 from autoresearch.trial.notes import rebuild
 
@@ -52,12 +56,18 @@ def experiment_cmd(description: str, as_json: bool) -> None:
         s.acquire("experiment")
         warn_unsandboxed(s)
         repair(s)
-        exp = experiment(s, description, refuse_no_change=True)
+        exp = experiment(s, description, refuse_no_change=True, on_phase=_confirm_progress)
         if exp.details.get("after_baseline"):  # no best in this epoch yet: it was measured first
             click.echo(f"the best was measured first (seq {exp.details['after_baseline']}), then this candidate "
                        "against it", err=True)
-        print_experiment(exp, s.config.metric.name, as_json)
+        print_experiment(exp, s.config.metric.name, as_json, s.config.maximize)
         sys.exit(exit_code_for(exp))
+
+
+def _confirm_progress(phase: str, info: dict) -> None:
+    """A line per confirmation run on stderr: a decision that needs many runs is seen as it happens."""
+    if phase == "confirming" and "run" in info:
+        click.echo(confirm_line(info), err=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -76,15 +86,62 @@ def noise_cmd(runs: int) -> None:
         s.acquire("noise")
         warn_unsandboxed(s)
         repair(s)
-        rec = measure_noise(s, runs)
+        said: list[str] = []
+        rec = measure_noise(s, runs, on_message=said.append)
         click.echo(f"{s.config.metric.name} over {rec.n} runs of {rec.commit_sha[:7]}: median {fixed(rec.median)}, "
                    f"std {fixed(rec.std)}, MAD {fixed(rec.mad)}, min {fixed(rec.min)}, max {fixed(rec.max)}")
         advice = V.advise(V.spread(rec.values), s.config.verdict)
         for line in advice.lines:
             click.echo(line)
-        click.echo(f"suggested: [verdict] min_delta = {advice.settings['min_delta']:.6g}"
-                   + (", relative = true" if advice.settings.get("relative") else "") + f"  (for the {advice.policy})")
-        click.echo(f"the best's reference is now this median ({rec.median:.6g}): later candidates are compared with it")
+        click.echo(f"suggested: {advice.headline}")  # what status and the report say too
+        for text in said:  # under load the runs are no reference: said so, and the old one stays
+            click.echo(text)
+
+
+@click.command(name="compare")
+@click.argument("a", default="baseline")
+@click.argument("b", default="best")
+@click.option("-n", "pairs", type=int, default=3, show_default=True,
+              help="Pairs of runs: one run of A and one of B each, in ABBA order.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as one JSON object.")
+@guarded
+def compare_cmd(a: str, b: str, pairs: int, as_json: bool) -> None:
+    """Measure B against A side by side: N pairs of runs, and how much better B is, with its 95 %
+    interval. A and B: baseline, best, an experiment's seq or a git revision (default: baseline
+    and best, the session's gain; status, review and the report then lead with it)."""
+    refuse_inside_proposal("compare")
+    if pairs < 2:
+        fail("-n: at least 2 pairs (one pair has no interval)", 2)
+    with open_session() as s:
+        s.acquire("compare")
+        warn_unsandboxed(s)
+        repair(s)
+        tag = s.require_tag()
+        (ca, la), (cb, lb) = resolve(s, tag, a), resolve(s, tag, b)
+        metric = s.config.metric.name
+
+        def line(done: int, total: int, side: str, value: float, est: V.Estimate | None) -> None:
+            if as_json:
+                return
+            sofar = ""
+            if est is not None:  # B - A in the metric's units, as confirmation lines show candidate - best
+                diff = est.value if s.config.maximize else -est.value
+                sofar = f", paired diff B - A {diff:+.4g}" + (f" ± {est.half:.2g}" if est.half is not None else "")
+            click.echo(f"run {done}/{total}: {la if side == 'a' else lb} {metric} {value:.6g}{sofar}")
+
+        record = compare(s, tag, ca, cb, pairs, on_run=line)
+        if as_json:
+            click.echo(json.dumps({**record, "a_label": la, "b_label": lb}))
+            return
+        est = compare_estimate(record, s.config.maximize)
+        if record["busy_runs"]:
+            click.echo(f"{record['busy_runs']} of {2 * pairs} runs were under load (the pairs share it, "
+                       "but a burst inside one pair widens the interval)")
+        click.echo(f"B = {lb} {cb[:7]} against A = {la} {ca[:7]}: {estimate_words(est)}")
+        if not est.covers(0.0) and est.low is not None:
+            click.echo("the interval leaves out 0: " + ("B is better" if est.value > 0 else "B is worse"))
+        else:
+            click.echo("the interval includes 0: no difference shown at this many pairs")
 
 
 @click.command(name="repair")

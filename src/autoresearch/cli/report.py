@@ -24,7 +24,7 @@ from autoresearch.journal.results import render_tsv, throughput, write_tsv
 from autoresearch.proposers.research_log import research_log
 from autoresearch.report.environment import environment_info, environment_lines
 from autoresearch.report.finalize import finalize
-from autoresearch.report.gains import change_words, raw_note, session_gain
+from autoresearch.report.gains import headline_lines, noise_advice, session_gain, stated_gain
 from autoresearch.report.html import write_report
 from autoresearch.report.live import watch
 from autoresearch.report.plot import write_plot
@@ -257,8 +257,7 @@ def finalize_cmd(tag: str | None, force: bool, skip_conflicts: bool, as_json: bo
         else:
             click.echo(f"{result.branch}: {len(result.applied)} commits on {result.start[:7]}, tip {result.tip[:7]}")
             for a in result.applied:
-                delta = "" if a.delta is None else f" ({fixed(a.delta, 6, '+')})"
-                click.echo(f"  {a.commit[:7]} seq {a.seq}{delta}: {a.description}")
+                click.echo(f"  {a.commit[:7]} seq {a.seq}{f' ({a.gain})' if a.gain else ''}: {a.description}")
             for seq, why in result.skipped:
                 click.echo(f"  skipped seq {seq}: {why}")
             for c in result.conflicts:
@@ -306,19 +305,6 @@ def results(tsv: bool, write: bool, as_json: bool, tag: str | None) -> None:
             consoles.out.print(table)
 
 
-def _gain_lines(g: Any) -> list[str]:
-    """status's gain: best vs baseline; when the bar was re-measured in between, the keeps' own
-    gains summed and a note on why the raw difference is not the gain (gains.py)."""
-    if g.headline is None or g.best_seq == g.baseline_seq:
-        return []
-    if not g.remeasured:
-        return [f"gain     {change_words(g.raw, g.raw_pct)} vs the baseline {fmt(g.baseline)} (seq {g.baseline_seq})"]
-    keeps = sum(1 for step in g.steps if step.bar is not None)
-    return [f"gain     {change_words(g.chain, g.chain_pct)}: {keeps} keep{'s' if keeps != 1 else ''}, each against "
-            "the bar of its time",
-            f"note     {raw_note(g)}"]
-
-
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @_guarded
@@ -342,7 +328,9 @@ def status(as_json: bool) -> None:
         if tag and s.ws.branch_exists(s.branch):
             best = s.journal.best(tag)
             last = s.journal.last(tag)
-            gain = session_gain(s.journal.experiments(tag), s.config.maximize)
+            experiments = s.journal.experiments(tag)
+            gain = session_gain(experiments, s.config.maximize)
+            evidence = stated_gain(experiments, s.config.maximize, s.journal.comparisons(tag))
             noise = s.journal.latest_noise(tag)
             info.update({
                 "best": best.to_json() if best else None,
@@ -350,9 +338,11 @@ def status(as_json: bool) -> None:
                 "last": last.to_json() if last else None,
                 "counts": s.journal.counts(tag),
                 "gain": gain.to_json(),
+                "gain_evidence": evidence.to_json() if evidence is not None else None,
                 "throughput": throughput(s.journal, tag),
                 "noise": None if noise is None else {k: getattr(noise, k) for k in
                                                       ("n", "median", "std", "mad", "min", "max", "suggested_min_delta")},
+                "advice": noise_advice(noise, s.config.verdict),
                 "epoch": current_epoch(s, tag),
                 "claim_mismatches": s.journal.flagged(tag, "run_phase_claimed"),
                 "rescued": sorted(rescues(s, tag)),
@@ -371,7 +361,7 @@ def status(as_json: bool) -> None:
             metric = s.config.metric.name
             click.echo(f"best     {fmt(best['metric']) if best else '-'} {metric} at {info['best_commit'][:7]}"
                        + (f" (seq {best['seq']})" if best else " (no baseline yet: autoresearch baseline)"))
-            for line in _gain_lines(gain):
+            for line in headline_lines(gain, evidence):
                 click.echo(line)
             if last:
                 word = "interrupted" if last["seq"] in info["interrupted"] else last["status"]
@@ -388,7 +378,7 @@ def status(as_json: bool) -> None:
             if info["noise"]:
                 n = info["noise"]
                 click.echo(f"noise    std {n['std']:.6g}, MAD {n['mad']:.6g} over {n['n']} runs; "
-                           f"suggested min_delta {n['suggested_min_delta']:.6g}")
+                           f"suggested {info['advice']}")
             if info["epoch"]:
                 click.echo(f"epoch    {info['epoch']} (the harness or the environment changed: results before the "
                            "break are not compared with results after it)")

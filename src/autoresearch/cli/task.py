@@ -29,10 +29,14 @@ from autoresearch.scaffold import init_from_flags, init_from_template, list_temp
 @click.option("--commit", "commit_files", is_flag=True,
               help="Commit the task's files that git does not track (read-only, editable, named by --run) with the "
                    "config; without it init refuses them, since every run uses a clean export of a commit.")
+@click.option("--confirm", type=click.Choice(["auto", "none", "sequential", "paired", "reference"]), default="auto",
+              show_default=True, help="Without a template: how apparent wins are confirmed ([verdict] confirm). "
+              "auto: sequential for a timed metric (by its name) or one whose two check runs differ, none only for "
+              "a metric that gave the same number twice.")
 @guarded
 def init(directory: Path, template: str | None, editable: tuple[str, ...], readonly: tuple[str, ...],
          run_cmd: str | None, evaluate_cmd: str, metric: str | None, goal: str, budget: float, name: str,
-         commit_files: bool) -> None:
+         commit_files: bool, confirm: str) -> None:
     """Create a task: from a template, or in an existing project from flags."""
     if template:
         _require_extras(template)
@@ -45,7 +49,7 @@ def init(directory: Path, template: str | None, editable: tuple[str, ...], reado
         fail(f"without --template, init needs {', '.join(missing)} (or pick a template: autoresearch templates)", 2)
     value = init_from_flags(directory, editable=list(editable), readonly=list(readonly), run=run_cmd or "",
                             metric=metric or "", goal=goal, budget=budget, evaluate=evaluate_cmd, name=name,
-                            commit=commit_files)
+                            commit=commit_files, confirm=confirm, on_message=click.echo)
     click.echo(f"the check run printed {metric}: {value:g}; wrote autoresearch.toml and program.md, committed and locked")
     click.echo("next: autoresearch start && autoresearch baseline")
 

@@ -95,6 +95,16 @@ class Journal:
     def references(self, tag: str) -> list[dict]:
         return list(json.loads(self.get_meta(f"references:{tag}", "[]") or "[]"))
 
+    def add_comparison(self, tag: str, record: dict[str, Any]) -> None:
+        """A side-by-side paired measurement of two commits (`autoresearch compare`): RECORD
+        holds the commits (a, b), their runs and the estimate; the newest 50 are kept."""
+        events = self.comparisons(tag)
+        events.append({**record, "at": time.time()})
+        self.set_meta(f"comparisons:{tag}", json.dumps(events[-50:]))
+
+    def comparisons(self, tag: str) -> list[dict]:
+        return list(json.loads(self.get_meta(f"comparisons:{tag}", "[]") or "[]"))
+
     def is_empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is None
 

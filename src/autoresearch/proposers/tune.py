@@ -41,7 +41,8 @@ from autoresearch.git.workspace import BRANCH_PREFIX, Workspace
 from autoresearch.journal.records import Experiment
 from autoresearch.journal.store import Journal
 from autoresearch.proposers.base import Proposal, ProposeContext, ProposerError
-from autoresearch.proposers.knobs import Knob, KnobError, KnobListing, find_knobs, knob_values, list_files, list_knobs
+from autoresearch.proposers.knobs import Knob, KnobError, KnobListing, list_files, list_knobs
+from autoresearch.proposers.knobs_read import read_values
 from autoresearch.proposers.knobs_write import format_value, set_knobs
 from autoresearch.proposers.tune_space import decode, distribution, encode, normalize, quiet_optuna, sample
 from autoresearch.trial.session import RunState
@@ -147,9 +148,9 @@ class TuneProposer:
                 source = ws.show_file(commit, path)
                 if source is None:
                     continue
-                try:
-                    values.update({(path, name): v for name, v in knob_values(source, path).items()})
-                except KnobError:
+                try:  # Python's parser, not libcst: a past commit's values only (knobs_read.py)
+                    values.update({(path, name): v for name, v in read_values(source).items()})
+                except (SyntaxError, ValueError):
                     continue
             self._commit_values[cache_key] = values
         return self._commit_values[cache_key]
@@ -351,8 +352,8 @@ class TuneProposer:
             file_knobs = [k for k in knobs.values() if k.path == path]
             try:
                 updated = set_knobs(_read(root / path), file_knobs, values)
-                check = {k.qualname: k.value for k in find_knobs(updated, path, strict=False)}
-            except (KnobError, ValueError, OSError) as exc:
+                check = read_values(updated)  # read back with Python's parser (knobs_read.py): fast
+            except (KnobError, ValueError, OSError, SyntaxError) as exc:
                 raise ProposerError("bad-edit", one_line(f"tune: could not edit {path}: {exc}")) from None
             for name, value in values.items():
                 if normalize(check.get(name, ABSENT)) != normalize(value):

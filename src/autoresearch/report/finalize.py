@@ -20,6 +20,7 @@ from typing import Any
 from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import GitError, Workspace, branch_name
 from autoresearch.journal.records import Experiment, fixed
+from autoresearch.report.gains import estimate_words, keep_estimate
 from autoresearch.trial.session import Session
 
 
@@ -34,6 +35,7 @@ class Applied:
     source: str  # the experiment's commit
     description: str
     delta: float | None
+    gain: str = ""  # the gain as its decision's evidence states it (gains.estimate_words)
 
 
 @dataclass
@@ -78,12 +80,16 @@ def commit_message(exp: Experiment, metric: str, maximize: bool, holdout: str = 
     subject = " ".join((exp.description or f"experiment {exp.seq}").split())
     body = str(exp.details.get("description_full") or "")  # the whole description, where the subject is clipped
     lines = [subject, "", *([body, ""] if body else [])]
-    if exp.metric is not None and exp.best_before is not None:
+    better = "higher" if maximize else "lower"
+    est = keep_estimate(exp, maximize)
+    if exp.metric is not None and est is not None and est.how != "screen":
+        # the gain its confirmation measured, never its metric against a bar that may be stale
+        lines.append(f"{metric}: {fixed(exp.metric)} ({better} is better); {estimate_words(est)}")
+    elif exp.metric is not None and exp.best_before is not None:
         delta = exp.metric - exp.best_before
         pct = f", {100 * delta / abs(exp.best_before):+.2f}%" if exp.best_before else ""
-        better = "higher" if maximize else "lower"
         lines.append(f"{metric}: {fixed(exp.best_before)} -> {fixed(exp.metric)} (delta {fixed(delta, 6, '+')}{pct}; "
-                     f"{better} is better)")
+                     f"{better} is better; one run against the bar of its time, not confirmed)")
     elif exp.metric is not None:
         lines.append(f"{metric}: {fixed(exp.metric)}")
     if holdout and exp.holdout is not None:
@@ -165,7 +171,9 @@ def finalize(session: Session, tag: str | None = None, *, force: bool = False,
             message = commit_message(exp, config.metric.name, config.maximize, config.metric.holdout)
             new = ws.git("commit-tree", tree, "-p", result.tip, input=message).strip()
             result.tip = new
-            result.applied.append(Applied(exp.seq, new, commit, exp.description, exp.delta()))
+            est = keep_estimate(exp, config.maximize)
+            result.applied.append(Applied(exp.seq, new, commit, exp.description, exp.delta(),
+                                          estimate_words(est) if est is not None else ""))
     finally:
         index.close()
     ws.git("update-ref", "-m", "autoresearch finalize", f"refs/heads/{branch}", result.tip)

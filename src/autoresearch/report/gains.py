@@ -27,7 +27,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from autoresearch.journal.records import Experiment, fixed
+from autoresearch.config.task import VerdictSection
+from autoresearch.journal.records import Experiment, NoiseRecord, fixed
+from autoresearch.verdict.estimate import Estimate, decision_estimate, paired_estimate, sum_estimates
+from autoresearch.verdict.noise import advise, spread
+from autoresearch.verdict.stats import improvement
 
 
 def baseline_of(experiments: Iterable[Experiment]) -> Experiment | None:
@@ -182,4 +186,134 @@ def summary_lines(g: SessionGain) -> list[str]:
             f"note: {raw_note(g)}"]
 
 
-__all__ = ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain", "summary_lines"]
+# -- gains stated from the evidence -------------------------------------------------------------
+#
+# Every printed gain of a keep (the verdict line, review's kept table, the report's top hits,
+# finalize's commit messages) and the session's headline come from here, from the evidence of the
+# decision: its confirmation runs (paired, or against the best's reference runs), never its
+# metric against a bar that may have been measured during a burst of load. The session's headline
+# is a side-by-side `autoresearch compare` of baseline and best when one was made; else the keeps'
+# own estimates summed; only a session with greedy keeps (no confirmation) falls back to the chain
+# above, said to be from single runs.
+
+def _g(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def keep_estimate(exp: Experiment, maximize: bool) -> Estimate | None:
+    """The gain EXP's decision measured: its confirmation's estimate with its interval; for a
+    keep decided on its screen alone, its metric against the bar of its time (how = "screen",
+    no interval: one run, and the bar may be stale). None without a metric or a bar."""
+    est = decision_estimate(exp.details, maximize)
+    if est is not None:
+        return est
+    if exp.metric is None or exp.best_before is None:
+        return None
+    return Estimate(improvement(exp.metric, exp.best_before, maximize), None, None, 1, "screen", exp.best_before)
+
+
+SOURCE = {"paired": "runs side by side with its parent", "reference": "runs against the best's reference runs",
+          "compare": "runs of baseline and best side by side, by autoresearch compare",
+          "sum": "the keeps' own estimates summed"}
+
+
+def estimate_words(est: Estimate) -> str:
+    """A stated gain in words: "improved by 0.07 ± 0.03 (+4.51% ± 1.9%; 8 runs side by side with
+    its parent)", or for a screen: "0.12 better than the bar in one run (not confirmed)"."""
+    if est.how == "screen":
+        pct = f" ({est.pct:+.2f}%)" if est.pct is not None else ""
+        side = "better" if est.value >= 0 else "worse"
+        return f"{_g(abs(est.value))}{pct} {side} than the bar of its time in one run (not confirmed)"
+    verb = "improved by" if est.value >= 0 else "worse by"
+    half = f" ± {est.half:.2g}" if est.half is not None else " (no interval)"
+    pct = ""
+    if est.pct is not None:
+        pct = f"{est.pct:+.2f}%" + (f" ± {est.pct_half:.2g}%" if est.pct_half is not None else "")
+    where = SOURCE.get(est.how, est.how)
+    runs = f"{est.runs} " if est.how != "sum" else ""
+    return f"{verb} {_g(abs(est.value))}{half} ({pct + '; ' if pct else ''}{runs}{where})"
+
+
+def estimate_short(est: Estimate) -> str:
+    """A stated gain in a table cell: "+0.07 ± 0.03" (positive is better), "+0.12 (1 run)"."""
+    if est.half is None:
+        return f"{est.value:+.4g} ({'1 run' if est.how == 'screen' else 'no interval'})"
+    return f"{est.value:+.4g} ± {est.half:.2g}"
+
+
+def compare_estimate(record: dict[str, Any], maximize: bool) -> Estimate:
+    """The estimate of one `autoresearch compare` record (B against A, pair by pair)."""
+    return paired_estimate([float(v) for v in record["a_runs"]], [float(v) for v in record["b_runs"]],
+                           maximize, how="compare")
+
+
+def stated_gain(experiments: Iterable[Experiment], maximize: bool, comparisons: Iterable[dict] = ()) -> Estimate | None:
+    """The session's gain from the evidence: the newest `compare` of exactly its baseline and best
+    commits; else its keeps' estimates summed, when every keep has one; else None (greedy keeps:
+    the caller states the chain, as from single runs)."""
+    experiments = list(experiments)
+    base, best = baseline_of(experiments), best_of(experiments)
+    if base is None or best is None or best.seq <= base.seq:
+        return None
+    for record in reversed(list(comparisons)):
+        if record.get("a") == base.commit_sha and record.get("b") == best.commit_sha and record.get("a_runs"):
+            return compare_estimate(record, maximize)
+    keeps = [e for e in experiments if e.seq > base.seq and e.status == "keep" and not e.is_baseline]
+    parts = [decision_estimate(e.details, maximize) for e in keeps]
+    if not keeps or any(p is None for p in parts):
+        return None
+    return sum_estimates([p for p in parts if p is not None], base.metric)
+
+
+def noise_advice(noise: NoiseRecord | None, policy: VerdictSection) -> str:
+    """The advice of the latest `noise` record for the task's policy, in the one line `noise`
+    itself ends with (verdict.advise): status and the report print this, never a stored number."""
+    if noise is None or len(noise.values) < 2:
+        return ""
+    return advise(spread(noise.values), policy).headline
+
+
+def runs_of(exp: Experiment) -> int:
+    """The runs an experiment's decision took: its screening runs and its confirmation runs
+    (both sides), from its record."""
+    screening = len(exp.details.get("repeats") or []) or 1
+    confirm = exp.details.get("confirm")
+    if not isinstance(confirm, dict):
+        return screening
+    best = len(confirm.get("best_runs") or [])
+    if confirm.get("test") == "reference":  # its candidate runs include the screening ones
+        return max(screening, len(confirm.get("candidate_runs") or [])) + best
+    return screening + best + len(confirm.get("candidate_runs") or [])
+
+
+def runs_per_decision(experiments: Iterable[Experiment]) -> dict[str, Any] | None:
+    """Runs per decided experiment (keeps and discards, the baseline aside): mean and max."""
+    counts = [runs_of(e) for e in experiments if e.status in ("keep", "discard") and not e.is_baseline]
+    if not counts:
+        return None
+    return {"mean": sum(counts) / len(counts), "max": max(counts), "decisions": len(counts)}
+
+
+def headline_lines(g: SessionGain, stated: Estimate | None, label: str = "gain") -> list[str]:
+    """The session's gain as status and review print it (one place, so they agree): the stated
+    gain from the evidence when there is one, else the chain (single runs, not confirmed)."""
+    if g.headline is None or g.best_seq == g.baseline_seq:
+        return []
+    pad, note = (f"{label:<8} ", f"{'note':<8} ") if label else ("", "note: ")
+    if stated is not None:
+        if stated.how != "sum":
+            return [pad + estimate_words(stated)]
+        return [pad + estimate_words(stated),
+                note + "not yet measured side by side: `autoresearch compare` runs baseline and best in pairs"]
+    if not g.remeasured:
+        return [pad + f"{change_words(g.raw, g.raw_pct)} vs the baseline {g.baseline:.6f} (seq {g.baseline_seq}), "  # type: ignore[arg-type]
+                "not measured side by side"]
+    keeps = sum(1 for step in g.steps if step.bar is not None)
+    return [pad + f"{change_words(g.chain, g.chain_pct)}: {keeps} keep{'s' if keeps != 1 else ''}, each against "  # type: ignore[arg-type]
+            "the bar of its time", note + raw_note(g)]
+
+
+__all__ = ["Estimate", "SOURCE", "compare_estimate", "estimate_short", "estimate_words", "headline_lines", "keep_estimate",
+           "noise_advice", "runs_of",
+           "runs_per_decision", "stated_gain"]
+__all__ += ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain", "summary_lines"]

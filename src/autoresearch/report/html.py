@@ -26,7 +26,7 @@ from autoresearch.journal.records import Experiment, fixed
 from autoresearch.journal.transfers import transfers
 from autoresearch.redact import scrub
 from autoresearch.report.environment import environment_html, environment_info
-from autoresearch.report.gains import pct_words
+from autoresearch.report.gains import estimate_words, keep_estimate, noise_advice, pct_words
 from autoresearch.report.plot import focus_range, render_png
 from autoresearch.report.quarantine import quarantine_diff
 from autoresearch.report.references import ReferenceEvent, reference_events, references_html
@@ -109,13 +109,19 @@ def _warnings_html(experiments: list[Experiment]) -> str:
         f"<li>{html.escape(i)}</li>" for i in items) + "</ul></section>"
 
 
-def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
+def _summary_html(s: dict[str, Any], metric: str, holdout: str, advice: str = "") -> str:
     c = s["counts"]
     cards = [
         _card("baseline", _fmt(s["baseline"]), f"seq {s['baseline_seq']}" if s["baseline_seq"] else ""),
         _card("best", _fmt(s["best"]), f"seq {s['best_seq']}" if s["best_seq"] else ""),
     ]
-    if s["improvement"] is not None:
+    evidence = s.get("gain_evidence")
+    if s["improvement"] is not None and evidence is not None:
+        # the gain from the evidence (gains.stated_gain), its interval beside it
+        cards.append(_card("gain" + (" (side by side)" if evidence["how"] == "compare" else " (sum of keeps' estimates)"),
+                           f"{s['improvement']:.6g}" + (f" ± {evidence['half']:.2g}" if evidence["half"] is not None else ""),
+                           " · ".join(s["gain_lines"])))
+    elif s["improvement"] is not None:
         pct = "" if s["improvement_pct"] is None else pct_words(s["improvement_pct"])
         if s["remeasured"]:  # the bar moved: the keeps' own gains lead, the raw difference follows
             cards.append(_card("improvement (sum of keeps)", f"{s['improvement']:.6g}",
@@ -149,7 +155,7 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
     cards.append(_card("agent time", duration(agent.agent_seconds), agent.line()))
     if s["noise"]:
         n = s["noise"]
-        note = f"MAD {n['mad']:.3g} over {n['n']} runs of the best · suggested min_delta {n['suggested_min_delta']:.3g}"
+        note = f"MAD {n['mad']:.3g} over {n['n']} runs of the best" + (f" · suggested {advice}" if advice else "")
         if n["improvement_in_std"] is not None:
             note += f" · improvement = {n['improvement_in_std']:.1f} std"
         cards.append(_card("noise (std)", f"{n['std']:.3g}", note))
@@ -160,12 +166,15 @@ def _summary_html(s: dict[str, Any], metric: str, holdout: str) -> str:
 def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | None, metric: str, holdout: str) -> str:
     if not hits:
         return '<p class="muted" id="top-hits">No keeps beyond the baseline yet.</p>'
-    head = ["#", "seq", "gain", "% of baseline", metric] + ([holdout] if holdout else []) + ["description"]
+    head = ["#", "seq", "gain", "% of baseline", "evidence", metric] + ([holdout] if holdout else []) + ["description"]
     rows = []
     for rank, e in enumerate(hits, 1):
-        g = gain(e, maximize) or 0.0
+        est = keep_estimate(e, maximize)  # its decision's evidence, not its metric vs a bar that may be stale
+        g = est.value if est is not None else 0.0
+        half = f" ± {est.half:.2g}" if est is not None and est.half is not None else ""
         pct = f"{100 * g / abs(baseline):.2f}%" if baseline else "–"
-        cells = [str(rank), f'<a href="#open={e.seq}">{e.seq}</a>', f"{g:+.6g}", pct, _fmt(e.metric)]
+        cells = [str(rank), f'<a href="#open={e.seq}">{e.seq}</a>', f"{g:+.6g}{half}", pct,
+                 html.escape(estimate_words(est)) if est is not None else "–", _fmt(e.metric)]
         if holdout:
             cells.append(_fmt(e.holdout))
         cells.append(html.escape(e.description))
@@ -177,14 +186,15 @@ def _top_hits_html(hits: list[Experiment], maximize: bool, baseline: float | Non
 def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: str, maximize: bool,
                  holdout: str = "", diffs: dict[int, str] | None = None, noise: Any = None,
                  static_chart: bool = True, generated: float | None = None,
-                 references: list[ReferenceEvent] | None = None, sections: str = "") -> str:
+                 references: list[ReferenceEvent] | None = None, comparisons: list[dict] | None = None,
+                 advice: str = "", sections: str = "") -> str:
     """The report page for these experiments, as one HTML string.
 
     REFERENCES (the best's re-measurements) are drawn on the chart and listed in their own
     section; they are not experiments, so no row, count or rate includes them. SECTIONS: more
     HTML sections after the top hits (the environment, transfer checks)."""
     references = references or []
-    s = summarize(experiments, maximize, noise)
+    s = summarize(experiments, maximize, noise, comparisons)
     rows = [_row(e, maximize) for e in experiments]
     logs = {}
     for e in experiments:
@@ -211,7 +221,7 @@ def build_report(experiments: list[Experiment], *, task: str, tag: str, metric: 
     goal = "higher" if maximize else "lower"
     body = f"""<header><h1>{html.escape(title)}</h1>
 <div class="muted">{html.escape(metric)} ({goal} is better) · generated {when}</div></header>
-{_warnings_html(experiments)}<section><h2>Summary</h2>{_summary_html(s, metric, holdout)}</section>
+{_warnings_html(experiments)}<section><h2>Summary</h2>{_summary_html(s, metric, holdout, advice)}</section>
 <section><h2>Progress</h2><div id="chart" class="chart"><noscript>The interactive chart needs
 JavaScript; the static chart is below.</noscript></div>{png}</section>
 {references_html(references)}<section><h2>Top hits</h2>{_top_hits_html(top_hits(experiments, maximize, TOP_HITS), maximize, s['baseline'], metric, holdout)}</section>
@@ -237,6 +247,8 @@ def write_report(session: Session, path: Path | str, *, tag: str | None = None, 
                         diffs=_with_quarantined(session, experiments), noise=journal.latest_noise(tag) if tag else None,
                         static_chart=static_chart,
                         references=reference_events(journal, tag, experiments) if tag else [],
+                        comparisons=journal.comparisons(tag) if tag else [],
+                        advice=noise_advice(journal.latest_noise(tag) if tag else None, config.verdict),
                         sections=extra_sections(session, tag, experiments) if tag else "")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from autoresearch.report.review import DONE
 from autoresearch.report.view import (
     RECENT,
     ViewState,
+    confirm_line,
     render_state,
     seed_from_session,
     state_from_journal,
@@ -61,7 +62,7 @@ class _Events:
         with self.lock:
             if phase == "done":
                 exp = info.get("experiment")
-                s.phase, s.label, s.phase_started = "idle", "", None
+                s.phase, s.label, s.phase_started, s.confirm = "idle", "", None, {}
                 if isinstance(exp, Experiment):
                     if exp.tag and not s.tag:
                         s.tag = exp.tag
@@ -71,7 +72,10 @@ class _Events:
                 return None
             seq = info.get("seq")
             if seq is not None and seq != s.seq:
-                s.seq, s.description = seq, ""
+                s.seq, s.description, s.confirm = seq, "", {}
+            if phase == "confirming" and "run" in info:
+                s.confirm = dict(info)  # one confirmation run's progress, for the bar and the plain line
+                return None
             s.phase = phase
             s.label = str(info.get("label", "")) if phase in ("running", "evaluating") else ""
             s.phase_started = float(info.get("started") or time.time())
@@ -144,9 +148,13 @@ class PlainView:
 
     def on_phase(self, phase: str, info: dict) -> None:
         exp = self.events.update(phase, info)
+        if phase == "confirming" and "run" in info:  # a line per confirmation run: a long decision is seen
+            stream = self.stream or sys.stdout
+            stream.write(f"{time.strftime('%H:%M:%S')} seq {info.get('seq')} {confirm_line(info)}\n")
+            stream.flush()
         if exp is not None:
             stream = self.stream or sys.stdout
-            stream.write(verdict_line(exp, self.state.metric, self.state.best) + "\n")
+            stream.write(verdict_line(exp, self.state.metric, self.state.best, self.state.maximize) + "\n")
             stream.flush()
 
 
@@ -190,7 +198,7 @@ def _watch_plain(session: Session, interval: float, once: bool, console: Console
         say(f"autoresearch/{state.tag or '-'}: no best yet")
     last_seq = 0
     for e in state.recent:
-        say(verdict_line(e, state.metric))
+        say(verdict_line(e, state.metric, maximize=state.maximize))
         last_seq = max(last_seq, e.seq)
     last_phase: tuple[Any, ...] = ()
     try:
@@ -209,7 +217,7 @@ def _watch_plain(session: Session, interval: float, once: bool, console: Console
             tag = state.tag
             new = [e for e in session.journal.experiments(tag) if e.seq > last_seq and e.status in DONE] if tag else []
             for e in new:
-                say(verdict_line(e, state.metric, state.best))
+                say(verdict_line(e, state.metric, state.best, state.maximize))
                 last_seq = max(last_seq, e.seq)
     except KeyboardInterrupt:
         return

@@ -79,7 +79,9 @@ def _title(experiments: list[Experiment], metric_name: str, maximize: bool, tag:
             f"{c['crash']} crashed, {c['rejected']} rejected")
     if s["best"] is not None and s["baseline"] is not None:
         pct = "" if s["improvement_pct"] is None else f" ({pct_words(s['improvement_pct'])})"
-        if s["remeasured"]:  # best vs baseline spans a re-measured bar: say what the keeps gained
+        if s["gain_evidence"] is not None:  # the gain from the evidence (gains.stated_gain), not the two numbers
+            pct = f" (as measured)\ngain: {s['gain_lines'][0]}"
+        elif s["remeasured"]:  # best vs baseline spans a re-measured bar: say what the keeps gained
             pct = (f" (not like-for-like)\nthe bar was re-measured: keeps gained {s['improvement']:.6g}{pct} "
                    "against the bar of their time")
         text += f"\n{metric_name}: baseline {s['baseline']:.6g} → best {s['best']:.6g}{pct}"

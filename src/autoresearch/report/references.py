@@ -80,7 +80,7 @@ def reference_events(journal: Journal, tag: str, experiments: list[Experiment]) 
     for ev in raw:
         commit, at, why = str(ev.get("commit", "")), float(ev.get("at") or 0.0), str(ev.get("why", ""))
         role = RUN_ROLE.get(why)
-        mine = [r["metric"] if r["status"] == "ok" else None for r in runs
+        mine = [r["metric"] if r["status"] in ("ok", "busy") else None for r in runs
                 if r["commit_sha"] == commit and previous_at < r["created_at"] <= at
                 and (role is None or r["role"] == role)]
         old = last.get(commit, _own_metric(experiments, commit))

@@ -20,7 +20,17 @@ from autoresearch.git.workspace import GitError, Workspace, experiment_ref
 from autoresearch.harness.output import tail_lines
 from autoresearch.journal.records import Experiment, NoiseRecord, fixed
 from autoresearch.journal.store import Journal
-from autoresearch.report.gains import baseline_of, change_words, raw_note, session_gain
+from autoresearch.report.gains import (
+    baseline_of,
+    change_words,
+    estimate_short,
+    headline_lines,
+    keep_estimate,
+    raw_note,
+    runs_per_decision,
+    session_gain,
+    stated_gain,
+)
 from autoresearch.report.gains import best_of as _best_of
 from autoresearch.report.totals import Totals, totals
 
@@ -49,8 +59,11 @@ def _hours(start: float | None, end: float | None) -> float:
     return (end - start) / 3600.0
 
 
-def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord | None = None) -> dict[str, Any]:
-    """The headline figures of one tag's experiments, as plain JSON-able values."""
+def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord | None = None,
+              comparisons: list[dict] | None = None) -> dict[str, Any]:
+    """The headline figures of one tag's experiments, as plain JSON-able values. COMPARISONS: the
+    journal's `autoresearch compare` records (the side-by-side measurement leads when it is of
+    this baseline and best)."""
     done = [e for e in experiments if e.status in DONE]
     counts = {s: sum(1 for e in done if e.status == s) for s in DONE}
     counts["running"] = sum(1 for e in experiments if e.status == "running")
@@ -60,6 +73,11 @@ def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord 
     # changed); then the keeps' own gains, summed (gains.py). The raw figure stays beside it.
     g = session_gain(experiments, maximize)
     improvement, pct = (g.headline, g.headline_pct) if best is not None else (None, None)
+    # ... unless there is evidence (gains.stated_gain): a side-by-side compare, or the keeps' own
+    # confirmation estimates; then that is the gain, with its interval
+    stated = stated_gain(experiments, maximize, comparisons or [])
+    if stated is not None:
+        improvement, pct = stated.value, stated.pct
     trials = [e for e in done if not e.is_baseline]
     kept = sum(1 for e in trials if e.status == "keep")
     starts = [e.started_at for e in experiments if e.started_at]
@@ -92,6 +110,9 @@ def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord 
         "raw_improvement": g.raw if best is not None else None,
         "raw_improvement_pct": g.raw_pct if best is not None else None,
         "gain_note": raw_note(g),
+        "gain_evidence": stated.to_json() if stated is not None else None,
+        "gain_lines": headline_lines(g, stated, label=""),
+        "runs_per_decision": runs_per_decision(experiments),
         "keep_rate": kept / len(trials) if trials else None,
         "wall_hours": wall,
         "per_hour": len(done) / wall if wall > 0 else None,
@@ -111,10 +132,16 @@ def summarize(experiments: list[Experiment], maximize: bool, noise: NoiseRecord 
     return summary
 
 
+def stated(exp: Experiment, maximize: bool) -> float | None:
+    """A keep's gain as stated from its evidence (gains.keep_estimate), None without one."""
+    est = keep_estimate(exp, maximize)
+    return est.value if est is not None else None
+
+
 def top_hits(experiments: list[Experiment], maximize: bool, n: int | None = None) -> list[Experiment]:
-    """The keeps (baseline aside), biggest improvement first."""
-    keeps = [e for e in experiments if e.status == "keep" and not e.is_baseline and gain(e, maximize) is not None]
-    keeps.sort(key=lambda e: gain(e, maximize) or 0.0, reverse=True)
+    """The keeps (baseline aside), biggest gain first, as its decision's evidence measured it."""
+    keeps = [e for e in experiments if e.status == "keep" and not e.is_baseline and stated(e, maximize) is not None]
+    keeps.sort(key=lambda e: stated(e, maximize) or 0.0, reverse=True)
     return keeps[:n] if n else keeps
 
 
@@ -249,7 +276,7 @@ class Review:
         def brief(e: Experiment) -> dict[str, Any]:
             return {"seq": e.seq, "status": e.status, "reason": e.reason, "description": e.description,
                     "metric": e.metric, "best_before": e.best_before, "delta": e.delta(),
-                    "holdout": e.holdout, "commit": e.commit_sha}
+                    "holdout": e.holdout, "commit": e.commit_sha, "gain": _gain_json(e, self.maximize)}
 
         return {
             "tag": self.tag, "metric": self.metric, "goal": "maximize" if self.maximize else "minimize",
@@ -264,9 +291,14 @@ class Review:
         }
 
 
+def _gain_json(exp: Experiment, maximize: bool) -> dict[str, Any] | None:
+    est = keep_estimate(exp, maximize) if exp.status == "keep" else None
+    return est.to_json() if est is not None else None
+
+
 def build_review(journal: Journal, tag: str, metric: str, maximize: bool, holdout: str = "") -> Review:
     experiments = journal.experiments(tag)
-    summary = summarize(experiments, maximize, journal.latest_noise(tag))
+    summary = summarize(experiments, maximize, journal.latest_noise(tag), journal.comparisons(tag))
     kept = [e for e in experiments if e.status == "keep" and not e.is_baseline]
     since = 0
     for e in reversed(experiments):
@@ -318,7 +350,11 @@ def render_review(review: Review, console: Console) -> None:
         console.print("no baseline measured yet: `autoresearch baseline`")
     else:
         line = f"{m} ({direction} is better): baseline {fmt_num(s['baseline'])} -> best {fmt_num(s['best'])}"
-        if s["improvement"] is not None and s["remeasured"]:
+        if s["improvement"] is not None and s["gain_evidence"] is not None:
+            # the evidence states the gain (gains.headline_lines); the two numbers are as measured
+            line += f" as measured, at seq {s['best_seq']}\n" + "\n".join(
+                ("gain: " if i == 0 else "") + text for i, text in enumerate(s["gain_lines"]))
+        elif s["improvement"] is not None and s["remeasured"]:
             # the bar moved in between: the raw difference is not the gain, the keeps' sum is
             line += f" as measured (not like-for-like), at seq {s['best_seq']}"
             line += (f"\ngain: {change_words(s['improvement'], s['improvement_pct'])}, the keeps summed, each "
@@ -339,12 +375,13 @@ def render_review(review: Review, console: Console) -> None:
     console.print()
     if review.kept:
         table = Table(title="kept", title_justify="left", show_edge=False)
-        for col, just in (("seq", "right"), (m, "right"), ("delta", "right"), ("description", "left")):
+        for col, just in (("seq", "right"), (m, "right"), ("gain ± 95%", "right"), ("description", "left")):
             table.add_column(col, justify=just)  # type: ignore[arg-type]
         if review.holdout:
             table.add_column(review.holdout, justify="right")
         for e in review.kept:
-            row = [str(e.seq), fmt_num(e.metric), fmt_delta(e.delta()), e.description]
+            est = keep_estimate(e, review.maximize)
+            row = [str(e.seq), fmt_num(e.metric), estimate_short(est) if est is not None else "-", e.description]
             if review.holdout:
                 row.append(fmt_num(e.holdout))
             table.add_row(*row, style="green")
@@ -352,6 +389,10 @@ def render_review(review: Review, console: Console) -> None:
     else:
         console.print("kept: nothing beyond the baseline yet")
     console.print(f"since the last keep: {review.since_last_keep} experiments")
+    rpd = s.get("runs_per_decision")
+    if rpd:
+        console.print(f"runs per decision: {rpd['mean']:.1f} on average, at most {rpd['max']} "
+                      f"({rpd['decisions']} decisions)")
 
     for title, groups, style in (("crashed", review.crashes, "red"), ("rejected", review.rejections, "magenta")):
         if not groups:

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.journal.records import Experiment, fixed
-from autoresearch.report.gains import SessionGain, pct_words, session_gain
+from autoresearch.report.gains import SessionGain, estimate_words, keep_estimate, pct_words, session_gain, stated_gain
 from autoresearch.report.review import DONE, fmt_delta, fmt_num
 from autoresearch.trial.session import Session
 
@@ -50,6 +50,7 @@ class ViewState:
     began: float = field(default_factory=time.time)
     finished: int = 0  # verdicts seen since the view began (for the rate)
     keeps: list = field(default_factory=list)  # the kept experiments, baseline first (for the gain)
+    confirm: dict = field(default_factory=dict)  # the last confirmation run's progress (verdict.flow._progress)
 
     def record(self, exp: Experiment) -> None:
         """Take in one finished experiment."""
@@ -91,11 +92,17 @@ def failure_message(exp: Experiment, limit: int = FAILURE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -> str:
-    """One plain line for a finished experiment."""
+def verdict_line(exp: Experiment, metric: str = "", best: float | None = None, maximize: bool | None = None) -> str:
+    """One plain line for a finished experiment. A confirmed keep states its gain from its
+    confirmation's evidence (with MAXIMIZE known), never its metric against a bar that may be stale."""
     stamp = time.strftime("%H:%M:%S", time.localtime(exp.finished_at or time.time()))
     name = metric or "metric"
-    if exp.status in ("keep", "discard") and exp.metric is not None:
+    est = keep_estimate(exp, maximize) if exp.status == "keep" and maximize is not None else None
+    if est is not None and est.how != "screen" and exp.metric is not None:
+        what = f"{name} {exp.metric:.6f}, {estimate_words(est)}"
+        if exp.reason and exp.reason not in ("improved", "not-better"):
+            what += f" [{exp.reason}]"
+    elif exp.status in ("keep", "discard") and exp.metric is not None:
         delta = exp.delta()
         what = f"{name} {fixed(exp.metric)}" + ("" if delta is None else f" ({fixed(delta, 6, '+')})")
         if exp.reason and exp.reason not in ("improved", "not-better"):
@@ -107,6 +114,19 @@ def verdict_line(exp: Experiment, metric: str = "", best: float | None = None) -
             what += f" ({message})"
     best_text = f" | best {fixed(best)}" if best is not None else ""
     return f"{stamp} seq {exp.seq} {exp.status}: {what}{best_text} | {exp.description}"
+
+
+def confirm_line(info: dict) -> str:
+    """One confirmation run's progress: "run 7/20: candidate 1.49 vs best 1.61, paired diff
+    -0.07 ± 0.03" (the difference is candidate - best, in the metric's units)."""
+    text = f"run {info.get('run')}/{info.get('of')}"
+    if info.get("candidate") is not None and info.get("best") is not None:
+        text += f": candidate {info['candidate']:.6g} vs best {info['best']:.6g}"
+        if info.get("diff") is not None:
+            half = info.get("half")
+            what = "paired diff" if info.get("paired") else "diff vs its reference runs"
+            text += f", {what} {info['diff']:+.4g}" + (f" ± {half:.2g}" if half is not None else "")
+    return text
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -129,7 +149,12 @@ def render_state(state: ViewState, now: float | None = None, width: int = 40) ->
         if state.baseline is not None:
             head.append(f" · baseline {fixed(state.baseline)}", style="dim")
         g = state.gain()
-        if g is not None and g.headline_pct is not None:
+        evidence = stated_gain(state.keeps, state.maximize) if g is not None and state.maximize is not None else None
+        if evidence is not None and evidence.pct is not None:  # the keeps' confirmation estimates, summed
+            head.append(f" · {pct_words(evidence.pct)}", style="green" if evidence.pct >= 0 else "red")
+            if evidence.pct_half is not None:
+                head.append(f" ± {evidence.pct_half:.2g}% (the keeps' paired estimates)", style="dim")
+        elif g is not None and g.headline_pct is not None:
             head.append(f" · {pct_words(g.headline_pct)}", style="green" if g.headline_pct >= 0 else "red")
             if g.remeasured:
                 head.append(" (sum of keeps: the bar was re-measured, best vs baseline is not like-for-like)",
@@ -158,6 +183,10 @@ def render_state(state: ViewState, now: float | None = None, width: int = 40) ->
                               + (" (over budget: finishing)" if elapsed > state.budget else ""), style="dim"))
         else:
             grid.add_row(Text(f"{state.phase} for {_fmt_seconds(elapsed)}", style="dim"))
+        if state.confirm.get("seq") == state.seq and state.confirm.get("of"):
+            # a decision that needs many runs shows how far it is (at most "of" runs)
+            grid.add_row(ProgressBar(total=float(state.confirm["of"]), completed=float(state.confirm["run"]), width=width),
+                         Text("confirming: " + confirm_line(state.confirm), style="bright_blue"))
         bar = grid
 
     c = state.counts

@@ -34,6 +34,7 @@ from autoresearch import verdict as V
 from autoresearch.errors import AutoresearchError, StateError
 from autoresearch.git.workspace import STATE_FOLDER, branch_name, experiment_ref
 from autoresearch.harness.guard import check_scope
+from autoresearch.harness.load import load_words, was_busy
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.sandbox import resolve_kind
 from autoresearch.journal.records import Experiment, NoiseRecord
@@ -44,7 +45,7 @@ from autoresearch.trial.environment import check as check_environment
 from autoresearch.trial.environment import current_id
 from autoresearch.trial.measure import journaled_run, measure_commit, run_setup
 from autoresearch.trial.notes import flush_notes, write_note
-from autoresearch.trial.reference import ReferenceWatch
+from autoresearch.trial.reference import ReferenceWatch, calm_reference
 from autoresearch.trial.scratch import prune_copies
 from autoresearch.trial.session import Session
 from autoresearch.verdict import DecisionFlow, MeasureRequest, Verdict, decide_flow, spread
@@ -376,13 +377,17 @@ def baseline(session: Session, *, tag: str | None = None, stop: threading.Event 
 
 
 def measure_noise(session: Session, n: int, on_phase: PhaseCallback = quiet,
-                  stop: threading.Event | None = None) -> NoiseRecord:
+                  stop: threading.Event | None = None, on_message: Callable[[str], None] = lambda text: None) -> NoiseRecord:
     """Run the current best N times with fresh seeds (from exports: the folder is untouched)
-    and store the spread."""
+    and store the spread. Their median becomes the best's reference, unless the machine was
+    visibly busy during them (reference.calm_reference); ON_MESSAGE is told which."""
     s = session
     tag = s.require_tag()
     best = s.best_commit(tag)
     values: list[float] = []
+    calm: list[float] = []
+    busy: list[float] = []
+    loads: list[str] = []
     first = 0
     base = 10_000_000 + s.journal.count_runs(tag) * 7
     for i in range(n):
@@ -392,13 +397,26 @@ def measure_noise(session: Session, n: int, on_phase: PhaseCallback = quiet,
         if not m.ok:
             raise StateError(f"noise run {i + 1} of the best crashed ({m.reason}); see {m.log_path}")
         values.append(m.metric)  # type: ignore[arg-type]
+        if was_busy(m.flags):
+            busy.append(m.metric)  # type: ignore[arg-type]
+            loads.append(load_words(m.flags))
+        else:
+            calm.append(m.metric)  # type: ignore[arg-type]
     sp = spread(values)
     record = NoiseRecord(tag=tag, commit_sha=best, n=sp.n, mean=sp.mean, median=sp.median, std=sp.noise_sd,
                          mad=sp.mad, min=sp.min, max=sp.max,
                          suggested_min_delta=sp.suggested_min_delta(s.config.verdict.repeats), values=values,
                          created_at=time.time())
     s.journal.add_noise(record)
-    s.journal.set_reference(tag, best, sp.median, "noise", from_run=first)  # the best's bar, measured now
+    value, said = calm_reference(calm, busy, loads)
+    if said:
+        on_message(said)
+    if value is not None:
+        s.journal.set_reference(tag, best, value, "noise", from_run=first)  # the best's bar, measured now
+        on_message(f"the best's reference is now {value:.6g}: later candidates are compared with it")
+    else:
+        old = s.journal.reference(tag, best, None)
+        on_message("the best's reference stays " + (f"{old:.6g}" if old is not None else "its own measurement"))
     return record
 
 

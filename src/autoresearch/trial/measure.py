@@ -27,6 +27,7 @@ from autoresearch.errors import StateError
 from autoresearch.git.workspace import clear_dir
 from autoresearch.harness.env import base_env, task_env
 from autoresearch.harness.guard import read_lock, verify
+from autoresearch.harness.load import TreeWatch, load_between, sample_cpu, was_busy
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.process import RunResult, run_command
 from autoresearch.harness.sandbox import SandboxSpec, expand_path, resolve_kind
@@ -85,8 +86,21 @@ def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
     A log that could not be written (a full disk) does not change the result; it is recorded
     in the experiment's details as `log_problem`."""
     log_problems: list[str] = []
-    m = _measure(session, workdir, seq, seed, label, stop=stop, devices=devices, on_phase=on_phase,
-                 on_start=on_start, log_problems=log_problems)
+    before, watch = sample_cpu(), TreeWatch()
+
+    def started(pid: int) -> None:
+        watch.follow(pid)
+        if on_start is not None:
+            on_start(pid)
+
+    try:
+        m = _measure(session, workdir, seq, seed, label, stop=stop, devices=devices, on_phase=on_phase,
+                     on_start=started, log_problems=log_problems)
+    finally:
+        seen = watch.stop()  # never a sampling thread left behind, whatever _measure raised
+    load = load_between(before, sample_cpu(), seen)
+    if load is not None:  # how busy the machine was meanwhile (a reference is never made of busy runs)
+        m.flags["load"] = load.to_json()
     if log_problems:
         m.flags["log_problem"] = "; ".join(log_problems)
     return m
@@ -256,8 +270,10 @@ def journaled_run(session: Session, tag: str, commit: str, role: str, seed: int,
     """One run of COMMIT outside any experiment (`noise`, a reference re-measurement), journaled
     with ROLE; returns it and its run id. An interrupted run raises KeyboardInterrupt."""
     m = measure_commit(session, commit, 0, seed, label, slot=slot, stop=stop, on_phase=on_phase)
+    # a run under load is journaled as `busy`: no reference, replicate or reference run counts it
+    status = ("busy" if was_busy(m.flags) else "ok") if m.ok else "crash"
     run_id = session.journal.add_run(seq=None, tag=tag, role=role, commit_sha=commit, seed=seed,
-                                     status="ok" if m.ok else "crash", reason=m.reason, metric=m.metric,
+                                     status=status, reason=m.reason, metric=m.metric,
                                      metrics=m.metrics, seconds=m.seconds, log_path=str(m.log_path or ""))
     if m.interrupted:
         raise KeyboardInterrupt

@@ -6,6 +6,7 @@ noise, as `noise` recorded it or as replicate runs show it (the baseline runs BA
 under a confirming policy); without either, every RECHECK_EVERY experiments), the best is run
 REFERENCE_RUNS times again. Those runs are journaled (role `reference`), never experiments, and
 their median becomes the best's reference: later candidates are compared with it (trial.begin).
+Runs the harness saw taken under load (harness/load.py) are no reference (`calm_reference`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,31 @@ import time
 from typing import Callable
 
 from autoresearch import verdict as V
+from autoresearch.harness.load import load_words, was_busy
 from autoresearch.journal.records import Experiment
 from autoresearch.trial.measure import journaled_run
 from autoresearch.trial.session import Session
 from autoresearch.verdict.flow import PhaseCallback
+from autoresearch.verdict.stats import median
 
 REFERENCE_RUNS = 3  # runs of the best when its reference is re-measured
 RECHECK_EVERY = 20  # without a noise record, the reference is re-measured this often (experiments)
+
+
+def calm_reference(values: list[float], busy: list[float], loads: list[str]) -> tuple[float | None, str]:
+    """The reference a re-measurement makes, and what to say about it. VALUES: the runs the
+    machine left alone; BUSY: the runs made under load (harness/load.py), LOADS their words.
+
+    A run under load measures the neighbours as much as the commit, and a reference made of it
+    moves the bar for every later candidate (a slower bar lets a null edit win). So the median
+    of the calm runs becomes the reference only when they are at least two and the majority;
+    otherwise the old reference stays, and the message says why."""
+    if not busy:
+        return (median(values) if values else None), ""
+    said = f"{len(busy)} of {len(values) + len(busy)} runs were under load ({loads[-1]})"
+    if len(values) >= 2 and len(values) > len(busy):
+        return median(values), f"{said}: the reference is the median of the {len(values)} others"
+    return None, f"{said}: not a reference, the old one stays"
 
 
 class ReferenceWatch:
@@ -75,15 +94,23 @@ class ReferenceWatch:
         policy = s.config.verdict
         # a reference the verdict uses run by run (confirm = "reference") is measured in full
         count = policy.reference_runs if policy.confirm == "reference" else REFERENCE_RUNS
+        busy: list[float] = []
+        loads: list[str] = []
         for i in range(count):
             m, run_id = journaled_run(s, tag, commit, "reference", base + i, f"reference-{int(time.time())}-{i}",
                                       slot=slot, stop=self.stop)
             first = first or run_id
             if m.ok and m.metric is not None:
-                values.append(m.metric)
+                if was_busy(m.flags):
+                    busy.append(m.metric)
+                    loads.append(load_words(m.flags))
+                else:
+                    values.append(m.metric)
         self.recent, self.since_check = [], 0
-        if values:
-            value = V.median(values)
+        value, said = calm_reference(values, busy, loads)
+        if said:
+            self.on_message(f"re-measuring the best: {said}")
+        if value is not None:
             s.journal.set_reference(tag, commit, value, why, from_run=first)
             because = ("the last candidates all lost by far more than the noise" if why == "drift"
                        else f"scheduled re-check every {RECHECK_EVERY} experiments without a noise record")

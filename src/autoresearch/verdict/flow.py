@@ -21,6 +21,7 @@ from typing import Any, Callable, Generator
 
 from autoresearch.config.task import TaskConfig
 from autoresearch.journal.records import Experiment
+from autoresearch.verdict.estimate import paired_estimate, two_sample_estimate
 from autoresearch.verdict.paired import MIN_PAIRS, abba_roles, paired_decision
 from autoresearch.verdict.reference import Reference, pooled, reference_arm, reference_decision, reference_moved
 from autoresearch.verdict.stats import Verdict, constraint_violations, fmean, median, screen, threshold
@@ -132,6 +133,19 @@ def decide_flow(config: TaskConfig, exp: Experiment, band: float = 0.0, *,
     return decision
 
 
+def _progress(seq: int, done: int, total: int, best: list[float], cand: list[float], maximize: bool,
+              paired: bool) -> dict[str, Any]:
+    """A "confirming" event after each confirmation run: how far (DONE of at most TOTAL runs) and
+    what the runs say so far (the means, and the difference candidate - best in the metric's
+    units with its interval), for a line per run in a pipe and a progress bar in the live view."""
+    info: dict[str, Any] = {"seq": seq, "run": done, "of": total, "paired": paired}
+    if best and cand:
+        est = paired_estimate(best, cand, maximize) if paired else two_sample_estimate(best, cand, maximize)
+        info.update(best=fmean(best), candidate=fmean(cand), diff=est.value if maximize else -est.value,
+                    half=est.half)
+    return info
+
+
 def _failed(m: "Measurement", role: str) -> Verdict:
     """The verdict when a confirmation run fails: the candidate's failure is its own (flaky)."""
     if m.interrupted:
@@ -190,6 +204,8 @@ def _reference_flow(config: TaskConfig, exp: Experiment, screened: Verdict, scre
                 info.update(failed_run=len(cand) + len(fresh), role="candidate", reason=m.reason)
                 return _failed(m, "candidate")
             cand.append(m.metric)  # type: ignore[arg-type]
+        on_phase("confirming", _progress(exp.seq, len(cand) + len(fresh) - len(screening), 2 * policy.max_runs,
+                                         reference.runs, cand, maximize, paired=False))
         outcome = reference_decision(reference, cand, policy, maximize, needed)
     info.update(runs=len(cand), best_runs=fresh, mean_improvement=outcome.mean_improvement, bound=outcome.bound,
                 alpha=outcome.alpha, candidate_runs=list(cand))
@@ -218,7 +234,8 @@ def _confirm_flow(config: TaskConfig, exp: Experiment, screened: Verdict,
     runs: dict[str, list[float]] = {"best": [], "candidate": []}
     outcome = None
     on_phase("confirming", {"seq": exp.seq})
-    for i, role in enumerate(abba_roles(2 * max(MIN_PAIRS, policy.max_runs // 2))):
+    roles = abba_roles(2 * max(MIN_PAIRS, policy.max_runs // 2))
+    for i, role in enumerate(roles):
         commit = exp.parent if role == "best" else exp.commit_sha
         # fresh seeds: a lucky seed cannot carry a keep
         m = yield MeasureRequest(commit, f"confirm-{i}-{role}", run_seed(exp.seq, 100 + i), role)
@@ -226,6 +243,9 @@ def _confirm_flow(config: TaskConfig, exp: Experiment, screened: Verdict,
             exp.details["confirm"] = {"failed_run": i, "role": role, "reason": m.reason}
             return _failed(m, role)
         runs[role].append(m.metric)  # type: ignore[arg-type]
+        pairs = min(len(runs["best"]), len(runs["candidate"]))
+        on_phase("confirming", _progress(exp.seq, i + 1, len(roles), runs["best"][:pairs], runs["candidate"][:pairs],
+                                         config.maximize, paired=True))
         if len(runs["best"]) == len(runs["candidate"]):
             outcome = paired_decision(runs["best"], runs["candidate"], policy, config.maximize, needed)
             if outcome.decision != "continue":

@@ -61,9 +61,26 @@ def spread(values: list[float]) -> Spread:
 
 @dataclass
 class Advice:
+    """One recommendation for the task's [verdict], from a measured spread. `noise`, `status` and
+    the report all print it (`headline`), so they never disagree."""
+
     policy: str  # "greedy screen" | "screen on medians of N runs" | "paired confirmation (TEST)"
     settings: dict[str, object]  # [verdict] keys to set
     lines: list[str]  # what to tell the person, one sentence a line
+
+    @property
+    def headline(self) -> str:
+        """The recommendation in one line: the [verdict] keys to set, for which policy."""
+        keys = ", ".join(f"{k} = {_toml(v)}" for k, v in self.settings.items())
+        return f"[verdict] {keys}  (for the {self.policy})"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f'"{value}"' if isinstance(value, str) else str(value)
 
 
 GREEDY_TOO_COARSE = 0.05  # a greedy min_delta above 5 % of the metric hides the gains people look for
@@ -88,12 +105,16 @@ def advise(sp: Spread, policy: VerdictSection) -> Advice:
         delta = sp.suggested_min_delta(policy.repeats)
         settings: dict[str, object] = {"min_delta": delta / abs(sp.median), "relative": True} if policy.relative and sp.median \
             else {"min_delta": delta}
+        if rel is not None and delta / abs(sp.median) > GREEDY_TOO_COARSE:
+            # one recommendation, not two: a greedy threshold this coarse hides the gains people look
+            # for, so the advice is to confirm apparent wins instead (and no greedy min_delta)
+            lines.append(f"a greedy screen would need min_delta = {_fmt_setting(settings)} (2 sd of a difference), "
+                         f"{delta / abs(sp.median):.0%} of the metric: too coarse to see typical gains; "
+                         "confirm = \"sequential\" re-runs only apparent wins and keeps any real gain (min_delta = 0)")
+            return Advice("sequential confirmation", {"confirm": "sequential", "min_delta": 0.0}, lines)
         lines.append(f"for the {name} (confirm = \"none\"): min_delta = {_fmt_setting(settings)}, "
                      f"2 sd of a difference of two {'runs' if policy.repeats == 1 else 'medians'}; "
                      "smaller gains than that are not kept")
-        if rel is not None and delta / abs(sp.median) > GREEDY_TOO_COARSE:
-            lines.append(f"that threshold is {delta / abs(sp.median):.0%} of the metric: too coarse to see typical gains; "
-                         "use confirm = \"sequential\" (min_delta = 0), which re-runs only apparent wins")
         return Advice(name, settings, lines)
     name = f"paired confirmation ({policy.test})"
     lines.append(f"for the {name}: the test measures the noise itself; min_delta is only the smallest "
