@@ -78,15 +78,15 @@ def test_a_failed_agents_edit_is_kept_and_shown(tmp_path: Path) -> None:
 
 
 def test_an_edit_of_only_out_of_scope_files_is_named(tmp_path: Path) -> None:
-    """Only a file outside the editable surface changed: `rejected out-of-scope notes.md`, the
+    """Only a file outside the editable surface changed: `rejected out-of-scope ideas.txt`, the
     file quarantined, rather than a `no-change` that hides what the agent did."""
     ar(tmp_path, "init", "task", "--template", "example")
     task = tmp_path / "task"
     ar(task, "start", "--tag", "t")
     ar(task, "baseline")
     script = tmp_path / "agent.py"
-    script.write_text("open('notes.md', 'w').write('momentum would help\\n')\nprint('summary: wrote notes')\n")
+    script.write_text("open('ideas.txt', 'w').write('momentum would help\\n')\nprint('summary: wrote ideas')\n")
     ar(task, "run", "--agent", f"command:{sys.executable} {script}", "--max-experiments", "1", "--quiet")
     show = ar(task, "show", "2").stdout
-    assert "rejected (out-of-scope notes.md)" in show, show
+    assert "rejected (out-of-scope ideas.txt)" in show, show
     assert "+momentum would help" in show
