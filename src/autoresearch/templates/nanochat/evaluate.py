@@ -109,6 +109,8 @@ def plan_stream(n_scored: int, rows: np.ndarray, rng: random.Random):
     probe_rows, probes = [], []
     for i in range(MODEL_PROCESSES):
         donors = [r for j, rows_of in enumerate(owned) if j != i for r in rows_of]
+        if len(donors) < probes_in[i]:
+            fail(f"{n_scored} evaluation rows are too few for {n_probes} causality probes (raise EVAL_TOKENS)")
         for base in rng.sample(donors, probes_in[i]):
             cut = rng.randrange(0, T - 1)  # the probe keeps tokens 0..cut of the base
             other = rng.choice([r for r in range(n_scored) if r != base])
