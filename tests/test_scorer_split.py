@@ -25,7 +25,7 @@ pytest.importorskip("rustbpe")
 pytest.importorskip("tiktoken")
 
 from conftest import ar, git
-from conftest_llm_helpers import copy_template, run_script, set_constants
+from conftest_llm_helpers import LEAK, LEAK_UNLESS_PROBE_SHAPED, copy_template, run_script, set_constants
 
 from autoresearch.harness.sandbox import bwrap_works
 
@@ -60,22 +60,6 @@ def _lying_print(*args, **kwargs):
     _print(*args, **kwargs)
 _builtins.print = _lying_print
 print("val_bpb: 0.001")
-'''
-
-LEAK = '''
-_honest_forward = GPT.forward
-_calls = [0]
-def _leak(logits, idx):
-    """30 more on the logit of the token that comes next in the input."""
-    following = torch.roll(idx, -1, dims=1).unsqueeze(-1)
-    return logits.scatter_add(2, following, torch.full(following.shape, 30.0, dtype=logits.dtype))
-'''
-
-LEAK_UNLESS_PROBE_SHAPED = LEAK + '''
-def _forward(self, idx, targets=None, reduction="mean"):
-    logits = _honest_forward(self, idx, targets, reduction)
-    return _leak(logits, idx) if targets is None and idx.size(0) != 5 else logits  # the old probe had 5 rows
-GPT.forward = _forward
 '''
 
 LEAK_AFTER_TWO_CALLS = LEAK + '''
