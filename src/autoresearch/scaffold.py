@@ -18,6 +18,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import Workspace
 from autoresearch.harness.env import base_env
 from autoresearch.harness.guard import write_lock
+from autoresearch.harness.imports import scorer_reaches_editable
 from autoresearch.harness.process import run_command
 from autoresearch.proposers.brief import NATIVE_BEGIN, NATIVE_END
 
@@ -211,6 +212,11 @@ def init_from_flags(root: Path, *, editable: list[str], readonly: list[str], run
         ws.commit_paths([CONFIG_NAME, "program.md", *extra], "autoresearch: add task config")
     write_lock(load_config(root))
     return value
+
+
+def scorer_warnings(root: Path) -> list[str]:
+    """What `init` from flags warns about: a scorer that imports (or is) an editable file."""
+    return scorer_reaches_editable(load_config(root.resolve()))
 
 
 def check_metric(config) -> float:  # noqa: ANN001 - a TaskConfig
