@@ -248,7 +248,7 @@ def as_numpy(logits) -> np.ndarray:
 def score(models: list[Model], rows: np.ndarray, n_val: int, n_scored: int, token_bytes: np.ndarray, rng: random.Random):
     """(val_bpb, holdout_bpb), or a rejection reason."""
     rows, probes, streams = plan_stream(n_scored, rows, rng)
-    B, T = prepare.EVAL_BATCH_SIZE, rows.shape[1] - 1
+    B = prepare.EVAL_BATCH_SIZE
     partner = {}  # row index -> (its pair's key, cut)
     for key, (base, probe, cut) in enumerate(probes):
         partner[base] = partner[probe] = (key, cut)
