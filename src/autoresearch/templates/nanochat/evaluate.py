@@ -316,6 +316,8 @@ def main() -> None:
         on_gpu = all(hello.get("device") == "cuda" for hello in hellos)
         for model in models:
             model.share(prepare.EVAL_BATCH_SIZE, prepare.MAX_SEQ_LEN, vocab, cuda_buffer(vocab) if on_gpu else None)
+        via = "cuda-ipc" if all(model.cuda_logits is not None for model in models) else "shared-memory"
+        log(f"logits via {via} from {MODEL_PROCESSES} model processes ({time.time() - t0:.1f}s)")
         rows = np.concatenate([val, holdout])
         result = score(models, rows, len(val), len(rows), token_bytes, rng)
     for model in models:
