@@ -153,7 +153,7 @@ class TaskSection:
         "the metric never runs the agent's code (empty: none; needs `evaluate`)."))
     model_processes: int = field(default=2, metadata=meta(
         "How many model processes `model` starts: two lets the scorer send a causality probe and the row it "
-        "is compared with to different processes, so no state a model keeps can match them up.", ge=1, lt=9))
+        "is compared with to different processes, so no state a model keeps can match them up.", ge=1))
 
 
 @dataclass(frozen=True)
