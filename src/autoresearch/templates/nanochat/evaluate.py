@@ -93,7 +93,7 @@ def plan_stream(n_scored: int, rows: np.ndarray, rng: random.Random):
     Returns (rows with the probe rows appended, probes as (base, probe, cut) triples, one list
     of row indices per model process, each a whole number of EVAL_BATCH_SIZE batches)."""
     B, T = prepare.EVAL_BATCH_SIZE, rows.shape[1] - 1
-    n_batches = -(-(n_scored + MIN_PROBES) // B)
+    n_batches = max(MODEL_PROCESSES, -(-(n_scored + MIN_PROBES) // B))
     n_probes = n_batches * B - n_scored  # the probes fill the last batch: no padding, no row a model could tell apart
     sizes = [(n_batches // MODEL_PROCESSES + (i < n_batches % MODEL_PROCESSES)) * B for i in range(MODEL_PROCESSES)]
     # each process gets its share of the scored rows, then probes of bases held by the others
@@ -103,6 +103,8 @@ def plan_stream(n_scored: int, rows: np.ndarray, rng: random.Random):
     owned, start = [], 0
     for i in range(MODEL_PROCESSES):
         take = sizes[i] - probes_in[i]
+        if take < 1:
+            fail(f"{n_scored} evaluation rows are too few for {n_probes} causality probes (raise EVAL_TOKENS)")
         owned.append(order[start : start + take])
         start += take
     streams = [list(rows_of) for rows_of in owned]
