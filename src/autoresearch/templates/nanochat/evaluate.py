@@ -239,7 +239,8 @@ def finite(logits) -> bool:
 
 
 def as_numpy(logits) -> np.ndarray:
-    return logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
+    """A copy of LOGITS on the CPU (a copy, so a kept slice does not keep its whole batch alive)."""
+    return logits.copy() if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
 
 
 # ---------------------------------------------------------------------------
