@@ -118,7 +118,7 @@ def plan_stream(n_scored: int, rows: np.ndarray, rng: random.Random):
             other = rng.choice([r for r in range(n_scored) if r != base])
             row = rows[base].copy()
             row[cut + 1 :] = rows[other, cut + 1 :]
-            if row[cut + 1] == rows[base, cut + 1]:  # the same next token: the change starts later
+            if row[cut + 1] == rows[base, cut + 1]:  # the same next token: make them differ right after the cut
                 row[cut + 1] = (row[cut + 1] + 1) % max(2, int(rows.max()) + 1)
             probes.append((base, n_scored + len(probe_rows), cut))
             streams[i].append(n_scored + len(probe_rows))
