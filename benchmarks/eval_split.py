@@ -9,8 +9,9 @@ same weights ROUNDS times with each evaluate phase, in A B B A order within one 
   before  evaluate.py as of commit BEFORE (the scorer imported train.py and ran the model)
   split   evaluate.py of this tree (the scorer) talking to two serve.py model processes
 
-Prints each phase's wall time (median), the median of the per-round ratios split / before,
-and both val_bpb: with the same weights they must agree to the last printed digit.
+Prints each phase's wall time and CPU time (the whole process tree; medians), the medians of
+the per-round ratios split / before, and both val_bpb: with the same weights they must agree
+to the last printed digit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,13 +32,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "src" / "autoresearch" / "templates" / "tinylm"
 
 
-def run(task: Path, script: str, env: dict[str, str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(task: Path, script: str, env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds of the whole process tree (the scorer waits for its model
+    processes, so theirs count), and the output."""
+    t0, cpu0 = time.perf_counter(), cpu_of_children()
     done = subprocess.run([sys.executable, script], cwd=task, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_of_children() - cpu0
     if done.returncode != 0:
         sys.exit(f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return seconds, done.stdout
+    return seconds, cpu, done.stdout
 
 
 def metric(output: str, name: str) -> float:
@@ -65,20 +74,26 @@ def main() -> None:
         run(task, "train.py", {**env, "AUTORESEARCH_PHASE": "run", "AUTORESEARCH_BUDGET_S": f"{args.budget:g}"})
         env["AUTORESEARCH_PHASE"] = "evaluate"
         times: dict[str, list[float]] = {"before": [], "split": []}
+        cpus: dict[str, list[float]] = {"before": [], "split": []}
         bpb: dict[str, set[float]] = {"before": set(), "split": set()}
         scripts = {"before": "evaluate_before.py", "split": "evaluate.py"}
         for i in range(args.rounds):
             for name in (("before", "split") if i % 2 == 0 else ("split", "before")):
-                seconds, output = run(task, scripts[name], env)
+                seconds, cpu, output = run(task, scripts[name], env)
                 times[name].append(seconds)
+                cpus[name].append(cpu)
                 bpb[name].add(metric(output, "val_bpb"))
         ratios = [s / b for s, b in zip(times["split"], times["before"])]
+        cpu_ratios = [s / b for s, b in zip(cpus["split"], cpus["before"])]
         load = os.getloadavg()[0]
         print(f"tinylm evaluate, {args.rounds} rounds A B B A, load {load:.1f} on {os.cpu_count()} cores")
         for name in ("before", "split"):
-            print(f"  {name:6s} median {statistics.median(times[name]):6.2f} s   val_bpb {sorted(bpb[name])}")
-        print(f"  split / before: median ratio {statistics.median(ratios):.3f} (rounds: "
+            print(f"  {name:6s} wall median {statistics.median(times[name]):6.2f} s, CPU median "
+                  f"{statistics.median(cpus[name]):6.2f} s   val_bpb {sorted(bpb[name])}")
+        print(f"  split / before, wall: median ratio {statistics.median(ratios):.3f} (rounds: "
               + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+        print(f"  split / before, CPU:  median ratio {statistics.median(cpu_ratios):.3f} (rounds: "
+              + ", ".join(f"{r:.2f}" for r in cpu_ratios) + ")")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -28,6 +28,7 @@ import pytest
 from conftest import processes_with
 
 import autoresearch
+from autoresearch.harness import sandbox as sandbox_module
 from autoresearch.harness.process import run_command
 from autoresearch.harness.sandbox import (
     SandboxSpec,
@@ -401,3 +402,11 @@ def test_the_bwrap_probe_is_remembered_per_boot_and_settings(tmp_path: Path, mon
         assert cache.read_text() == f"{key}\nworks\n"
     finally:
         sandbox.bwrap_works.cache_clear()
+
+
+def test_the_gpu_device_nodes_are_bound_into_the_fresh_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bwrap's fresh /dev has no GPU nodes; whatever this machine has (here: stand-ins) is bound in."""
+    monkeypatch.setattr(sandbox_module, "GPU_DEVICE_GLOBS", ("/dev/nul*", "/dev/no-such-gpu"))
+    argv = wrap_command("true", cwd=Path("/"), spec=SandboxSpec())
+    assert argv[argv.index("--dev-bind") : argv.index("--dev-bind") + 3] == ["--dev-bind", "/dev/null", "/dev/null"]
+    assert "/dev/no-such-gpu" not in argv
