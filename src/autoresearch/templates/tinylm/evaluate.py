@@ -229,7 +229,8 @@ def nats_of(logits, targets: np.ndarray) -> np.ndarray:
         index = torch.from_numpy(targets.reshape(-1)).to(logits.device)
         return F.cross_entropy(flat, index, reduction="none").double().cpu().numpy().reshape(targets.shape)
     top = logits.max(axis=-1, keepdims=True)
-    total = np.exp(logits - top).sum(axis=-1, dtype=np.float64)
+    shifted = logits - top
+    total = np.exp(shifted, out=shifted).sum(axis=-1, dtype=np.float64)  # one temporary, not two
     picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     return np.log(total) + top[..., 0] - picked
 
