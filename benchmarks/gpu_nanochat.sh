@@ -14,7 +14,9 @@
 #   2. writes parquet shards in the ClimbMix layout from this Python's standard library source
 #      (shard_00000, shard_00001 train, shard_06541 holdout, shard_06542 validation);
 #   3. copies the nanochat template and runs its setup with AUTORESEARCH_DATA_URL=file://...,
-#      the baseline train.py with AUTORESEARCH_BUDGET_S=BUDGET, then evaluate.py.
+#      the baseline train.py with AUTORESEARCH_BUDGET_S=BUDGET, then evaluate.py: the scorer and
+#      its two serve.py model processes (logits through CUDA IPC), then evaluate.py again over
+#      a train.py that leaks the next token, which must be rejected (non-causal).
 # Everything lands in a fresh temporary folder; logs are also copied to $OUT when it is set.
 # The template itself is untouched: the real constants (2048-token context, 8192-token
 # vocabulary, DEPTH 8, batch 2**19, 40 x 524288 evaluation tokens) are what gets measured.
@@ -82,8 +84,26 @@ t2=$(date +%s)
 AUTORESEARCH_OUT="$WORK/out" AUTORESEARCH_PHASE=evaluate AUTORESEARCH_SEED=0 \
   "$PY" evaluate.py > "$WORK/eval.log" 2>&1 || { tail -n 60 "$WORK/eval.log"; exit 1; }
 t3=$(date +%s)
+# The split evaluate phase on CUDA: evaluate.py (the scorer) never imports train.py; its two
+# serve.py model processes write logits into the scorer's CUDA tensor through CUDA IPC ("logits
+# via cuda-ipc" in eval.log; "shared-memory" means IPC was refused and logits went through the
+# host). The same weights under a train.py that leaks the next token must be rejected.
+cp train.py "$WORK/train.honest.py"
+cat >> train.py <<'EOF'
+_honest_forward = GPT.forward
+def _leaky_forward(self, idx, targets=None, reduction="mean"):
+    logits = _honest_forward(self, idx, targets, reduction)
+    if targets is not None:
+        return logits
+    following = torch.roll(idx, -1, dims=1).unsqueeze(-1)
+    return logits.scatter_add(2, following, torch.full(following.shape, 30.0, dtype=logits.dtype, device=logits.device))
+GPT.forward = _leaky_forward
+EOF
+AUTORESEARCH_OUT="$WORK/out" AUTORESEARCH_PHASE=evaluate "$PY" evaluate.py > "$WORK/eval-leaky.log" 2>&1 || true
+cp "$WORK/train.honest.py" train.py
+t4=$(date +%s)
 
-if [ -n "${OUT:-}" ]; then cp "$WORK"/setup.log "$WORK"/run.log "$WORK"/eval.log "$OUT"/; fi
+if [ -n "${OUT:-}" ]; then cp "$WORK"/setup.log "$WORK"/run.log "$WORK"/eval.log "$WORK"/eval-leaky.log "$OUT"/; fi
 
 echo "== run (first lines, then every 25th step) =="
 grep -v '^step ' "$WORK/run.log" | sed -n '1,/^---$/p' | head -n 8
@@ -92,7 +112,10 @@ echo "== summary =="
 sed -n '/^---$/,$p' "$WORK/run.log" | grep -v '^---$'
 sed -n '/^---$/,$p' "$WORK/eval.log" | grep -v '^---$'
 grep -h '^reject:' "$WORK/eval.log" || true
+grep -h '^logits via' "$WORK/eval.log" || echo "logits via: (no line: see eval.log)"
+echo "leaky model:      $(grep -h '^reject:' "$WORK/eval-leaky.log" || echo 'NOT REJECTED (see eval-leaky.log)')"
 echo "setup_wall_s:     $((t1 - t0))"
 echo "run_wall_s:       $((t2 - t1))"
 echo "evaluate_wall_s:  $((t3 - t2))"
+echo "leaky_eval_wall_s: $((t4 - t3))"
 echo "reference (karpathy/autoresearch, one H100, 300 s, ClimbMix, FA3): val_bpb 0.9979, 953 steps, MFU 39.8%, 45 GB peak, 50.3M params"

@@ -19,6 +19,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 import torch
 from conftest_llm_helpers import (
+    LEAK_UNLESS_PROBE_SHAPED,
     TEMPLATES,
     FileServer,
     copy_template,
@@ -52,6 +53,7 @@ def test_train_py_is_shared_with_tinylm_except_the_knobs() -> None:
 
 def test_evaluate_and_prepare_runtime_are_shared_with_tinylm() -> None:
     assert (NANOCHAT / "evaluate.py").read_bytes() == (TINYLM / "evaluate.py").read_bytes()
+    assert (NANOCHAT / "serve.py").read_bytes() == (TINYLM / "serve.py").read_bytes()
     start, end = "# From here to the data source section", "# Data source"
     assert between((NANOCHAT / "prepare.py").read_text(), start, end) == between((TINYLM / "prepare.py").read_text(), start, end)
 
@@ -61,6 +63,7 @@ def test_config_and_program_follow_the_contract() -> None:
 
     config = load_config(NANOCHAT)
     assert config.task.editable == ["train.py"] and config.task.evaluate == "python evaluate.py"
+    assert config.task.model == "python serve.py" and "serve.py" in config.task.readonly
     assert config.metric.name == "val_bpb" and config.metric.holdout == "holdout_bpb"
     assert config.budget.seconds == 300 and config.resource.name == "peak_vram_mb"
     assert config.sandbox.train_data == ["$AUTORESEARCH_CACHE/nanochat/train", "$AUTORESEARCH_CACHE/nanochat/tokenizer"]
@@ -199,3 +202,11 @@ def test_baseline_on_cpu_with_shrunken_constants(tmp_path: Path) -> None:
     rebatched = run_script(task, "evaluate.py", eval_env, timeout=300)
     assert rebatched.returncode == 0, rebatched.output
     assert rebatched.metric("val_bpb") == pytest.approx(val_bpb, abs=1e-4)
+
+    # the scorer never imports train.py: a leak of the next token, hidden from batches shaped
+    # like the old probe, is caught by the probes mixed into the same stream
+    honest = (task / "train.py").read_text()
+    (task / "train.py").write_text(honest + LEAK_UNLESS_PROBE_SHAPED)
+    leaky = run_script(task, "evaluate.py", eval_env, timeout=300)
+    assert leaky.returncode == 0, leaky.output
+    assert leaky.metrics.get("reject") == "non-causal" and "val_bpb" not in leaky.metrics

@@ -21,6 +21,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.git.workspace import LOCK_REF, Workspace
 from autoresearch.harness.env import base_env
 from autoresearch.harness.guard import write_lock
+from autoresearch.harness.imports import scorer_reaches_editable
 from autoresearch.harness.process import run_command
 from autoresearch.proposers.brief import NATIVE_BEGIN, NATIVE_END
 
@@ -276,6 +277,11 @@ def untracked_task_files(ws: Workspace, config: TaskConfig) -> list[str]:
     wanted = sorted(set(config.readonly_files()) | set(config.editable_files()) | named)
     tracked = ws.tracked(wanted)
     return [p for p in wanted if p not in tracked]
+
+
+def scorer_warnings(root: Path) -> list[str]:
+    """What `init` from flags warns about: a scorer that imports (or is) an editable file."""
+    return scorer_reaches_editable(load_config(root.resolve()))
 
 
 def check_metric(config, seed: int = 0) -> float:  # noqa: ANN001 - a TaskConfig

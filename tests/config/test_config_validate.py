@@ -93,6 +93,8 @@ def test_the_base_task_loads(tmp_path: Path) -> None:
     ({"agent": {"max_failures": "0"}}, "[agent] max_failures: must be at least 1, got 0"),
     ({"agent": {"history": "-1"}}, "[agent] history: must not be negative, got -1"),
     ({"executor": {"slots": "0"}}, "[executor] slots: must be at least 1, got 0"),
+    ({"task": {"model_processes": "0"}}, "[task] model_processes: must be at least 1, got 0"),
+    ({"task": {"model": '"python serve.py"'}}, "[task] model: needs [task] evaluate, the scorer it answers"),
     ({"loop": {"hours": "-1"}}, "[loop] hours: must not be negative (0 means no limit), got -1.0"),
     ({"loop": {"plateau": "-3"}}, "[loop] plateau: must not be negative (0 means no limit), got -3"),
     # a choice outside the allowed ones

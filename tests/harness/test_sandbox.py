@@ -28,6 +28,7 @@ import pytest
 from conftest import processes_with
 
 import autoresearch
+from autoresearch.harness import sandbox as sandbox_module
 from autoresearch.harness.process import run_command
 from autoresearch.harness.sandbox import (
     SandboxSpec,
@@ -432,3 +433,11 @@ def test_a_home_seeded_before_the_manifest_is_seeded_again(tmp_path: Path) -> No
     (home / ".gemini" / "settings.json").write_text("stale copy from an older autoresearch")
     assert seed_agent_home(home, user, environ={}) == [".gemini"]
     assert (home / ".gemini" / "settings.json").read_text() == "fixed"
+
+
+def test_the_gpu_device_nodes_are_bound_into_the_fresh_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bwrap's fresh /dev has no GPU nodes; whatever this machine has (here: stand-ins) is bound in."""
+    monkeypatch.setattr(sandbox_module, "GPU_DEVICE_GLOBS", ("/dev/nul*", "/dev/no-such-gpu"))
+    argv = wrap_command("true", cwd=Path("/"), spec=SandboxSpec())
+    assert argv[argv.index("--dev-bind") : argv.index("--dev-bind") + 3] == ["--dev-bind", "/dev/null", "/dev/null"]
+    assert "/dev/no-such-gpu" not in argv

@@ -12,7 +12,7 @@ from autoresearch.cli._common import (
     guarded,
     open_session,
 )
-from autoresearch.scaffold import init_from_flags, init_from_template, list_templates
+from autoresearch.scaffold import init_from_flags, init_from_template, list_templates, scorer_warnings
 
 
 @click.command()
@@ -51,6 +51,8 @@ def init(directory: Path, template: str | None, editable: tuple[str, ...], reado
                             metric=metric or "", goal=goal, budget=budget, evaluate=evaluate_cmd, name=name,
                             commit=commit_files, confirm=confirm, on_message=click.echo)
     click.echo(f"the check run printed {metric}: {value:g}; wrote autoresearch.toml and program.md, committed and locked")
+    for problem in scorer_warnings(directory):
+        click.echo(f"warning: {problem}", err=True)
     click.echo("next: autoresearch start && autoresearch baseline")
 
 

@@ -145,6 +145,15 @@ class TaskSection:
     description: str = field(default="", metadata=meta("One line, shown by `autoresearch templates`."))
     env: list[str] = field(default_factory=list, metadata=meta(
         "Names of environment variables passed on to runs; all others stay out.", each=env_name_problem))
+    model: str = field(default="", metadata=meta(
+        "The evaluate phase's model process: a harness command that imports the editable code, loads what the "
+        "run saved and answers the scorer's forward requests. The harness starts `model_processes` of them in "
+        "the run phase's sandbox (no evaluation data) beside `evaluate`, each joined to it by one socket "
+        "($AUTORESEARCH_MODEL_FD there, $AUTORESEARCH_MODEL_FDS in `evaluate`), so the process that computes "
+        "the metric never runs the agent's code (empty: none; needs `evaluate`)."))
+    model_processes: int = field(default=2, metadata=meta(
+        "How many model processes `model` starts: two lets the scorer send a causality probe and the row it "
+        "is compared with to different processes, so no state a model keeps can match them up.", ge=1))
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,7 @@ def build_config(data: dict[str, Any], path: Path, root: Path) -> TaskConfig:
     for name in SECTIONS:  # the types were checked by build_section (and the defaults' by the tests)
         check_fields(getattr(config, name), f"{path}: [{name}]", types=False)
     timeout_covers_budget(config)
+    model_needs_evaluate(config)
     return config
 
 
@@ -243,8 +244,16 @@ def editable_is_not_state(config: TaskConfig) -> None:
             raise ConfigError(f"{config.path}: [task] editable: {name} belongs to autoresearch and cannot be editable")
 
 
+def model_needs_evaluate(config: TaskConfig) -> None:
+    """`[task] model` serves an evaluate phase: without `evaluate` nothing would talk to it."""
+    if config.task.model and not config.task.evaluate:
+        raise ConfigError(f"{config.path}: [task] model: needs [task] evaluate, the scorer it answers "
+                          f"(add evaluate, or drop model)")
+
+
 FILE_RULES = (globs_match, editable_is_not_harness, editable_is_not_state)
-CROSS_KEY_RULES: tuple[Callable[..., Any], ...] = (normalize_verdict, timeout_covers_budget, *FILE_RULES)
+CROSS_KEY_RULES: tuple[Callable[..., Any], ...] = (normalize_verdict, timeout_covers_budget, model_needs_evaluate,
+                                                   *FILE_RULES)
 
 
 def check_files(config: TaskConfig) -> None:

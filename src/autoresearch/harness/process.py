@@ -174,12 +174,14 @@ def run_command(
     sandbox: SandboxSpec | None = None,
     stop: threading.Event | None = None,
     on_start: "Callable[[int], None] | None" = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> RunResult:
     """Run COMMAND through the shell in its own process group; never raises for its failures.
 
     Output (stdout and stderr together) goes to LOG_PATH only. At TIMEOUT, or when STOP is
     set, the whole group gets SIGTERM, then SIGKILL after a short grace; afterwards anything
-    still carrying the run's marker is killed too.
+    still carrying the run's marker is killed too. PASS_FDS are handed over to the command (it
+    inherits them; they are closed here once it has started, or failed to).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     run_id = os.urandom(16).hex()  # not uuid: it imports platform, ~3 ms of every command
@@ -197,7 +199,7 @@ def run_command(
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                pass_fds=(status_w,) if sandbox else ())
+                                pass_fds=((status_w,) if sandbox else ()) + tuple(pass_fds))
     except OSError as exc:
         log.write(f"autoresearch: could not start the command: {exc}\n".encode())
         log.close()
@@ -205,8 +207,8 @@ def run_command(
             os.close(status_r)
         return RunResult(exit_code=127, seconds=0.0, log_path=log_path)
     finally:
-        if status_w >= 0:
-            os.close(status_w)
+        for fd in ((status_w,) if status_w >= 0 else ()) + tuple(pass_fds):
+            os.close(fd)
     if on_start:
         on_start(proc.pid)
 

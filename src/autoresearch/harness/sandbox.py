@@ -17,6 +17,7 @@ keystroke injection into the user's shell).
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -326,6 +327,8 @@ def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec, status_fd: int |
         argv.append("--unshare-net")
     if status_fd is not None:
         argv += ["--json-status-fd", str(status_fd)]
+    for device in gpu_devices():  # the fresh /dev has no GPU nodes: a run on a GPU needs its own
+        argv += ["--dev-bind", device, device]
     for path in _needed_under_tmp(cwd, spec):
         argv += ["--ro-bind", str(path), str(path)]
     argv += _hide(spec.hidden)
@@ -347,6 +350,15 @@ def wrap_command(command: str, *, cwd: Path, spec: SandboxSpec, status_fd: int |
     for name, value in env.items():
         argv += ["--setenv", name, value]
     return argv + ["--chdir", str(cwd), "/bin/sh", "-c", command]
+
+
+# The device nodes a GPU run needs (NVIDIA; AMD through ROCm), re-exposed in the sandbox's /dev.
+GPU_DEVICE_GLOBS = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd")
+
+
+def gpu_devices() -> list[str]:
+    """The GPU device nodes of this machine (none on most CPU-only machines)."""
+    return sorted({path for pattern in GPU_DEVICE_GLOBS for path in glob.glob(pattern)})
 
 
 def _hide(paths: list[Path]) -> list[str]:

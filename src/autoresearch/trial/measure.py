@@ -31,6 +31,7 @@ from autoresearch.harness.load import TreeWatch, load_between, sample_cpu, was_b
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.process import RunResult, run_command
 from autoresearch.harness.sandbox import SandboxSpec, expand_path, resolve_kind
+from autoresearch.harness.split import ModelProcesses, run_split
 from autoresearch.trial.session import Session
 from autoresearch.verdict.flow import Measurement, PhaseCallback, quiet
 
@@ -43,10 +44,13 @@ def _same_number(claimed: float, measured: float) -> bool:
     return math.isclose(claimed, measured, rel_tol=1e-3, abs_tol=1e-9)
 
 
-def _sandbox_specs(session: Any, out_dir: Path, env: dict[str, str]) -> tuple[SandboxSpec | None, SandboxSpec | None]:
+def _sandbox_specs(session: Any, out_dir: Path,
+                   env: dict[str, str]) -> tuple[SandboxSpec | None, SandboxSpec | None, SandboxSpec | None]:
+    """The sandboxes of the run phase, the evaluate phase's scorer, and its model processes
+    (the run's world, with the run's outputs read-only and nothing writable but a private /tmp)."""
     kind, _ = resolve_kind(session.config.sandbox.kind)
     if kind == "none":
-        return None, None
+        return None, None, None
     sb = session.config.sandbox
     eval_data = [expand_path(p, env) for p in sb.eval_data]
     train_data = [expand_path(p, env) for p in sb.train_data]
@@ -54,7 +58,8 @@ def _sandbox_specs(session: Any, out_dir: Path, env: dict[str, str]) -> tuple[Sa
     run_spec = SandboxSpec(writable=[out_dir], readonly=train_data, hidden=[state, *eval_data], network=sb.network)
     eval_spec = SandboxSpec(writable=[out_dir.parent / "eval-tmp"], readonly=[out_dir, *eval_data],
                             hidden=[state], network=sb.network)
-    return run_spec, eval_spec
+    model_spec = SandboxSpec(readonly=[out_dir, *train_data], hidden=[state, *eval_data], network=sb.network)
+    return run_spec, eval_spec, model_spec
 
 
 def run_env(session: Any, *, seq: int, seed: int, out_dir: Path, phase: str,
@@ -116,7 +121,7 @@ def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, st
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     env = run_env(session, seq=seq, seed=seed, out_dir=out_dir, phase="run", devices=devices)
-    run_spec, eval_spec = _sandbox_specs(session, out_dir, env)
+    run_spec, eval_spec, model_spec = _sandbox_specs(session, out_dir, env)
     log_path = run_dir / f"{label}.log"
     on_phase("running", {"seq": seq, "label": label, "budget": config.budget.seconds, "started": time.time()})
     result = run_command(config.task.run, cwd=workdir, env=env, timeout=config.budget.hard_timeout,
@@ -161,10 +166,7 @@ def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, st
         if eval_spec is not None:
             (out_dir.parent / "eval-tmp").mkdir(exist_ok=True)
         eval_env = {**env, "AUTORESEARCH_PHASE": "evaluate"}
-        evaluation = run_command(config.task.evaluate, cwd=workdir, env=eval_env,
-                                 timeout=config.budget.hard_evaluate_timeout, log_path=eval_log,
-                                 log_max_bytes=config.budget.log_max_bytes, sandbox=eval_spec, stop=stop,
-                                 on_start=on_start)
+        evaluation = _evaluate(config, workdir, eval_env, eval_log, eval_spec, model_spec, stop, on_start, label)
         if evaluation.log_problem:
             log_problems.append(f"{eval_log.name}: {evaluation.log_problem}")
         seconds += evaluation.seconds
@@ -193,6 +195,23 @@ def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, st
     if not math.isfinite(value):
         return Measurement(False, "non-finite-metric", metrics=metrics, seconds=seconds, log_path=final_log, flags=flags)
     return Measurement(True, metric=value, metrics=metrics, seconds=seconds, log_path=final_log, flags=flags)
+
+
+def _evaluate(config: TaskConfig, workdir: Path, env: dict[str, str], log: Path, spec: SandboxSpec | None,
+              model_spec: SandboxSpec | None, stop: threading.Event | None,
+              on_start: Callable[[int], None] | None, label: str) -> RunResult:
+    """The evaluate phase: one command, or (with `[task] model`) the scorer and its model
+    processes, each model process logging to `<label>.model-<i>.log` beside the scorer's log."""
+    timeout, cap = config.budget.hard_evaluate_timeout, config.budget.log_max_bytes
+    if not config.task.model:
+        return run_command(config.task.evaluate, cwd=workdir, env=env, timeout=timeout, log_path=log,
+                           log_max_bytes=cap, sandbox=spec, stop=stop, on_start=on_start)
+    count = config.task.model_processes
+    models = ModelProcesses(config.task.model, count, model_spec,
+                            [log.with_name(f"{label}.model-{i}.log") for i in range(count)])
+    scored, _ = run_split(config.task.evaluate, models, cwd=workdir, env=env, timeout=timeout, log_path=log,
+                          log_max_bytes=cap, sandbox=spec, stop=stop, on_start=on_start)
+    return scored
 
 
 def _planted_bytecode(tree: Path) -> list[str]:

@@ -168,7 +168,7 @@ def child_main(task_dir: str) -> None:
     roots = sorted({os.path.realpath(p) for p in (paths["stdlib"], paths["platstdlib"], task_dir)})
     sys.path.insert(0, task_dir)
     sys.addaudithook(_make_guard(roots, list(sys.path)))
-    from solution import edit_distance  # noqa: E402 - only now, under the guard
+    from solution import edit_distance  # noqa: E402 - only now, under the guard (scorer-check: child process)
 
     for line in sys.stdin:
         pairs = json.loads(line)

@@ -37,7 +37,8 @@ Environment:
     AUTORESEARCH_DATA_URL  TinyStories only: the http(s) URL of a folder holding the two .txt
                            files instead of the hub, or file:///some/dir for a local copy
 
-train.py and evaluate.py import the constants, the Tokenizer and the packing dataloader from here.
+train.py and evaluate.py import the constants, the Tokenizer and the packing dataloader from here
+(evaluate.py its numpy rows, packed_rows: the scorer never needs torch on a CPU).
 """
 
 from __future__ import annotations
@@ -326,20 +327,17 @@ def iter_documents(split: str, batch_docs: int = 128) -> Iterator[tuple[list[str
         epoch += 1
 
 
-def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device="cpu", buffer_size: int = 1000):
-    """Endless (inputs, targets, epoch) with inputs and targets of shape (B, T) on DEVICE.
+def packed_rows(tokenizer: Tokenizer, B: int, T: int, split: str, buffer_size: int = 1000) -> Iterator[tuple[np.ndarray, int]]:
+    """Endless (rows, epoch): ROWS is a (B, T + 1) int64 array, refilled in place each time.
 
     Each row holds T + 1 tokens and starts at a document's BOS. A row is filled from a pool of
     BUFFER_SIZE tokenized documents: always the longest document that still fits; when none
     fits, the shortest is cut to fill the row exactly (its rest is dropped). No padding, and
     documents are rarely cut. Rows come out one after another, so the first N rows of a split
-    are the same whatever B is.
+    are the same whatever B is. Needs no torch: evaluate.py reads its rows with it.
     """
-    import torch  # imported here so that `python prepare.py` starts fast
-
-    device = torch.device(device)
-    bos = tokenizer.get_bos_token_id()
     documents = iter_documents(split)
+    bos = tokenizer.get_bos_token_id()
     lengths: list[int] = []  # sorted, so the best fit is one bisect away
     pool: list[list[int]] = []
     epoch = 1
@@ -353,11 +351,6 @@ def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device="cp
             pool.insert(at, ids)
 
     rows = np.empty((B, T + 1), dtype=np.int64)
-    on_cuda = device.type == "cuda"
-    if on_cuda:  # two pinned staging buffers, so filling one never races the copy out of the other
-        staging = [torch.empty((B, T + 1), dtype=torch.long).pin_memory() for _ in range(2)]
-        copied = [None, None]
-    turn = 0
     while True:
         for r in range(B):
             pos = 0
@@ -374,6 +367,21 @@ def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device="cp
                 lengths.pop(at)
                 rows[r, pos : pos + len(doc)] = doc
                 pos += len(doc)
+        yield rows, epoch
+
+
+def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device="cpu", buffer_size: int = 1000):
+    """Endless (inputs, targets, epoch) with inputs and targets of shape (B, T) on DEVICE: the
+    rows of packed_rows, as torch tensors."""
+    import torch  # imported here so that `python prepare.py` starts fast
+
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    if on_cuda:  # two pinned staging buffers, so filling one never races the copy out of the other
+        staging = [torch.empty((B, T + 1), dtype=torch.long).pin_memory() for _ in range(2)]
+        copied = [None, None]
+    turn = 0
+    for rows, epoch in packed_rows(tokenizer, B, T, split, buffer_size):
         if on_cuda:
             slot = turn % 2
             if copied[slot] is not None:

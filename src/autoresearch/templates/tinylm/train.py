@@ -613,7 +613,7 @@ def main() -> None:
     own_out = not os.environ.get("AUTORESEARCH_OUT")
     out_dir = Path(tempfile.mkdtemp(prefix="train-")) if own_out else Path(os.environ["AUTORESEARCH_OUT"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    # evaluate.py rebuilds GPT(GPTConfig(**config)) from this file and loads these weights
+    # serve.py rebuilds GPT(GPTConfig(**config)) from this file and loads these weights
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     torch.save({"config": asdict(config), "state_dict": state}, out_dir / "model.pt")
 
