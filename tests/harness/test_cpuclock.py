@@ -62,6 +62,7 @@ def _run(command: str, tmp_path: Path, limit: float, sandbox: SandboxSpec | None
                        sandbox=sandbox, clock="cpu", cpu_limit=limit)
 
 
+@pytest.mark.slow
 def test_burning_in_several_processes_is_charged_and_stopped(meter_kind: str, sandbox, tmp_path: Path) -> None:
     """Two busy processes burn 2 CPU seconds a second: the run passes its 1.5 CPU-second limit
     in well under its wall timeout and is stopped there, charged at least the limit."""
@@ -94,6 +95,7 @@ def test_sleeping_is_not_charged(meter_kind: str, sandbox, tmp_path: Path) -> No
     assert result.cpu_seconds is not None and result.cpu_seconds < 0.5
 
 
+@pytest.mark.slow
 def test_an_escaped_child_is_charged_and_does_not_outlive_the_run(meter_kind: str, sandbox, tmp_path: Path) -> None:
     """The child leaves the process group (setsid), double-forks and drops the environment
     (env -i: no AUTORESEARCH_RUN_ID marker to find it by), then burns; the parent only sleeps.
