@@ -74,7 +74,7 @@ def export(root: Path, tree: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
 
 
-def run_cell(root: Path, cell: str, n: int, budget: float) -> list[dict]:
+def run_cell(root: Path, cell: str, n: int, budget: float, index: int) -> list[dict]:
     clock, load = cell.split("/")
     config = load_config(root)
     config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, seconds=budget, clock=clock,
@@ -89,7 +89,7 @@ def run_cell(root: Path, cell: str, n: int, budget: float) -> list[dict]:
     rows = []
     try:
         for i in range(n):
-            m = measure_module.measure(bench, tree, 1000 + i, i, f"bench-{i}")
+            m = measure_module.measure(bench, tree, 1000 + 100 * index + i, i, f"bench-{i}")
             cpu = m.flags.get("cpu_seconds")
             rows.append({"ok": m.ok, "reason": m.reason, "metric": m.metric, "tps": m.metrics.get("tokens_per_sec"),
                          "wall": m.seconds, "cpu": cpu})
@@ -130,8 +130,8 @@ def main() -> None:
     try:
         root = make_task(folder)
         results = {}
-        for cell in args.cells.split(","):
-            results[cell] = run_cell(root, cell, args.n, args.budget)
+        for index, cell in enumerate(args.cells.split(",")):
+            results[cell] = run_cell(root, cell, args.n, args.budget, index)
         print(f"\nbudget {args.budget:g} s, N={args.n}, load after: {os.getloadavg()[0]:.2f}")
         print("| cell | val_bpb median | sd % of it | tokens/s median (range) | wall per run |")
         print("|---|---|---|---|---|")

@@ -1,0 +1,82 @@
+"""The quickstart's clock: a demo that ends in a fixed time, whatever it finds, and says what it
+is doing at least once a minute where no live view does (a pipe, a log file).
+
+Two deadlines, counted from the command's start (setup included): past `soft_s` no new
+experiment starts (the loop's own stop note, as `autoresearch stop` leaves it); past `hard_s`
+the experiment in flight is interrupted (`stop --now`), recorded as interrupted, and reported
+as undecided. Between them a heartbeat line names the phase the loop is in."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from autoresearch.loop.policy import request_stop
+from autoresearch.trial.session import Session
+
+BEAT_S = 50.0  # a line at least this often in a pipe (under the minute the quickstart promises)
+
+
+def clock_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Pace:
+    """Watches the time while a loop runs in this process. `tap` is an on_phase listener that
+    remembers where the loop is; `beat` says whether to print the heartbeat."""
+
+    def __init__(self, session: Session, started: float, soft_s: float, hard_s: float, *,
+                 echo: Callable[[str], None], beat: bool) -> None:
+        self.session = session
+        self.started = started
+        self.soft_s, self.hard_s = soft_s, hard_s
+        self.echo = echo
+        self.beat = beat
+        self.phase = "starting"
+        self.detail = ""
+        self.runs = 0
+        self.last_line = time.monotonic()
+        self.soft_sent = self.hard_sent = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="quickstart-pace", daemon=True)
+
+    def tap(self, phase: str, info: dict[str, Any]) -> None:
+        self.phase = phase
+        seq = info.get("seq")
+        label = info.get("label") or ""
+        if phase == "running":
+            self.runs += 1
+        self.detail = f"experiment {seq}" + (f", {label}" if label else "") if seq else ""
+        if phase == "done":  # the plain view printed the verdict line
+            self.last_line = time.monotonic()
+
+    def __enter__(self) -> Pace:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            now = time.monotonic()
+            elapsed = now - self.started
+            if not self.soft_sent and elapsed >= self.soft_s:
+                self.soft_sent = True
+                if request_stop(self.session, False):
+                    self.echo(f"quickstart: {clock_text(elapsed)} elapsed: no new experiment starts; "
+                              "the one in flight finishes")
+                    self.last_line = now
+            if not self.hard_sent and elapsed >= self.hard_s:
+                self.hard_sent = True
+                if request_stop(self.session, True):
+                    self.echo(f"quickstart: {clock_text(elapsed)} elapsed: stopping the experiment in flight "
+                              "(reported as undecided)")
+                    self.last_line = now
+            if self.beat and now - self.last_line >= BEAT_S:
+                where = f"{self.phase}" + (f" ({self.detail})" if self.detail else "")
+                self.echo(f"quickstart: {clock_text(elapsed)} elapsed, {self.runs} runs so far; now {where}")
+                self.last_line = now
