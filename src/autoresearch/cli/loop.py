@@ -235,7 +235,7 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         config = with_overrides(config, "verdict", max_runs=QUICKSTART_MAX_RUNS)
     total = 60 * minutes
     with Session(config) as s:
-        pace = Pace(s, started, soft_s=QUICKSTART_SOFT * total, hard_s=total - QUICKSTART_WIND_DOWN_S,
+        pace = Pace(s, started, soft_s=QUICKSTART_SOFT * total, hard_s=total - min(QUICKSTART_WIND_DOWN_S, 0.15 * total),
                     echo=click.echo, beat=quiet or not sys.stdout.isatty())
         with pace:
             result = run_loop_cli(s, quiet, tap=pace.tap)
