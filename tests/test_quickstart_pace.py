@@ -5,7 +5,6 @@ discard; in a pipe a line comes at least once a minute. Through the real CLI."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 

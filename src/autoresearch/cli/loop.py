@@ -164,7 +164,9 @@ def _honest_summary(exps: list, confirm: str) -> str:
     keeps = [e for e in exps if e.status == "keep" and not e.is_baseline]
     undecided = [e for e in exps if _undecided(e)]
     noise = [e for e in exps if e.reason == "unconfirmed" and e not in undecided]
-    if not keeps:
+    if not any(not e.is_baseline for e in exps):
+        said = "no experiment beyond the baseline ran in the time (each run took longer than the demo allows)"
+    elif not keeps:
         said = "no change beat the baseline"
     elif confirmed:
         said = f"{len(keeps)} gain{'s' if len(keeps) != 1 else ''} confirmed by {how}"

@@ -281,9 +281,9 @@ def _quota() -> float | None:
                 pass
             try:
                 folder = Path(point) / own.lstrip("/")
-                limit = int((folder / "cpu.cfs_quota_us").read_text())
-                if limit > 0:
-                    return limit / int((folder / "cpu.cfs_period_us").read_text())
+                quota = int((folder / "cpu.cfs_quota_us").read_text())
+                if quota > 0:
+                    return quota / int((folder / "cpu.cfs_period_us").read_text())
             except (OSError, ValueError):
                 pass
     return None
