@@ -170,3 +170,18 @@ def test_available_cpus_follows_the_affinity_mask() -> None:
     finally:
         os.sched_setaffinity(0, cores)
     assert 1 <= cpuclock.available_cpus() <= len(cores)
+
+
+@pytest.mark.slow
+def test_a_sandboxed_run_cannot_move_itself_out_of_its_cgroup(meter_kind: str, tmp_path: Path) -> None:
+    """The run writes its pid into every cgroup.procs it can find (the hierarchy's root, its
+    parent's), then burns: cgroupfs is read-only in the sandbox, so it stays charged. (Unsandboxed,
+    a run as root could move itself: the docs say so.)"""
+    if meter_kind == "proc":
+        pytest.skip("no cgroup to leave")
+    if not bwrap_works():
+        pytest.skip("bubblewrap cannot run here")
+    command = ("for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs /sys/fs/cgroup/*/*/cgroup.procs; do "
+               "echo $$ > $f 2>/dev/null; done; " + BURN)
+    result = _run(command, tmp_path, limit=1.0, sandbox=SandboxSpec(writable=[tmp_path / "out"]))
+    assert result.over_budget and result.cpu_seconds is not None and result.cpu_seconds >= 1.0
