@@ -4,7 +4,9 @@ user processes, and the only one that ends them.
 
 Every process a run starts carries ``AUTORESEARCH_RUN_ID`` in its environment; after the run,
 any process still holding that marker (one that escaped the process group with setsid, say)
-is found through /proc and killed, so nothing a run starts outlives it.
+is found through /proc and killed, so nothing a run starts outlives it. On the cpu budget clock
+the run also has a cgroup of its own (`cpuclock`): its CPU time is the budget's, and whatever is
+left in the group at the end is killed, marker or not.
 """
 
 from __future__ import annotations
