@@ -11,6 +11,7 @@ a short budget; a stand-in run burns CPU (cpu clock) or waits (wall clock) for t
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from autoresearch.config.task import load_config, with_overrides
+from autoresearch.harness.env import task_env, thread_env
+from autoresearch.harness.process import run_command
 from autoresearch.scaffold import templates_dir
 from autoresearch.trial.measure import measure
 
@@ -83,3 +86,32 @@ def test_a_run_training_1_3x_its_budget_is_rejected_on_each_template(name: str, 
     assert over.rejected and over.reason == "over-budget", (name, over)
     assert over.flags["over_budget"]["clock"] == config.budget.clock
     assert fits.ok, (name, fits.reason, fits.log_path and fits.log_path.read_text())
+
+
+@pytest.mark.parametrize("name", ["tinylm", "nanochat"])
+def test_the_llm_templates_clock_is_the_harness_clock(name: str, tmp_path: Path) -> None:
+    """prepare.budget_clock() on the cpu clock reads the run's cgroup: what train.py times its
+    steps with is what the harness charges (threads included), within the interpreter's start."""
+    pytest.importorskip("pyarrow")
+    root = tmp_path / name
+    shutil.copytree(templates_dir() / name, root)
+    code = ("import hashlib, threading, time, prepare\n"
+            "clock = prepare.budget_clock()\n"
+            "start = clock()\n"
+            "def burn():\n"
+            "    end = time.thread_time() + 0.5\n"
+            "    while time.thread_time() < end: hashlib.sha256(b'x' * 65536).digest()\n"
+            "threads = [threading.Thread(target=burn) for _ in range(2)]\n"
+            "[t.start() for t in threads]; [t.join() for t in threads]\n"
+            "print('spent:', clock() - start)\n"
+            "print('total:', clock())\n"
+            "print('threads:', prepare.cpu_threads())\n")
+    (root / "probe.py").write_text(code)
+    env = {**task_env({"AUTORESEARCH_BUDGET_CLOCK": "cpu"}, [], home=tmp_path / "home", pycache_prefix=None)}
+    env.update(thread_env(env))
+    result = run_command(f"{sys.executable} probe.py", cwd=root, env=env, timeout=60, log_path=tmp_path / "run.log",
+                         clock="cpu", cpu_limit=60)
+    assert result.ok, (tmp_path / "run.log").read_text()
+    assert result.metrics["spent"] >= 1.0  # two threads' CPU, not one
+    assert result.metrics["total"] <= (result.cpu_seconds or 0) + 0.01
+    assert result.metrics["threads"] == len(os.sched_getaffinity(0))
