@@ -58,3 +58,29 @@ def test_no_heartbeat_under_the_live_view(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_clock_text() -> None:
     assert _pace.clock_text(0) == "0:00" and _pace.clock_text(61.7) == "1:01" and _pace.clock_text(-3) == "0:00"
+
+
+class _Busy:
+    """What request_stop needs of a session whose loop is running."""
+
+    def __init__(self, folder: Path) -> None:
+        self.state_dir = folder
+
+    def is_busy(self) -> bool:
+        return True
+
+
+def test_no_new_experiment_once_a_run_no_longer_fits(tmp_path: Path) -> None:
+    """The runs so far took about a second each and under 1.5 of them fit before the hard
+    deadline: the stop note (after the current experiment) is left, long before the fixed soft
+    deadline (never, here), and the hard one has not come."""
+    lines: list[str] = []
+    pace = _pace.Pace(_Busy(tmp_path), time.monotonic(), soft_s=1e9, hard_s=3.0, echo=lines.append,  # type: ignore[arg-type]
+                      beat=False)
+    with pace:
+        pace.tap("running", {"seq": 1, "label": "run"})
+        time.sleep(0.4)
+        pace.tap("running", {"seq": 1, "label": "repeat-1"})
+        time.sleep(1.6)
+    assert (tmp_path / "stop").read_text() == "after-current"
+    assert any("no new experiment starts" in line for line in lines) and not pace.hard_sent
