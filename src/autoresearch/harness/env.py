@@ -73,9 +73,9 @@ def thread_env(env: dict[str, str]) -> dict[str, str]:
     """Thread pools sized to the cores this run may use (`cpuclock.available_cpus`: the slot's
     core set, a CPU quota), and OpenMP threads that sleep when they wait (OMP_WAIT_POLICY=PASSIVE).
 
-    Spinning threads are the trap of a shared machine: with one of two cores busy, a torch run
-    whose OpenMP workers spin at every barrier was measured losing 6-30x its throughput instead
-    of 2x, and on the cpu clock that spin would be charged. A value already in ENV (the user's
+    Spinning threads are the trap of a shared machine: beside a one-core hog on 2 cores, tinylm
+    with OpenMP's default waits trained 8x slower than with passive ones, and on the cpu clock
+    the spin is charged as training (benchmarks/noise.py). A value already in ENV (the user's
     own, passed through) wins. AUTORESEARCH_CPUS says the count to code that sizes its own pools."""
     cpus = str(available_cpus())
     out = {"AUTORESEARCH_CPUS": cpus}
