@@ -29,11 +29,11 @@ def test_a_slow_quickstart_ends_in_its_time_and_says_undecided(tmp_path: Path) -
     assert proc.wait(timeout=120) == 0, stamped
     took = time.monotonic() - start
     text = "\n".join(line for _, line in stamped)
-    assert took < 75, text  # one minute, plus the interpreter's start and the report
+    assert took < 90, text  # one minute, plus the interpreter's start and the report on a busy machine
     gaps = [b - a for (a, _), (b, _) in zip(stamped, stamped[1:])]
     assert stamped[0][0] < 30 and max(gaps) < 60, stamped
     assert "stopping the experiment in flight" in text
-    assert "UNDECIDED (seq 2" in text, text
+    assert "UNDECIDED (seq 2" in text and "undecided" in text.split("UNDECIDED")[0], text
     assert "quickstart: done in" in text
 
 

@@ -246,7 +246,8 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         for col in ("seq", "commit", config.metric.name, "status", "description"):
             table.add_column(col)
         for e in exps:
-            table.add_row(str(e.seq), e.short_commit, fmt(e.metric), e.status, e.description)
+            table.add_row(str(e.seq), e.short_commit, fmt(e.metric), "undecided" if _undecided(e) else e.status,
+                          e.description)
         consoles.out.print(table)
         # best vs baseline, and the keeps' own gain when the machine changed in between
         for line in summary_lines(session_gain(exps, config.maximize)):
