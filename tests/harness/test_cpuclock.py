@@ -185,3 +185,21 @@ def test_a_sandboxed_run_cannot_move_itself_out_of_its_cgroup(meter_kind: str, t
                "echo $$ > $f 2>/dev/null; done; " + BURN)
     result = _run(command, tmp_path, limit=1.0, sandbox=SandboxSpec(writable=[tmp_path / "out"]))
     assert result.over_budget and result.cpu_seconds is not None and result.cpu_seconds >= 1.0
+
+
+def test_a_group_left_by_a_killed_harness_is_removed_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A harness killed mid-run (or a daemon run thread ended with its process) leaves an empty
+    group; the next run removes empty ones older than STALE_S, and never one with processes."""
+    kind = next((k for k in cpuclock.KINDS if cpuclock.can_make(k)), None)
+    if kind is None:
+        pytest.skip("no cgroup can be made here")
+    monkeypatch.setattr(cpuclock, "KINDS", (kind,))
+    left = cpuclock.open_meter("left-" + os.urandom(8).hex())
+    assert isinstance(left, cpuclock.CgroupMeter) and left.path.is_dir()
+    monkeypatch.setattr(cpuclock, "STALE_S", -1.0)
+    meter = cpuclock.open_meter("next-" + os.urandom(8).hex())
+    try:
+        assert not left.path.exists()
+    finally:
+        meter.close()
+        left.close()

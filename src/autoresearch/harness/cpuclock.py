@@ -28,7 +28,7 @@ from pathlib import Path
 # The cgroup kinds tried, in order (tests narrow it to exercise each one).
 KINDS: tuple[str, ...] = ("v2", "v1")
 GROUP_DIR = "autoresearch-runs"  # the folder under the harness's own cgroup that holds the runs'
-STALE_S = 24 * 3600  # an empty run group older than this (a harness killed mid-run) is removed
+STALE_S = 600.0  # an empty run group older than this (a harness killed mid-run) is removed
 SAMPLE_S = 0.5  # how often the /proc fallback samples
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
