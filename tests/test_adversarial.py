@@ -74,6 +74,7 @@ goal = "minimize"
 [budget]
 seconds = 2
 timeout = 4
+grace = 2
 
 [sandbox]
 kind = "bwrap"

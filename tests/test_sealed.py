@@ -230,10 +230,12 @@ def test_every_template_measures_outside_the_editable_code() -> None:
 @pytest.mark.slow
 def test_an_over_budget_run_is_rejected_however_good(tmp_path: Path) -> None:
     root = make_task(tmp_path, harness_owned=True,
-                     config_edits={"seconds = 10\ntimeout = 60": "seconds = 1\ngrace = 1\ntimeout = 30"})
-    train = root / "train.py"
+                     config_edits={"seconds = 10\ntimeout = 60": "seconds = 1\ntimeout = 30", "grace = 2": "grace = 1"})
+    train = root / "train.py"  # burns 3 CPU seconds: over the budget on the template's cpu clock
     train.write_text(train.read_text().replace("STEPS = 200", "STEPS = 2000").replace(
-        'if __name__ == "__main__":', 'if __name__ == "__main__":\n    import time; time.sleep(3)'))
+        'if __name__ == "__main__":',
+        'if __name__ == "__main__":\n    import time; end = time.process_time() + 3\n'
+        '    while time.process_time() < end: pass'))
     out = ar(root, "experiment", "-m", "train longer than the budget", "--json", check=False)
     record = json.loads(out.stdout)
     assert (record["status"], record["reason"]) == ("rejected", "over-budget")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from autoresearch.cli._common import (
     refuse_inside_proposal,
     warn_unsandboxed,
 )
+from autoresearch.cli._pace import Pace, clock_text
 from autoresearch.config.task import check_limits, find_root, load_config, with_overrides
 from autoresearch.executors import make_executor
 from autoresearch.loop.driver import run_loop
@@ -82,7 +84,8 @@ def _write_outputs(session: Session) -> list[Path]:
     return written
 
 
-def run_loop_cli(session: Session, quiet: bool) -> LoopResult:
+def run_loop_cli(session: Session, quiet: bool, tap: Callable[[str, dict], None] | None = None) -> LoopResult:
+    """The loop with its view; TAP also hears every phase event (the quickstart's clock)."""
     config = session.config
     warn_unsandboxed(session)
     first = get_proposer(config, config.agent.kind)  # a bad --agent fails here, before any branch work
@@ -100,7 +103,12 @@ def run_loop_cli(session: Session, quiet: bool) -> LoopResult:
 
     agent_name = config.agent.kind.partition(":")[0]
     with view as live:
-        result = run_loop(session, proposer_for, config.loop, executor, on_phase=live.on_phase,
+        on_phase = live.on_phase
+        if tap is not None:
+            def on_phase(phase: str, info: dict) -> None:
+                tap(phase, info)
+                live.on_phase(phase, info)
+        result = run_loop(session, proposer_for, config.loop, executor, on_phase=on_phase,
                           on_message=message, agent_name=agent_name)
     n, keeps = len(result.experiments), result.keeps
     baseline = sum(1 for e in result.experiments if e.is_baseline)
@@ -141,14 +149,26 @@ def stop_cmd(now: bool) -> None:
         click.echo("stop requested: the loop stops " + ("now" if now else "after the current experiment"))
 
 
+def _undecided(e: Any) -> bool:
+    """An experiment stopped before its test decided: its confirmation ran out of runs (the
+    test still said `continue`) or it was interrupted."""
+    if e.reason == "interrupted":
+        return True
+    confirm = e.details.get("confirm") if isinstance(e.details, dict) else None
+    return e.reason == "unconfirmed" and isinstance(confirm, dict) and confirm.get("decision") == "continue"
+
+
 def _honest_summary(exps: list, confirm: str) -> str:
-    """One plain sentence: which gains were confirmed (and how, by the task's CONFIRM policy)
-    and which looked like gains in one run but were noise."""
+    """One plain sentence: which gains were confirmed (and how, by the task's CONFIRM policy),
+    which looked like gains in one run but were noise, and which were left undecided."""
     confirmed = confirm != "none"
     how = "re-runs against the best's reference runs" if confirm == "reference" else "paired re-runs beside the best"
     keeps = [e for e in exps if e.status == "keep" and not e.is_baseline]
-    noise = [e for e in exps if e.reason == "unconfirmed"]
-    if not keeps:
+    undecided = [e for e in exps if _undecided(e)]
+    noise = [e for e in exps if e.reason == "unconfirmed" and e not in undecided]
+    if not any(not e.is_baseline for e in exps):
+        said = "no experiment beyond the baseline ran in the time (each run took longer than the demo allows)"
+    elif not keeps:
         said = "no change beat the baseline"
     elif confirmed:
         said = f"{len(keeps)} gain{'s' if len(keeps) != 1 else ''} confirmed by {how}"
@@ -157,7 +177,17 @@ def _honest_summary(exps: list, confirm: str) -> str:
                 "(this task's [verdict] confirm = \"none\"; `autoresearch noise` shows how large its noise is)")
     if noise:
         said += f"; {len(noise)} apparent gain{'s' if len(noise) != 1 else ''} turned out to be noise"
+    if undecided:
+        said += (f"; {len(undecided)} UNDECIDED (seq {', '.join(str(e.seq) for e in undecided)}: the demo's "
+                 "time or run cap ended the test before it could tell; neither a gain nor noise)")
     return said + "."
+
+
+QUICKSTART_MINUTES = 10.0
+QUICKSTART_BUDGETS = {"tinylm": 20.0}  # per run, on the task's clock: a few experiments in ten minutes
+QUICKSTART_MAX_RUNS = 6  # confirmation runs per candidate: 3 pairs beside the best
+QUICKSTART_SOFT = 0.8  # past this share of the time no new experiment starts (earlier when runs are slow)
+QUICKSTART_WIND_DOWN_S = 45.0  # the last seconds: the run in flight stopped, plot, report and summary
 
 
 def _quickstart_template() -> str:
@@ -175,14 +205,21 @@ def _quickstart_template() -> str:
 @click.option("--template", "-t", help="Template to use (default: tinylm when torch is installed, else example).")
 @click.option("--experiments", "-n", type=click.IntRange(min=1), default=5, show_default=True,
               help="Experiments after the baseline (at least 1: the demo stops on its own; `run` is the open loop).")
-@click.option("--budget", type=float, help="Override the template's seconds per experiment.")
+@click.option("--budget", type=float, help="Override the template's seconds per experiment (tinylm: 20 in the "
+              "quickstart, against its own 60).")
+@click.option("--minutes", type=click.FloatRange(min=1), default=QUICKSTART_MINUTES, show_default=True,
+              help="The whole demo's time, setup included: no experiment starts in its last part, and one "
+              "still running at the end is stopped and reported as undecided.")
 @click.option("--quiet", "-q", is_flag=True)
 @guarded
-def quickstart(directory: Path, template: str | None, experiments: int, budget: float | None, quiet: bool) -> None:
+def quickstart(directory: Path, template: str | None, experiments: int, budget: float | None, minutes: float,
+               quiet: bool) -> None:
     """The demo: scaffold a task, run its baseline and a few experiments with the built-in
-    optimizer (no network, no keys), then show the results, the plot and the report."""
+    optimizer (no network, no keys), then show the results, the plot and the report. It ends
+    within --minutes whatever it finds, printing what it does at least once a minute."""
     from rich.table import Table
 
+    started = time.monotonic()
     template = template or _quickstart_template()
     if not (directory / "autoresearch.toml").exists():
         init_from_template(directory, template)
@@ -190,16 +227,29 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
     config = load_config(directory)
     config = with_overrides(config, "agent", kind="tune")
     config = with_overrides(config, "loop", max_experiments=experiments, hours=0.0, plateau=0)
-    if budget:
+    budget = budget or QUICKSTART_BUDGETS.get(config.task.name)
+    if budget and budget != config.budget.seconds:
+        click.echo(f"quickstart: {budget:g} {config.budget.clock} seconds per run (the task's own budget is "
+                   f"{config.budget.seconds:g}), so the demo ends within {minutes:g} minutes")
         config = with_overrides(config, "budget", seconds=budget)
+    if config.verdict.confirm != "none" and config.verdict.max_runs > QUICKSTART_MAX_RUNS:
+        click.echo(f"quickstart: at most {QUICKSTART_MAX_RUNS} confirmation runs per candidate (the task's own "
+                   f"cap is {config.verdict.max_runs}); a candidate the test cannot decide in them is reported "
+                   "as undecided")
+        config = with_overrides(config, "verdict", max_runs=QUICKSTART_MAX_RUNS)
+    total = 60 * minutes
     with Session(config) as s:
-        result = run_loop_cli(s, quiet)
+        pace = Pace(s, started, soft_s=QUICKSTART_SOFT * total, hard_s=total - min(QUICKSTART_WIND_DOWN_S, 0.15 * total),
+                    echo=click.echo, beat=quiet or not sys.stdout.isatty())
+        with pace:
+            result = run_loop_cli(s, quiet, tap=pace.tap)
         exps = s.journal.experiments(s.tag)
         table = Table(title=f"{config.task.name}: autoresearch/{s.tag}")
         for col in ("seq", "commit", config.metric.name, "status", "description"):
             table.add_column(col)
         for e in exps:
-            table.add_row(str(e.seq), e.short_commit, fmt(e.metric), e.status, e.description)
+            table.add_row(str(e.seq), e.short_commit, fmt(e.metric), "undecided" if _undecided(e) else e.status,
+                          e.description)
         consoles.out.print(table)
         # best vs baseline, and the keeps' own gain when the machine changed in between
         for line in summary_lines(session_gain(exps, config.maximize)):
@@ -207,6 +257,7 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         click.echo(_honest_summary(exps, config.verdict.confirm))
         click.echo(f"task folder: {s.root}  (results.tsv, progress.png, report.html; "
                    f"continue with: cd {directory} && autoresearch run --agent tune)")
+        click.echo(f"quickstart: done in {clock_text(time.monotonic() - started)}")
         if result.stopped_because == "interrupted":
             sys.exit(EXIT_INTERRUPTED)
 

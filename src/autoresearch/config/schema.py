@@ -186,16 +186,25 @@ class BudgetSection:
     """Time, disk and output limits of one run."""
 
     seconds: float = field(default=300.0, metadata=meta(
-        "The time budget of one run in seconds, given to it as AUTORESEARCH_BUDGET_S.", gt=0))
+        "The budget of one run's run phase, in seconds on `clock`, given to it as AUTORESEARCH_BUDGET_S.", gt=0))
+    clock: Literal["wall", "cpu"] = field(default="wall", metadata=meta(
+        'What a budget second is. "wall": elapsed time, the original\'s meaning (the best model for this '
+        'hardware; right for a dedicated GPU). "cpu": CPU seconds of the run\'s whole process tree, measured by '
+        "the harness through a cgroup of its own (right for a laptop, a shared machine or a noisy VM: a "
+        "neighbour's load and sleeping are not charged; cache and memory-bandwidth contention still are). "
+        "The run reads it as AUTORESEARCH_BUDGET_CLOCK and its own CPU time from AUTORESEARCH_CPU_USAGE."))
     timeout: float = field(default=0.0, metadata=meta(
-        "Seconds after which the run's process group is killed (0: twice the budget plus 60).", ge=0))
+        "Wall seconds after which the run's process group is killed, on either clock (0: twice the budget plus "
+        '60; four times on clock = "cpu", where a busy machine stretches the wall time of a CPU second).', ge=0))
     evaluate_timeout: float = field(default=0.0, metadata=meta(
         "The same hard limit for the evaluate phase (0: the same as timeout).", ge=0))
     log_max_bytes: int = field(default=4 * 1024 * 1024, metadata=meta(
         "run.log keeps only its tail beyond this many bytes.", ge=4096))
     grace: float = field(default=-1.0, metadata=meta(
-        "A start-up allowance: a run phase longer than seconds plus grace is over-budget (negative: a quarter "
-        "of the budget, at least 30 s)."))
+        "The start-up allowance, in seconds on `clock`: a run phase that takes more than seconds plus grace is "
+        "rejected as over-budget. Declare what the task's start-up costs (imports, data loading, a compile "
+        "step); negative: a fifth of the budget (at least 1 s), so a run that trains 1.3 times its budget is "
+        "rejected whatever its start-up."))
     keep_outputs: int = field(default=5, metadata=meta(
         "How many run output folders are kept besides the best's; older ones are pruned.", ge=0))
     max_new_file_bytes: int = field(default=50 * 1024 * 1024, metadata=meta(
@@ -203,12 +212,14 @@ class BudgetSection:
 
     @property
     def allowance(self) -> float:
-        """The declared start-up allowance: `grace`, or a quarter of the budget (at least 30 s)."""
-        return self.grace if self.grace >= 0 else max(30.0, 0.25 * self.seconds)
+        """The declared start-up allowance: `grace`, or a fifth of the budget (at least 1 s)."""
+        return self.grace if self.grace >= 0 else max(1.0, 0.2 * self.seconds)
 
     @property
     def hard_timeout(self) -> float:
-        return self.timeout if self.timeout > 0 else 2 * self.seconds + 60
+        if self.timeout > 0:
+            return self.timeout
+        return (4 if self.clock == "cpu" else 2) * self.seconds + 60
 
     @property
     def hard_evaluate_timeout(self) -> float:

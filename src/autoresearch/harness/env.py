@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from autoresearch.harness.cpuclock import available_cpus
+
 
 def base_env(extra: dict[str, str]) -> dict[str, str]:
     """The environment of a run: ours, `python` resolving to this interpreter, plus EXTRA."""
@@ -28,7 +30,7 @@ PASSED_NAMES = frozenset({
     "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
     "GPU_DEVICE_ORDINAL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "TORCH_NUM_THREADS", "LD_LIBRARY_PATH",
+    "VECLIB_MAXIMUM_THREADS", "TORCH_NUM_THREADS", "OMP_WAIT_POLICY", "LD_LIBRARY_PATH",
     "CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "HIP_PATH",
 })
 PASSED_PREFIXES = ("LC_", "AUTORESEARCH_")
@@ -61,3 +63,25 @@ def task_env(extra: dict[str, str], allow: list[str], *, home: Path, pycache_pre
         env["PYTHONPYCACHEPREFIX"] = str(pycache_prefix)
     env.update(extra)
     return env
+
+
+# The thread-pool variables a run is given, unless the user's environment sets them itself.
+THREAD_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS")
+
+
+def thread_env(env: dict[str, str]) -> dict[str, str]:
+    """Thread pools sized to the cores this run may use (`cpuclock.available_cpus`: the slot's
+    core set, a CPU quota), and OpenMP threads that sleep when they wait (OMP_WAIT_POLICY=PASSIVE).
+
+    Spinning threads are the trap of a shared machine: beside a one-core hog on 2 cores, tinylm
+    with OpenMP's default waits trained 8x slower than with passive ones, and on the cpu clock
+    the spin is charged as training (benchmarks/noise.py). A value already in ENV (the user's
+    own, passed through) wins. AUTORESEARCH_CPUS says the count to code that sizes its own pools."""
+    cpus = str(available_cpus())
+    out = {"AUTORESEARCH_CPUS": cpus}
+    for name in THREAD_NAMES:
+        if name not in env:
+            out[name] = cpus
+    if "OMP_WAIT_POLICY" not in env:
+        out["OMP_WAIT_POLICY"] = "PASSIVE"
+    return out

@@ -4,7 +4,9 @@ user processes, and the only one that ends them.
 
 Every process a run starts carries ``AUTORESEARCH_RUN_ID`` in its environment; after the run,
 any process still holding that marker (one that escaped the process group with setsid, say)
-is found through /proc and killed, so nothing a run starts outlives it.
+is found through /proc and killed, so nothing a run starts outlives it. On the cpu budget clock
+the run also has a cgroup of its own (`cpuclock`): its CPU time is the budget's, and whatever is
+left in the group at the end is killed, marker or not.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from autoresearch.harness.cpuclock import CpuMeter, open_meter
 from autoresearch.harness.output import CappedLog, MetricParser
 from autoresearch.harness.sandbox import SandboxSpec, wrap_command
 from autoresearch.redact import redact_file, session_secrets
@@ -42,14 +45,19 @@ class RunResult:
     interrupted: bool = False
     log_path: Path | None = None
     log_problem: str = ""  # the log could not be written (a full disk): the run's result still counts
+    cpu_seconds: float | None = None  # the process tree's CPU time, on clock = "cpu"
+    over_budget: bool = False  # stopped by the harness: its CPU time passed the limit
+    clock_note: str = ""  # how the CPU time was measured, where that is not a cgroup
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out and not self.interrupted
+        return self.exit_code == 0 and not self.timed_out and not self.interrupted and not self.over_budget
 
     def failure_reason(self) -> str:
         if self.interrupted:
             return "interrupted"
+        if self.over_budget:
+            return "over-budget"
         if self.timed_out:
             return "timeout"
         if self.exit_code != 0:
@@ -175,25 +183,39 @@ def run_command(
     stop: threading.Event | None = None,
     on_start: "Callable[[int], None] | None" = None,
     pass_fds: tuple[int, ...] = (),
+    clock: str = "wall",
+    cpu_limit: float | None = None,
 ) -> RunResult:
     """Run COMMAND through the shell in its own process group; never raises for its failures.
 
-    Output (stdout and stderr together) goes to LOG_PATH only. At TIMEOUT, or when STOP is
-    set, the whole group gets SIGTERM, then SIGKILL after a short grace; afterwards anything
-    still carrying the run's marker is killed too. PASS_FDS are handed over to the command (it
-    inherits them; they are closed here once it has started, or failed to).
+    Output (stdout and stderr together) goes to LOG_PATH only. At TIMEOUT (wall seconds), or
+    when STOP is set, the whole group gets SIGTERM, then SIGKILL after a short grace; afterwards
+    anything still carrying the run's marker is killed too. PASS_FDS are handed over to the
+    command (it inherits them; they are closed here once it has started, or failed to).
+
+    CLOCK "cpu": the run gets a cgroup of its own (`cpuclock`), which it joins before it execs,
+    its tree's CPU seconds are `cpu_seconds`, and past CPU_LIMIT it is stopped as `over_budget`;
+    every process left in the group afterwards is killed. The run is told where to read its own
+    CPU time (AUTORESEARCH_CPU_USAGE) and by which clock it is charged (AUTORESEARCH_BUDGET_CLOCK).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     run_id = os.urandom(16).hex()  # not uuid: it imports platform, ~3 ms of every command
     env = {**env, "AUTORESEARCH_RUN_ID": run_id}
+    meter = open_meter(run_id) if clock == "cpu" else None
+    if meter is not None:
+        env.update({"AUTORESEARCH_BUDGET_CLOCK": "cpu", "AUTORESEARCH_CPU_USAGE": meter.usage_file})
     status_r = status_w = -1
     if sandbox:
         status_r, status_w = os.pipe()
         argv = wrap_command(command, cwd=cwd, spec=sandbox, status_fd=status_w)
     else:
         argv = ["/bin/sh", "-c", command]
+    if meter is not None:
+        argv = meter.join_argv(argv)
     log = CappedLog(log_path, log_max_bytes)
     log.write(f"$ {command}\n".encode())
+    if meter is not None and meter.note:
+        log.write(f"autoresearch: {meter.note}\n".encode())
     parser = MetricParser()
     start = time.monotonic()
     try:
@@ -205,6 +227,8 @@ def run_command(
         log.close()
         if status_r >= 0:
             os.close(status_r)
+        if meter is not None:
+            meter.close()
         return RunResult(exit_code=127, seconds=0.0, log_path=log_path)
     finally:
         for fd in ((status_w,) if status_w >= 0 else ()) + tuple(pass_fds):
@@ -221,7 +245,7 @@ def run_command(
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    timed_out = interrupted = False
+    timed_out = interrupted = over_budget = False
     exited = _ExitWait(proc)
     try:
         while True:
@@ -229,6 +253,9 @@ def run_command(
                 break
             if time.monotonic() - start > timeout:
                 timed_out = True
+                break
+            if meter is not None and cpu_limit is not None and meter.seconds() > cpu_limit:
+                over_budget = True
                 break
             if stop is not None and stop.is_set():
                 interrupted = True
@@ -250,6 +277,8 @@ def run_command(
             # for the init: when it is gone, so is everything the run left. The /proc scan
             # (10-30 ms on a busy machine) is then needed only after a kill.
             _await_namespace_end(status_r)
+        if meter is not None:
+            meter.kill()  # whatever left the group and dropped the marker is still in the cgroup
         if sandbox is None or not ended_itself:
             sweep_marked(run_id)
         try:
@@ -258,7 +287,11 @@ def run_command(
             pass
         reader.join(timeout=5)
     seconds = time.monotonic() - start
-    if timed_out:
+    cpu_seconds = _close_meter(meter)
+    if over_budget:
+        log.write(f"\nautoresearch: stopped at {cpu_seconds:.1f} CPU seconds, over its budget of "
+                  f"{cpu_limit:g} CPU seconds\n".encode())
+    elif timed_out:
         log.write(f"\nautoresearch: killed at the hard timeout of {timeout:.0f}s\n".encode())
     elif interrupted:
         log.write(b"\nautoresearch: interrupted\n")
@@ -272,7 +305,17 @@ def run_command(
             log.problem = f"the log could not be redacted ({exc}) and was removed"
     metrics, texts = parser.metrics, parser.texts
     return RunResult(exit_code=proc.returncode, seconds=seconds, metrics=metrics, texts=texts,
-                     timed_out=timed_out, interrupted=interrupted, log_path=log_path, log_problem=log.problem)
+                     timed_out=timed_out, interrupted=interrupted, log_path=log_path, log_problem=log.problem,
+                     cpu_seconds=cpu_seconds, over_budget=over_budget, clock_note=meter.note if meter else "")
+
+
+def _close_meter(meter: CpuMeter | None) -> float | None:
+    """The run's final CPU seconds (every process in it has ended), its cgroup removed."""
+    if meter is None:
+        return None
+    seconds = meter.seconds(fresh=True)
+    meter.close()
+    return seconds
 
 
 def stop_processes_in(folder: Path, grace: float = 3.0) -> int:

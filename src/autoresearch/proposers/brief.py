@@ -119,7 +119,8 @@ def build_brief(config: TaskConfig, program: str, *, best: Experiment | None, be
         f"- Editable files (change only these; no new, deleted or renamed files): {', '.join(files)}",
         f"- Read-only harness (read for context; any change is rejected): {', '.join(config.task.readonly) or '(none)'}",
         f"- Metric: `{metric}` ({direction}), measured by the harness, never by you.",
-        f"- Budget: {config.budget.seconds:g} s per run; the run is killed at {config.budget.hard_timeout:g} s.",
+        f"- Budget: {config.budget.seconds:g} {'CPU seconds (all threads and processes)' if config.budget.clock == 'cpu' else 's'} "
+        f"per run, start-up within {config.budget.allowance:g} more; the run is killed at {config.budget.hard_timeout:g} s.",
         "- Do not commit, reset or switch branches. Do not touch results.tsv or .autoresearch/.",
         "- End your work with a one-line summary of the change (it becomes the commit message).",
         "",

@@ -7,9 +7,10 @@ earlier run left on disk, and whatever is swapped in the task folder during a ru
 that measures is the committed one, and the committed harness is the locked one (the guard
 rejects any candidate that changes it).
 
-The budget is the harness's to enforce, not the editable code's: a run phase whose wall time
-exceeds `[budget] seconds` plus the declared start-up allowance is `rejected: over-budget`,
-however good its number.
+The budget is the harness's to enforce, not the editable code's: a run phase whose time on the
+task's clock (wall seconds, or on `clock = "cpu"` the CPU seconds of its whole process tree,
+from its own cgroup) exceeds `[budget] seconds` plus the declared start-up allowance is
+`rejected: over-budget`, however good its number; on the cpu clock it is stopped there.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Callable
 from autoresearch.config.task import TaskConfig
 from autoresearch.errors import StateError
 from autoresearch.git.workspace import clear_dir
-from autoresearch.harness.env import base_env, task_env
+from autoresearch.harness.env import base_env, task_env, thread_env
 from autoresearch.harness.guard import read_lock, verify
 from autoresearch.harness.load import TreeWatch, load_between, sample_cpu, was_busy
 from autoresearch.harness.output import tail_lines
@@ -68,6 +69,7 @@ def run_env(session: Any, *, seq: int, seed: int, out_dir: Path, phase: str,
     config = session.config
     extra = {
         "AUTORESEARCH_BUDGET_S": f"{config.budget.seconds:g}",
+        "AUTORESEARCH_BUDGET_CLOCK": config.budget.clock,
         "AUTORESEARCH_SEQ": str(seq),
         "AUTORESEARCH_SEED": str(seed),
         "AUTORESEARCH_OUT": str(out_dir),
@@ -79,7 +81,8 @@ def run_env(session: Any, *, seq: int, seed: int, out_dir: Path, phase: str,
     home.mkdir(parents=True, exist_ok=True)
     # No PYTHONPYCACHEPREFIX: the run's tree is a fresh export with no caches in it, and the
     # libraries keep their own (read-only to the run in the sandbox); see _planted_bytecode.
-    return task_env(extra, list(config.task.env), home=home, pycache_prefix=None)
+    env = task_env(extra, list(config.task.env), home=home, pycache_prefix=None)
+    return {**env, **thread_env(env)}
 
 
 def measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *,
@@ -124,18 +127,21 @@ def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, st
     run_spec, eval_spec, model_spec = _sandbox_specs(session, out_dir, env)
     log_path = run_dir / f"{label}.log"
     on_phase("running", {"seq": seq, "label": label, "budget": config.budget.seconds, "started": time.time()})
-    result = run_command(config.task.run, cwd=workdir, env=env, timeout=config.budget.hard_timeout,
-                         log_path=log_path, log_max_bytes=config.budget.log_max_bytes, sandbox=run_spec, stop=stop,
-                         on_start=on_start)
+    budget = config.budget
+    limit = budget.seconds + budget.allowance
+    result = run_command(config.task.run, cwd=workdir, env=env, timeout=budget.hard_timeout,
+                         log_path=log_path, log_max_bytes=budget.log_max_bytes, sandbox=run_spec, stop=stop,
+                         on_start=on_start, clock=budget.clock, cpu_limit=limit)
     if result.log_problem:
         log_problems.append(f"{log_path.name}: {result.log_problem}")
     seconds = result.seconds
-    if result.ok and seconds > config.budget.seconds + config.budget.allowance:
+    charged = result.cpu_seconds if budget.clock == "cpu" and result.cpu_seconds is not None else seconds
+    if result.over_budget or (result.ok and charged > limit):
         # The editable code decides when to stop training; the harness decides what counts.
         return Measurement(False, "over-budget", rejected=True, metrics=result.metrics, seconds=seconds,
                            log_path=log_path, flags={"over_budget": {
-                               "seconds": round(seconds, 3), "budget": config.budget.seconds,
-                               "grace": config.budget.allowance}})
+                               "seconds": round(charged, 3), "clock": budget.clock, "budget": budget.seconds,
+                               "grace": budget.allowance}})
     if not config.task.evaluate and result.texts.get("reject") and not result.timed_out:
         # Without an evaluate phase the run command is the harness (its checks live in
         # read-only files), so its `reject: <reason>` line counts.
@@ -156,6 +162,10 @@ def _measure(session: Any, workdir: Path, seq: int, seed: int, label: str, *, st
         return Measurement(False, "harness-modified-during-run", rejected=True, metrics=result.metrics,
                            seconds=seconds, log_path=log_path, flags={**flags, "problems": tampered})
     metrics = dict(result.metrics)
+    if result.cpu_seconds is not None:  # the run's CPU share: how busy the machine was
+        flags["cpu_seconds"] = round(result.cpu_seconds, 3)
+        if result.clock_note:
+            flags["clock_note"] = result.clock_note
     final_log = log_path
     planted = _planted_bytecode(workdir)
     if planted:  # Python writes none here (PYTHONDONTWRITEBYTECODE): the run's code made these

@@ -207,7 +207,8 @@ def _reference_flow(config: TaskConfig, exp: Experiment, screened: Verdict, scre
         on_phase("confirming", _progress(exp.seq, len(cand) + len(fresh) - len(screening), 2 * policy.max_runs,
                                          reference.runs, cand, maximize, paired=False))
         outcome = reference_decision(reference, cand, policy, maximize, needed)
-    info.update(runs=len(cand), best_runs=fresh, mean_improvement=outcome.mean_improvement, bound=outcome.bound,
+    info.update(decision=outcome.decision, runs=len(cand), best_runs=fresh, mean_improvement=outcome.mean_improvement,
+                bound=outcome.bound,
                 alpha=outcome.alpha, candidate_runs=list(cand))
     if outcome.decision != "better":
         return Verdict("discard", "unconfirmed")
@@ -234,7 +235,11 @@ def _confirm_flow(config: TaskConfig, exp: Experiment, screened: Verdict,
     runs: dict[str, list[float]] = {"best": [], "candidate": []}
     outcome = None
     on_phase("confirming", {"seq": exp.seq})
-    roles = abba_roles(2 * max(MIN_PAIRS, policy.max_runs // 2))
+    # The sequential test is valid at every look, so max_runs caps it as written (a quickstart's
+    # short cap); the bootstrap and the sign test need MIN_PAIRS pairs before they may decide.
+    sequential = policy.test == "sequential" or policy.confirm == "sequential"
+    most_pairs = max(1, policy.max_runs // 2) if sequential else max(MIN_PAIRS, policy.max_runs // 2)
+    roles = abba_roles(2 * most_pairs)
     for i, role in enumerate(roles):
         commit = exp.parent if role == "best" else exp.commit_sha
         # fresh seeds: a lucky seed cannot carry a keep
@@ -251,7 +256,8 @@ def _confirm_flow(config: TaskConfig, exp: Experiment, screened: Verdict,
             if outcome.decision != "continue":
                 break
     assert outcome is not None
-    confirm: dict[str, Any] = {"pairs": outcome.pairs, "mean_improvement": outcome.mean_improvement,
+    confirm: dict[str, Any] = {"decision": outcome.decision, "pairs": outcome.pairs,
+                               "mean_improvement": outcome.mean_improvement,
                                "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
                                "best_runs": runs["best"], "candidate_runs": runs["candidate"]}
     exp.details["confirm"] = confirm

@@ -93,6 +93,44 @@ VAL_DIR = CACHE_DIR / "val"
 HOLDOUT_DIR = CACHE_DIR / "holdout"
 SPLIT_DIRS = {"train": TRAIN_DIR, "val": VAL_DIR, "holdout": HOLDOUT_DIR}
 
+# ---------------------------------------------------------------------------
+# The budget clock and the thread pools (what the harness measures, the run can read)
+# ---------------------------------------------------------------------------
+
+BUDGET_CLOCK = os.environ.get("AUTORESEARCH_BUDGET_CLOCK") or "wall"  # "wall" or "cpu", from [budget] clock
+
+
+def budget_clock() -> Callable[[], float]:
+    """A clock in budget seconds: wall time, or on clock = "cpu" the CPU seconds of this run's
+    whole process tree (every thread and child), read from the cgroup file the harness counts
+    (AUTORESEARCH_CPU_USAGE). Without one (run by hand), this process's and its children's CPU
+    time. Time the training steps with it, so the run stops where the harness will charge it."""
+    if BUDGET_CLOCK != "cpu":
+        return time.perf_counter
+    usage = os.environ.get("AUTORESEARCH_CPU_USAGE") or ""
+
+    def cgroup_seconds() -> float:
+        text = Path(usage).read_text().strip()  # v2 cpu.stat: "usage_usec N ..."; v1 cpuacct.usage: ns
+        return int(text.split()[1]) / 1e6 if text.startswith("usage_usec") else int(text.split()[0]) / 1e9
+
+    try:
+        cgroup_seconds()
+        return cgroup_seconds
+    except (OSError, ValueError, IndexError):
+        def own_seconds() -> float:
+            t = os.times()
+            return t.user + t.system + t.children_user + t.children_system
+        return own_seconds
+
+
+def cpu_threads() -> int:
+    """The cores this run may use, as the harness sized them (AUTORESEARCH_CPUS: the slot's cores,
+    a CPU quota); a thread pool bigger than that spins on cores the run does not get."""
+    given = os.environ.get("AUTORESEARCH_CPUS") or os.environ.get("OMP_NUM_THREADS") or ""
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
 
 def data_url(default: str) -> str:
     """The folder the raw data comes from: AUTORESEARCH_DATA_URL when set, else DEFAULT."""

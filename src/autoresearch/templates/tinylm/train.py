@@ -2,7 +2,8 @@
 Pretrain a small GPT for a fixed time budget. This is the file the agent edits.
 
 Reads top to bottom: device and attention backend, the model, the optimizer, the knobs, the
-training loop. Under autoresearch it trains for AUTORESEARCH_BUDGET_S seconds of wall time,
+training loop. Under autoresearch it trains for AUTORESEARCH_BUDGET_S seconds on the task's
+budget clock (wall time, or the CPU seconds of the run's process tree: prepare.budget_clock),
 prints a summary, and saves the model to $AUTORESEARCH_OUT; evaluate.py (read-only) then
 rebuilds the model from this file and computes the number that counts, val_bpb. Run by hand
 (`uv run train.py`), it calls evaluate.py itself at the end, so you see that same number.
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, make_dataloader
+from prepare import BUDGET_CLOCK, MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, budget_clock, cpu_threads, make_dataloader
 
 # ---------------------------------------------------------------------------
 # Device, precision and attention backend
@@ -538,13 +539,15 @@ def main() -> None:
     seed = int(os.environ.get("AUTORESEARCH_SEED") or 0)
     budget = float(os.environ.get("AUTORESEARCH_BUDGET_S") or TIME_BUDGET)
     torch.manual_seed(seed)
+    torch.set_num_threads(cpu_threads())  # no more threads than cores we get: spare ones would spin
+    clock = budget_clock()
     device = detect_device()
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside autocast
     bf16 = use_bf16(device)
     compiled = COMPILE and compile_works(device)
     print(f"device={device.type} ({device_name(device)}) bf16={bf16} compile={compiled} "
-          f"attention={'fa3' if FA3 is not None else 'sdpa'} seed={seed} budget={budget:g}s", flush=True)
+          f"attention={'fa3' if FA3 is not None else 'sdpa'} seed={seed} budget={budget:g}s ({BUDGET_CLOCK} clock) threads={torch.get_num_threads()}", flush=True)
 
     tokenizer = Tokenizer.from_directory()
     width = -(-DEPTH * ASPECT_RATIO // HEAD_DIM) * HEAD_DIM
@@ -569,10 +572,10 @@ def main() -> None:
     untimed = 10 if compiled else 1  # the first steps compile and warm up; they do not count
     print(f"grad_accum={grad_accum} peak_flops={peak:.3e} ({peak_source}) untimed_steps={untimed}", flush=True)
 
-    step, training_time, smooth_loss = 0, 0.0, 0.0
+    step, training_time, wall_time, smooth_loss = 0, 0.0, 0.0, 0.0
     while True:
         synchronize(device)
-        t0 = time.time()
+        t0, c0 = time.time(), clock()
         for _ in range(grad_accum):
             with autocast(device):
                 loss = train_model(x, y)
@@ -594,7 +597,8 @@ def main() -> None:
         synchronize(device)
         dt = time.time() - t0
         if step >= untimed:
-            training_time += dt
+            training_time += clock() - c0  # on the budget's clock
+            wall_time += dt
         smooth_loss = 0.9 * smooth_loss + 0.1 * loss_value
         mfu = 100 * flops_per_token * TOTAL_BATCH_SIZE / dt / peak
         print(f"step {step:05d} ({100 * progress:.1f}%) | loss {smooth_loss / (1 - 0.9 ** (step + 1)):.6f} | "
@@ -609,7 +613,7 @@ def main() -> None:
             break
 
     timed_steps = step - untimed
-    tokens_per_sec = TOTAL_BATCH_SIZE * timed_steps / training_time if training_time > 0 else 0.0
+    tokens_per_sec = TOTAL_BATCH_SIZE * timed_steps / wall_time if wall_time > 0 else 0.0
     own_out = not os.environ.get("AUTORESEARCH_OUT")
     out_dir = Path(tempfile.mkdtemp(prefix="train-")) if own_out else Path(os.environ["AUTORESEARCH_OUT"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -618,7 +622,8 @@ def main() -> None:
     torch.save({"config": asdict(config), "state_dict": state}, out_dir / "model.pt")
 
     print("---")
-    print(f"training_seconds: {training_time:.1f}")
+    print(f"training_seconds: {training_time:.1f}")  # on the budget clock
+    print(f"training_wall_s:  {wall_time:.1f}")
     print(f"total_seconds:    {time.time() - t_start:.1f}")
     print(f"peak_vram_mb:     {peak_memory_mb(device):.1f}")
     print(f"mfu_percent:      {100 * flops_per_token * tokens_per_sec / peak:.2f}")
