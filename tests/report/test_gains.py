@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from autoresearch.journal.records import Experiment
-from autoresearch.report.gains import change_words, pct_words, raw_note, session_gain, summary_lines
+from autoresearch.report.gains import change_words, headline_lines, pct_words, raw_note, session_gain
 
 
 def exp(seq: int, status: str, metric: float | None = None, bar: float | None = None, *,
@@ -59,7 +59,7 @@ def test_without_a_re_measurement_the_headline_is_exactly_best_minus_baseline() 
     assert g.headline == 1.3 - 0.7 and g.headline_pct == 100.0 * (1.3 - 0.7) / 1.3
     assert g.chain == pytest.approx(g.raw)
     assert raw_note(g) == ""
-    assert summary_lines(g) == ["baseline 1.300000 -> best 0.700000 (-0.600000)"]
+    assert headline_lines(g, None) == ["gain     improved by 0.6, +46.15% vs the baseline 1.300000 (seq 1), not measured side by side"]
 
 
 def test_a_session_without_keeps_gained_nothing() -> None:
@@ -69,7 +69,7 @@ def test_a_session_without_keeps_gained_nothing() -> None:
     assert (g.best, g.best_seq, g.baseline_seq) == (2.0, 1, 1)
     nothing = session_gain([exp(1, "crash", None, baseline=True)], maximize=True)
     assert (nothing.baseline, nothing.chain, nothing.raw, nothing.headline) == (None, None, None, None)
-    assert summary_lines(nothing) == [] and raw_note(nothing) == ""
+    assert headline_lines(nothing, None) == [] and raw_note(nothing) == ""
 
 
 def test_a_confirmed_keep_counts_with_its_confirmed_metric_and_is_the_next_bar() -> None:

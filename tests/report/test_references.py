@@ -204,7 +204,7 @@ def test_quickstart_plot_and_live_view_summaries_agree(drifted: Path) -> None:
     # same journal (quickstart itself runs tune on its own template)
     from rich.console import Console
 
-    from autoresearch.report.gains import session_gain, summary_lines
+    from autoresearch.report.gains import headline_lines, session_gain
     from autoresearch.report.plot import _title
     from autoresearch.report.view import render_state, state_from_journal
     from autoresearch.trial.session import Session
@@ -212,10 +212,9 @@ def test_quickstart_plot_and_live_view_summaries_agree(drifted: Path) -> None:
     with Session.open(drifted) as s:
         exps = s.journal.experiments("t")
         state = state_from_journal(s)
-    lines = summary_lines(session_gain(exps, maximize=False))
-    assert lines[0] == "baseline 10.010000 -> best 14.020000 (+4.010000): as measured, not like-for-like"
-    assert lines[1] == f"gain: {GAIN}, the sum of 1 keep each against the bar of its time"
-    assert RAW in lines[2]
+    lines = headline_lines(session_gain(exps, maximize=False), None)
+    assert lines[0] == f"gain     {GAIN}: 1 keep, each against the bar of its time"
+    assert RAW in lines[1]
     title = _title(exps, "val_loss", False, "t")
     assert "baseline 10.01 → best 14.02 (not like-for-like)" in title
     assert "keeps gained 0.99 (9.89% better) against the bar of their time" in title

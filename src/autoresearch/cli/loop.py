@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+from rich.table import Table
 
 from autoresearch.cli._common import (
     EXIT_INTERRUPTED,
@@ -22,15 +23,16 @@ from autoresearch.cli._common import (
 from autoresearch.cli._pace import Pace, clock_text
 from autoresearch.config.task import check_limits, find_root, load_config, with_overrides
 from autoresearch.executors import make_executor
-from autoresearch.loop.driver import run_loop
+from autoresearch.loop.driver import LoopResult, run_loop
 from autoresearch.loop.policy import request_stop
 from autoresearch.proposers import get_proposer
-from autoresearch.report.gains import session_gain, summary_lines
+from autoresearch.report.gains import headline_lines, session_gain, stated_gain
 from autoresearch.report.html import write_report
 from autoresearch.report.live import LiveView, PlainView
 from autoresearch.report.plot import write_plot
 from autoresearch.report.totals import totals
 from autoresearch.scaffold import init_from_template, list_templates, missing_extras
+from autoresearch.trial.session import Session
 
 
 def _loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -217,8 +219,6 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
     """The demo: scaffold a task, run its baseline and a few experiments with the built-in
     optimizer (no network, no keys), then show the results, the plot and the report. It ends
     within --minutes whatever it finds, printing what it does at least once a minute."""
-    from rich.table import Table
-
     started = time.monotonic()
     template = template or _quickstart_template()
     if not (directory / "autoresearch.toml").exists():
@@ -251,8 +251,10 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
             table.add_row(str(e.seq), e.short_commit, fmt(e.metric), "undecided" if _undecided(e) else e.status,
                           e.description)
         consoles.out.print(table)
-        # best vs baseline, and the keeps' own gain when the machine changed in between
-        for line in summary_lines(session_gain(exps, config.maximize)):
+        # the session's gain from the evidence (the keeps' confirmations, or a `compare`), as
+        # status and review state it, never the best against a bar that may be stale
+        stated = stated_gain(exps, config.maximize, s.journal.comparisons(s.tag))
+        for line in headline_lines(session_gain(exps, config.maximize), stated, label="gain"):
             click.echo(line)
         click.echo(_honest_summary(exps, config.verdict.confirm))
         click.echo(f"task folder: {s.root}  (results.tsv, progress.png, report.html; "
@@ -261,6 +263,3 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
         if result.stopped_because == "interrupted":
             sys.exit(EXIT_INTERRUPTED)
 
-
-from autoresearch.loop.driver import LoopResult
-from autoresearch.trial.session import Session

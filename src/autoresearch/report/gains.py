@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from autoresearch.config.task import VerdictSection
-from autoresearch.journal.records import Experiment, NoiseRecord, fixed
+from autoresearch.journal.records import Experiment, NoiseRecord
 from autoresearch.verdict.estimate import Estimate, decision_estimate, paired_estimate, sum_estimates
 from autoresearch.verdict.noise import advise, spread
 from autoresearch.verdict.stats import improvement
@@ -171,21 +171,6 @@ def raw_note(g: SessionGain, digits: str = ".6g") -> str:
             f"each keep against the bar of its time")
 
 
-def summary_lines(g: SessionGain) -> list[str]:
-    """The closing lines of a session (quickstart): baseline -> best as measured, and, when the bar
-    was re-measured in between, the keeps' own gain and why the raw difference is not it."""
-    if g.baseline is None or g.best is None:
-        return []
-    line = f"baseline {fixed(g.baseline)} -> best {fixed(g.best)} ({fixed(g.best - g.baseline, 6, '+')})"
-    if not g.remeasured or g.chain is None:
-        return [line]
-    keeps = sum(1 for s in g.steps if s.bar is not None)
-    return [line + ": as measured, not like-for-like",
-            f"gain: {change_words(g.chain, g.chain_pct)}, the sum of {keeps} keep{'s' if keeps != 1 else ''} "
-            "each against the bar of its time",
-            f"note: {raw_note(g)}"]
-
-
 # -- gains stated from the evidence -------------------------------------------------------------
 #
 # Every printed gain of a keep (the verdict line, review's kept table, the report's top hits,
@@ -316,4 +301,4 @@ def headline_lines(g: SessionGain, stated: Estimate | None, label: str = "gain")
 __all__ = ["Estimate", "SOURCE", "compare_estimate", "estimate_short", "estimate_words", "headline_lines", "keep_estimate",
            "noise_advice", "runs_of",
            "runs_per_decision", "stated_gain"]
-__all__ += ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain", "summary_lines"]
+__all__ += ["SessionGain", "Step", "baseline_of", "best_of", "change_words", "pct_words", "raw_note", "session_gain"]
