@@ -127,6 +127,22 @@ def test_an_escapee_of_a_run_that_ended_is_killed(tmp_path: Path) -> None:
     assert result.ok and left == []
 
 
+def test_on_the_wall_clock_an_unsandboxed_escapee_is_found_by_its_cgroup(tmp_path: Path) -> None:
+    """Issue 24: no environment marker needed. The run's child clears its environment (env -i),
+    leaves the process group (setsid) and double-forks; the wall-clock run then ends at once.
+    The run's cgroup still holds the escapee, and the harness kills it there."""
+    if not any(cpuclock.can_make(kind) for kind in cpuclock.KINDS):
+        pytest.skip("no cgroup can be made here")
+    token = f"escapee-{uuid.uuid4().hex}"
+    command = f"env -i setsid sh -c '( sleep 300; : {token} ) &' </dev/null >/dev/null 2>&1; echo 'val: 1'"
+    result = run_command(command, cwd=tmp_path, env=dict(os.environ), timeout=30, log_path=tmp_path / "r.log")
+    left = _processes_with(token)
+    for pid in left:
+        os.kill(pid, 9)
+    assert result.ok and result.cpu_seconds is None
+    assert left == [], f"the escapee outlived its run: {left}"
+
+
 def test_the_run_reads_its_own_cpu_time(meter_kind: str, sandbox, tmp_path: Path) -> None:
     """The environment contract: AUTORESEARCH_BUDGET_CLOCK and AUTORESEARCH_CPU_USAGE (the file
     holding the tree's CPU time) reach the run, sandboxed or not, and agree with the harness."""

@@ -221,13 +221,20 @@ FALLBACK_NOTE = ("no cgroup could be made for the run (neither a writable cgroup
                  "the children they reaped; a process that drops its environment is not charged")
 
 
-def open_meter(run_id: str) -> CpuMeter:
-    """A cgroup for the run (the first of KINDS that can be made), or the /proc fallback."""
+def open_group(run_id: str) -> CgroupMeter | None:
+    """A cgroup for the run (the first of KINDS that can be made), or None. On the wall clock it
+    charges nothing; it is how the harness finds, at the run's end, every process the run left,
+    whatever process group or environment it moved to."""
     for kind in KINDS:
         meter = _make(kind, run_id)
         if meter is not None:
             return meter
-    return CpuMeter(run_id, FALLBACK_NOTE)
+    return None
+
+
+def open_meter(run_id: str) -> CpuMeter:
+    """The cpu clock's meter: a cgroup for the run, or the /proc fallback."""
+    return open_group(run_id) or CpuMeter(run_id, FALLBACK_NOTE)
 
 
 def _marked_cpu(run_id: str) -> float:

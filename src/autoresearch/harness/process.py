@@ -4,9 +4,10 @@ user processes, and the only one that ends them.
 
 Every process a run starts carries ``AUTORESEARCH_RUN_ID`` in its environment; after the run,
 any process still holding that marker (one that escaped the process group with setsid, say)
-is found through /proc and killed, so nothing a run starts outlives it. On the cpu budget clock
-the run also has a cgroup of its own (`cpuclock`): its CPU time is the budget's, and whatever is
-left in the group at the end is killed, marker or not.
+is found through /proc and killed, so nothing a run starts outlives it. A run that is not
+sandboxed, and every run on the cpu budget clock, also has a cgroup of its own (`cpuclock`; on
+the cpu clock its CPU time is the budget's): whatever is left in the group at the end is killed,
+marker or not.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from autoresearch.harness.cpuclock import CpuMeter, open_meter
+from autoresearch.harness.cpuclock import CpuMeter, open_group, open_meter
 from autoresearch.harness.output import CappedLog, MetricParser
 from autoresearch.harness.sandbox import SandboxSpec, wrap_command
 from autoresearch.redact import redact_file, session_secrets
@@ -201,8 +202,11 @@ def run_command(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     run_id = os.urandom(16).hex()  # not uuid: it imports platform, ~3 ms of every command
     env = {**env, "AUTORESEARCH_RUN_ID": run_id}
-    meter = open_meter(run_id) if clock == "cpu" else None
-    if meter is not None:
+    # On the cpu clock the run's cgroup is its meter. On the wall clock an unsandboxed run gets one
+    # too, charged nothing: it finds whatever the run left behind (a sandboxed run's PID namespace
+    # already does), even a process that left the group and cleared the marker (env -i, setsid).
+    meter = open_meter(run_id) if clock == "cpu" else (open_group(run_id) if sandbox is None else None)
+    if clock == "cpu" and meter is not None:
         env.update({"AUTORESEARCH_BUDGET_CLOCK": "cpu", "AUTORESEARCH_CPU_USAGE": meter.usage_file})
     status_r = status_w = -1
     if sandbox:
@@ -254,7 +258,7 @@ def run_command(
             if time.monotonic() - start > timeout:
                 timed_out = True
                 break
-            if meter is not None and cpu_limit is not None and meter.seconds() > cpu_limit:
+            if clock == "cpu" and meter is not None and cpu_limit is not None and meter.seconds() > cpu_limit:
                 over_budget = True
                 break
             if stop is not None and stop.is_set():
@@ -288,6 +292,8 @@ def run_command(
         reader.join(timeout=5)
     seconds = time.monotonic() - start
     cpu_seconds = _close_meter(meter)
+    if clock != "cpu":
+        cpu_seconds = None  # the wall clock's group charges nothing: it only finds what the run left
     if over_budget:
         log.write(f"\nautoresearch: stopped at {cpu_seconds:.1f} CPU seconds, over its budget of "
                   f"{cpu_limit:g} CPU seconds\n".encode())
