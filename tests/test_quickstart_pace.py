@@ -17,9 +17,9 @@ from autoresearch.cli import _pace
 @pytest.mark.slow
 def test_a_slow_quickstart_ends_in_its_time_and_says_undecided(tmp_path: Path) -> None:
     root = make_task(tmp_path, start=False, baseline=False)
-    train = root / "train.py"  # each run waits 25 s (not charged on the cpu clock: it is not over budget)
+    train = root / "train.py"  # each run waits 30 s (not charged on the cpu clock: it is not over budget)
     train.write_text(train.read_text().replace('if __name__ == "__main__":',
-                                               'if __name__ == "__main__":\n    import time; time.sleep(25)'))
+                                               'if __name__ == "__main__":\n    import time; time.sleep(30)'))
     git(root, "commit", "-qam", "slow runs")
     start = time.monotonic()
     proc = subprocess.Popen([*AUTORESEARCH, "quickstart", str(root), "-n", "20", "--minutes", "1"],

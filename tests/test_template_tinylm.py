@@ -183,7 +183,8 @@ def test_transfer_at_two_depths_is_recorded_and_reported(prepared: Path, tmp_pat
                   UNEMBEDDING_LR=0.00004, SCALAR_LR=0.005)
     set_constants(task / "prepare.py", EVAL_TOKENS=16 * 256, HOLDOUT_TOKENS=8 * 256)
     # a 4 s budget, and room for torch's import on a loaded machine (a slow start is not over-budget)
-    replace_once(task / "autoresearch.toml", "seconds = 60", "seconds = 4\ngrace = 150")
+    replace_once(task / "autoresearch.toml", "seconds = 60", "seconds = 4")
+    replace_once(task / "autoresearch.toml", "grace = 15", "grace = 150")
     replace_once(task / "autoresearch.toml", 'confirm = "sequential"', 'confirm = "none"')  # one run decides
     git(task, "commit", "-qam", "a short session")
     ar(task, "lock", env=env)
