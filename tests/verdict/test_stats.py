@@ -356,6 +356,22 @@ def test_sequential_is_decisive_early_on_big_effects() -> None:
     assert paired_decision([10.0, 10.1, 9.9], [4.0, 4.2, 3.9], boot, False, 0.0).decision == "continue"
 
 
+def test_a_test_stopped_by_its_run_cap_says_so() -> None:
+    """Issue 23: a candidate the test could not decide in its runs is undecided, not noise. The
+    quickstart's ASPECT_RATIO 32 -> 16 (a real gain) met its 3-pair cap at a Bayes factor of 8:
+    not-better only because the runs ran out, so `capped`; a clearly worse one is not capped."""
+    seq = VerdictSection(confirm="paired", test="sequential", max_runs=6)
+    best, cand = [2.036702, 2.012607, 2.010761], [1.944674, 1.939331, 1.980331]
+    out = paired_decision(best, cand, seq, False, 0.0)
+    assert (out.decision, out.capped) == ("not-better", True)
+    worse = paired_decision([1.0, 1.01, 0.99], [1.5, 1.52, 1.49], seq, False, 0.0)
+    assert (worse.decision, worse.capped) == ("not-better", False)
+    for test in ("bootstrap", "sign"):
+        policy = VerdictSection(confirm="paired", test=test, max_runs=10)
+        mixed = paired_decision([10.0, 10.0, 10.0, 10.0, 10.0], [9.0, 10.5, 9.2, 10.4, 9.1], policy, False, 0.0)
+        assert mixed.decision == "not-better" and mixed.capped, (test, mixed)
+
+
 def _bad_verdict_config(tmp_path: Path, verdict: str) -> str:
     tmp_path.mkdir()
     root = tmp_path / "cfg"

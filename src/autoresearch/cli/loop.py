@@ -153,11 +153,13 @@ def stop_cmd(now: bool) -> None:
 
 def _undecided(e: Any) -> bool:
     """An experiment stopped before its test decided: its confirmation ran out of runs (the
-    test still said `continue`) or it was interrupted."""
+    test still said `continue`, or said not-better only because of the run cap) or it was
+    interrupted."""
     if e.reason == "interrupted":
         return True
     confirm = e.details.get("confirm") if isinstance(e.details, dict) else None
-    return e.reason == "unconfirmed" and isinstance(confirm, dict) and confirm.get("decision") == "continue"
+    return (e.reason == "unconfirmed" and isinstance(confirm, dict)
+            and (confirm.get("decision") == "continue" or bool(confirm.get("capped"))))
 
 
 def _honest_summary(exps: list, confirm: str) -> str:

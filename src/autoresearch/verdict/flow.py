@@ -256,7 +256,7 @@ def _confirm_flow(config: TaskConfig, exp: Experiment, screened: Verdict,
             if outcome.decision != "continue":
                 break
     assert outcome is not None
-    confirm: dict[str, Any] = {"decision": outcome.decision, "pairs": outcome.pairs,
+    confirm: dict[str, Any] = {"decision": outcome.decision, "capped": outcome.capped, "pairs": outcome.pairs,
                                "mean_improvement": outcome.mean_improvement,
                                "bound": outcome.bound, "alpha": outcome.alpha, "test": policy.test,
                                "best_runs": runs["best"], "candidate_runs": runs["candidate"]}

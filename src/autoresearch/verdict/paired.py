@@ -164,8 +164,10 @@ def _sequential_outcome(diffs: list[float], policy: VerdictSection, min_delta: f
     max_pairs = max(2, policy.max_runs // 2)
     if n and bf >= 1.0 / alpha:
         return PairedOutcome("better", n, mean, bf, alpha)
-    if n >= max_pairs or (n and bf <= SEQ_FUTILITY):
+    if n and bf <= SEQ_FUTILITY:
         return PairedOutcome("not-better", n, mean, bf, alpha)
+    if n >= max_pairs:  # the run cap, not the evidence, ended it
+        return PairedOutcome("not-better", n, mean, bf, alpha, capped=True)
     return PairedOutcome("continue", n, mean, bf, alpha)
 
 
@@ -176,6 +178,7 @@ class PairedOutcome:
     mean_improvement: float
     bound: float  # lower bound (bootstrap), p-value (sign) or Bayes factor (sequential)
     alpha: float
+    capped: bool = False  # not-better only because the runs ran out: the test could not tell
 
 
 def paired_decision(best_runs: list[float], candidate_runs: list[float], policy: VerdictSection,
@@ -201,7 +204,8 @@ def paired_decision(best_runs: list[float], candidate_runs: list[float], policy:
         if n >= MIN_PAIRS and p <= alpha:
             return PairedOutcome("better", n, mean, p, alpha)
         if n >= max_pairs or best_possible > alpha:
-            return PairedOutcome("not-better", n, mean, p, alpha)
+            # out of runs to reach alpha: undecided where the candidate still won most pairs
+            return PairedOutcome("not-better", n, mean, p, alpha, capped=wins > n - wins)
         return PairedOutcome("continue", n, mean, p, alpha)
     if n < MIN_PAIRS:
         return PairedOutcome("continue", n, mean, -math.inf, alpha)
@@ -209,6 +213,8 @@ def paired_decision(best_runs: list[float], candidate_runs: list[float], policy:
     lower, upper = _bootstrap_t_bounds(diffs, alpha, seed)
     if lower > min_delta:
         return PairedOutcome("better", n, mean, lower, alpha)
-    if n >= max_pairs or upper <= min_delta:
+    if upper <= min_delta:
         return PairedOutcome("not-better", n, mean, lower, alpha)
+    if n >= max_pairs:
+        return PairedOutcome("not-better", n, mean, lower, alpha, capped=True)
     return PairedOutcome("continue", n, mean, lower, alpha)
