@@ -15,6 +15,7 @@ from typing import Any
 
 from autoresearch.git.workspace import GitError, Workspace
 from autoresearch.journal.records import Experiment
+from autoresearch.proposers.knobs_read import read_values
 
 TOP_LEVEL = "(top level)"
 
@@ -23,32 +24,12 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool)) or value is None else repr(value)
 
 
-def constants(tree: ast.Module) -> dict[str, Any]:
+def constants(source: str) -> dict[str, Any]:
     """Qualified name -> value of the module- and class-level UPPER_CASE constants with a literal
-    value: the knobs (`knobs.py` reads them with their search spaces; an `ast` pass is enough to
-    see which moved, and some fifty times faster, which matters once per experiment)."""
-    found: dict[str, Any] = {}
-
-    def walk(body: list[ast.stmt], prefix: str) -> None:
-        for node in body:
-            if isinstance(node, ast.ClassDef) and not prefix:
-                walk(node.body, node.name + ".")
-                continue
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target, value = node.targets[0], node.value
-            elif isinstance(node, ast.AnnAssign) and node.value is not None:
-                target, value = node.target, node.value
-            else:
-                continue
-            if not isinstance(target, ast.Name) or not target.id.isupper():
-                continue
-            try:
-                found[prefix + target.id] = ast.literal_eval(value)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                continue
-
-    walk(tree.body, "")
-    return found
+    value: the knobs, their values read by the one reader tune uses too (`knobs_read`, Python's
+    own parser: fast enough once per experiment)."""
+    return {name: value for name, value in read_values(source).items()
+            if "()" not in name and name.rsplit(".", 1)[-1].isupper()}
 
 
 def _segment(lines: list[str], node: ast.AST) -> str:
@@ -93,7 +74,7 @@ def python_changes(old: str, new: str, path: str) -> dict[str, Any]:
         old_tree, new_tree = ast.parse(old), ast.parse(new)
     except (SyntaxError, ValueError):
         return {"knobs": {}, "regions": [path]}
-    old_knobs, new_knobs = constants(old_tree), constants(new_tree)
+    old_knobs, new_knobs = constants(old), constants(new)
     moved = {name: [_jsonable(old_knobs.get(name)), _jsonable(new_knobs.get(name))]
              for name in sorted(set(old_knobs) | set(new_knobs)) if old_knobs.get(name) != new_knobs.get(name)}
     old_defs, new_defs = _defs(old_tree, old), _defs(new_tree, new)
