@@ -285,7 +285,7 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     made while the run ran) is rescued first."""
     s = session
     tag = s.require_tag(native=True)
-    _remeasure_if_environment_changed(s, tag, stop, on_phase)  # first: it may move the best
+    changes = check_environment(s, tag, stop)  # first: a changed environment starts an epoch
     best = s.best_commit(tag)
     oversized = _quarantine_oversized(s)
     tree = s.ws.snapshot(best, exclude=s.state.preexisting)
@@ -296,13 +296,16 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
         raise AutoresearchError("nothing changed since the best: edit the editable files, then run "
                                 "`autoresearch experiment` again (no experiment was recorded)")
     if not has_best and tree != best_tree:
-        # no best measured in this epoch (a new branch, a relock): the candidate is never the
-        # baseline. The best is measured first, as `run` does, then the candidate against it.
-        first = baseline(s, stop=stop, on_phase=on_phase, description="baseline (measured before the candidate)")
+        # no best measured in this epoch (a new branch, a relock, a changed environment): the
+        # candidate is never the baseline. The best is measured first, as `run` does, then the
+        # candidate against it.
+        what = (f"baseline: the environment changed ({'; '.join(changes)})" if changes
+                else "baseline (measured before the candidate)")  # the loop's driver words it the same
+        first = baseline(s, stop=stop, on_phase=on_phase, description=what)
         if first.status != "keep":
             raise StateError(f"the best did not measure ({first.status}: {first.reason}; seq {first.seq}, see "
-                             f"{first.log_path or 'its record'}): fix the harness, then run the experiment again; "
-                             "your edit is still in the folder")
+                             f"{first.log_path or 'its record'}): fix the harness or the environment, then run "
+                             "the experiment again; your edit is still in the folder")
         best = s.best_commit(tag)
         best_tree = s.ws.tree_of(best)
         extra = {"after_baseline": first.seq}
@@ -332,22 +335,6 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     if verdict.details.get("interrupted"):
         raise KeyboardInterrupt
     return exp
-
-
-def _remeasure_if_environment_changed(session: Session, tag: str, stop: threading.Event | None,
-                                      on_phase: PhaseCallback) -> None:
-    """Fingerprint the run's environment; when it changed (a new epoch), measure the best under it
-    as the epoch's baseline before the candidate is compared with anything (the folder, which
-    holds the candidate, is not touched). A failed re-measurement stops here, the edit still on disk."""
-    changes = check_environment(session, tag, stop)
-    if not changes or session.journal.best(tag) is not None:
-        return
-    exp = baseline(session, tag=tag, stop=stop, on_phase=on_phase,
-                   description="baseline: the environment changed (" + "; ".join(changes) + ")")
-    if exp.status != "keep":
-        raise StateError(f"the environment changed ({'; '.join(changes)}), and the best's re-measurement under it "
-                         f"failed (seq {exp.seq}: {exp.status} {exp.reason}; see {exp.log_path}): your edit is "
-                         "still in the folder; fix the environment, then run `autoresearch experiment` again")
 
 
 def baseline(session: Session, *, tag: str | None = None, stop: threading.Event | None = None,
