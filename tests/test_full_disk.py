@@ -63,6 +63,9 @@ rm -rf .autoresearch/runs/*/out/big.bin
 if [ -n "${FREE_SLOTS:-}" ]; then rm -rf .autoresearch/slots; fi
 run repair ar repair
 run status ar status
+# the newest record, as `show` tells it once the disk has room again
+last=$("$PY" -c "import sqlite3; print(sqlite3.connect('.autoresearch/journal.db').execute('SELECT max(seq) FROM experiments').fetchone()[0])")
+run show ar show "$last" --no-diff
 # the runs that filled the disk would fill it again: start the next edit from the best (theirs is in
 # their experiment ref); a failure before any commit leaves its edit on disk, to be tried now
 if [ -n "${FROM_BEST:-}" ]; then git checkout -q autoresearch/t -- train.py; fi
@@ -162,6 +165,17 @@ def assert_disk_full_message(code: int, err: str) -> None:
     assert "journal cannot be read" not in err, "a full disk is not a broken journal: " + err
 
 
+def assert_lost_to_the_disk(obs: Path, seq: int) -> None:
+    """The experiment the full disk interrupted says so, in its record and in `show`, although
+    its command could write neither the journal nor git when it died (its last words)."""
+    assert details(obs / "final", seq).get("cause") == "disk-full", details(obs / "final", seq)
+    code, out, err = step(obs, "show")
+    assert code == 0, err
+    assert f"seq {seq}  crash (interrupted: lost to the full disk)" in out, out
+    assert "cause" in out and "is full" in out, out
+    assert "refused" not in out, out
+
+
 def sound_at_failure(obs: Path) -> Path:
     """The task as the failed command left it (journal intact, repository clean); its folder."""
     failed = obs / "failed"
@@ -251,6 +265,7 @@ def test_disk_full_when_the_run_is_recorded(source_task: Path, tmp_path: Path) -
     assert edit_kept(failed)
     assert_sound_after(obs)
     assert (2, "crash", "interrupted") in statuses(obs / "final")
+    assert_lost_to_the_disk(obs, 2)
 
 
 AGENT = r"""from pathlib import Path
@@ -277,3 +292,4 @@ def test_disk_full_when_the_agent_fills_it_in_the_loop(source_task: Path, tmp_pa
     failed = sound_at_failure(obs)
     assert edit_kept(failed)
     assert_sound_after(obs)
+    assert_lost_to_the_disk(obs, 2)

@@ -189,6 +189,32 @@ def test_status_after_a_kill_says_interrupted_not_running(tmp_path: Path) -> Non
     assert (root / "results.tsv").read_text().splitlines()[-1].split("\t")[3] == "crash"
 
 
+def _words(root: Path, pid: int, at: float) -> None:
+    path = root / ".autoresearch" / "last-words"
+    path.write_bytes(json.dumps({"pid": pid, "at": at, "cause": "disk-full", "message": "the disk holding x is full"})
+                     .encode().ljust(path.stat().st_size))
+
+
+@pytest.mark.parametrize("whose", ["another process", "before the experiment started", "its own"])
+def test_last_words_name_a_cause_only_for_the_command_that_left_them(tmp_path: Path, whose: str) -> None:
+    """A stale or foreign last-words file cannot put a cause on a record; the dead command's own
+    words (its pid, after its experiment started) can, and are said once."""
+    root = make_task(tmp_path)
+    set_knob(root, "LEARNING_RATE", "0.2")
+    ar(root, "experiment", "-m", "killed mid-run", check=False, env={"AUTORESEARCH_KILL_AT": "measured"})
+    db = sqlite3.connect(root / ".autoresearch" / "journal.db")
+    pid, started = db.execute("SELECT pid, started_at FROM experiments WHERE seq = 2").fetchone()
+    db.close()
+    _words(root, {"another process": pid + 1, "before the experiment started": pid, "its own": pid}[whose],
+           started - 5 if whose == "before the experiment started" else started + 1)
+    ar(root, "repair")
+    cause = records(root)[-1]["details"].get("cause")
+    assert cause == ("disk-full" if whose == "its own" else None)
+    shown = ar(root, "show", "2", "--no-diff").stdout
+    assert ("lost to the full disk" in shown) == (whose == "its own"), shown
+    assert (root / ".autoresearch" / "last-words").read_bytes().strip() == b"", "said once, then blank"
+
+
 def _forge_lock(root: Path) -> None:
     """What a native agent can do: write lock.json (here: prepare.py's hash, as if relocked)."""
     path = root / ".autoresearch" / "lock.json"

@@ -64,7 +64,7 @@ def disk_full_message(folder: str | os.PathLike[str], detail: object) -> str:
     left = "" if free is None else f", {free // 1024} KiB free"
     return (f"the disk holding {folder} is full ({detail}{left}); free some space (`du -sh .autoresearch/runs/* .autoresearch/slots/*` "
             "in the task folder shows what runs and agents left behind) and run the command again: nothing recorded so far "
-            "is lost, and the next command closes an interrupted experiment as `crash: interrupted`")
+            "is lost, and the next command closes an interrupted experiment as `crash: interrupted`, lost to the full disk")
 
 
 __all__ = ["free_bytes", "is_disk_full", "disk_full_message", "AutoresearchError", "ConfigError", "StateError", "EXIT_PROBLEM", "EXIT_CONFIG", "EXIT_CRASH",

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from autoresearch.config.schema import STATE_DIR
 from autoresearch.config.task import find_root, load_config
 from autoresearch.errors import (  # noqa: F401
     EXIT_CONFIG,
@@ -28,6 +29,7 @@ from autoresearch.errors import (  # noqa: F401
 )
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.sandbox import resolve_kind
+from autoresearch.journal import last_words
 from autoresearch.journal.records import Experiment, fixed  # noqa: F401 - the commands' number format
 from autoresearch.journal.schema import journal_problem
 from autoresearch.proposers.guard_env import refuse_inside_proposal  # noqa: F401 - the commands' guard
@@ -88,19 +90,31 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except AutoresearchError as exc:
+            if is_disk_full(exc, "."):
+                _last_words(str(exc))
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             echo("interrupted: what ran is recorded and the tree is back at best", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except sqlite3.DatabaseError as exc:  # mid-command: a full disk, or a journal broken meanwhile
-
-            fail(journal_problem(Path(".autoresearch/journal.db"), exc))
+            message = journal_problem(Path(".autoresearch/journal.db"), exc)
+            if is_disk_full(exc, "."):
+                _last_words(message)
+            fail(message)
         except OSError as exc:
             if is_disk_full(exc, "."):  # a full disk is the machine's state, not a bug
-                fail(disk_full_message(Path.cwd(), exc))
+                message = disk_full_message(Path.cwd(), exc)
+                _last_words(message)
+                fail(message)
             raise
 
     return wrapper
+
+
+def _last_words(message: str) -> None:
+    """Dying of a full disk: say so where the next command's repair reads it (the journal
+    cannot take it now), so the experiment this command leaves running is closed with its cause."""
+    last_words.leave(find_root(".") / STATE_DIR, "disk-full", message)
 
 
 def open_session(path: str = ".") -> Session:

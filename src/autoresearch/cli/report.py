@@ -32,7 +32,7 @@ from autoresearch.report.program_review import MIN_FAILURES, draft_program, writ
 from autoresearch.report.quarantine import parent_label, quarantine_diff
 from autoresearch.report.review import build_review, experiment_diff, fmt_delta, fmt_num, render_review, show_record
 from autoresearch.report.totals import Totals, totals
-from autoresearch.trial.branch import current_epoch, interrupted, rescues
+from autoresearch.trial.branch import current_epoch, interrupted, interrupted_words, rescues
 from autoresearch.trial.notes import experiment_refs
 
 
@@ -169,16 +169,20 @@ def show_cmd(seq: int, as_json: bool, lines: int, no_diff: bool) -> None:
             click.echo(json.dumps(data, default=str))
             return
         metric = s.config.metric.name
-        head = f"seq {exp.seq}  {exp.status}" + (f" ({exp.reason})" if exp.reason else "") + f"  autoresearch/{exp.tag}"
+        how = interrupted_words(exp)  # "lost to the full disk" when its command could still say so
+        reason = f"{exp.reason}: {how}" if exp.reason == "interrupted" and how != exp.reason else exp.reason
+        head = f"seq {exp.seq}  {exp.status}" + (f" ({reason})" if reason else "") + f"  autoresearch/{exp.tag}"
         click.secho(head, bold=True)
         rows = [("description", exp.description)]
         if data["commit"] and not exp.details.get("ref_holds"):
             rows.append(("commit", f"{data['commit']}" + (f"  ({data['ref']})" if data["ref"] else "")))
         elif data["commit"]:  # interrupted before its candidate was committed: the ref keeps its record
-            rows.append(("commit", f"none: interrupted before the candidate was committed; {data['ref']} holds the "
+            rows.append(("commit", f"none: {how} before the candidate was committed; {data['ref']} holds the "
                                    "parent's tree and this record"))
         else:
             rows.append(("commit", "none: the change was refused before it was committed"))
+        if exp.details.get("cause_message"):  # the command's own last words: its error's first clause
+            rows.append(("cause", str(exp.details["cause_message"]).split("; free some space")[0]))
         parent = parent_label(s.journal.experiments(exp.tag), exp)
         rows.append(("parent", (exp.parent or "-") + parent))
         if exp.metric is not None or exp.status in ("keep", "discard"):

@@ -23,6 +23,7 @@ from autoresearch.git.workspace import REF_PREFIX, GitError, branch_name, experi
 from autoresearch.harness.guard import Lock, read_lock, verify
 from autoresearch.harness.output import tail_lines
 from autoresearch.harness.process import kill_group
+from autoresearch.journal import last_words
 from autoresearch.journal.records import Experiment
 from autoresearch.journal.results import sync_tsv
 from autoresearch.trial.notes import ensure_journal, flush_notes, tag_state_note, write_note
@@ -210,6 +211,7 @@ def repair(session: Session, include_own: bool = False) -> list[int]:
     s = session
     ensure_journal(s)  # a lost journal comes back from git before anything is compared with it
     repaired = []
+    words = last_words.read(s.state_dir)  # what a command that died of a full disk could still say
     for exp in s.journal.running():
         if exp.pid == os.getpid() and not include_own:
             continue
@@ -217,8 +219,12 @@ def repair(session: Session, include_own: bool = False) -> list[int]:
         kill_group(exp.details.get("agent_pgid"))
         if exp.commit_sha and s.ws.rev(exp.commit_sha) and not s.ws.rev(f"refs/autoresearch/{exp.tag}/{exp.seq}"):
             s.ws.update_ref(f"refs/autoresearch/{exp.tag}/{exp.seq}", exp.commit_sha)
+        if words is not None and words.pid == exp.pid and words.at >= exp.started_at:
+            exp.details["cause"], exp.details["cause_message"] = words.cause, words.message
         close_interrupted(s, exp)
         repaired.append(exp.seq)
+    if words is not None:
+        last_words.clear(s.state_dir)  # said once: a later death leaves its own
     flush_notes(s)  # a kill between the settle and its note
     tag = s.tag
     if tag:
@@ -259,6 +265,12 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+def interrupted_words(exp: Experiment) -> str:
+    """How an interrupted experiment ended, in words: "lost to the full disk" when its command
+    said so in its last words (`journal.last_words`), else "interrupted"."""
+    return "lost to the full disk" if exp.details.get("cause") == "disk-full" else "interrupted"
+
+
 def close_interrupted(session: Session, exp: Experiment) -> None:
     exp.status, exp.reason = "crash", "interrupted"
     exp.finished_at = time.time()  # run_pgid stays: the record says which group was killed
@@ -268,11 +280,12 @@ def close_interrupted(session: Session, exp: Experiment) -> None:
     if not exp.commit_sha and exp.parent and not ws.rev(ref) and ws.rev(exp.parent):
         # interrupted before its candidate was committed (an agent still at work, say): its ref
         # names a commit of the parent's tree, so that its record is in git like every other
+        how = interrupted_words(exp)
         try:
             ws.update_ref(ref, ws.commit_tree(ws.tree_of(exp.parent), exp.parent,
-                                              f"(interrupted before its candidate was committed)\n\n"
+                                              f"({how} before its candidate was committed)\n\n"
                                               f"autoresearch-seq: {exp.seq}\nautoresearch-tag: {exp.tag}\n"))
-            exp.details["ref_holds"] = "the parent's tree (interrupted before the candidate was committed)"
+            exp.details["ref_holds"] = f"the parent's tree ({how} before the candidate was committed)"
         except GitError:  # the record is closed all the same; only a lost journal would miss it
             pass
     session.journal.settle(exp, None)

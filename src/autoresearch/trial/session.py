@@ -20,6 +20,7 @@ from autoresearch.config.task import STATE_DIR, TaskConfig, find_root, load_conf
 from autoresearch.errors import StateError
 from autoresearch.git.workspace import LOCK_REF, Workspace, branch_name
 from autoresearch.harness.guard import Lock, forged_entries, lock_path, parse_lock, put_lock, read_lock, write_lock
+from autoresearch.journal import last_words
 from autoresearch.journal.store import Journal
 
 SessionError = StateError  # the old name, kept for the modules that raise it
@@ -204,6 +205,7 @@ class Session:
         fh.write(f"{what} pid {os.getpid()}")
         fh.flush()
         self._lock_fh = fh
+        last_words.reserve(self.state_dir)  # room for a cause, while there is room
 
     def is_busy(self) -> bool:
         """Whether some process (this one included) holds the task's lock."""
