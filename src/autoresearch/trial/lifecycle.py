@@ -32,7 +32,7 @@ from typing import Callable
 
 from autoresearch import verdict as V
 from autoresearch.errors import AutoresearchError, StateError
-from autoresearch.git.workspace import STATE_FOLDER, branch_name, experiment_ref
+from autoresearch.git.workspace import branch_name, experiment_ref
 from autoresearch.harness.guard import check_scope
 from autoresearch.harness.load import load_words, was_busy
 from autoresearch.harness.output import tail_lines
@@ -43,6 +43,7 @@ from autoresearch.trial.branch import current_epoch, refuse_stale_index, show_be
 from autoresearch.trial.duplicate import duplicate_verdict, earlier_measurement
 from autoresearch.trial.environment import check as check_environment
 from autoresearch.trial.environment import current_id
+from autoresearch.trial.folder import head_moved, quarantine_oversized
 from autoresearch.trial.measure import journaled_run, measure_commit, run_setup
 from autoresearch.trial.notes import flush_notes, write_note
 from autoresearch.trial.reference import ReferenceWatch, calm_reference
@@ -287,7 +288,7 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     tag = s.require_tag(native=True)
     changes = check_environment(s, tag, stop)  # first: a changed environment starts an epoch
     best = s.best_commit(tag)
-    oversized = _quarantine_oversized(s)
+    oversized = quarantine_oversized(s)
     tree = s.ws.snapshot(best, exclude=s.state.preexisting)
     best_tree = s.ws.tree_of(best)
     has_best = s.journal.best(tag) is not None
@@ -312,7 +313,7 @@ def experiment(session: Session, description: str, *, info: ProposalInfo | None 
     trial = Trial.begin(s, tag=tag, parent=best, description=description, info=info, on_phase=on_phase,
                         details=extra)
     trial.on_phase("guarding", {"seq": trial.exp.seq, "description": description})
-    moved = _head_moved(s, best, tag)
+    moved = head_moved(s, best, tag)
     if moved:
         trial.exp.details["head_moved"] = moved
     verdict = trial.commit(tree, [f"{p}: new file over the size cap (quarantined)" for p in oversized])
@@ -405,70 +406,3 @@ def measure_noise(session: Session, n: int, on_phase: PhaseCallback = quiet,
         old = s.journal.reference(tag, best, None)
         on_message("the best's reference stays " + (f"{old:.6g}" if old is not None else "its own measurement"))
     return record
-
-
-def _head_moved(session: Session, best: str, tag: str) -> dict:
-    ws = session.ws
-    head, branch = ws.head(), ws.current_branch()
-    moved = {}
-    if branch != branch_name(tag):
-        moved["branch"] = branch or "(detached)"
-    if head != best:
-        moved["head"] = head or ""
-    return moved
-
-
-def _quarantine_oversized(session: Session) -> list[str]:
-    """New untracked files bigger than the cap go to quarantine before the snapshot, so they
-    never enter `.git` (a 300 MB file the agent wrote would otherwise land there twice)."""
-    cap = session.config.budget.max_new_file_bytes
-    moved: list[str] = []
-    if not _may_hold_files_over(session.root, cap):  # as a rule: then git need not list the untracked files
-        return moved
-    for path in session.ws.untracked():
-        if path in session.state.preexisting:
-            continue
-        src = session.root / path
-        try:
-            big = src.is_file() and not src.is_symlink() and src.stat().st_size > cap
-        except OSError:
-            continue
-        if big:
-            dest = session.state_dir / "quarantine" / "oversized" / path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(src), str(dest))
-            moved.append(path)
-    return moved
-
-
-# A walk of the task folder that finds no file over the size cap stops being cheaper than asking
-# git for the untracked files past this many entries.
-WALK_LIMIT = 5000
-
-
-def _may_hold_files_over(root: Path, cap: int) -> bool:
-    """Whether any file of the task may be bigger than CAP bytes: False only when a walk of at
-    most WALK_LIMIT entries found none, so that no untracked one can be (then git need not list
-    them: one process fewer per experiment). Links are not followed. Left out: .git, and the
-    state folder, which no snapshot takes and `untracked` never lists (so the walk does not
-    grow with the experiments' run folders)."""
-    seen = 0
-    todo = [str(root)]
-    while todo:
-        folder = todo.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    seen += 1
-                    if seen > WALK_LIMIT:
-                        return True
-                    if entry.is_dir(follow_symlinks=False):
-                        if folder != str(root) or entry.name not in (".git", STATE_FOLDER):
-                            todo.append(entry.path)
-                    elif entry.stat(follow_symlinks=False).st_size > cap:
-                        return True
-        except OSError:  # unreadable: git knows what it can add
-            return True
-    return False
-
-
