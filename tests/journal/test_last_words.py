@@ -69,3 +69,20 @@ def test_words_read_once_and_garbage_is_no_words(tmp_path: Path) -> None:
     assert last_words.read(tmp_path) is None
     (tmp_path / last_words.NAME).write_bytes(b"{not json" + b" " * 100)
     assert last_words.read(tmp_path) is None
+
+
+def test_a_planted_link_is_never_written_through(tmp_path: Path) -> None:
+    """Whoever can write the state folder plants last-words as a link to a file it wants
+    overwritten; reserve replaces the link, leave and clear refuse it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n" * 1000)
+    before = victim.read_bytes()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / last_words.NAME).symlink_to(victim)
+    assert not last_words.leave(state, "disk-full", "x")
+    last_words.clear(state)
+    assert last_words.read(state) is None
+    last_words.reserve(state)
+    assert victim.read_bytes() == before
+    assert not (state / last_words.NAME).is_symlink() and (state / last_words.NAME).stat().st_size == last_words.SIZE

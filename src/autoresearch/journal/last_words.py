@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -42,22 +43,28 @@ def reserve(state_dir: Path) -> None:
     disk is already full: the command fails on its own a moment later)."""
     path = state_dir / NAME
     try:
-        if path.stat().st_size == SIZE:
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_size == SIZE:
             return
+        path.unlink()  # a link or anything else planted here is never written through
     except FileNotFoundError:
         pass
     except OSError:
         return
     try:
-        with open(path, "wb") as fh:
-            fh.write(BLANK)  # real bytes, not a sparse hole or an unwritten extent: later writes need no block
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, BLANK)  # real bytes, not a sparse hole or an unwritten extent: later writes need no block
+        os.fsync(fd)
     except OSError:
         try:
             path.unlink()
         except OSError:
             pass
+    finally:
+        os.close(fd)
 
 
 def leave(state_dir: Path, cause: str, message: str) -> bool:
@@ -73,9 +80,15 @@ def leave(state_dir: Path, cause: str, message: str) -> bool:
 def read(state_dir: Path) -> Words | None:
     """The words left, or None (no file, blank, or not ours to parse)."""
     try:
-        raw = (state_dir / NAME).read_bytes()[:SIZE].strip()
+        fd = os.open(state_dir / NAME, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, SIZE).strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if not raw:
         return None
     try:
@@ -91,8 +104,12 @@ def clear(state_dir: Path) -> None:
 
 def _overwrite(path: Path, data: bytes) -> bool:
     try:
-        fd = os.open(path, os.O_WRONLY)  # no O_CREAT, no O_TRUNC: the blocks are the file's already
+        # no O_CREAT, no O_TRUNC: the blocks are the file's already; never through a link
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     except OSError:
+        return False
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         return False
     try:
         os.pwrite(fd, data, 0)
