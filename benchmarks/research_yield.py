@@ -45,13 +45,16 @@ HOG = "while True: pass"
 CLI = [sys.executable, "-m", "autoresearch"]
 
 
-def make_task(folder: Path, clock: str, budget: float) -> None:
-    """tinylm with the cell's clock and budget, committed as the harness (a user's own edit)."""
+def make_task(folder: Path, clock: str, budget: float, confirm: str = "") -> None:
+    """tinylm with the cell's clock and budget (and confirmation policy, when given), committed
+    as the harness (a user's own edit)."""
     init_from_template(folder, "tinylm")
     config = folder / "autoresearch.toml"
     text = config.read_text()
     text = re.sub(r"(?m)^seconds = .*$", f"seconds = {budget:g}", text, count=1)
     text = re.sub(r'(?m)^clock = .*$', f'clock = "{clock}"', text, count=1)
+    if confirm:
+        text = re.sub(r'(?m)^confirm = .*$', f'confirm = "{confirm}"', text, count=1)
     config.write_text(text)
     Workspace(folder).commit_paths(["autoresearch.toml"], f"benchmark: {budget:g} s on the {clock} clock")
 
@@ -70,10 +73,10 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def run_cell(cell: str, n: int, budget: float, pairs: int, base: Path) -> dict:
+def run_cell(cell: str, n: int, budget: float, pairs: int, base: Path, confirm: str = "") -> dict:
     clock, neighbour = cell.split("/")
-    folder = base / cell.replace("/", "-")
-    make_task(folder, clock, budget)
+    folder = base / (cell.replace("/", "-") + (f"-{confirm}" if confirm else ""))
+    make_task(folder, clock, budget, confirm)
     log = base / f"{folder.name}.log"
     hog = subprocess.Popen([sys.executable, "-c", HOG]) if neighbour == "hog" else None
     loads = [load()]
@@ -94,7 +97,7 @@ def run_cell(cell: str, n: int, budget: float, pairs: int, base: Path) -> dict:
         cli(folder, "compare", "-n", str(pairs), "--json", log=log)
         after = json.loads(cli(folder, "review", "--json", log=log))
         compared = after.get("summary", after).get("gain_evidence")
-    return {"cell": cell, "experiments": summary.get("experiments"), "counts": summary.get("counts"),
+    return {"cell": cell + (f" ({confirm})" if confirm else ""), "experiments": summary.get("experiments"), "counts": summary.get("counts"),
             "seconds": elapsed, "per_hour": 3600 * (summary.get("experiments") or 0) / elapsed,
             "runs_per_decision": summary.get("runs_per_decision"), "claimed": claimed, "compared": compared,
             "baseline": summary.get("baseline"), "best": summary.get("best"), "load": loads, "log": str(log)}
@@ -115,6 +118,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per run on the cell's clock")
     parser.add_argument("--pairs", type=int, default=3, help="pairs of the closing `compare`")
     parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated: " + ", ".join(CELLS))
+    parser.add_argument("--confirm", default="", help='[verdict] confirm for every cell (default: the template\'s, '
+                        '"sequential"; "reference" tests candidates against the best\'s stored runs)')
     parser.add_argument("--keep", action="store_true", help="keep the task folders (printed)")
     args = parser.parse_args()
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
@@ -125,10 +130,10 @@ def main() -> None:
     print(f"folders and logs under {base}; load average {load():.2f}", flush=True)
     rows = []
     for cell in cells:
-        row = run_cell(cell, args.n, args.budget, args.pairs, base)
+        row = run_cell(cell, args.n, args.budget, args.pairs, base, args.confirm)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n-n {args.n} --budget {args.budget:g} --pairs {args.pairs}\n")
+    print(f"\n-n {args.n} --budget {args.budget:g} --pairs {args.pairs}" + (f" --confirm {args.confirm}" if args.confirm else "") + "\n")
     print("| cell | experiments/hour | runs per decision: mean, max (decisions) | keeps | claimed gain | "
           "re-measured (compare) | load avg (start, end) |")
     print("|---|---|---|---|---|---|---|")

@@ -12,6 +12,8 @@ import pytest
 from conftest import AUTORESEARCH, git, make_task
 
 from autoresearch.cli import _pace
+from autoresearch.config.task import load_config
+from autoresearch.scaffold import init_from_template, with_budget
 
 
 @pytest.mark.slow
@@ -84,3 +86,39 @@ def test_no_new_experiment_once_a_run_no_longer_fits(tmp_path: Path) -> None:
         time.sleep(2.0)  # the watch looks every second: at 2 s, 1.5 s are left, under 1.5 runs of 2 s
     assert (tmp_path / "stop").read_text() == "after-current"
     assert any("no new experiment starts" in line for line in lines) and not pace.hard_sent
+
+
+def test_the_demo_budget_is_the_folders_own_so_later_commands_measure_the_same(tmp_path: Path) -> None:
+    """The attack: the quickstart claims results on 20 s runs, then `noise` (or a later `run`) in
+    the same folder measures on the template's 60 s and finds a "best" 16 % better than its
+    claim. The demo's budget is written into the copy's config, committed and locked."""
+    root = tmp_path / "qs"
+    init_from_template(root, "tinylm", budget=20)
+    assert load_config(root).budget.seconds == 20
+    text = (root / "autoresearch.toml").read_text()
+    assert "seconds = 20  # the quickstart's budget (the template's own: 60)" in text
+    assert git(root, "status", "--porcelain") == ""  # committed with the scaffold
+    out = subprocess.run([*AUTORESEARCH, "verify"], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr  # and locked as it is
+
+
+def test_a_budget_for_an_existing_demo_folder_is_refused_not_mixed(tmp_path: Path) -> None:
+    root = tmp_path / "qs"
+    init_from_template(root, "example")
+    head = git(root, "rev-parse", "HEAD")
+    out = subprocess.run([*AUTORESEARCH, "quickstart", str(root), "--budget", "3"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "[budget] seconds = 10" in out.stderr and "new folder" in out.stderr and "Traceback" not in out.stderr
+    assert git(root, "rev-parse", "HEAD") == head and not (root / "results.tsv").exists()
+
+
+@pytest.mark.parametrize("toml, expected", [
+    ('[budget]\nclock = "cpu"\ngrace = 2\nseconds = 10\n[verdict]\nseconds = 5\n',
+     '[budget]\nclock = "cpu"\ngrace = 2\nseconds = 3  # the quickstart\'s budget (the template\'s own: 10)\n'
+     '[verdict]\nseconds = 5\n'),
+    ('[budget]\nclock = "cpu"\n', '[budget]\nseconds = 3\nclock = "cpu"\n'),
+    ('[task]\nname = "t"\n', '[task]\nname = "t"\n\n[budget]\nseconds = 3\n'),
+])
+def test_with_budget_sets_only_the_budget_section(toml: str, expected: str) -> None:
+    assert with_budget(toml, 3) == expected

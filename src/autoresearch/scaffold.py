@@ -96,8 +96,10 @@ def _open_repo(root: Path) -> tuple[Workspace, bool]:
     return ws, existing
 
 
-def init_from_template(root: Path, template: str) -> list[str]:
-    """Copy a template into ROOT, make it a repository with a first commit, and lock it."""
+def init_from_template(root: Path, template: str, budget: float | None = None) -> list[str]:
+    """Copy a template into ROOT, make it a repository with a first commit, and lock it. BUDGET:
+    another `[budget] seconds` written into the copy's config before that commit (the
+    quickstart's shorter runs), so every later command measures as its first one did."""
     names = {t.name: t for t in list_templates()}
     if template not in names:
         raise ScaffoldError(f"unknown template {template!r}; available: {', '.join(sorted(names))}")
@@ -118,6 +120,9 @@ def init_from_template(root: Path, template: str) -> list[str]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, dest)
         written.append(str(rel))
+    if budget is not None and CONFIG_NAME in written:
+        path = root / CONFIG_NAME
+        path.write_text(with_budget(path.read_text(), budget))
     config = load_config(root)
     if not existing:
         ws.init()
@@ -128,6 +133,23 @@ def init_from_template(root: Path, template: str) -> list[str]:
         ws.commit_paths(to_commit, f"autoresearch: add task from template {template}")
     write_lock(config, anchor=lambda text: ws.anchor(LOCK_REF, text))
     return written
+
+
+def with_budget(text: str, seconds: float) -> str:
+    """TEXT (an autoresearch.toml) with `[budget] seconds` set to SECONDS, the old value named in a
+    comment; the rest of the file as it was."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[budget]"), None)
+    if start is None:
+        return text.rstrip("\n") + f"\n\n[budget]\nseconds = {seconds:g}\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    for i in range(start + 1, end):
+        match = re.match(r"\s*seconds\s*=\s*([^#\s]+)", lines[i])
+        if match:
+            lines[i] = f"seconds = {seconds:g}  # the quickstart's budget (the template's own: {match.group(1)})\n"
+            return "".join(lines)
+    lines.insert(start + 1, f"seconds = {seconds:g}\n")
+    return "".join(lines)
 
 
 # program.md for `init` without a template. The loop protocol is for an agent that drives the

@@ -188,7 +188,7 @@ def _honest_summary(exps: list, confirm: str) -> str:
 
 
 QUICKSTART_MINUTES = 10.0
-QUICKSTART_BUDGETS = {"tinylm": 20.0}  # per run, on the task's clock: a few experiments in ten minutes
+QUICKSTART_BUDGETS = {"tinylm": 20.0}  # per template, per run, on its clock: a few experiments in ten minutes
 QUICKSTART_MAX_RUNS = 8  # confirmation runs per candidate: 4 pairs beside the best (3 left a real 5 % gain at
 # a Bayes factor of 8 on tinylm's cpu clock: undecided)
 QUICKSTART_SOFT = 0.8  # past this share of the time no new experiment starts (earlier when runs are slow)
@@ -210,8 +210,8 @@ def _quickstart_template() -> str:
 @click.option("--template", "-t", help="Template to use (default: tinylm when torch is installed, else example).")
 @click.option("--experiments", "-n", type=click.IntRange(min=1), default=5, show_default=True,
               help="Experiments after the baseline (at least 1: the demo stops on its own; `run` is the open loop).")
-@click.option("--budget", type=float, help="Override the template's seconds per experiment (tinylm: 20 in the "
-              "quickstart, against its own 60).")
+@click.option("--budget", type=float, help="Seconds per run, written into the new task's autoresearch.toml "
+              "(tinylm: 20 in the quickstart, against its own 60), so later commands measure the same way.")
 @click.option("--minutes", type=click.FloatRange(min=1), default=QUICKSTART_MINUTES, show_default=True,
               help="The whole demo's time, setup included: no experiment starts in its last part, and one "
               "still running at the end is stopped and reported as undecided.")
@@ -225,16 +225,24 @@ def quickstart(directory: Path, template: str | None, experiments: int, budget: 
     started = time.monotonic()
     template = template or _quickstart_template()
     if not (directory / "autoresearch.toml").exists():
-        init_from_template(directory, template)
+        # the demo's shorter budget goes into the copy's own config, committed and locked with it:
+        # `noise`, `compare` and a later `run` then measure what the demo's claims were made on
+        budget = budget or QUICKSTART_BUDGETS.get(template)
+        init_from_template(directory, template, budget=budget)
         click.echo(f"scaffolded {directory} from template {template!r}")
-    config = load_config(directory)
+        config = load_config(directory)
+        if budget:
+            click.echo(f"quickstart: {budget:g} {config.budget.clock} seconds per run, written into its "
+                       f"autoresearch.toml (the template's own budget is longer), so the demo ends within "
+                       f"{minutes:g} minutes")
+    else:
+        config = load_config(directory)
+        if budget is not None and budget != config.budget.seconds:
+            fail(f"--budget {budget:g}: {directory} exists with [budget] seconds = {config.budget.seconds:g}, and its "
+                 "results were measured on that budget; edit [budget] seconds in its autoresearch.toml (the next "
+                 "experiment then starts a new epoch) or give the quickstart a new folder", 2)
     config = with_overrides(config, "agent", kind="tune")
     config = with_overrides(config, "loop", max_experiments=experiments, hours=0.0, plateau=0)
-    budget = budget or QUICKSTART_BUDGETS.get(config.task.name)
-    if budget and budget != config.budget.seconds:
-        click.echo(f"quickstart: {budget:g} {config.budget.clock} seconds per run (the task's own budget is "
-                   f"{config.budget.seconds:g}), so the demo ends within {minutes:g} minutes")
-        config = with_overrides(config, "budget", seconds=budget)
     if config.verdict.confirm != "none" and config.verdict.max_runs > QUICKSTART_MAX_RUNS:
         click.echo(f"quickstart: at most {QUICKSTART_MAX_RUNS} confirmation runs per candidate (the task's own "
                    f"cap is {config.verdict.max_runs}); a candidate the test cannot decide in them is reported "
