@@ -185,7 +185,7 @@ def test_transfer_at_two_depths_is_recorded_and_reported(prepared: Path, tmp_pat
     # a 4 s budget, and room for torch's import on a loaded machine (a slow start is not over-budget)
     replace_once(task / "autoresearch.toml", "seconds = 60", "seconds = 4")
     replace_once(task / "autoresearch.toml", "grace = 15", "grace = 150")
-    replace_once(task / "autoresearch.toml", 'confirm = "sequential"', 'confirm = "none"')  # one run decides
+    replace_once(task / "autoresearch.toml", 'confirm = "reference"', 'confirm = "none"')  # one run decides
     git(task, "commit", "-qam", "a short session")
     ar(task, "lock", env=env)
     ar(task, "start", "--tag", "t", env=env)

@@ -189,8 +189,8 @@ def _honest_summary(exps: list, confirm: str) -> str:
 
 QUICKSTART_MINUTES = 10.0
 QUICKSTART_BUDGETS = {"tinylm": 20.0}  # per template, per run, on its clock: a few experiments in ten minutes
-QUICKSTART_MAX_RUNS = 8  # confirmation runs per candidate: 4 pairs beside the best (3 left a real 5 % gain at
-# a Bayes factor of 8 on tinylm's cpu clock: undecided)
+QUICKSTART_MAX_RUNS = 8  # confirmation runs per candidate: room for 4 pairs under a paired test (3 left a real
+# 5 % gain at a Bayes factor of 8: undecided); tinylm's reference test kept that gain in 6 runs
 QUICKSTART_SOFT = 0.8  # past this share of the time no new experiment starts (earlier when runs are slow)
 QUICKSTART_WIND_DOWN_S = 45.0  # the last seconds: the run in flight stopped, plot, report and summary
 
