@@ -456,6 +456,13 @@ def test_noise_advice_uses_the_corrected_sd_and_names_the_policy() -> None:
     paired = V.advise(sp, VerdictSection(confirm="paired", test="sequential", min_delta=0.01))
     assert paired.policy == "paired confirmation (sequential)" and paired.settings == {"min_delta": 0.01}
     assert any("smallest gain worth keeping" in line for line in paired.lines)
+    # tinylm ships confirm = "reference": the advice names that test and never sends the user
+    # to the slower sequential paired test (it printed "paired confirmation (bootstrap)" and
+    # 'confirm = "sequential" decides in fewer runs' for it)
+    ref = V.advise(sp, VerdictSection(confirm="reference"))
+    assert ref.policy == "reference confirmation" and ref.settings == {"min_delta": 0.0}
+    assert "bootstrap" not in " ".join(ref.lines) and not any('"sequential"' in line for line in ref.lines)
+    assert ref.headline == "[verdict] min_delta = 0  (for the reference confirmation)"
     assert V.spread([0.0, 0.0, 0.0]).rel_std is None
 
 

@@ -116,10 +116,11 @@ def advise(sp: Spread, policy: VerdictSection) -> Advice:
                      f"2 sd of a difference of two {'runs' if policy.repeats == 1 else 'medians'}; "
                      "smaller gains than that are not kept")
         return Advice(name, settings, lines)
-    name = f"paired confirmation ({policy.test})"
+    # confirm = "reference" has its own test (policy.test is then unused and says bootstrap)
+    name = "reference confirmation" if policy.confirm == "reference" else f"paired confirmation ({policy.test})"
     lines.append(f"for the {name}: the test measures the noise itself; min_delta is only the smallest "
                  f"gain worth keeping (now {policy.min_delta:g}; 0 keeps any real gain)")
-    if policy.test != "sequential":
+    if policy.confirm == "paired" and policy.test != "sequential":
         lines.append("confirm = \"sequential\" decides in fewer runs at the same false-keep bound")
     return Advice(name, {"min_delta": policy.min_delta}, lines)
 
