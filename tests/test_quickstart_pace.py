@@ -17,6 +17,7 @@ from autoresearch.scaffold import init_from_template, with_budget
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it times the wall clock
 def test_a_slow_quickstart_ends_in_its_time_and_says_undecided(tmp_path: Path) -> None:
     root = make_task(tmp_path, start=False, baseline=False)
     train = root / "train.py"  # each run waits 30 s (not charged on the cpu clock: it is not over budget)

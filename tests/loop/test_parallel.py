@@ -234,6 +234,7 @@ def started(template: Path, dest: Path) -> Session:
 # -- four slots, a real `command:` agent ---------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.serial  # four slots at once need the cores to themselves
 def test_four_slots_run_four_experiments_at_once(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_SLEEP", "1.2")
     agent = tmp_path / "agent.py"

@@ -226,6 +226,7 @@ def _aa_task(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # its noise is the machine's: another test beside it is a load it did not script
 @pytest.mark.timeout(1500)  # 30 real timing experiments with confirmation, on a loaded 2-core machine
 def test_aa_no_keeps_on_the_noisy_timing_template(tmp_path: Path) -> None:
     """30 changes that change nothing that matters, under the template's confirmation: zero keeps."""
