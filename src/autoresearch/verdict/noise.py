@@ -64,7 +64,7 @@ class Advice:
     """One recommendation for the task's [verdict], from a measured spread. `noise`, `status` and
     the report all print it (`headline`), so they never disagree."""
 
-    policy: str  # "greedy screen" | "screen on medians of N runs" | "paired confirmation (TEST)"
+    policy: str  # "greedy screen" | "screen on medians of N runs" | "paired confirmation (TEST)" | "reference confirmation"
     settings: dict[str, object]  # [verdict] keys to set
     lines: list[str]  # what to tell the person, one sentence a line
 
